@@ -1,0 +1,275 @@
+//! The command line: `serve`, `check-config` and `explain`.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{
+    config::Config,
+    proto::{externalscaler::ScaledObjectRef, llmscaler::v1::explain_client::ExplainClient},
+    server,
+};
+
+/// A KEDA external scaler for LLM inference fleets.
+#[derive(Debug, Parser)]
+#[command(name = "keda-llm-scaler", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve KEDA's external-scaler protocol (gRPC) and /metrics (HTTP).
+    Serve {
+        /// The config file (the mounted ConfigMap).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where gRPC listens.
+        #[arg(long, default_value = "0.0.0.0:6000")]
+        grpc_addr: SocketAddr,
+        /// Where /metrics, /healthz and /readyz listen.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        http_addr: SocketAddr,
+    },
+    /// Validate a config file; exit 1 with every error when it is invalid.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Ask a running scaler why it answers what it answers for a trigger.
+    Explain {
+        /// The scaler's gRPC address (host:port).
+        #[arg(long)]
+        addr: String,
+        /// The ScaledObject's namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The ScaledObject's name.
+        #[arg(long)]
+        name: String,
+        /// The trigger's metadata, as key=value (repeat for each key).
+        #[arg(long = "metadata", value_parser = parse_key_value)]
+        metadata: Vec<(String, String)>,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not key=value")),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Runs the command line; the binary is just this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Serve {
+            config,
+            grpc_addr,
+            http_addr,
+        } => serve(config, grpc_addr, http_addr).await,
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} profile{}: {})",
+                    file.display(),
+                    config.profiles.len(),
+                    if config.profiles.len() == 1 { "" } else { "s" },
+                    config.profile_names().join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Explain {
+            addr,
+            namespace,
+            name,
+            metadata,
+            json,
+        } => explain(addr, namespace, name, metadata, json).await,
+    }
+}
+
+async fn serve(config: PathBuf, grpc_addr: SocketAddr, http_addr: SocketAddr) -> ExitCode {
+    let config = match Config::load(&config) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let (grpc, http) = match (bind(grpc_addr).await, bind(http_addr).await) {
+        (Ok(grpc), Ok(http)) => (grpc, http),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(%grpc_addr, %http_addr, prometheus = config.prometheus.url.as_str(), "starting");
+    match server::run(config, grpc, Some(http), shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (the kubelet) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn explain(
+    addr: String,
+    namespace: String,
+    name: String,
+    metadata: Vec<(String, String)>,
+    json: bool,
+) -> ExitCode {
+    let endpoint = if addr.contains("://") {
+        addr
+    } else {
+        format!("http://{addr}")
+    };
+    let mut client = match ExplainClient::connect(endpoint.clone()).await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: cannot connect to {endpoint}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = ScaledObjectRef {
+        name,
+        namespace,
+        scaler_metadata: metadata.into_iter().collect::<HashMap<_, _>>(),
+    };
+    match client.explain(request).await {
+        Ok(response) => {
+            let explanation = response.into_inner();
+            if json {
+                println!("{}", explanation_json(&explanation));
+            } else {
+                print!("{}", server::render_explanation(&explanation));
+            }
+            if explanation.demand_available {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(status) => {
+            eprintln!("error: {:?}: {}", status.code(), status.message());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The explanation as JSON, field names as in the proto.
+fn explanation_json(e: &crate::proto::llmscaler::v1::Explanation) -> String {
+    use serde_json::json;
+    let value = json!({
+        "metric_name": e.metric_name,
+        "profile": e.profile,
+        "engine": e.engine,
+        "pool": e.pool,
+        "demand_available": e.demand_available,
+        "demand": e.demand,
+        "unclamped_demand": e.unclamped_demand,
+        "min_demand": e.min_demand,
+        "max_demand": e.max_demand,
+        "winning_term": e.winning_term,
+        "active": e.active,
+        "terms": e.terms.iter().map(|t| json!({
+            "name": t.name, "replicas": t.replicas, "formula": t.formula,
+            "inputs": t.inputs, "promql": t.promql,
+        })).collect::<Vec<_>>(),
+        "inputs": e.inputs.as_ref().map(|i| json!({
+            "queue_depth": i.queue_depth,
+            "replicas": i.replicas,
+            "output_tokens_per_second": i.output_tokens_per_second,
+            "input_tokens_per_second": i.input_tokens_per_second,
+            "kv_cache_ratio": i.kv_cache_ratio,
+            "per_replica": i.per_replica.iter().map(|r| json!({
+                "replica": r.replica, "queue_depth": r.queue_depth, "kv_cache_ratio": r.kv_cache_ratio,
+            })).collect::<Vec<_>>(),
+        })),
+        "queries": e.queries.iter().map(|q| json!({
+            "signal": q.signal, "promql": q.promql, "duration_seconds": q.duration_seconds,
+            "series": q.series, "error": q.error,
+        })).collect::<Vec<_>>(),
+        "errors": e.errors,
+        "evaluated_at_unix_ms": e.evaluated_at_unix_ms,
+        "evaluation_seconds": e.evaluation_seconds,
+        "age_seconds": e.age_seconds,
+    });
+    serde_json::to_string_pretty(&value).expect("JSON values serialize")
+}

@@ -1,0 +1,452 @@
+//! A ScaledObject trigger's `scalerMetadata`, resolved against the config into a
+//! [`Target`]: the profile with its overrides applied, the metric name, and the queries.
+
+use std::collections::HashMap;
+
+use super::{Config, Engine, KvAggregate, KvTarget, Pool, Positive, Profile};
+
+/// The keys this scaler reads.
+pub const KEYS: &[&str] = &[
+    "profile",
+    "model",
+    "pool",
+    "queuePerReplica",
+    "outputTokensPerSecond",
+    "inputTokensPerSecond",
+    "kvCacheTarget",
+];
+
+/// Keys KEDA itself reads from the same trigger metadata and passes on to us.
+pub const KEDA_KEYS: &[&str] = &["scalerAddress", "enableTLS", "unsafeSsl"];
+
+/// Longest `model` value accepted: label values this long are a mistake, not a model name.
+const MAX_MODEL_LEN: usize = 512;
+
+/// Invalid trigger metadata: the key, the value and what is allowed. KEDA shows it on
+/// the ScaledObject, so it must stand on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scalerMetadata key `{key}`: {problem}")]
+pub struct MetadataError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl MetadataError {
+    fn new(key: &str, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Everything needed to evaluate one trigger, derived from metadata and config alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub profile_name: String,
+    pub engine: Engine,
+    /// The value of the engine's model label, when the trigger overrides it.
+    pub model: Option<String>,
+    pub pool: Pool,
+    pub queue_per_replica: f64,
+    /// Capacity of the pool's token signal, in tokens per second per replica.
+    pub output_tokens_per_second: Option<f64>,
+    pub input_tokens_per_second: Option<f64>,
+    pub kv_target: f64,
+    pub kv_aggregate: KvAggregate,
+    pub min_demand: f64,
+    pub max_demand: f64,
+    /// The name GetMetricSpec announces and GetMetrics expects.
+    pub metric_name: String,
+}
+
+/// Reads trigger metadata against the config.
+pub fn resolve(
+    config: &Config,
+    metadata: &HashMap<String, String>,
+) -> Result<Target, MetadataError> {
+    for key in metadata.keys() {
+        if !KEYS.contains(&key.as_str()) && !KEDA_KEYS.contains(&key.as_str()) {
+            return Err(MetadataError::new(
+                key,
+                format!(
+                    "is not a key this scaler reads: allowed keys are {}",
+                    KEYS.join(", ")
+                ),
+            ));
+        }
+    }
+    let profile_name = match metadata.get("profile") {
+        None => {
+            return Err(MetadataError::new(
+                "profile",
+                format!("is required: one of {}", config.profile_names().join(", ")),
+            ));
+        }
+        Some(name) => name,
+    };
+    let profile = config.profile(profile_name).ok_or_else(|| {
+        MetadataError::new(
+            "profile",
+            format!(
+                "value `{}` is not a profile in the config: allowed are {}",
+                printable(profile_name),
+                config.profile_names().join(", ")
+            ),
+        )
+    })?;
+
+    let model = match metadata.get("model") {
+        None => None,
+        Some(model) => Some(parse_model(profile, model)?),
+    };
+    let pool = match metadata.get("pool") {
+        None => profile.pool,
+        Some(text) => Pool::parse(text).ok_or_else(|| {
+            MetadataError::new(
+                "pool",
+                format!(
+                    "value `{}` is not allowed: expected {}",
+                    printable(text),
+                    Pool::ALLOWED
+                ),
+            )
+        })?,
+    };
+    let capacity = &profile.capacity;
+    let queue_per_replica = number(
+        metadata,
+        "queuePerReplica",
+        Positive::new,
+        Positive::ALLOWED,
+    )?
+    .map_or(capacity.queue_per_replica.0, |p| p.0);
+    let output_tokens_per_second = number(
+        metadata,
+        "outputTokensPerSecond",
+        Positive::new,
+        Positive::ALLOWED,
+    )?
+    .or(capacity.output_tokens_per_second)
+    .map(|p| p.0);
+    let input_tokens_per_second = number(
+        metadata,
+        "inputTokensPerSecond",
+        Positive::new,
+        Positive::ALLOWED,
+    )?
+    .or(capacity.input_tokens_per_second)
+    .map(|p| p.0);
+    let kv_target = number(metadata, "kvCacheTarget", KvTarget::new, KvTarget::ALLOWED)?
+        .map_or(profile.kv_cache.target_ratio.0, |t| t.0);
+
+    match pool {
+        Pool::Prefill if input_tokens_per_second.is_none() => {
+            return Err(MetadataError::new(
+                "inputTokensPerSecond",
+                format!(
+                    "is required for pool prefill: profile `{profile_name}` sets no capacity.input_tokens_per_second"
+                ),
+            ));
+        }
+        Pool::Unified | Pool::Decode if output_tokens_per_second.is_none() => {
+            return Err(MetadataError::new(
+                "outputTokensPerSecond",
+                format!(
+                    "is required for pool {}: profile `{profile_name}` sets no capacity.output_tokens_per_second",
+                    pool.as_str()
+                ),
+            ));
+        }
+        _ => {}
+    }
+
+    let metric_name = metric_name(profile_name, model.as_deref(), pool);
+    Ok(Target {
+        profile_name: profile_name.clone(),
+        engine: profile.engine,
+        model,
+        pool,
+        queue_per_replica,
+        output_tokens_per_second,
+        input_tokens_per_second,
+        kv_target,
+        kv_aggregate: profile.kv_cache.aggregate,
+        min_demand: profile.min_demand.value.0,
+        max_demand: profile.max_demand.value.0,
+        metric_name,
+    })
+}
+
+fn parse_model(profile: &Profile, model: &str) -> Result<String, MetadataError> {
+    if crate::source::promql::model_label(profile.engine).is_none() {
+        return Err(MetadataError::new(
+            "model",
+            format!(
+                "is not allowed with engine {}: it has no model label; select the fleet with the profile's selector",
+                profile.engine.as_str()
+            ),
+        ));
+    }
+    if model.is_empty() || model.len() > MAX_MODEL_LEN {
+        return Err(MetadataError::new(
+            "model",
+            format!(
+                "value must be 1 to {MAX_MODEL_LEN} bytes long, got {} bytes",
+                model.len()
+            ),
+        ));
+    }
+    Ok(model.to_owned())
+}
+
+fn number<T>(
+    metadata: &HashMap<String, String>,
+    key: &str,
+    check: fn(f64) -> Option<T>,
+    allowed: &str,
+) -> Result<Option<T>, MetadataError> {
+    let Some(text) = metadata.get(key) else {
+        return Ok(None);
+    };
+    let parsed = text.trim().parse::<f64>().ok().and_then(check);
+    parsed.map(Some).ok_or_else(|| {
+        MetadataError::new(
+            key,
+            format!(
+                "value `{}` is not allowed: expected {allowed}",
+                printable(text)
+            ),
+        )
+    })
+}
+
+/// Metadata values are echoed in errors; keep them short and on one line.
+fn printable(value: &str) -> String {
+    let mut shown: String = value
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if value.chars().count() > 80 {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The metric name for a profile, model and pool: deterministic, lowercase, and a valid
+/// URL path segment (`[a-z0-9-]`). A model name loses characters on the way, so a short
+/// hash of the exact value keeps two models apart.
+pub fn metric_name(profile: &str, model: Option<&str>, pool: Pool) -> String {
+    let mut name = format!("llm-demand-{}-{}", slug(profile, 63), pool.as_str());
+    if let Some(model) = model {
+        name.push('-');
+        name.push_str(&slug(model, 60));
+        name.push_str(&format!("-{:08x}", fnv1a32(model.as_bytes())));
+    }
+    name
+}
+
+fn slug(text: &str, max_len: usize) -> String {
+    let mut slug = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.chars().take(max_len).collect();
+    let slug = slug.trim_matches('-');
+    if slug.is_empty() {
+        "x".to_owned()
+    } else {
+        slug.to_owned()
+    }
+}
+
+/// FNV-1a: stable across versions and platforms, unlike std's hasher.
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+prometheus:
+  url: http://127.0.0.1:9090
+profiles:
+  llama-70b:
+    engine: vllm
+    selector:
+      model_name: meta-llama/Llama-3.1-70B-Instruct
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      input_tokens_per_second: 40000
+  prefill-only:
+    engine: seed
+    pool: prefill
+    capacity:
+      queue_per_replica: 10
+      input_tokens_per_second: 30000
+  tgi:
+    engine: tgi
+    capacity:
+      queue_per_replica: 4
+      output_tokens_per_second: 800
+"#;
+
+    fn config() -> Config {
+        Config::parse(CONFIG).unwrap()
+    }
+
+    fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn profile_alone_takes_the_profile_values() {
+        let target = resolve(&config(), &meta(&[("profile", "llama-70b")])).unwrap();
+        assert_eq!(target.pool, Pool::Unified);
+        assert_eq!(target.queue_per_replica, 15.0);
+        assert_eq!(target.output_tokens_per_second, Some(5000.0));
+        assert_eq!(target.input_tokens_per_second, Some(40000.0));
+        assert_eq!(target.kv_target, 0.75);
+        assert_eq!((target.min_demand, target.max_demand), (0.0, 100.0));
+        assert_eq!(target.metric_name, "llm-demand-llama-70b-unified");
+        assert_eq!(target.model, None);
+    }
+
+    #[test]
+    fn overrides_replace_profile_values() {
+        let target = resolve(
+            &config(),
+            &meta(&[
+                ("profile", "llama-70b"),
+                ("pool", "decode"),
+                ("queuePerReplica", "7.5"),
+                ("outputTokensPerSecond", "1200"),
+                ("inputTokensPerSecond", "9000"),
+                ("kvCacheTarget", "0.8"),
+                ("model", "meta-llama/Llama-3.1-8B"),
+                ("scalerAddress", "scaler:6000"),
+                ("enableTLS", "false"),
+                ("unsafeSsl", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(target.pool, Pool::Decode);
+        assert_eq!(target.queue_per_replica, 7.5);
+        assert_eq!(target.output_tokens_per_second, Some(1200.0));
+        assert_eq!(target.input_tokens_per_second, Some(9000.0));
+        assert_eq!(target.kv_target, 0.8);
+        assert_eq!(target.model.as_deref(), Some("meta-llama/Llama-3.1-8B"));
+        assert!(
+            target
+                .metric_name
+                .starts_with("llm-demand-llama-70b-decode-meta-llama-llama-3-1-8b-"),
+            "{}",
+            target.metric_name
+        );
+    }
+
+    #[test]
+    fn metric_names_are_deterministic_path_segments_and_tell_models_apart() {
+        let a = metric_name("p", Some("Model/A"), Pool::Unified);
+        let b = metric_name("p", Some("model-a"), Pool::Unified);
+        assert_ne!(a, b);
+        assert_eq!(a, metric_name("p", Some("Model/A"), Pool::Unified));
+        let hostile = metric_name("p", Some("../../x?y=1#z%2F\"} or vector(1)"), Pool::Prefill);
+        assert!(
+            hostile
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{hostile}"
+        );
+        assert!(metric_name("p", Some(&"m".repeat(500)), Pool::Decode).len() < 150);
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> MetadataError {
+        resolve(&config(), &meta(pairs)).unwrap_err()
+    }
+
+    #[test]
+    fn missing_or_unknown_profile_names_the_allowed_ones() {
+        let e = error(&[]);
+        assert_eq!(e.key, "profile");
+        assert!(e.problem.contains("llama-70b"), "{e}");
+        let e = error(&[("profile", "nope")]);
+        assert!(
+            e.to_string().contains("`nope`") && e.to_string().contains("prefill-only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = error(&[("profile", "llama-70b"), ("queuePerReplika", "3")]);
+        assert_eq!(e.key, "queuePerReplika");
+        assert!(e.problem.contains("queuePerReplica"), "{e}");
+    }
+
+    #[test]
+    fn bad_numbers_name_key_value_and_range() {
+        for (key, value) in [
+            ("queuePerReplica", "abc"),
+            ("queuePerReplica", "0"),
+            ("queuePerReplica", "-1"),
+            ("queuePerReplica", "NaN"),
+            ("queuePerReplica", "inf"),
+            ("outputTokensPerSecond", ""),
+            ("inputTokensPerSecond", "1e400"),
+            ("kvCacheTarget", "1.5"),
+            ("kvCacheTarget", "0"),
+        ] {
+            let e = error(&[("profile", "llama-70b"), (key, value)]);
+            assert_eq!(e.key, key);
+            assert!(e.problem.contains(&format!("`{value}`")), "{e}");
+            assert!(e.problem.contains("expected"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_pool_and_model() {
+        let e = error(&[("profile", "llama-70b"), ("pool", "Decode")]);
+        assert!(e.to_string().contains("unified, prefill or decode"), "{e}");
+        let e = error(&[("profile", "llama-70b"), ("model", "")]);
+        assert_eq!(e.key, "model");
+        let e = error(&[("profile", "tgi"), ("model", "x")]);
+        assert!(e.problem.contains("no model label"), "{e}");
+    }
+
+    #[test]
+    fn a_pool_needs_its_token_capacity() {
+        let e = error(&[("profile", "prefill-only"), ("pool", "decode")]);
+        assert_eq!(e.key, "outputTokensPerSecond");
+        let ok = resolve(
+            &config(),
+            &meta(&[
+                ("profile", "prefill-only"),
+                ("pool", "decode"),
+                ("outputTokensPerSecond", "100"),
+            ]),
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn errors_show_hostile_values_on_one_line() {
+        let e = error(&[("profile", "llama-70b"), ("pool", "a\nb\u{0}")]);
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+}

@@ -1,0 +1,572 @@
+//! The ConfigMap: one YAML file that names the Prometheus to ask and the profiles
+//! ScaledObjects refer to. Parsing rejects unknown keys and out-of-range values with
+//! the line, the key and what is allowed; a config that loads is safe to serve.
+
+mod duration;
+pub mod metadata;
+
+use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+pub use duration::{ConfigDuration, DURATION_FORMS};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the fleet's metrics are read from.
+    pub prometheus: PrometheusConfig,
+    /// How often and how long evaluations are reused.
+    #[serde(default)]
+    pub evaluation: EvaluationConfig,
+    /// Named profiles, one per kind of fleet; a ScaledObject picks one with `profile`.
+    pub profiles: BTreeMap<ProfileName, Profile>,
+}
+
+/// The Prometheus (or Thanos, Mimir, Cortex) HTTP API the scaler queries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`.
+    pub url: HttpUrl,
+    /// Upper bound on one query, kept below KEDA's 3 s deadline for the HPA path.
+    #[serde(default = "default_prometheus_timeout")]
+    pub timeout: Spanned<ConfigDuration>,
+}
+
+/// Evaluation timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// IsActive, GetMetrics and Explain calls inside this window share one evaluation.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: Spanned<ConfigDuration>,
+    /// How often a StreamIsActive stream re-evaluates.
+    #[serde(default = "default_push_interval")]
+    pub push_interval: Spanned<ConfigDuration>,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: default_cache_ttl(),
+            push_interval: default_push_interval(),
+        }
+    }
+}
+
+/// One kind of fleet: which engine's series to read, which pods belong to it,
+/// and what one replica sustains.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Which engine's series the queries read.
+    pub engine: Engine,
+    /// Label matchers added to every query (values are escaped).
+    #[serde(default)]
+    pub selector: BTreeMap<LabelName, String>,
+    /// Which terms apply: prefill pools scale on input tokens, decode pools on output tokens and KV cache.
+    #[serde(default)]
+    pub pool: Pool,
+    /// The label that tells replicas apart (counted for R, grouped by for per-replica gauges).
+    #[serde(default = "default_replica_label")]
+    pub replica_label: LabelName,
+    /// The range of `rate()` over token counters.
+    #[serde(default = "default_rate_window")]
+    pub rate_window: Spanned<ConfigDuration>,
+    /// What ONE replica sustains within its SLOs.
+    pub capacity: Capacity,
+    /// KV-cache headroom target.
+    #[serde(default)]
+    pub kv_cache: KvCacheConfig,
+    /// The demand never goes below this (replicas).
+    #[serde(default = "default_min_demand")]
+    pub min_demand: Spanned<NonNegative>,
+    /// The demand never goes above this (replicas).
+    #[serde(default = "default_max_demand")]
+    pub max_demand: Spanned<NonNegative>,
+    /// PromQL for each signal; required with `engine: custom`, refused otherwise.
+    #[serde(default)]
+    pub queries: Option<Spanned<CustomQueries>>,
+}
+
+/// Per-replica capacity, measured by a load test or a backtest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Waiting requests one replica works off within the TTFT SLO.
+    pub queue_per_replica: Positive,
+    /// Output tokens per second one replica generates within the TPOT SLO (decode, unified).
+    #[serde(default)]
+    pub output_tokens_per_second: Option<Positive>,
+    /// Input (prompt) tokens per second one replica prefills within the TTFT SLO (prefill).
+    #[serde(default)]
+    pub input_tokens_per_second: Option<Positive>,
+}
+
+/// KV-cache headroom.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvCacheConfig {
+    /// The usage ratio the fleet is sized for.
+    #[serde(default = "default_kv_target")]
+    pub target_ratio: KvTarget,
+    /// How per-replica usage combines into K.
+    #[serde(default)]
+    pub aggregate: KvAggregate,
+}
+
+impl Default for KvCacheConfig {
+    fn default() -> Self {
+        Self {
+            target_ratio: default_kv_target(),
+            aggregate: KvAggregate::default(),
+        }
+    }
+}
+
+/// The user's own PromQL for `engine: custom`. `$selector` is replaced by the profile's
+/// (escaped) label matchers and `$rate_window` by its rate window.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomQueries {
+    /// Waiting requests, one series per replica (carrying `replica_label`).
+    pub queue_depth: String,
+    /// Output tokens per second (summed by the scaler).
+    pub output_tokens_per_second: String,
+    /// Input tokens per second (summed by the scaler).
+    pub input_tokens_per_second: String,
+    /// KV-cache usage ratio 0..1, one series per replica.
+    pub kv_cache_usage: String,
+}
+
+/// The serving engines with built-in series presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Seed,
+    Vllm,
+    Sglang,
+    Tgi,
+    Trtllm,
+    Dynamo,
+    Custom,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Seed => "seed",
+            Engine::Vllm => "vllm",
+            Engine::Sglang => "sglang",
+            Engine::Tgi => "tgi",
+            Engine::Trtllm => "trtllm",
+            Engine::Dynamo => "dynamo",
+            Engine::Custom => "custom",
+        }
+    }
+}
+
+/// Which role a fleet's replicas play.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    #[default]
+    Unified,
+    Prefill,
+    Decode,
+}
+
+impl Pool {
+    pub const ALLOWED: &'static str = "unified, prefill or decode";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Unified => "unified",
+            Pool::Prefill => "prefill",
+            Pool::Decode => "decode",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "unified" => Some(Pool::Unified),
+            "prefill" => Some(Pool::Prefill),
+            "decode" => Some(Pool::Decode),
+            _ => None,
+        }
+    }
+
+    /// Prefill replicas hold no decode KV cache worth scaling on.
+    pub fn uses_kv_cache(self) -> bool {
+        self != Pool::Prefill
+    }
+}
+
+/// How per-replica KV usage becomes one K.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvAggregate {
+    #[default]
+    Mean,
+    Max,
+}
+
+macro_rules! checked_number {
+    ($(#[$doc:meta])* $name:ident, $allowed:expr, |$v:ident| $ok:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Deserialize)]
+        #[serde(try_from = "f64")]
+        pub struct $name(pub f64);
+
+        impl $name {
+            /// What the value may be, for error messages.
+            pub const ALLOWED: &'static str = $allowed;
+
+            pub fn new($v: f64) -> Option<Self> {
+                ($v.is_finite() && $ok).then_some(Self($v))
+            }
+        }
+
+        impl TryFrom<f64> for $name {
+            type Error = String;
+            fn try_from(value: f64) -> Result<Self, String> {
+                Self::new(value).ok_or_else(|| format!("{value} is not allowed here: expected {}", $allowed))
+            }
+        }
+    };
+}
+
+checked_number!(
+    /// A finite number above zero.
+    Positive, "a number greater than 0", |v| v > 0.0
+);
+checked_number!(
+    /// A finite number at or above zero.
+    NonNegative, "a number at or above 0", |v| v >= 0.0
+);
+checked_number!(
+    /// A KV-cache target ratio.
+    KvTarget, "a ratio greater than 0 and at most 1, such as 0.75", |v| v > 0.0 && v <= 1.0
+);
+
+/// A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`): it enters PromQL unquoted, so it is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LabelName(String);
+
+impl LabelName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LabelName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let mut chars = name.chars();
+        let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(format!(
+                "`{name}` is not a Prometheus label name: expected letters, digits and underscores, not starting with a digit"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for LabelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A profile's name: it ends up in metric names and URLs, so it is kept to a safe alphabet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ProfileName(String);
+
+impl ProfileName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ProfileName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+            });
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(format!(
+                "profile name `{name}` is not allowed: expected 1 to 63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for ProfileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HttpUrl(String);
+
+impl HttpUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HttpUrl {
+    type Error = String;
+    fn try_from(url: String) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        match rest {
+            Some(host)
+                if !host.is_empty()
+                    && !host.starts_with('/')
+                    && !url.contains(char::is_whitespace) =>
+            {
+                Ok(Self(url))
+            }
+            _ => Err(format!(
+                "`{url}` is not allowed: expected an http:// or https:// URL such as http://prometheus.monitoring:9090"
+            )),
+        }
+    }
+}
+
+fn default_prometheus_timeout() -> Spanned<ConfigDuration> {
+    unspanned(ConfigDuration(Duration::from_secs(2)))
+}
+fn default_cache_ttl() -> Spanned<ConfigDuration> {
+    unspanned(ConfigDuration(Duration::from_secs(5)))
+}
+fn default_push_interval() -> Spanned<ConfigDuration> {
+    unspanned(ConfigDuration(Duration::from_secs(5)))
+}
+fn default_rate_window() -> Spanned<ConfigDuration> {
+    unspanned(ConfigDuration(Duration::from_secs(60)))
+}
+fn default_replica_label() -> LabelName {
+    LabelName("pod".to_owned())
+}
+fn default_kv_target() -> KvTarget {
+    KvTarget(0.75)
+}
+fn default_min_demand() -> Spanned<NonNegative> {
+    unspanned(NonNegative(0.0))
+}
+fn default_max_demand() -> Spanned<NonNegative> {
+    unspanned(NonNegative(100.0))
+}
+
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+/// A config file that could not be loaded; the message carries every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config:\n{0}")]
+    Invalid(String),
+}
+
+/// One problem with a value that parsed, pointing at its line.
+struct Problem {
+    line: u64,
+    key: String,
+    message: String,
+}
+
+fn check_duration(
+    problems: &mut Vec<Problem>,
+    key: String,
+    value: &Spanned<ConfigDuration>,
+    min: Duration,
+    max: Duration,
+) {
+    if value.value.0 < min || value.value.0 > max {
+        problems.push(Problem {
+            line: value.referenced.line(),
+            key,
+            message: format!(
+                "{} is out of range: expected from {} to {}",
+                value.value,
+                ConfigDuration(min),
+                ConfigDuration(max)
+            ),
+        });
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            let lines: Vec<String> = problems
+                .into_iter()
+                .map(|p| {
+                    let at = if p.line > 0 {
+                        format!("line {}: ", p.line)
+                    } else {
+                        String::new()
+                    };
+                    format!("  {at}{}: {}", p.key, p.message)
+                })
+                .collect();
+            Err(ConfigError::Invalid(lines.join("\n")))
+        }
+    }
+
+    /// Checks across fields that serde cannot see one at a time.
+    fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        check_duration(
+            &mut problems,
+            "prometheus.timeout".into(),
+            &self.prometheus.timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+        );
+        check_duration(
+            &mut problems,
+            "evaluation.cache_ttl".into(),
+            &self.evaluation.cache_ttl,
+            Duration::ZERO,
+            Duration::from_secs(300),
+        );
+        check_duration(
+            &mut problems,
+            "evaluation.push_interval".into(),
+            &self.evaluation.push_interval,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        );
+        for (name, profile) in &self.profiles {
+            check_duration(
+                &mut problems,
+                format!("profiles.{name}.rate_window"),
+                &profile.rate_window,
+                Duration::from_secs(1),
+                Duration::from_secs(86_400),
+            );
+            if profile.rate_window.value.0.subsec_millis() != 0 {
+                problems.push(Problem {
+                    line: profile.rate_window.referenced.line(),
+                    key: format!("profiles.{name}.rate_window"),
+                    message: format!(
+                        "{} is not allowed: expected whole seconds",
+                        profile.rate_window.value
+                    ),
+                });
+            }
+            if profile.min_demand.value.0 > profile.max_demand.value.0 {
+                problems.push(Problem {
+                    line: profile.min_demand.referenced.line(),
+                    key: format!("profiles.{name}.min_demand"),
+                    message: format!(
+                        "{} is above max_demand {}: expected min_demand <= max_demand",
+                        profile.min_demand.value.0, profile.max_demand.value.0
+                    ),
+                });
+            }
+            match (&profile.queries, profile.engine) {
+                (None, Engine::Custom) => problems.push(Problem {
+                    line: 0,
+                    key: format!("profiles.{name}.queries"),
+                    message: "is required with engine: custom (queue_depth, output_tokens_per_second, input_tokens_per_second, kv_cache_usage)".into(),
+                }),
+                (Some(queries), engine) if engine != Engine::Custom => problems.push(Problem {
+                    line: queries.referenced.line(),
+                    key: format!("profiles.{name}.queries"),
+                    message: format!(
+                        "is only allowed with engine: custom; engine {} has built-in queries",
+                        engine.as_str()
+                    ),
+                }),
+                _ => {}
+            }
+            let capacity = &profile.capacity;
+            let needed = match profile.pool {
+                Pool::Prefill => capacity
+                    .input_tokens_per_second
+                    .is_none()
+                    .then_some("input_tokens_per_second"),
+                Pool::Unified | Pool::Decode => capacity
+                    .output_tokens_per_second
+                    .is_none()
+                    .then_some("output_tokens_per_second"),
+            };
+            if let Some(key) = needed {
+                problems.push(Problem {
+                    line: 0,
+                    key: format!("profiles.{name}.capacity.{key}"),
+                    message: format!("is required for a {} pool", profile.pool.as_str()),
+                });
+            }
+        }
+        if self.profiles.is_empty() {
+            problems.push(Problem {
+                line: 0,
+                key: "profiles".into(),
+                message: "is empty: expected at least one profile".into(),
+            });
+        }
+        problems
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles
+            .iter()
+            .find(|(key, _)| key.as_str() == name)
+            .map(|(_, profile)| profile)
+    }
+
+    pub fn profile_names(&self) -> Vec<&str> {
+        self.profiles.keys().map(ProfileName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,323 @@
+//! The demand model: signals in, terms and a replica demand out. Pure (no I/O, no
+//! clock), so the server, the simulator and `explain` all run this same code.
+//!
+//! Terms, in replicas:
+//! - queue = Q / queue_per_replica
+//! - throughput = T_out / output_tokens_per_second (decode, unified), T_in / input_tokens_per_second (prefill)
+//! - kv = R x K / target_ratio (decode, unified): the replicas that bring KV usage back to the target
+//!
+//! D = clamp(max(terms), min_demand, max_demand); active when Q > 0, T_out + T_in > 0 or D > 0.
+
+use std::fmt;
+
+use crate::config::{KvAggregate, Pool, metadata::Target};
+
+/// One replica's value of a per-replica gauge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaValue {
+    /// The value of the profile's `replica_label`.
+    pub replica: String,
+    pub value: f64,
+}
+
+/// What the metrics source observed for one fleet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signals {
+    /// Waiting requests per replica; the number of entries is R.
+    pub queue_by_replica: Vec<ReplicaValue>,
+    /// T_out: output tokens per second over the fleet.
+    pub output_tokens_per_second: f64,
+    /// T_in: input tokens per second over the fleet.
+    pub input_tokens_per_second: f64,
+    /// KV-cache usage ratio per replica; `None` when the pool does not scale on it.
+    pub kv_by_replica: Option<Vec<ReplicaValue>>,
+}
+
+/// The settings the terms use, taken from a resolved [`Target`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    pub pool: Pool,
+    pub queue_per_replica: f64,
+    pub output_tokens_per_second: Option<f64>,
+    pub input_tokens_per_second: Option<f64>,
+    pub kv_target: f64,
+    pub kv_aggregate: KvAggregate,
+    pub min_demand: f64,
+    pub max_demand: f64,
+}
+
+impl From<&Target> for Params {
+    fn from(target: &Target) -> Self {
+        Self {
+            pool: target.pool,
+            queue_per_replica: target.queue_per_replica,
+            output_tokens_per_second: target.output_tokens_per_second,
+            input_tokens_per_second: target.input_tokens_per_second,
+            kv_target: target.kv_target,
+            kv_aggregate: target.kv_aggregate,
+            min_demand: target.min_demand,
+            max_demand: target.max_demand,
+        }
+    }
+}
+
+/// The kinds of term that compete in max(terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TermKind {
+    Queue,
+    Throughput,
+    Kv,
+}
+
+impl TermKind {
+    pub const ALL: [TermKind; 3] = [TermKind::Queue, TermKind::Throughput, TermKind::Kv];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TermKind::Queue => "queue",
+            TermKind::Throughput => "throughput",
+            TermKind::Kv => "kv",
+        }
+    }
+}
+
+/// One term: its value in replicas, and the numbers it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    pub kind: TermKind,
+    pub replicas: f64,
+    /// The formula with the numbers filled in.
+    pub formula: String,
+    /// The inputs by name, for Explain.
+    pub inputs: Vec<(&'static str, f64)>,
+}
+
+/// What decided the demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Winner {
+    Term(TermKind),
+    MinDemand,
+    MaxDemand,
+}
+
+impl fmt::Display for Winner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Winner::Term(kind) => kind.as_str(),
+            Winner::MinDemand => "min_demand",
+            Winner::MaxDemand => "max_demand",
+        })
+    }
+}
+
+/// The aggregated signals the terms read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Inputs {
+    /// Q
+    pub queue_depth: f64,
+    /// R
+    pub replicas: f64,
+    /// T_out
+    pub output_tokens_per_second: f64,
+    /// T_in
+    pub input_tokens_per_second: f64,
+    /// K; `None` when the pool does not scale on KV cache.
+    pub kv_cache_ratio: Option<f64>,
+}
+
+/// The model's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Demand {
+    /// Replicas wanted, clamped: what GetMetrics answers.
+    pub replicas: f64,
+    /// max(terms) before clamping.
+    pub unclamped: f64,
+    pub winner: Winner,
+    pub terms: Vec<Term>,
+    pub inputs: Inputs,
+    /// What IsActive answers.
+    pub active: bool,
+}
+
+impl Demand {
+    pub fn term(&self, kind: TermKind) -> Option<&Term> {
+        self.terms.iter().find(|t| t.kind == kind)
+    }
+}
+
+/// A signal whose value cannot be trusted: the demand is not computed from it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SignalError {
+    #[error("{signal} is {value} for replica `{replica}`: expected a finite number at or above 0")]
+    BadReplicaValue {
+        signal: &'static str,
+        replica: String,
+        value: f64,
+    },
+    #[error("{signal} is {value}: expected a finite number at or above 0")]
+    BadFleetValue { signal: &'static str, value: f64 },
+    #[error("KV-cache usage is {value} for replica `{replica}`: expected a ratio from 0 to 1")]
+    KvOutOfRange { replica: String, value: f64 },
+}
+
+/// KV ratios a hair above 1 come from float arithmetic in exporters, not from overload.
+const KV_RATIO_SLACK: f64 = 1e-6;
+
+/// Computes the terms and the demand.
+pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError> {
+    let inputs = aggregate(signals, params.kv_aggregate)?;
+    let mut terms = Vec::with_capacity(3);
+
+    terms.push(Term {
+        kind: TermKind::Queue,
+        replicas: inputs.queue_depth / params.queue_per_replica,
+        formula: format!(
+            "Q / queue_per_replica = {} / {}",
+            num(inputs.queue_depth),
+            num(params.queue_per_replica)
+        ),
+        inputs: vec![
+            ("queue_depth", inputs.queue_depth),
+            ("queue_per_replica", params.queue_per_replica),
+        ],
+    });
+
+    let throughput = match params.pool {
+        Pool::Prefill => params.input_tokens_per_second.map(|capacity| Term {
+            kind: TermKind::Throughput,
+            replicas: inputs.input_tokens_per_second / capacity,
+            formula: format!(
+                "T_in / input_tokens_per_second = {} / {}",
+                num(inputs.input_tokens_per_second),
+                num(capacity)
+            ),
+            inputs: vec![
+                ("input_tokens_per_second", inputs.input_tokens_per_second),
+                ("capacity_input_tokens_per_second", capacity),
+            ],
+        }),
+        Pool::Unified | Pool::Decode => params.output_tokens_per_second.map(|capacity| Term {
+            kind: TermKind::Throughput,
+            replicas: inputs.output_tokens_per_second / capacity,
+            formula: format!(
+                "T_out / output_tokens_per_second = {} / {}",
+                num(inputs.output_tokens_per_second),
+                num(capacity)
+            ),
+            inputs: vec![
+                ("output_tokens_per_second", inputs.output_tokens_per_second),
+                ("capacity_output_tokens_per_second", capacity),
+            ],
+        }),
+    };
+    terms.extend(throughput);
+
+    if params.pool.uses_kv_cache() {
+        let k = inputs.kv_cache_ratio.unwrap_or(0.0);
+        terms.push(Term {
+            kind: TermKind::Kv,
+            replicas: inputs.replicas * k / params.kv_target,
+            formula: format!(
+                "R x K / target_ratio = {} x {} / {}",
+                num(inputs.replicas),
+                num(k),
+                num(params.kv_target)
+            ),
+            inputs: vec![
+                ("replicas", inputs.replicas),
+                ("kv_cache_ratio", k),
+                ("kv_target_ratio", params.kv_target),
+            ],
+        });
+    }
+
+    // Ties go to the earlier term: queue, then throughput, then kv.
+    let (best_kind, unclamped) = terms.iter().fold((TermKind::Queue, 0.0f64), |best, term| {
+        if term.replicas > best.1 {
+            (term.kind, term.replicas)
+        } else {
+            best
+        }
+    });
+    let (replicas, winner) = if unclamped < params.min_demand {
+        (params.min_demand, Winner::MinDemand)
+    } else if unclamped > params.max_demand {
+        (params.max_demand, Winner::MaxDemand)
+    } else {
+        (unclamped, Winner::Term(best_kind))
+    };
+    let active = inputs.queue_depth > 0.0
+        || inputs.output_tokens_per_second + inputs.input_tokens_per_second > 0.0
+        || replicas > 0.0;
+    Ok(Demand {
+        replicas,
+        unclamped,
+        winner,
+        terms,
+        inputs,
+        active,
+    })
+}
+
+fn aggregate(signals: &Signals, kv_aggregate: KvAggregate) -> Result<Inputs, SignalError> {
+    let mut queue_depth = 0.0;
+    for entry in &signals.queue_by_replica {
+        if !(entry.value.is_finite() && entry.value >= 0.0) {
+            return Err(SignalError::BadReplicaValue {
+                signal: "queue depth",
+                replica: entry.replica.clone(),
+                value: entry.value,
+            });
+        }
+        queue_depth += entry.value;
+    }
+    for (signal, value) in [
+        ("output tokens per second", signals.output_tokens_per_second),
+        ("input tokens per second", signals.input_tokens_per_second),
+    ] {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(SignalError::BadFleetValue { signal, value });
+        }
+    }
+    let kv_cache_ratio = match &signals.kv_by_replica {
+        None => None,
+        Some(values) => {
+            for entry in values {
+                if !(entry.value.is_finite() && (0.0..=1.0 + KV_RATIO_SLACK).contains(&entry.value))
+                {
+                    return Err(SignalError::KvOutOfRange {
+                        replica: entry.replica.clone(),
+                        value: entry.value,
+                    });
+                }
+            }
+            // A fleet at zero replicas has no KV series: its usage counts as 0.
+            Some(match values.len() {
+                0 => 0.0,
+                n => {
+                    let clipped = values.iter().map(|e| e.value.min(1.0));
+                    match kv_aggregate {
+                        KvAggregate::Mean => clipped.sum::<f64>() / n as f64,
+                        KvAggregate::Max => clipped.fold(0.0, f64::max),
+                    }
+                }
+            })
+        }
+    };
+    Ok(Inputs {
+        queue_depth,
+        replicas: signals.queue_by_replica.len() as f64,
+        output_tokens_per_second: signals.output_tokens_per_second,
+        input_tokens_per_second: signals.input_tokens_per_second,
+        kv_cache_ratio,
+    })
+}
+
+/// Numbers in formulas: as short as they can be without losing precision.
+fn num(value: f64) -> String {
+    let rounded = (value * 1e6).round() / 1e6;
+    format!("{rounded}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+use super::*;
+
+fn replicas(values: &[f64]) -> Vec<ReplicaValue> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| ReplicaValue {
+            replica: format!("pod-{i}"),
+            value,
+        })
+        .collect()
+}
+
+fn params(pool: Pool) -> Params {
+    Params {
+        pool,
+        queue_per_replica: 15.0,
+        output_tokens_per_second: Some(5000.0),
+        input_tokens_per_second: Some(40000.0),
+        kv_target: 0.75,
+        kv_aggregate: KvAggregate::Mean,
+        min_demand: 0.0,
+        max_demand: 100.0,
+    }
+}
+
+fn signals(queue: &[f64], t_out: f64, t_in: f64, kv: &[f64]) -> Signals {
+    Signals {
+        queue_by_replica: replicas(queue),
+        output_tokens_per_second: t_out,
+        input_tokens_per_second: t_in,
+        kv_by_replica: Some(replicas(kv)),
+    }
+}
+
+fn term(demand: &Demand, kind: TermKind) -> f64 {
+    demand.term(kind).unwrap().replicas
+}
+
+#[test]
+fn queue_term_is_total_queue_over_capacity() {
+    let d = compute(
+        &signals(&[10.0, 20.0, 15.0], 0.0, 0.0, &[]),
+        &params(Pool::Unified),
+    )
+    .unwrap();
+    assert_eq!(term(&d, TermKind::Queue), 3.0);
+    assert_eq!(d.inputs.queue_depth, 45.0);
+    assert_eq!(d.inputs.replicas, 3.0);
+    assert_eq!(d.replicas, 3.0);
+    assert_eq!(d.winner, Winner::Term(TermKind::Queue));
+}
+
+#[test]
+fn throughput_term_uses_output_tokens_for_unified_and_decode() {
+    for pool in [Pool::Unified, Pool::Decode] {
+        let d = compute(&signals(&[0.0], 12_500.0, 400_000.0, &[0.1]), &params(pool)).unwrap();
+        assert_eq!(term(&d, TermKind::Throughput), 2.5, "{pool:?}");
+        assert!(
+            d.term(TermKind::Throughput)
+                .unwrap()
+                .formula
+                .starts_with("T_out")
+        );
+    }
+}
+
+#[test]
+fn throughput_term_uses_input_tokens_for_prefill() {
+    let mut s = signals(&[0.0, 0.0], 1_000_000.0, 100_000.0, &[]);
+    s.kv_by_replica = None;
+    let d = compute(&s, &params(Pool::Prefill)).unwrap();
+    assert_eq!(term(&d, TermKind::Throughput), 2.5);
+    assert!(
+        d.term(TermKind::Kv).is_none(),
+        "prefill pools have no kv term"
+    );
+    assert_eq!(d.inputs.kv_cache_ratio, None);
+    assert_eq!(d.replicas, 2.5);
+}
+
+#[test]
+fn kv_term_brings_usage_back_to_target() {
+    // 4 replicas at 0.9 mean usage want 4 x 0.9 / 0.75 = 4.8 replicas.
+    let d = compute(
+        &signals(&[0.0; 4], 0.0, 0.0, &[0.9, 0.8, 1.0, 0.9]),
+        &params(Pool::Decode),
+    )
+    .unwrap();
+    assert!((term(&d, TermKind::Kv) - 4.8).abs() < 1e-12);
+    assert_eq!(d.winner, Winner::Term(TermKind::Kv));
+}
+
+#[test]
+fn kv_aggregate_max_takes_the_fullest_replica() {
+    let mut p = params(Pool::Unified);
+    p.kv_aggregate = KvAggregate::Max;
+    let d = compute(&signals(&[0.0, 0.0], 0.0, 0.0, &[0.3, 0.9]), &p).unwrap();
+    assert!((term(&d, TermKind::Kv) - 2.0 * 0.9 / 0.75).abs() < 1e-12);
+    assert_eq!(d.inputs.kv_cache_ratio, Some(0.9));
+}
+
+#[test]
+fn demand_is_the_largest_term() {
+    // queue 2, throughput 3, kv 2 x 0.6 / 0.75 = 1.6
+    let d = compute(
+        &signals(&[15.0, 15.0], 15_000.0, 0.0, &[0.6, 0.6]),
+        &params(Pool::Unified),
+    )
+    .unwrap();
+    assert_eq!(d.replicas, 3.0);
+    assert_eq!(d.unclamped, 3.0);
+    assert_eq!(d.winner, Winner::Term(TermKind::Throughput));
+    assert_eq!(d.terms.len(), 3);
+}
+
+#[test]
+fn clamping_to_min_and_max() {
+    let mut p = params(Pool::Unified);
+    p.min_demand = 2.0;
+    p.max_demand = 10.0;
+    let low = compute(&signals(&[1.5], 0.0, 0.0, &[0.0]), &p).unwrap();
+    assert_eq!(
+        (low.replicas, low.unclamped, low.winner),
+        (2.0, 0.1, Winner::MinDemand)
+    );
+    let high = compute(&signals(&[300.0], 0.0, 0.0, &[0.0]), &p).unwrap();
+    assert_eq!(
+        (high.replicas, high.unclamped, high.winner),
+        (10.0, 20.0, Winner::MaxDemand)
+    );
+    let inside = compute(&signals(&[75.0], 0.0, 0.0, &[0.0]), &p).unwrap();
+    assert_eq!(
+        (inside.replicas, inside.winner),
+        (5.0, Winner::Term(TermKind::Queue))
+    );
+}
+
+#[test]
+fn fleet_at_zero_is_zero_demand_and_inactive() {
+    let d = compute(&signals(&[], 0.0, 0.0, &[]), &params(Pool::Unified)).unwrap();
+    assert_eq!(d.replicas, 0.0);
+    assert_eq!(d.inputs.replicas, 0.0);
+    assert_eq!(d.inputs.kv_cache_ratio, Some(0.0));
+    assert!(!d.active);
+}
+
+#[test]
+fn activity_rules() {
+    let p = params(Pool::Unified);
+    assert!(
+        compute(&signals(&[1.0], 0.0, 0.0, &[]), &p).unwrap().active,
+        "Q > 0"
+    );
+    assert!(
+        compute(&signals(&[], 0.0, 3.0, &[]), &p).unwrap().active,
+        "T_in > 0"
+    );
+    assert!(
+        compute(&signals(&[], 0.5, 0.0, &[]), &p).unwrap().active,
+        "T_out > 0"
+    );
+    let mut warm = p;
+    warm.min_demand = 1.0;
+    assert!(
+        compute(&signals(&[], 0.0, 0.0, &[]), &warm).unwrap().active,
+        "D > 0"
+    );
+    // Idle replicas holding KV cache keep a demand, so the fleet is active.
+    assert!(
+        compute(&signals(&[0.0], 0.0, 0.0, &[0.5]), &p)
+            .unwrap()
+            .active
+    );
+    assert!(
+        !compute(&signals(&[0.0], 0.0, 0.0, &[0.0]), &p)
+            .unwrap()
+            .active
+    );
+}
+
+#[test]
+fn ties_go_to_the_queue_term() {
+    let d = compute(
+        &signals(&[15.0], 5000.0, 0.0, &[0.75]),
+        &params(Pool::Unified),
+    )
+    .unwrap();
+    assert_eq!(d.replicas, 1.0);
+    assert_eq!(d.winner, Winner::Term(TermKind::Queue));
+}
+
+#[test]
+fn untrustworthy_signals_are_errors_not_numbers() {
+    let p = params(Pool::Unified);
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {
+        let e = compute(&signals(&[1.0, bad], 0.0, 0.0, &[]), &p).unwrap_err();
+        assert!(
+            matches!(&e, SignalError::BadReplicaValue { replica, .. } if replica == "pod-1"),
+            "{e}"
+        );
+        assert!(compute(&signals(&[], bad, 0.0, &[]), &p).is_err());
+        assert!(compute(&signals(&[], 0.0, bad, &[]), &p).is_err());
+        assert!(compute(&signals(&[0.0], 0.0, 0.0, &[bad]), &p).is_err());
+    }
+    let e = compute(&signals(&[0.0], 0.0, 0.0, &[3.0]), &p).unwrap_err();
+    assert!(
+        e.to_string().contains("expected a ratio from 0 to 1"),
+        "{e}"
+    );
+    // A hair above 1 is float noise from the exporter, not an error.
+    let d = compute(&signals(&[0.0], 0.0, 0.0, &[1.0 + 1e-9]), &p).unwrap();
+    assert_eq!(d.inputs.kv_cache_ratio, Some(1.0));
+}
+
+#[test]
+fn prefill_ignores_kv_values_it_was_not_asked_for() {
+    let mut s = signals(&[0.0], 0.0, 0.0, &[]);
+    s.kv_by_replica = None;
+    assert!(compute(&s, &params(Pool::Prefill)).is_ok());
+}
+
+#[test]
+fn formulas_show_the_numbers() {
+    let d = compute(&signals(&[30.0], 0.0, 0.0, &[]), &params(Pool::Unified)).unwrap();
+    assert_eq!(
+        d.term(TermKind::Queue).unwrap().formula,
+        "Q / queue_per_replica = 30 / 15"
+    );
+    assert_eq!(d.winner.to_string(), "queue");
+}

@@ -1,0 +1,15 @@
+//! keda-llm-scaler: a KEDA external scaler that answers with the replica demand of an
+//! LLM inference fleet, computed from queue depth, token throughput and KV-cache
+//! headroom read from Prometheus.
+//!
+//! The demand model ([`demand`]) is pure; I/O sits at the edges: [`source`] reads
+//! metrics, [`server`] speaks gRPC and HTTP, [`config`] loads the ConfigMap.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod demand;
+pub mod proto;
+pub mod server;
+pub mod source;

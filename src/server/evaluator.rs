@@ -1,0 +1,131 @@
+//! Shares evaluations: callers asking for the same queries within `cache_ttl` get one
+//! observation, and concurrent callers wait for the one already running instead of
+//! asking Prometheus again.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared},
+};
+use tokio::time::Instant;
+
+use super::telemetry::Telemetry;
+use crate::source::{MetricsSource, Observation, QueryPlan, observe};
+
+/// Slots not asked for this long are dropped, so ScaledObjects that went away cost nothing.
+const IDLE_EVICTION: Duration = Duration::from_secs(600);
+
+type InFlight = Shared<BoxFuture<'static, Arc<Observation>>>;
+
+#[derive(Default)]
+struct Slot {
+    /// The last finished observation.
+    last: Option<Arc<Observation>>,
+    /// The observation being made, which late callers join.
+    in_flight: Option<InFlight>,
+    /// When a caller last asked, for eviction.
+    last_used: Option<Instant>,
+}
+
+/// Runs query plans against a source, with sharing and caching.
+pub struct Evaluator<S> {
+    source: Arc<S>,
+    telemetry: Arc<Telemetry>,
+    slots: Mutex<HashMap<QueryPlan, Arc<Mutex<Slot>>>>,
+}
+
+impl<S: MetricsSource> Evaluator<S> {
+    pub fn new(source: Arc<S>, telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            source,
+            telemetry,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// An observation of the plan no older than `ttl`: cached, joined, or made now.
+    pub async fn observe(&self, plan: &QueryPlan, ttl: Duration) -> Arc<Observation> {
+        let slot_ref = self.slot(plan);
+        let in_flight = {
+            let mut slot = slot_ref.lock().expect("slot lock");
+            slot.last_used = Some(Instant::now());
+            if let Some(last) = &slot.last {
+                if last.started.elapsed() < ttl {
+                    return last.clone();
+                }
+            }
+            match &slot.in_flight {
+                Some(running) => running.clone(),
+                None => {
+                    let running = self.start(plan.clone(), Arc::downgrade(&slot_ref));
+                    slot.in_flight = Some(running.clone());
+                    running
+                }
+            }
+        };
+        in_flight.await
+    }
+
+    fn slot(&self, plan: &QueryPlan) -> Arc<Mutex<Slot>> {
+        let mut slots = self.slots.lock().expect("slots lock");
+        if let Some(slot) = slots.get(plan) {
+            return slot.clone();
+        }
+        let now = Instant::now();
+        slots.retain(|_, slot| {
+            let slot = slot.lock().expect("slot lock");
+            slot.in_flight.is_some()
+                || slot
+                    .last_used
+                    .is_some_and(|t| now.duration_since(t) < IDLE_EVICTION)
+        });
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        slots.insert(plan.clone(), slot.clone());
+        slot
+    }
+
+    /// Starts an observation on its own task, so a caller that gives up (its deadline
+    /// passed) does not cancel it for the others.
+    fn start(&self, plan: QueryPlan, slot: std::sync::Weak<Mutex<Slot>>) -> InFlight {
+        let source = self.source.clone();
+        let telemetry = self.telemetry.clone();
+        let finish = |slot: &std::sync::Weak<Mutex<Slot>>, observation: &Arc<Observation>| {
+            if let Some(slot) = slot.upgrade() {
+                let mut slot = slot.lock().expect("slot lock");
+                slot.last = Some(observation.clone());
+                slot.in_flight = None;
+            }
+        };
+        let task_slot = slot.clone();
+        let task = tokio::spawn(async move {
+            let observation = Arc::new(observe(source.as_ref(), &plan).await);
+            telemetry.record_observation(&observation);
+            finish(&task_slot, &observation);
+            observation
+        });
+        async move {
+            match task.await {
+                Ok(observation) => observation,
+                Err(e) => {
+                    let observation = Arc::new(Observation::failed(format!(
+                        "the evaluation task failed: {e}"
+                    )));
+                    finish(&slot, &observation);
+                    observation
+                }
+            }
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Plans with a slot, for tests and eviction checks.
+    pub fn tracked(&self) -> usize {
+        self.slots.lock().expect("slots lock").len()
+    }
+}

@@ -1,0 +1,254 @@
+//! The Explain service: the demand, and everything it came from.
+
+use std::{fmt::Write, sync::Arc, time::UNIX_EPOCH};
+
+use tonic::{Request, Response, Status};
+
+use super::State;
+use crate::{
+    demand::{Demand, TermKind},
+    proto::{
+        externalscaler::ScaledObjectRef,
+        llmscaler::v1::{Explanation, Inputs, Query, ReplicaInputs, Term, explain_server::Explain},
+    },
+    source::{MetricsSource, Signal},
+};
+
+pub struct ExplainService<S> {
+    state: Arc<State<S>>,
+}
+
+impl<S> ExplainService<S> {
+    pub fn new(state: Arc<State<S>>) -> Self {
+        Self { state }
+    }
+}
+
+/// The signals each term reads, to show the PromQL behind it.
+fn term_signals(kind: TermKind, pool: crate::config::Pool) -> &'static [Signal] {
+    match kind {
+        TermKind::Queue => &[Signal::Queue],
+        TermKind::Throughput if pool == crate::config::Pool::Prefill => &[Signal::InputTokens],
+        TermKind::Throughput => &[Signal::OutputTokens],
+        TermKind::Kv => &[Signal::Queue, Signal::KvCache],
+    }
+}
+
+#[tonic::async_trait]
+impl<S: MetricsSource> Explain for ExplainService<S> {
+    async fn explain(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<Explanation>, Status> {
+        let started = tokio::time::Instant::now();
+        let scaled_object = request.into_inner();
+        let result = async {
+            let resolved = self.state.resolve(&scaled_object)?;
+            let evaluated = self.state.evaluate(&scaled_object, &resolved).await;
+            let observation = &evaluated.observation;
+            let target = &resolved.target;
+            let promql_of = |signal: Signal| {
+                observation
+                    .queries
+                    .iter()
+                    .filter(|q| q.signal == signal)
+                    .map(|q| q.promql.clone())
+                    .collect::<Vec<_>>()
+            };
+            let mut explanation = Explanation {
+                metric_name: target.metric_name.clone(),
+                profile: target.profile_name.clone(),
+                engine: target.engine.as_str().to_owned(),
+                pool: target.pool.as_str().to_owned(),
+                min_demand: target.min_demand,
+                max_demand: target.max_demand,
+                queries: observation
+                    .queries
+                    .iter()
+                    .map(|q| Query {
+                        signal: q.signal.as_str().to_owned(),
+                        promql: q.promql.clone(),
+                        duration_seconds: q.duration.as_secs_f64(),
+                        series: u32::try_from(q.series).unwrap_or(u32::MAX),
+                        error: q.error.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+                evaluated_at_unix_ms: observation
+                    .started_at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                evaluation_seconds: observation.duration.as_secs_f64(),
+                age_seconds: observation.started.elapsed().as_secs_f64(),
+                ..Default::default()
+            };
+            match &evaluated.demand {
+                Ok(demand) => fill_demand(&mut explanation, demand, &promql_of, target.pool),
+                Err(e) => explanation.errors.push(e.clone()),
+            }
+            if let Ok(signals) = &observation.signals {
+                let kv: std::collections::HashMap<&str, f64> = signals
+                    .kv_by_replica
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.replica.as_str(), r.value))
+                    .collect();
+                if let Some(inputs) = explanation.inputs.as_mut() {
+                    inputs.per_replica = signals
+                        .queue_by_replica
+                        .iter()
+                        .map(|r| ReplicaInputs {
+                            replica: r.replica.clone(),
+                            queue_depth: r.value,
+                            kv_cache_ratio: kv.get(r.replica.as_str()).copied(),
+                        })
+                        .collect();
+                }
+            }
+            Ok(explanation)
+        }
+        .await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.state
+            .telemetry
+            .record_grpc("Explain", code, Some(started.elapsed().as_secs_f64()));
+        result.map(Response::new)
+    }
+}
+
+fn fill_demand(
+    explanation: &mut Explanation,
+    demand: &Demand,
+    promql_of: &dyn Fn(Signal) -> Vec<String>,
+    pool: crate::config::Pool,
+) {
+    explanation.demand_available = true;
+    explanation.demand = demand.replicas;
+    explanation.unclamped_demand = demand.unclamped;
+    explanation.winning_term = demand.winner.to_string();
+    explanation.active = demand.active;
+    explanation.terms = demand
+        .terms
+        .iter()
+        .map(|term| Term {
+            name: term.kind.as_str().to_owned(),
+            replicas: term.replicas,
+            formula: term.formula.clone(),
+            inputs: term
+                .inputs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            promql: term_signals(term.kind, pool)
+                .iter()
+                .flat_map(|s| promql_of(*s))
+                .collect(),
+        })
+        .collect();
+    explanation.inputs = Some(Inputs {
+        queue_depth: demand.inputs.queue_depth,
+        replicas: demand.inputs.replicas,
+        output_tokens_per_second: demand.inputs.output_tokens_per_second,
+        input_tokens_per_second: demand.inputs.input_tokens_per_second,
+        kv_cache_ratio: demand.inputs.kv_cache_ratio,
+        per_replica: Vec::new(),
+    });
+}
+
+/// An explanation as a person reads it in a terminal.
+pub fn render_explanation(e: &Explanation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "metric     {}", e.metric_name);
+    let _ = writeln!(
+        out,
+        "profile    {} (engine {}, pool {})",
+        e.profile, e.engine, e.pool
+    );
+    if e.demand_available {
+        let _ = writeln!(
+            out,
+            "demand     {:.3} replicas (HPA asks for {}), set by {}",
+            e.demand,
+            e.demand.ceil(),
+            e.winning_term
+        );
+        if e.demand != e.unclamped_demand {
+            let _ = writeln!(
+                out,
+                "           max(terms) = {:.3}, clamped to [{}, {}]",
+                e.unclamped_demand, e.min_demand, e.max_demand
+            );
+        }
+        let _ = writeln!(out, "active     {}", e.active);
+    } else {
+        let _ = writeln!(
+            out,
+            "demand     UNAVAILABLE (GetMetrics fails; KEDA's fallback applies)"
+        );
+    }
+    for error in &e.errors {
+        let _ = writeln!(out, "error      {error}");
+    }
+    if let Some(inputs) = &e.inputs {
+        let _ = writeln!(out, "\ninputs");
+        let _ = writeln!(out, "  Q     queue depth            {}", inputs.queue_depth);
+        let _ = writeln!(out, "  R     replicas               {}", inputs.replicas);
+        let _ = writeln!(
+            out,
+            "  T_out output tokens/s        {:.3}",
+            inputs.output_tokens_per_second
+        );
+        let _ = writeln!(
+            out,
+            "  T_in  input tokens/s         {:.3}",
+            inputs.input_tokens_per_second
+        );
+        if let Some(k) = inputs.kv_cache_ratio {
+            let _ = writeln!(out, "  K     KV-cache usage         {k:.4}");
+        }
+        for replica in &inputs.per_replica {
+            let kv = replica
+                .kv_cache_ratio
+                .map_or(String::new(), |k| format!(", KV {k:.4}"));
+            let _ = writeln!(
+                out,
+                "        {}: queue {}{kv}",
+                replica.replica, replica.queue_depth
+            );
+        }
+    }
+    if !e.terms.is_empty() {
+        let _ = writeln!(out, "\nterms");
+        for term in &e.terms {
+            let mark = if term.name == e.winning_term {
+                "*"
+            } else {
+                " "
+            };
+            let _ = writeln!(
+                out,
+                "{mark} {:<11} {:>9.3}   {}",
+                term.name, term.replicas, term.formula
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nqueries (evaluated {:.3} s, {:.1} s ago)",
+        e.evaluation_seconds, e.age_seconds
+    );
+    for q in &e.queries {
+        let status = if q.error.is_empty() {
+            format!("{} series", q.series)
+        } else {
+            format!("ERROR {}", q.error)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<13} {:.3} s  {status}\n    {}",
+            q.signal, q.duration_seconds, q.promql
+        );
+    }
+    out
+}

@@ -1,0 +1,251 @@
+//! The network edge: KEDA's gRPC protocol, Explain, health and reflection on one
+//! listener; `/metrics`, `/healthz` and `/readyz` on another.
+
+mod evaluator;
+mod explain;
+mod http;
+mod scaler;
+pub mod telemetry;
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+pub use evaluator::Evaluator;
+pub use explain::render_explanation;
+use telemetry::Telemetry;
+
+use crate::{
+    config::{
+        Config,
+        metadata::{self, Target},
+    },
+    demand::{self, Demand},
+    proto::{
+        externalscaler::{ScaledObjectRef, external_scaler_server::ExternalScalerServer},
+        llmscaler::v1::explain_server::ExplainServer,
+    },
+    source::{MetricsSource, Observation, QueryPlan, prometheus::Prometheus, promql},
+};
+
+/// What the gRPC service, the HTTP endpoints and the streams share.
+pub struct State<S> {
+    /// The config in force; a reload sends a new one and streams see it.
+    pub config: watch::Receiver<Arc<Config>>,
+    pub evaluator: Evaluator<S>,
+    pub telemetry: Arc<Telemetry>,
+    /// Cancelled at shutdown: streams end with OK, listeners drain.
+    pub shutdown: CancellationToken,
+    /// False until the listeners serve, and again once shutdown starts.
+    pub ready: AtomicBool,
+}
+
+/// A trigger resolved against the config in force.
+pub(crate) struct Resolved {
+    pub config: Arc<Config>,
+    pub target: Target,
+    pub plan: QueryPlan,
+}
+
+/// The outcome of evaluating one trigger.
+pub(crate) struct Evaluated {
+    pub observation: Arc<Observation>,
+    pub demand: Result<Demand, String>,
+}
+
+impl<S: MetricsSource> State<S> {
+    pub fn new(config: watch::Receiver<Arc<Config>>, source: S) -> Self {
+        let telemetry = Arc::new(Telemetry::new());
+        Self {
+            config,
+            evaluator: Evaluator::new(Arc::new(source), telemetry.clone()),
+            telemetry,
+            shutdown: CancellationToken::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Reads a trigger's metadata against the current config; bad metadata is INVALID_ARGUMENT.
+    pub(crate) fn resolve(&self, scaled_object: &ScaledObjectRef) -> Result<Resolved, Status> {
+        let config = self.config.borrow().clone();
+        let target = metadata::resolve(&config, &scaled_object.scaler_metadata)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let profile = config
+            .profile(&target.profile_name)
+            .expect("resolve only returns profiles of this config");
+        let plan = promql::plan(profile, &target);
+        Ok(Resolved {
+            config,
+            target,
+            plan,
+        })
+    }
+
+    /// Observes (or reuses an observation) and computes the demand.
+    pub(crate) async fn evaluate(
+        &self,
+        scaled_object: &ScaledObjectRef,
+        resolved: &Resolved,
+    ) -> Evaluated {
+        let ttl = resolved.config.evaluation.cache_ttl.value.0;
+        let observation = self.evaluator.observe(&resolved.plan, ttl).await;
+        let demand = match &observation.signals {
+            Ok(signals) => {
+                demand::compute(signals, &(&resolved.target).into()).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.clone()),
+        };
+        if let Ok(demand) = &demand {
+            self.telemetry
+                .record_demand(&scaled_object.namespace, &scaled_object.name, demand);
+        }
+        Evaluated {
+            observation,
+            demand,
+        }
+    }
+
+    /// The demand, or UNAVAILABLE with the cause so KEDA's fallback takes over.
+    pub(crate) async fn demand(
+        &self,
+        scaled_object: &ScaledObjectRef,
+    ) -> Result<(Resolved, Demand), Status> {
+        let resolved = self.resolve(scaled_object)?;
+        let evaluated = self.evaluate(scaled_object, &resolved).await;
+        match evaluated.demand {
+            Ok(demand) => Ok((resolved, demand)),
+            Err(cause) => Err(Status::unavailable(format!(
+                "cannot compute the demand of {}/{}: {cause}",
+                scaled_object.namespace, scaled_object.name
+            ))),
+        }
+    }
+
+    fn push_interval(&self) -> Duration {
+        self.config.borrow().evaluation.push_interval.value.0
+    }
+}
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot reach Prometheus: {0}")]
+    Source(String),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Serves against the Prometheus the config names, until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let source = Prometheus::new(&config.prometheus).map_err(ServeError::Source)?;
+    let (_config_tx, config_rx) = watch::channel(Arc::new(config));
+    let state = Arc::new(State::new(config_rx, source));
+    serve(state, grpc, http, shutdown).await
+}
+
+/// Serves a prepared state (any metrics source) until `shutdown` resolves. On shutdown,
+/// health and readiness turn NOT_SERVING first, streams end with status OK, and in-flight
+/// calls finish.
+pub async fn serve<S: MetricsSource>(
+    state: Arc<State<S>>,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ExternalScalerServer<scaler::Scaler<S>>>()
+        .await;
+    health
+        .set_serving::<ExplainServer<explain::ExplainService<S>>>()
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("descriptors compiled into the binary are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("descriptors compiled into the binary are valid");
+
+    let token = state.shutdown.clone();
+    {
+        let state = state.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = state.shutdown.cancelled() => {}
+            }
+            state.ready.store(false, Ordering::SeqCst);
+            health
+                .set_not_serving::<ExternalScalerServer<scaler::Scaler<S>>>()
+                .await;
+            health
+                .set_not_serving::<ExplainServer<explain::ExplainService<S>>>()
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            state.shutdown.cancel();
+        });
+    }
+
+    let http_task = http.map(|listener| {
+        let router = http::router(state.clone());
+        let token = token.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        })
+    });
+
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ExternalScalerServer::new(scaler::Scaler::new(
+            state.clone(),
+        )))
+        .add_service(ExplainServer::new(explain::ExplainService::new(
+            state.clone(),
+        )))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
+            let token = token.clone();
+            async move { token.cancelled().await }
+        });
+    state.ready.store(true, Ordering::SeqCst);
+    tracing::info!("serving");
+    let grpc_result = grpc_server.await;
+    token.cancel();
+    if let Some(task) = http_task {
+        match task.await {
+            Ok(result) => result?,
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+    }
+    grpc_result?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! The scaler's own metrics, in an explicit registry shared by the gRPC service and
+//! the `/metrics` endpoint.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+use crate::demand::{Demand, TermKind};
+use crate::source::Observation;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScaledObjectLabels {
+    pub namespace: String,
+    pub scaledobject: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TermLabels {
+    pub namespace: String,
+    pub scaledobject: String,
+    pub term: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub method: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalLabels {
+    pub signal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryErrorLabels {
+    pub signal: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+type Gauges<L> = Family<L, Gauge<f64, AtomicU64>>;
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 100 µs to about 6.5 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0001, 2.0, 17,
+    ))
+}
+
+/// Every metric the scaler exports, with the registry that encodes them.
+pub struct Telemetry {
+    registry: Registry,
+    /// The demand last answered per ScaledObject (replicas, after clamping).
+    pub demand: Gauges<ScaledObjectLabels>,
+    /// Each term's value per ScaledObject (replicas).
+    pub term: Gauges<TermLabels>,
+    /// 1 when the ScaledObject was last found active.
+    pub active: Gauges<ScaledObjectLabels>,
+    /// Prometheus query latency by signal.
+    pub query_duration: Histograms<SignalLabels>,
+    /// Prometheus queries that failed, by signal and kind.
+    pub query_errors: Family<QueryErrorLabels, Counter>,
+    /// Evaluations (one per cache miss), by result.
+    pub evaluations: Family<ResultLabels, Counter>,
+    /// gRPC requests by method and status code.
+    pub grpc_requests: Family<GrpcLabels, Counter>,
+    /// gRPC latency by method (unary calls).
+    pub grpc_duration: Histograms<MethodLabels>,
+    /// Open StreamIsActive and StreamMetricSpec streams.
+    pub open_streams: Family<MethodLabels, Gauge>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("keda_llm_scaler");
+        let demand = Gauges::<ScaledObjectLabels>::default();
+        registry.register(
+            "demand_replicas",
+            "Replica demand last answered per ScaledObject",
+            demand.clone(),
+        );
+        let term = Gauges::<TermLabels>::default();
+        registry.register(
+            "term_replicas",
+            "Each demand term per ScaledObject, in replicas",
+            term.clone(),
+        );
+        let active = Gauges::<ScaledObjectLabels>::default();
+        registry.register(
+            "active",
+            "1 when the ScaledObject was last found active",
+            active.clone(),
+        );
+        let query_duration: Histograms<SignalLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "prometheus_query_duration_seconds",
+            "Prometheus query latency by signal",
+            query_duration.clone(),
+        );
+        let query_errors = Family::<QueryErrorLabels, Counter>::default();
+        registry.register(
+            "prometheus_query_errors",
+            "Prometheus queries that failed",
+            query_errors.clone(),
+        );
+        let evaluations = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "evaluations",
+            "Evaluations run against the metrics source",
+            evaluations.clone(),
+        );
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC requests by method and status code",
+            grpc_requests.clone(),
+        );
+        let grpc_duration: Histograms<MethodLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "grpc_request_duration_seconds",
+            "gRPC unary call latency",
+            grpc_duration.clone(),
+        );
+        let open_streams = Family::<MethodLabels, Gauge>::default();
+        registry.register(
+            "grpc_open_streams",
+            "Open server streams by method",
+            open_streams.clone(),
+        );
+        let build = Family::<Vec<(String, String)>, Gauge>::default();
+        build
+            .get_or_create(&vec![(
+                "version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            )])
+            .set(1);
+        registry.register("build_info", "The scaler's version", build);
+        Self {
+            registry,
+            demand,
+            term,
+            active,
+            query_duration,
+            query_errors,
+            evaluations,
+            grpc_requests,
+            grpc_duration,
+            open_streams,
+        }
+    }
+
+    /// The registry in OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn record_observation(&self, observation: &Observation) {
+        for query in &observation.queries {
+            let signal = query.signal.as_str().to_owned();
+            self.query_duration
+                .get_or_create(&SignalLabels {
+                    signal: signal.clone(),
+                })
+                .observe(query.duration.as_secs_f64());
+            if let Some(kind) = query.error_kind {
+                self.query_errors
+                    .get_or_create(&QueryErrorLabels {
+                        signal,
+                        kind: kind.to_owned(),
+                    })
+                    .inc();
+            }
+        }
+        let result = if observation.signals.is_ok() {
+            "ok"
+        } else {
+            "error"
+        };
+        self.evaluations
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn record_demand(&self, namespace: &str, name: &str, demand: &Demand) {
+        let labels = ScaledObjectLabels {
+            namespace: namespace.to_owned(),
+            scaledobject: name.to_owned(),
+        };
+        self.demand.get_or_create(&labels).set(demand.replicas);
+        self.active
+            .get_or_create(&labels)
+            .set(if demand.active { 1.0 } else { 0.0 });
+        for kind in TermKind::ALL {
+            let labels = TermLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                term: kind.as_str().to_owned(),
+            };
+            match demand.term(kind) {
+                Some(term) => {
+                    self.term.get_or_create(&labels).set(term.replicas);
+                }
+                None => {
+                    self.term.remove(&labels);
+                }
+            }
+        }
+    }
+
+    pub fn record_grpc(&self, method: &str, code: tonic::Code, seconds: Option<f64>) {
+        self.grpc_requests
+            .get_or_create(&GrpcLabels {
+                method: method.to_owned(),
+                code: code_name(code).to_owned(),
+            })
+            .inc();
+        if let Some(seconds) = seconds {
+            self.grpc_duration
+                .get_or_create(&MethodLabels {
+                    method: method.to_owned(),
+                })
+                .observe(seconds);
+        }
+    }
+}
+
+/// gRPC code names as the spec writes them (OK, NOT_FOUND, ...).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
