@@ -1,1 +1,196 @@
+use super::*;
 
+const EXAMPLE: &str = include_str!("../../deploy/config.yaml");
+
+fn error(text: &str) -> String {
+    match Config::parse(text) {
+        Ok(_) => panic!("config should be refused:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const MINIMAL: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  p:\n    engine: seed\n    capacity:\n      queue_per_replica: 15\n      output_tokens_per_second: 5000\n";
+
+#[test]
+fn the_shipped_example_loads_with_its_values() {
+    let config = Config::parse(EXAMPLE).unwrap();
+    assert_eq!(
+        config.prometheus.url.as_str(),
+        "http://prometheus.monitoring:9090"
+    );
+    assert_eq!(config.prometheus.timeout.value.0, Duration::from_secs(2));
+    assert_eq!(config.evaluation.cache_ttl.value.0, Duration::from_secs(5));
+    assert_eq!(
+        config.evaluation.push_interval.value.0,
+        Duration::from_secs(5)
+    );
+    let p = config.profile("llama-70b").unwrap();
+    assert_eq!(p.engine, Engine::Vllm);
+    assert_eq!(p.pool, Pool::Unified);
+    assert_eq!(p.replica_label.as_str(), "pod");
+    assert_eq!(p.rate_window.value.0, Duration::from_secs(60));
+    assert_eq!(p.capacity.queue_per_replica.0, 15.0);
+    assert_eq!(p.capacity.output_tokens_per_second.unwrap().0, 5000.0);
+    assert_eq!(p.capacity.input_tokens_per_second.unwrap().0, 40000.0);
+    assert_eq!(p.kv_cache.target_ratio.0, 0.75);
+    assert_eq!(p.kv_cache.aggregate, KvAggregate::Mean);
+    assert_eq!((p.min_demand.value.0, p.max_demand.value.0), (0.0, 100.0));
+    assert_eq!(
+        p.selector
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("model_name", "meta-llama/Llama-3.1-70B-Instruct")]
+    );
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.prometheus.timeout.value.0, Duration::from_secs(2));
+    let p = config.profile("p").unwrap();
+    assert_eq!(p.pool, Pool::Unified);
+    assert_eq!(p.replica_label.as_str(), "pod");
+    assert_eq!(p.kv_cache.target_ratio.0, 0.75);
+    assert_eq!((p.min_demand.value.0, p.max_demand.value.0), (0.0, 100.0));
+}
+
+#[test]
+fn unknown_keys_are_errors_with_line_and_allowed_keys() {
+    let e = error("prometheus:\n  url: http://x:9090\n  timeot: 2s\nprofiles: {}\n");
+    assert!(e.contains("line 3"), "{e}");
+    assert!(e.contains("timeot") && e.contains("timeout"), "{e}");
+    let e = error(&MINIMAL.replace("    engine: seed\n", "    engine: seed\n    colour: blue\n"));
+    assert!(
+        e.contains("line 6") && e.contains("colour") && e.contains("profiles.p.colour"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_values_name_line_key_and_what_is_allowed() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("engine: seed", "engine: vlm", "line 5", "seed"),
+        (
+            "queue_per_replica: 15",
+            "queue_per_replica: 0",
+            "profiles.p.capacity.queue_per_replica",
+            "greater than 0",
+        ),
+        (
+            "queue_per_replica: 15",
+            "queue_per_replica: abc",
+            "line 7",
+            "queue_per_replica",
+        ),
+        (
+            "output_tokens_per_second: 5000",
+            "output_tokens_per_second: -1",
+            "line 8",
+            "greater than 0",
+        ),
+        (
+            "url: http://127.0.0.1:9090",
+            "url: 127.0.0.1:9090",
+            "prometheus.url",
+            "http://",
+        ),
+    ];
+    for (from, to, place, allowed) in cases {
+        let e = error(&MINIMAL.replace(from, to));
+        assert!(e.contains(place) && e.contains(allowed), "{to}: {e}");
+    }
+}
+
+#[test]
+fn ranges_checked_after_parsing_carry_lines() {
+    let with =
+        |extra: &str| MINIMAL.replace("    engine: seed\n", &format!("    engine: seed\n{extra}"));
+    let e = error(&with("    min_demand: 5\n    max_demand: 2\n"));
+    assert!(
+        e.contains("line 6") && e.contains("min_demand") && e.contains("max_demand"),
+        "{e}"
+    );
+    let e = error(&with("    kv_cache:\n      target_ratio: 1.5\n"));
+    assert!(e.contains("line 7") && e.contains("at most 1"), "{e}");
+    let e = error(&with("    kv_cache:\n      aggregate: median\n"));
+    assert!(e.contains("mean") && e.contains("max"), "{e}");
+    let e = error(&with("    rate_window: 500ms\n"));
+    assert!(e.contains("line 6") && e.contains("rate_window"), "{e}");
+    let e = error(&with("    rate_window: soon\n"));
+    assert!(
+        e.contains("line 6") && e.contains("a duration such as"),
+        "{e}"
+    );
+    let e = error(&with("    pool: both\n"));
+    assert!(e.contains("prefill"), "{e}");
+    let e = error(&with("    replica_label: 9pod\n"));
+    assert!(e.contains("line 6") && e.contains("label name"), "{e}");
+    let e = error(&MINIMAL.replace(
+        "  url: http://127.0.0.1:9090\n",
+        "  url: http://127.0.0.1:9090\n  timeout: 1h\n",
+    ));
+    assert!(
+        e.contains("line 3") && e.contains("prometheus.timeout"),
+        "{e}"
+    );
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let text = MINIMAL.replace(
+        "    engine: seed\n",
+        "    engine: seed\n    min_demand: 5\n    max_demand: 1\n    rate_window: 2d\n",
+    );
+    let e = error(&text);
+    assert!(e.contains("min_demand") && e.contains("rate_window"), "{e}");
+}
+
+#[test]
+fn custom_engine_needs_queries_and_others_refuse_them() {
+    let e = error(&MINIMAL.replace("engine: seed", "engine: custom"));
+    assert!(
+        e.contains("profiles.p.queries") && e.contains("required"),
+        "{e}"
+    );
+    let queries = "    queries:\n      queue_depth: q{$selector}\n      output_tokens_per_second: rate(o[$rate_window])\n      input_tokens_per_second: rate(i[$rate_window])\n      kv_cache_usage: k\n";
+    let custom = MINIMAL.replace(
+        "    engine: seed\n",
+        &format!("    engine: custom\n{queries}"),
+    );
+    assert!(Config::parse(&custom).is_ok());
+    let e = error(&MINIMAL.replace(
+        "    engine: seed\n",
+        &format!("    engine: seed\n{queries}"),
+    ));
+    assert!(
+        e.contains("line 7") && e.contains("only allowed with engine: custom"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_pool_needs_its_token_capacity() {
+    let e = error(&MINIMAL.replace(
+        "    engine: seed\n",
+        "    engine: seed\n    pool: prefill\n",
+    ));
+    assert!(
+        e.contains("capacity.input_tokens_per_second") && e.contains("prefill"),
+        "{e}"
+    );
+}
+
+#[test]
+fn profile_names_are_checked() {
+    let e = error(&MINIMAL.replace("  p:\n", "  Bad Name:\n"));
+    assert!(e.contains("line 4") && e.contains("Bad Name"), "{e}");
+    let e = error("prometheus:\n  url: http://x:9090\nprofiles: {}\n");
+    assert!(e.contains("at least one profile"), "{e}");
+}
+
+#[test]
+fn not_yaml_at_all() {
+    let e = error("prometheus: [unclosed\n");
+    assert!(e.contains("line 1") || e.contains("line 2"), "{e}");
+}

@@ -1,0 +1,234 @@
+use super::*;
+use crate::config::{Config, metadata};
+
+const CONFIG: &str = r#"
+prometheus:
+  url: http://127.0.0.1:9090
+profiles:
+  seed:
+    engine: seed
+    selector:
+      model_id: llama-3-70b
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000, input_tokens_per_second: 40000}
+  vllm:
+    engine: vllm
+    selector:
+      model_name: meta-llama/Llama-3.1-70B-Instruct
+      namespace: inference
+    rate_window: 2m
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000, input_tokens_per_second: 40000}
+  sglang:
+    engine: sglang
+    replica_label: instance
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+  tgi:
+    engine: tgi
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+  trtllm:
+    engine: trtllm
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+  dynamo:
+    engine: dynamo
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+  custom:
+    engine: custom
+    selector: {team: a}
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+    queries:
+      queue_depth: my_waiting{$selector}
+      output_tokens_per_second: rate(my_out_total{$selector}[$rate_window])
+      input_tokens_per_second: rate(my_in_total{$selector}[$rate_window])
+      kv_cache_usage: my_kv{$selector}
+"#;
+
+fn plan_for(pairs: &[(&str, &str)]) -> QueryPlan {
+    let config = Config::parse(CONFIG).unwrap();
+    let metadata = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let target = metadata::resolve(&config, &metadata).unwrap();
+    plan(config.profile(&target.profile_name).unwrap(), &target)
+}
+
+#[test]
+fn seed_queries_match_the_seeds_own_series() {
+    let plan = plan_for(&[("profile", "seed")]);
+    assert_eq!(
+        plan.queue,
+        r#"sum by (pod) (llm_queue_depth{model_id="llama-3-70b"})"#
+    );
+    assert_eq!(
+        plan.output_tokens,
+        r#"sum(rate(llm_tokens_processed_total{token_type="output",model_id="llama-3-70b"}[1m]))"#
+    );
+    assert_eq!(
+        plan.input_tokens,
+        r#"sum(rate(llm_tokens_processed_total{token_type="input",model_id="llama-3-70b"}[1m]))"#
+    );
+    assert_eq!(
+        plan.kv_cache.as_deref(),
+        Some(r#"avg by (pod) (llm_kv_cache_usage_ratio{model_id="llama-3-70b"})"#)
+    );
+}
+
+#[test]
+fn vllm_accepts_the_old_and_new_kv_names() {
+    let plan = plan_for(&[("profile", "vllm")]);
+    let m = r#"{model_name="meta-llama/Llama-3.1-70B-Instruct",namespace="inference"}"#;
+    assert_eq!(
+        plan.queue,
+        format!("sum by (pod) (vllm:num_requests_waiting{m})")
+    );
+    assert_eq!(
+        plan.output_tokens,
+        format!("sum(rate(vllm:generation_tokens_total{m}[2m]))")
+    );
+    assert_eq!(
+        plan.kv_cache.unwrap(),
+        format!(
+            "avg by (pod) (vllm:kv_cache_usage_perc{m}) or avg by (pod) (vllm:gpu_cache_usage_perc{m})"
+        )
+    );
+}
+
+#[test]
+fn model_override_replaces_the_selectors_model() {
+    let plan = plan_for(&[("profile", "vllm"), ("model", "meta-llama/Llama-3.1-8B")]);
+    assert!(
+        plan.queue
+            .contains(r#"model_name="meta-llama/Llama-3.1-8B""#),
+        "{}",
+        plan.queue
+    );
+    assert!(!plan.queue.contains("70B"), "{}", plan.queue);
+    let plan = plan_for(&[("profile", "sglang"), ("model", "qwen")]);
+    assert!(
+        plan.queue
+            .contains(r#"sglang:num_queue_reqs{model_name="qwen"}"#),
+        "{}",
+        plan.queue
+    );
+}
+
+#[test]
+fn renamed_counters_are_summed_once_per_replica() {
+    let plan = plan_for(&[("profile", "sglang")]);
+    assert_eq!(
+        plan.output_tokens,
+        "sum(sum by (instance) (rate(sglang:generation_tokens_total[1m])) or sum by (instance) (rate(sglang_generation_tokens_total[1m])))"
+    );
+    assert_eq!(plan.replica_label, "instance");
+}
+
+#[test]
+fn every_engine_has_all_four_signals() {
+    for profile in [
+        "seed", "vllm", "sglang", "tgi", "trtllm", "dynamo", "custom",
+    ] {
+        let plan = plan_for(&[("profile", profile)]);
+        assert!(
+            plan.queue
+                .starts_with(&format!("sum by ({})", plan.replica_label)),
+            "{profile}: {}",
+            plan.queue
+        );
+        assert!(plan.output_tokens.starts_with("sum("), "{profile}");
+        assert!(plan.input_tokens.starts_with("sum("), "{profile}");
+        assert!(plan.kv_cache.is_some(), "{profile}");
+    }
+    let tgi = plan_for(&[("profile", "tgi")]);
+    assert_eq!(
+        tgi.kv_cache.unwrap(),
+        "sum by (pod) (tgi_batch_current_max_tokens) / sum by (pod) (tgi_batch_max_total_tokens)"
+    );
+    let trt = plan_for(&[("profile", "trtllm")]);
+    assert!(
+        trt.queue
+            .contains(r#"nv_trt_llm_request_metrics{request_type="waiting"}"#)
+    );
+    assert!(
+        trt.queue
+            .contains("or sum by (pod) (trtllm_num_requests_waiting)")
+    );
+}
+
+#[test]
+fn prefill_pools_skip_the_kv_query() {
+    let plan = plan_for(&[("profile", "vllm"), ("pool", "prefill")]);
+    assert_eq!(plan.kv_cache, None);
+}
+
+#[test]
+fn custom_queries_get_selector_and_window() {
+    let plan = plan_for(&[("profile", "custom")]);
+    assert_eq!(plan.queue, r#"sum by (pod) (my_waiting{team="a"})"#);
+    assert_eq!(
+        plan.output_tokens,
+        r#"sum(rate(my_out_total{team="a"}[1m]))"#
+    );
+    assert_eq!(plan.kv_cache.unwrap(), r#"avg by (pod) (my_kv{team="a"})"#);
+}
+
+/// Go's strconv.Unquote for the escapes `quote` writes: what Prometheus reads back.
+fn unquote(literal: &str) -> String {
+    let inner = literal
+        .strip_prefix('"')
+        .unwrap()
+        .strip_suffix('"')
+        .unwrap();
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        assert_ne!(
+            c, '"',
+            "an unescaped quote ends the literal early: {literal}"
+        );
+        assert!(!c.is_control(), "a raw control character in {literal:?}");
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next().unwrap() {
+            '\\' => out.push('\\'),
+            '"' => out.push('"'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+            }
+            other => panic!("unknown escape \\{other} in {literal}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn quoting_round_trips_hostile_values() {
+    for value in [
+        "",
+        "plain",
+        r#"x"} or vector(1) or {a=""#,
+        r#"\"#,
+        r#"\\""#,
+        "line\nbreak\r\t",
+        "nul\u{0}bell\u{7}esc\u{1b}del\u{7f}",
+        "ünïcödé ✓ 模型",
+        r#"a\"} or up{b="\"#,
+    ] {
+        assert_eq!(unquote(&quote(value)), value);
+    }
+}
+
+#[test]
+fn hostile_model_stays_one_matcher_value() {
+    let hostile = r#"x"} or vector(1000) or llm_queue_depth{model_id=~".*"#;
+    let plan = plan_for(&[("profile", "seed"), ("model", hostile)]);
+    let expected = format!(
+        "sum by (pod) (llm_queue_depth{{model_id={}}})",
+        quote(hostile)
+    );
+    assert_eq!(plan.queue, expected);
+}
