@@ -1,0 +1,334 @@
+//! Real parts for integration tests: a Prometheus server, an exporter it scrapes, and
+//! the scaler itself, all on loopback ports chosen by the OS.
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use keda_llm_scaler::{
+    config::Config,
+    proto::{
+        externalscaler::{ScaledObjectRef, external_scaler_client::ExternalScalerClient},
+        llmscaler::v1::explain_client::ExplainClient,
+    },
+    server,
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+/// A free loopback port (bound, then released for a child process to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Series served in the Prometheus text format. Counters are given as a slope and grow
+/// linearly from when they were set, so `rate()` over them is known.
+#[derive(Default)]
+pub struct Exposition {
+    gauges: Vec<(String, f64)>,
+    counters: Vec<(String, f64, f64, Instant)>,
+}
+
+impl Exposition {
+    /// `series` is `name{labels}`.
+    pub fn gauge(&mut self, series: &str, value: f64) {
+        self.gauges.retain(|(s, _)| s != series);
+        self.gauges.push((series.to_owned(), value));
+    }
+
+    /// A counter growing by `per_second` from now on, continuing from its current value.
+    pub fn counter(&mut self, series: &str, per_second: f64) {
+        let now = Instant::now();
+        let mut base = 0.0;
+        if let Some(pos) = self.counters.iter().position(|(s, ..)| s == series) {
+            let (_, slope, start_value, since) = self.counters.remove(pos);
+            base = start_value + slope * now.duration_since(since).as_secs_f64();
+        }
+        self.counters
+            .push((series.to_owned(), per_second, base, now));
+    }
+
+    fn render(&self) -> String {
+        let now = Instant::now();
+        let mut text = String::new();
+        let mut typed = std::collections::HashSet::new();
+        let name = |s: &str| s.split('{').next().unwrap().to_owned();
+        for (series, value) in &self.gauges {
+            if typed.insert(name(series)) {
+                text.push_str(&format!("# TYPE {} gauge\n", name(series)));
+            }
+            text.push_str(&format!("{series} {value}\n"));
+        }
+        for (series, slope, base, since) in &self.counters {
+            if typed.insert(name(series)) {
+                text.push_str(&format!("# TYPE {} counter\n", name(series)));
+            }
+            let value = base + slope * now.duration_since(*since).as_secs_f64();
+            text.push_str(&format!("{series} {value}\n"));
+        }
+        text
+    }
+}
+
+/// An HTTP exporter serving an [`Exposition`] at `/metrics`.
+pub struct Exporter {
+    pub addr: SocketAddr,
+    pub exposition: Arc<Mutex<Exposition>>,
+    task: JoinHandle<()>,
+}
+
+impl Exporter {
+    pub async fn start() -> Self {
+        let exposition = Arc::new(Mutex::new(Exposition::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = exposition.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = shared.clone();
+                async move { shared.lock().unwrap().render() }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            exposition,
+            task,
+        }
+    }
+
+    pub fn set(&self, f: impl FnOnce(&mut Exposition)) {
+        f(&mut self.exposition.lock().unwrap());
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Debian's `prometheus` on a loopback port with a temporary data dir; killed on drop.
+pub struct PrometheusServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrometheusServer {
+    /// Starts Prometheus scraping `target` every second.
+    pub async fn start(target: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: engines\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its data stays for a restart).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts (again) on the same port and data dir, and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let binary = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+        let data: PathBuf = self.dir.path().join("data");
+        let child = Command::new(&binary)
+            .arg(format!(
+                "--config.file={}",
+                self.dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `{binary}` (apt-get install prometheus): {e}")
+            });
+        self.child = Some(child);
+        let ready = format!("{}/-/ready", self.url());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = http_get(&ready).await {
+                if response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not become ready in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback, returning the whole response.
+pub async fn http_get(url: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(host))
+            .await
+            .map_err(|_| std::io::Error::other("connect timeout"))??;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .map_err(|_| std::io::Error::other("read timeout"))??;
+    Ok(response)
+}
+
+/// The scaler serving on loopback; shut down on drop.
+pub struct Scaler {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<Result<(), server::ServeError>>>,
+}
+
+impl Scaler {
+    pub async fn start(config_text: &str) -> Self {
+        let config = Config::parse(config_text).unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(config, grpc, Some(http), async move {
+            let _ = rx.await;
+        }));
+        Self {
+            grpc_addr,
+            http_addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> ExternalScalerClient<Channel> {
+        connect(self.grpc_addr, ExternalScalerClient::connect).await
+    }
+
+    pub async fn explain_client(&self) -> ExplainClient<Channel> {
+        connect(self.grpc_addr, ExplainClient::connect).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(&format!("http://{}/metrics", self.http_addr))
+            .await
+            .unwrap()
+    }
+
+    /// Stops the scaler and waits for it to exit.
+    pub async fn shutdown(mut self) -> Result<(), server::ServeError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for Scaler {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn connect<C, F, Fut>(addr: SocketAddr, make: F) -> C
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<C, tonic::transport::Error>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match make(format!("http://{addr}")).await {
+            Ok(client) => return client,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot connect to the scaler: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A ScaledObjectRef with the given trigger metadata.
+pub fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> ScaledObjectRef {
+    ScaledObjectRef {
+        name: name.to_owned(),
+        namespace: "inference".to_owned(),
+        scaler_metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Retries `check` until it returns Some, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
