@@ -32,6 +32,14 @@ profiles:
     selector: {{model_name: meta-llama/Llama-3.1-70B-Instruct}}
     rate_window: 10s
     capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000, input_tokens_per_second: 40000}}
+  broken:
+    engine: custom
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
+    queries:
+      queue_depth: llm_queue_depth{{$selector
+      output_tokens_per_second: sum(rate(llm_tokens_processed_total[$rate_window]))
+      input_tokens_per_second: vector(0)
+      kv_cache_usage: llm_kv_cache_usage_ratio
 "#
     )
 }
@@ -437,6 +445,18 @@ async fn prometheus_outage_gives_unavailable_and_the_scaler_recovers() {
         async move { client.get_metrics(request).await.ok() }
     })
     .await;
+
+    // Prometheus refusing a query (here a syntax error) is UNAVAILABLE with its reason.
+    let broken = scaled_object("broken", &[("profile", "broken")]);
+    let status = client
+        .get_metrics(metrics_request(&broken, "llm-demand-broken-unified"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("bad_data") && status.message().contains("queue"),
+        "{status:?}"
+    );
 
     prometheus.stop();
     tokio::time::sleep(Duration::from_millis(600)).await; // past cache_ttl

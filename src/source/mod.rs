@@ -28,6 +28,13 @@ pub trait MetricsSource: Send + Sync + 'static {
     fn query(&self, promql: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send;
 }
 
+/// A shared source is a source: the simulator and tests keep a handle on theirs.
+impl<T: MetricsSource> MetricsSource for std::sync::Arc<T> {
+    fn query(&self, promql: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send {
+        T::query(self, promql)
+    }
+}
+
 /// A query that could not be answered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SourceError {

@@ -1,0 +1,393 @@
+//! Service behaviour that needs control over timing and failures: shared evaluations,
+//! the cache window, slow and broken Prometheus endpoints, config changes pushed to
+//! StreamMetricSpec, and graceful shutdown.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{Scaler, scaled_object};
+use keda_llm_scaler::{
+    config::Config,
+    proto::externalscaler::{GetMetricsRequest, external_scaler_client::ExternalScalerClient},
+    server::{self, State},
+    source::{MetricsSource, Sample, SourceError},
+};
+use tokio::{net::TcpListener, sync::watch};
+use tonic::Code;
+
+/// A metrics source the test steers: one replica with a queue, counted calls, an
+/// optional delay and an optional failure.
+#[derive(Default)]
+struct SteeredSource {
+    calls: AtomicUsize,
+    delay_ms: AtomicUsize,
+    failing: AtomicBool,
+    queue: std::sync::Mutex<f64>,
+}
+
+impl MetricsSource for SteeredSource {
+    async fn query(&self, promql: &str) -> Result<Vec<Sample>, SourceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(SourceError::Unreachable("connection refused".into()));
+        }
+        if promql.starts_with("sum by (pod) (llm_queue_depth") {
+            let labels = HashMap::from([("pod".to_owned(), "a".to_owned())]);
+            return Ok(vec![Sample {
+                labels,
+                value: *self.queue.lock().unwrap(),
+            }]);
+        }
+        Ok(Vec::new())
+    }
+}
+
+fn config_text(cache_ttl: &str, queue_per_replica: u32) -> String {
+    format!(
+        r#"
+prometheus:
+  url: http://127.0.0.1:1
+evaluation:
+  cache_ttl: {cache_ttl}
+  push_interval: 200ms
+profiles:
+  seed:
+    engine: seed
+    capacity: {{queue_per_replica: {queue_per_replica}, output_tokens_per_second: 5000}}
+"#
+    )
+}
+
+struct Running {
+    source: Arc<SteeredSource>,
+    config: watch::Sender<Arc<Config>>,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+}
+
+async fn start(cache_ttl: &str) -> Running {
+    let source = Arc::new(SteeredSource::default());
+    *source.queue.lock().unwrap() = 30.0;
+    let (config, config_rx) = watch::channel(Arc::new(
+        Config::parse(&config_text(cache_ttl, 15)).unwrap(),
+    ));
+    let state = Arc::new(State::new(config_rx, source.clone()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(state, listener, None, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        source,
+        config,
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn client(addr: std::net::SocketAddr) -> ExternalScalerClient<tonic::transport::Channel> {
+    for _ in 0..100 {
+        if let Ok(client) = ExternalScalerClient::connect(format!("http://{addr}")).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("cannot connect to {addr}");
+}
+
+fn metrics_request(name: &str) -> GetMetricsRequest {
+    GetMetricsRequest {
+        scaled_object_ref: Some(scaled_object(name, &[("profile", "seed")])),
+        metric_name: "llm-demand-seed-unified".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_one_evaluation() {
+    let running = start("5s").await;
+    running.source.delay_ms.store(200, Ordering::SeqCst);
+    let client = client(running.addr).await;
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                // Different ScaledObjects with the same trigger share the same queries.
+                let request = metrics_request(&format!("so-{}", i % 5));
+                client
+                    .get_metrics(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .metric_values[0]
+                    .metric_value_float
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 2.0);
+    }
+    // One evaluation of a seed unified plan is four queries (queue, output, input, kv).
+    assert_eq!(running.source.calls.load(Ordering::SeqCst), 4);
+
+    // Inside cache_ttl, IsActive reuses the same evaluation.
+    let mut c = client.clone();
+    assert!(
+        c.is_active(scaled_object("so-0", &[("profile", "seed")]))
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+    assert_eq!(running.source.calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluations_expire_after_cache_ttl() {
+    let running = start("300ms").await;
+    let mut client = client(running.addr).await;
+    client.get_metrics(metrics_request("a")).await.unwrap();
+    assert_eq!(running.source.calls.load(Ordering::SeqCst), 4);
+    *running.source.queue.lock().unwrap() = 60.0;
+    let cached = client
+        .get_metrics(metrics_request("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        cached.metric_values[0].metric_value_float, 2.0,
+        "still the cached evaluation"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let fresh = client
+        .get_metrics(metrics_request("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fresh.metric_values[0].metric_value_float, 4.0);
+    assert_eq!(running.source.calls.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_is_unavailable_never_zero() {
+    let running = start("0s").await;
+    let mut client = client(running.addr).await;
+    running.source.failing.store(true, Ordering::SeqCst);
+    let status = client.get_metrics(metrics_request("a")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("connection refused"),
+        "{status:?}"
+    );
+    assert_eq!(
+        client
+            .is_active(scaled_object("a", &[("profile", "seed")]))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unavailable
+    );
+    running.source.failing.store(false, Ordering::SeqCst);
+    let ok = client
+        .get_metrics(metrics_request("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.metric_values[0].metric_value_float, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_metric_spec_pushes_changed_specs_and_streams_end_ok_on_shutdown() {
+    let mut running = start("5s").await;
+    let mut client = client(running.addr).await;
+    let object = scaled_object("a", &[("profile", "seed")]);
+
+    let mut specs = client
+        .stream_metric_spec(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = specs.message().await.unwrap().unwrap();
+    assert_eq!(first.metric_specs[0].metric_name, "llm-demand-seed-unified");
+
+    let mut activity = client
+        .stream_is_active(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        activity.message().await.unwrap().unwrap().result,
+        "current state sent at once"
+    );
+
+    // A reload that does not change the spec sends nothing; one that removes the
+    // profile ends the stream with INVALID_ARGUMENT.
+    running
+        .config
+        .send(Arc::new(Config::parse(&config_text("5s", 30)).unwrap()))
+        .unwrap();
+    let nothing = tokio::time::timeout(Duration::from_millis(300), specs.message()).await;
+    assert!(
+        nothing.is_err(),
+        "an unchanged spec is not pushed again: {nothing:?}"
+    );
+
+    let renamed = config_text("5s", 30).replace("  seed:", "  other:");
+    running
+        .config
+        .send(Arc::new(Config::parse(&renamed).unwrap()))
+        .unwrap();
+    let status = specs.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    running
+        .config
+        .send(Arc::new(Config::parse(&config_text("5s", 15)).unwrap()))
+        .unwrap();
+    let mut specs = client
+        .stream_metric_spec(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    specs.message().await.unwrap().unwrap();
+
+    // Shutdown: both streams end with status OK, and the server exits.
+    let started = Instant::now();
+    running.stop.take().unwrap().send(()).unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), activity.message())
+        .await
+        .unwrap();
+    assert!(
+        matches!(end, Ok(None)),
+        "StreamIsActive ends with OK: {end:?}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), specs.message())
+        .await
+        .unwrap();
+    assert!(
+        matches!(end, Ok(None)),
+        "StreamMetricSpec ends with OK: {end:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), running.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A TCP server that accepts connections and never answers.
+async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+            if held.len() > 1000 {
+                break;
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// An HTTP server answering every request with a proxy's HTML error page.
+async fn html_proxy() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::BAD_GATEWAY,
+            [(axum::http::header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, task)
+}
+
+fn prometheus_config(url: &str) -> String {
+    format!(
+        "prometheus:\n  url: {url}\n  timeout: 500ms\nprofiles:\n  seed:\n    engine: seed\n    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_prometheus_is_unavailable_within_the_deadline() {
+    let (addr, _hole) = black_hole().await;
+    let scaler = Scaler::start(&prometheus_config(&format!("http://{addr}"))).await;
+    let mut client = scaler.client().await;
+    let started = Instant::now();
+    let mut request = tonic::Request::new(metrics_request("a"));
+    request.set_timeout(Duration::from_secs(3));
+    let status = client.get_metrics(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("did not answer within"),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        client
+            .get_metric_spec(scaled_object("a", &[("profile", "seed")]))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_error_page_is_unavailable() {
+    let (addr, _proxy) = html_proxy().await;
+    let scaler = Scaler::start(&prometheus_config(&format!("http://{addr}"))).await;
+    let mut client = scaler.client().await;
+    let status = client.get_metrics(metrics_request("a")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("not an instant vector") || status.message().contains("refused"),
+        "{status:?}"
+    );
+    let metrics = scaler.metrics().await;
+    assert!(
+        metrics.contains(r#"keda_llm_scaler_evaluations_total{result="error"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_health_follow_the_lifecycle() {
+    let scaler = Scaler::start(&prometheus_config("http://127.0.0.1:1")).await;
+    let _ = scaler.client().await;
+    let ready = common::http_get(&format!("http://{}/readyz", scaler.http_addr))
+        .await
+        .unwrap();
+    assert!(
+        ready.starts_with("HTTP/1.1 200") || ready.starts_with("HTTP/1.0 200"),
+        "{ready}"
+    );
+    let healthz = common::http_get(&format!("http://{}/healthz", scaler.http_addr))
+        .await
+        .unwrap();
+    assert!(healthz.contains("200"), "{healthz}");
+    scaler.shutdown().await.unwrap();
+}
