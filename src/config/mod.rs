@@ -425,11 +425,11 @@ fn key_path_at(text: &str, line: u64, parent: bool) -> Option<String> {
     let (mut indent, first) = key_of(lines.get(index)?)?;
     let mut path = if parent { Vec::new() } else { vec![first] };
     for l in lines[..index].iter().rev() {
-        if let Some((i, key)) = key_of(l) {
-            if i < indent {
-                path.push(key);
-                indent = i;
-            }
+        if let Some((i, key)) = key_of(l)
+            && i < indent
+        {
+            path.push(key);
+            indent = i;
         }
     }
     path.reverse();

@@ -54,10 +54,10 @@ impl<S: MetricsSource> Evaluator<S> {
         let in_flight = {
             let mut slot = slot_ref.lock().expect("slot lock");
             slot.last_used = Some(Instant::now());
-            if let Some(last) = &slot.last {
-                if last.started.elapsed() < ttl {
-                    return last.clone();
-                }
+            if let Some(last) = &slot.last
+                && last.started.elapsed() < ttl
+            {
+                return last.clone();
             }
             match &slot.in_flight {
                 Some(running) => running.clone(),

@@ -183,10 +183,10 @@ impl PrometheusServer {
         let ready = format!("{}/-/ready", self.url());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(response) = http_get(&ready).await {
-                if response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200") {
-                    return;
-                }
+            if let Ok(response) = http_get(&ready).await
+                && (response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"))
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
