@@ -13,16 +13,24 @@ fn manifest(name: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn every_trigger_pointing_at_the_scaler_is_valid_for_the_shipped_config() {
-    let config = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml"))).unwrap();
+    let config = Config::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/config.yaml"
+    )))
+    .unwrap();
     let mut checked = 0;
     for object in manifest("scaledobject.yaml") {
         assert_eq!(object["kind"], "ScaledObject");
-        assert!(object["spec"]["fallback"]["replicas"].as_u64().unwrap() > 0, "fallback is set");
+        assert!(
+            object["spec"]["fallback"]["replicas"].as_u64().unwrap() > 0,
+            "fallback is set"
+        );
         for trigger in object["spec"]["triggers"].as_array().unwrap() {
             if !matches!(trigger["type"].as_str(), Some("external" | "external-push")) {
                 continue;
             }
-            let metadata: HashMap<String, String> = serde_json::from_value(trigger["metadata"].clone()).unwrap();
+            let metadata: HashMap<String, String> =
+                serde_json::from_value(trigger["metadata"].clone()).unwrap();
             assert!(metadata["scalerAddress"].ends_with(":6000"));
             metadata::resolve(&config, &metadata).unwrap_or_else(|e| panic!("{e}"));
             checked += 1;
@@ -36,9 +44,17 @@ fn the_deployment_runs_serve_with_the_mounted_config_and_grpc_probes() {
     let deployment = manifest("deployment.yaml").remove(0);
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
-    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert_eq!(args[0], "serve");
-    let config_arg = args.iter().find_map(|a| a.strip_prefix("--config=")).unwrap();
+    let config_arg = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--config="))
+        .unwrap();
     let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
     assert_eq!(config_arg, format!("{mount}/config.yaml"));
     assert!(args.contains(&"--grpc-addr=0.0.0.0:6000"));
@@ -50,7 +66,10 @@ fn the_deployment_runs_serve_with_the_mounted_config_and_grpc_probes() {
     let help = String::from_utf8_lossy(&output.stdout);
     for arg in &args[1..] {
         let flag = arg.split('=').next().unwrap();
-        assert!(help.contains(flag), "`{flag}` is not a flag of serve:\n{help}");
+        assert!(
+            help.contains(flag),
+            "`{flag}` is not a flag of serve:\n{help}"
+        );
     }
     assert_eq!(container["livenessProbe"]["grpc"]["port"], 6000);
     assert_eq!(container["readinessProbe"]["grpc"]["port"], 6000);
