@@ -105,6 +105,9 @@ impl<S: MetricsSource> Evaluator<S> {
         let task = tokio::spawn(async move {
             let observation = Arc::new(observe(source.as_ref(), &plan).await);
             telemetry.record_observation(&observation);
+            if let Err(cause) = &observation.signals {
+                tracing::warn!(queue_query = plan.queue, %cause, "evaluation failed");
+            }
             finish(&task_slot, &observation);
             observation
         });
