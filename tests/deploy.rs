@@ -82,8 +82,13 @@ fn the_configmap_carries_exactly_the_example_config() {
     let configmap = manifest("configmap.yaml").remove(0);
     assert_eq!(configmap["kind"], "ConfigMap");
     let embedded = configmap["data"]["config.yaml"].as_str().unwrap();
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml")).unwrap();
-    assert_eq!(embedded, example, "deploy/configmap.yaml and deploy/config.yaml differ");
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml"))
+            .unwrap();
+    assert_eq!(
+        embedded, example,
+        "deploy/configmap.yaml and deploy/config.yaml differ"
+    );
     let deployment = manifest("deployment.yaml").remove(0);
     let volume = &deployment["spec"]["template"]["spec"]["volumes"][0];
     assert_eq!(volume["configMap"]["name"], configmap["metadata"]["name"]);

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Exporter, PrometheusServer, Scaler, eventually, scaled_object};
+use common::{Exporter, PrometheusServer, Scaler, demand, eventually, metric_name, scaled_object};
 use keda_llm_scaler::proto::externalscaler::{GetMetricsRequest, ScaledObjectRef};
 use tonic::Code;
 
@@ -249,48 +249,17 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
             ("queuePerReplica", "30"),
         ],
     );
-    let prefill_metric = client
-        .get_metric_spec(prefill.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .metric_specs[0]
-        .metric_name
-        .clone();
-    assert_eq!(prefill_metric, "llm-demand-vllm-prefill");
-    let value = client
-        .get_metrics(metrics_request(&prefill, &prefill_metric))
-        .await
-        .unwrap()
-        .into_inner()
-        .metric_values[0]
-        .metric_value_float;
+    assert_eq!(
+        metric_name(&mut client, &prefill).await,
+        "llm-demand-vllm-prefill"
+    );
+    let value = demand(&mut client, &prefill).await.unwrap();
     assert!(close(value, 2.5, 0.01), "{value}");
 
     // A model with no series is a fleet at zero: demand 0, inactive.
     let idle = scaled_object("idle", &[("profile", "seed"), ("model", "no-such-model")]);
-    let idle_metric = client
-        .get_metric_spec(idle.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .metric_specs[0]
-        .metric_name
-        .clone();
-    let value = client
-        .get_metrics(metrics_request(&idle, &idle_metric))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(value.metric_values[0].metric_value_float, 0.0);
-    assert!(
-        !client
-            .is_active(idle.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert_eq!(demand(&mut client, &idle).await.unwrap(), 0.0);
+    assert!(!client.is_active(idle).await.unwrap().into_inner().result);
 
     // A hostile model neither widens the query (999 waiting elsewhere) nor breaks it.
     for hostile in [
@@ -299,23 +268,10 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
         "llama-3-70b\n} or vector(7)",
     ] {
         let object = scaled_object("hostile", &[("profile", "seed"), ("model", hostile)]);
-        let name = client
-            .get_metric_spec(object.clone())
+        let value = demand(&mut client, &object)
             .await
-            .unwrap()
-            .into_inner()
-            .metric_specs[0]
-            .metric_name
-            .clone();
-        let value = client
-            .get_metrics(metrics_request(&object, &name))
-            .await
-            .unwrap_or_else(|s| panic!("hostile model {hostile:?} broke the query: {s:?}"))
-            .into_inner();
-        assert_eq!(
-            value.metric_values[0].metric_value_float, 0.0,
-            "{hostile:?}"
-        );
+            .unwrap_or_else(|s| panic!("hostile model {hostile:?} broke the query: {s:?}"));
+        assert_eq!(value, 0.0, "{hostile:?}");
     }
 
     // Wrong metric name: NOT_FOUND naming the expected one.

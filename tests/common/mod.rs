@@ -332,3 +332,36 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The metric name GetMetricSpec announces for a trigger.
+pub async fn metric_name(
+    client: &mut ExternalScalerClient<Channel>,
+    object: &ScaledObjectRef,
+) -> String {
+    let spec = client
+        .get_metric_spec(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.metric_specs.len(), 1, "exactly one MetricSpec");
+    spec.metric_specs[0].metric_name.clone()
+}
+
+/// GetMetricSpec, then GetMetrics with that name, as KEDA calls them: the demand.
+pub async fn demand(
+    client: &mut ExternalScalerClient<Channel>,
+    object: &ScaledObjectRef,
+) -> Result<f64, tonic::Status> {
+    let metric_name = metric_name(client, object).await;
+    let request = keda_llm_scaler::proto::externalscaler::GetMetricsRequest {
+        scaled_object_ref: Some(object.clone()),
+        metric_name,
+    };
+    let values = client
+        .get_metrics(request)
+        .await?
+        .into_inner()
+        .metric_values;
+    assert_eq!(values.len(), 1, "exactly one MetricValue");
+    Ok(values[0].metric_value_float)
+}
