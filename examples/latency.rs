@@ -73,20 +73,27 @@ async fn main() {
         metric_name: "llm-demand-vllm-unified".into(),
     };
 
+    let query = format!(
+        "{}/api/v1/query?query=vllm:num_requests_waiting",
+        prometheus.url()
+    );
+    eventually(Duration::from_secs(30), "data in Prometheus", || {
+        let query = query.clone();
+        async move {
+            common::http_get(&query)
+                .await
+                .ok()?
+                .contains(r#""pod":"p7""#)
+                .then_some(())
+        }
+    })
+    .await;
+
     println!("| call | n | p50 µs | p90 µs | p99 µs | max µs |");
     println!("|---|---|---|---|---|---|");
     for (cache_ttl, label) in [("5m", "cached"), ("0s", "evaluating")] {
         let scaler = Scaler::start(&config(&prometheus.url(), cache_ttl)).await;
         let client = scaler.client().await;
-        eventually(Duration::from_secs(30), "data in Prometheus", || {
-            let mut client = client.clone();
-            let request = request.clone();
-            async move {
-                let v = client.get_metrics(request).await.ok()?.into_inner();
-                (v.metric_values[0].metric_value_float > 0.0).then_some(())
-            }
-        })
-        .await;
         if label == "cached" {
             let samples = measure(calls, Duration::from_secs(60), || {
                 let mut client = client.clone();
