@@ -144,7 +144,7 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
     );
 
     let mut queries = Vec::with_capacity(4);
-    let mut errors = Vec::new();
+    let mut errors: Vec<(Signal, String)> = Vec::new();
     let mut take = |(signal, promql, duration, answer): (
         Signal,
         String,
@@ -154,7 +154,7 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
         let (series, error, error_kind, samples) = match answer {
             Ok(samples) => (samples.len(), None, None, Some(samples)),
             Err(e) => {
-                errors.push(format!("{} query failed: {e}", signal.as_str()));
+                errors.push((signal, e.to_string()));
                 (0, Some(e.to_string()), Some(e.kind()), None)
             }
         };
@@ -182,7 +182,7 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
             kv.map(Option::unwrap_or_default),
         )
     } else {
-        Err(errors.join("; "))
+        Err(summarize(&errors))
     };
     Observation {
         signals,
@@ -191,6 +191,29 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
         started,
         duration: started.elapsed(),
     }
+}
+
+/// "queue, kv_cache queries failed: X": one line however many queries share a cause.
+fn summarize(errors: &[(Signal, String)]) -> String {
+    let mut causes: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (signal, cause) in errors {
+        match causes.iter_mut().find(|(c, _)| c == cause) {
+            Some((_, signals)) => signals.push(signal.as_str()),
+            None => causes.push((cause, vec![signal.as_str()])),
+        }
+    }
+    causes
+        .iter()
+        .map(|(cause, signals)| {
+            let plural = if signals.len() == 1 {
+                "query"
+            } else {
+                "queries"
+            };
+            format!("{} {plural} failed: {cause}", signals.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn build_signals(

@@ -11,6 +11,8 @@ use crate::config::PrometheusConfig;
 #[derive(Clone)]
 pub struct Prometheus {
     client: Client,
+    /// The base URL, named in errors instead of each query's full URL.
+    url: String,
     /// Upper bound on a whole query, connection included.
     timeout: Duration,
 }
@@ -26,7 +28,11 @@ impl Prometheus {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let client = Client::from(http, config.url.as_str())
             .map_err(|e| format!("prometheus.url `{}`: {e}", config.url.as_str()))?;
-        Ok(Self { client, timeout })
+        Ok(Self {
+            client,
+            url: config.url.as_str().to_owned(),
+            timeout,
+        })
     }
 }
 
@@ -36,7 +42,7 @@ impl MetricsSource for Prometheus {
         let answer = tokio::time::timeout(self.timeout, self.client.query(promql).get())
             .await
             .map_err(|_| SourceError::Timeout(self.timeout))?;
-        let result = answer.map_err(|e| classify(e, self.timeout))?;
+        let result = answer.map_err(|e| classify(e, &self.url, self.timeout))?;
         match result.into_inner().0 {
             Data::Vector(vector) => Ok(vector
                 .into_iter()
@@ -57,7 +63,7 @@ impl MetricsSource for Prometheus {
     }
 }
 
-fn classify(error: Error, timeout: Duration) -> SourceError {
+fn classify(error: Error, url: &str, timeout: Duration) -> SourceError {
     match &error {
         Error::Prometheus(e) => SourceError::Query {
             kind: e.error_type().to_string(),
@@ -66,24 +72,28 @@ fn classify(error: Error, timeout: Duration) -> SourceError {
         Error::Client(e) => match e.inner() {
             Some(inner) if inner.is_timeout() => SourceError::Timeout(timeout),
             Some(inner) if inner.is_connect() || inner.is_request() => {
-                SourceError::Unreachable(chain(&error))
+                SourceError::Unreachable(format!("{url}: {}", causes(inner)))
             }
-            Some(inner) if inner.is_status() => SourceError::BadResponse(chain(&error)),
             // A body that is not Prometheus JSON: a proxy's HTML page, a wrong URL.
-            _ => SourceError::BadResponse(chain(&error)),
+            Some(inner) => SourceError::BadResponse(format!("{url}: {e}: {}", causes(inner))),
+            None => SourceError::BadResponse(format!("{url}: {e}")),
         },
-        _ => SourceError::BadResponse(chain(&error)),
+        _ => SourceError::BadResponse(format!("{url}: {error}")),
     }
 }
 
-/// The error with its causes, on one line.
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
+/// What went wrong under a reqwest error, on one line, without the query's URL
+/// (it repeats the PromQL, which Explain already shows).
+fn causes(error: &prometheus_http_query::reqwest::Error) -> String {
+    let mut parts = Vec::new();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        parts.push(cause.to_string());
         source = cause.source();
     }
-    text
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
