@@ -357,6 +357,34 @@ async fn a_slow_prometheus_is_unavailable_within_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_deadline_bounds_a_slow_prometheus_even_with_a_long_timeout() {
+    let (addr, _hole) = black_hole().await;
+    let config =
+        prometheus_config(&format!("http://{addr}")).replace("timeout: 500ms", "timeout: 20s");
+    let scaler = Scaler::start(&config).await;
+    let mut client = scaler.client().await;
+    for deadline in [Duration::from_millis(800), Duration::from_millis(1500)] {
+        let started = Instant::now();
+        let mut request = tonic::Request::new(metrics_request("a"));
+        request.set_timeout(deadline);
+        let status = client.get_metrics(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("deadline"), "{status:?}");
+        assert!(
+            started.elapsed() < deadline,
+            "{:?} for a deadline of {deadline:?}",
+            started.elapsed()
+        );
+    }
+    let mut request = tonic::Request::new(scaled_object("a", &[("profile", "seed")]));
+    request.set_timeout(Duration::from_millis(800));
+    assert_eq!(
+        client.is_active(request).await.unwrap_err().code(),
+        Code::Unavailable
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_error_page_is_unavailable() {
     let (addr, _proxy) = html_proxy().await;
     let scaler = Scaler::start(&prometheus_config(&format!("http://{addr}"))).await;

@@ -4,7 +4,7 @@ use std::{fmt::Write, sync::Arc, time::UNIX_EPOCH};
 
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{State, deadline};
 use crate::{
     demand::{Demand, TermKind},
     proto::{
@@ -41,10 +41,14 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<Explanation>, Status> {
         let started = tokio::time::Instant::now();
+        let timeout = deadline::caller_timeout(request.metadata());
         let scaled_object = request.into_inner();
         let result = async {
             let resolved = self.state.resolve(&scaled_object)?;
-            let evaluated = self.state.evaluate(&scaled_object, &resolved).await;
+            let evaluated = deadline::within(timeout, async {
+                Ok(self.state.evaluate(&scaled_object, &resolved).await)
+            })
+            .await?;
             let observation = &evaluated.observation;
             let target = &resolved.target;
             let promql_of = |signal: Signal| {

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{State, deadline};
 use crate::{
     proto::externalscaler::{
         GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
@@ -83,10 +83,9 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<IsActiveResponse>, Status> {
         let started = tokio::time::Instant::now();
+        let timeout = deadline::caller_timeout(request.metadata());
         let scaled_object = request.into_inner();
-        let result = self
-            .state
-            .demand(&scaled_object)
+        let result = deadline::within(timeout, self.state.demand(&scaled_object))
             .await
             .map(|(_, demand)| IsActiveResponse {
                 result: demand.active,
@@ -139,6 +138,7 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
         request: Request<GetMetricsRequest>,
     ) -> Result<Response<GetMetricsResponse>, Status> {
         let started = tokio::time::Instant::now();
+        let timeout = deadline::caller_timeout(request.metadata());
         let request = request.into_inner();
         let result = async {
             let scaled_object = scaled_object_of(&request)?;
@@ -150,7 +150,7 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
                     request.metric_name, scaled_object.namespace, scaled_object.name
                 )));
             }
-            let (_, demand) = self.state.demand(scaled_object).await?;
+            let (_, demand) = deadline::within(timeout, self.state.demand(scaled_object)).await?;
             #[allow(deprecated)]
             let value = MetricValue {
                 metric_name: expected.clone(),
