@@ -135,8 +135,9 @@ async fn dispatch(command: Command) -> ExitCode {
     }
 }
 
-async fn serve(config: PathBuf, grpc_addr: SocketAddr, http_addr: SocketAddr) -> ExitCode {
-    let config = match Config::load(&config) {
+async fn serve(config_path: PathBuf, grpc_addr: SocketAddr, http_addr: SocketAddr) -> ExitCode {
+    // Checked before binding, so a bad file fails fast with its errors.
+    let config = match Config::load(&config_path) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("{e}");
@@ -156,7 +157,7 @@ async fn serve(config: PathBuf, grpc_addr: SocketAddr, http_addr: SocketAddr) ->
         }
     };
     tracing::info!(%grpc_addr, %http_addr, prometheus = config.prometheus.url.as_str(), "starting");
-    match server::run(config, grpc, Some(http), shutdown_signal()).await {
+    match server::run_from_file(&config_path, grpc, Some(http), shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -267,6 +268,8 @@ fn explanation_json(e: &crate::proto::llmscaler::v1::Explanation) -> String {
             "series": q.series, "error": q.error,
         })).collect::<Vec<_>>(),
         "errors": e.errors,
+        "config_error": e.config_error,
+        "config_loaded_at_unix_ms": e.config_loaded_at_unix_ms,
         "evaluated_at_unix_ms": e.evaluated_at_unix_ms,
         "evaluation_seconds": e.evaluation_seconds,
         "age_seconds": e.age_seconds,

@@ -4,6 +4,7 @@
 
 mod duration;
 pub mod metadata;
+pub mod reload;
 
 use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 

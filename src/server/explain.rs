@@ -85,6 +85,14 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
                 age_seconds: observation.started.elapsed().as_secs_f64(),
                 ..Default::default()
             };
+            {
+                let reload = self.state.reload.lock().expect("reload status lock");
+                explanation.config_error = reload.last_error.clone().unwrap_or_default();
+                explanation.config_loaded_at_unix_ms = reload
+                    .last_success
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            }
             match &evaluated.demand {
                 Ok(demand) => fill_demand(&mut explanation, demand, &promql_of, target.pool),
                 Err(e) => explanation.errors.push(e.clone()),
@@ -193,6 +201,15 @@ pub fn render_explanation(e: &Explanation) -> String {
     }
     for error in &e.errors {
         let _ = writeln!(out, "error      {error}");
+    }
+    if !e.config_error.is_empty() {
+        let _ = writeln!(
+            out,
+            "config     the newest config file was refused (the last good one serves):"
+        );
+        for line in e.config_error.lines() {
+            let _ = writeln!(out, "           {line}");
+        }
     }
     if let Some(inputs) = &e.inputs {
         let _ = writeln!(out, "\ninputs");

@@ -28,8 +28,9 @@ use telemetry::Telemetry;
 
 use crate::{
     config::{
-        Config,
+        Config, ConfigError,
         metadata::{self, Target},
+        reload::{self, ReloadStatus, Reloader},
     },
     demand::{self, Demand},
     proto::{
@@ -49,6 +50,8 @@ pub struct State<S> {
     pub shutdown: CancellationToken,
     /// False until the listeners serve, and again once shutdown starts.
     pub ready: AtomicBool,
+    /// How the latest config reloads went.
+    pub reload: Arc<std::sync::Mutex<ReloadStatus>>,
 }
 
 /// A trigger resolved against the config in force.
@@ -73,6 +76,7 @@ impl<S: MetricsSource> State<S> {
             telemetry,
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(false),
+            reload: Arc::new(std::sync::Mutex::new(ReloadStatus::new())),
         }
     }
 
@@ -140,6 +144,8 @@ impl<S: MetricsSource> State<S> {
 /// Why the service stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot reach Prometheus: {0}")]
     Source(String),
     #[error("gRPC server failed: {0}")]
@@ -158,6 +164,34 @@ pub async fn run(
     let source = Prometheus::new(&config.prometheus).map_err(ServeError::Source)?;
     let (_config_tx, config_rx) = watch::channel(Arc::new(config));
     let state = Arc::new(State::new(config_rx, source));
+    serve(state, grpc, http, shutdown).await
+}
+
+/// Serves the config file at `path`, reloading it when it changes (a mounted ConfigMap),
+/// until `shutdown` resolves.
+pub async fn run_from_file(
+    path: &std::path::Path,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let config = Config::parse(&text)?;
+    let source = Prometheus::new(&config.prometheus).map_err(ServeError::Source)?;
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let state = Arc::new(State::new(config_rx, source));
+    let telemetry = state.telemetry.clone();
+    let reloader = Reloader {
+        path: path.to_path_buf(),
+        configs: config_tx,
+        status: state.reload.clone(),
+        on_reload: Box::new(move |status| telemetry.record_reload(status)),
+        poll_interval: reload::POLL_INTERVAL,
+    };
+    tokio::spawn(reloader.run(text, state.shutdown.clone()));
     serve(state, grpc, http, shutdown).await
 }
 

@@ -83,6 +83,10 @@ pub struct Telemetry {
     pub grpc_duration: Histograms<MethodLabels>,
     /// Open StreamIsActive and StreamMetricSpec streams.
     pub open_streams: Family<MethodLabels, Gauge>,
+    /// Config files refused by hot reload.
+    pub config_reload_failures: Counter,
+    /// When the config in force was loaded.
+    pub config_last_reload_success: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Telemetry {
@@ -150,6 +154,19 @@ impl Telemetry {
             "Open server streams by method",
             open_streams.clone(),
         );
+        let config_reload_failures = Counter::default();
+        registry.register(
+            "config_reload_failures",
+            "Config files refused by hot reload (the last good config keeps serving)",
+            config_reload_failures.clone(),
+        );
+        let config_last_reload_success = Gauge::<f64, AtomicU64>::default();
+        config_last_reload_success.set(unix_seconds(std::time::SystemTime::now()));
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the config in force was loaded",
+            config_last_reload_success.clone(),
+        );
         let build = Family::<Vec<(String, String)>, Gauge>::default();
         build
             .get_or_create(&vec![(
@@ -169,7 +186,20 @@ impl Telemetry {
             grpc_requests,
             grpc_duration,
             open_streams,
+            config_reload_failures,
+            config_last_reload_success,
         }
+    }
+
+    pub fn record_reload(&self, status: &crate::config::reload::ReloadStatus) {
+        // A counter cannot be set, so it is brought up to the reloader's count.
+        let counted = self.config_reload_failures.get();
+        if status.failures > counted {
+            self.config_reload_failures
+                .inc_by(status.failures - counted);
+        }
+        self.config_last_reload_success
+            .set(unix_seconds(status.last_success));
     }
 
     /// The registry in OpenMetrics text.
@@ -250,6 +280,11 @@ impl Telemetry {
                 .observe(seconds);
         }
     }
+}
+
+pub fn unix_seconds(time: std::time::SystemTime) -> f64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// gRPC code names as the spec writes them (OK, NOT_FOUND, ...).

@@ -251,6 +251,28 @@ impl Scaler {
         }
     }
 
+    /// Serves a config file with hot reload, as `keda-llm-scaler serve` does.
+    pub async fn start_from_file(path: &std::path::Path) -> Self {
+        let path = path.to_path_buf();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::run_from_file(&path, grpc, Some(http), async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Self {
+            grpc_addr,
+            http_addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
     pub async fn client(&self) -> ExternalScalerClient<Channel> {
         connect(self.grpc_addr, ExternalScalerClient::connect).await
     }

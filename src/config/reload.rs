@@ -1,0 +1,153 @@
+//! Hot reload of the mounted ConfigMap. The kubelet swaps a `..data` symlink to update
+//! it, so a watch on the file itself goes silent after the first swap: this watches the
+//! directory, and also compares the file's content on a timer, for filesystems that
+//! send no events. A new file that does not validate is refused: the last good config
+//! keeps serving, and the errors are logged, counted and shown in Explain.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::Config;
+
+/// How often the file's content is compared even without an event.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Events come in bursts (a swap is several renames): wait for the burst to end.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// The outcome of the latest reload attempts, for Explain and /metrics.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    /// When the config in force was loaded.
+    pub last_success: SystemTime,
+    /// Why the newest file was refused; `None` once a good file loads.
+    pub last_error: Option<String>,
+    /// Refused files since start.
+    pub failures: u64,
+}
+
+impl ReloadStatus {
+    pub fn new() -> Self {
+        Self {
+            last_success: SystemTime::now(),
+            last_error: None,
+            failures: 0,
+        }
+    }
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Called after every reload attempt (to count it in /metrics).
+pub type OnReload = Box<dyn Fn(&ReloadStatus) + Send + Sync>;
+
+/// Watches `path` until `shutdown`, sending each new valid config on `configs`.
+pub struct Reloader {
+    pub path: PathBuf,
+    pub configs: watch::Sender<Arc<Config>>,
+    pub status: Arc<Mutex<ReloadStatus>>,
+    pub on_reload: OnReload,
+    pub poll_interval: Duration,
+}
+
+impl Reloader {
+    /// Runs until `shutdown`. `loaded` is the text the config in force was parsed from.
+    pub async fn run(self, loaded: String, shutdown: CancellationToken) {
+        let (events_tx, mut events) = mpsc::channel::<()>(16);
+        let directory = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        // The watcher lives as long as this loop; without it the timer still reloads.
+        let _watcher = match notify::recommended_watcher(move |_event| {
+            let _ = events_tx.try_send(());
+        }) {
+            Ok(mut watcher) => match watcher.watch(&directory, RecursiveMode::NonRecursive) {
+                Ok(()) => Some(watcher),
+                Err(e) => {
+                    tracing::warn!(dir = %directory.display(), error = %e, "cannot watch the config directory; comparing content every {:?}", self.poll_interval);
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no filesystem watcher; comparing content every {:?}", self.poll_interval);
+                None
+            }
+        };
+        let mut last_seen = loaded;
+        let mut ticker = tokio::time::interval(self.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+                Some(()) = events.recv() => {
+                    tokio::time::sleep(SETTLE).await;
+                    while events.try_recv().is_ok() {}
+                }
+            }
+            self.check(&mut last_seen);
+        }
+    }
+
+    /// Reads the file; when its content changed, validates it and swaps it in.
+    fn check(&self, last_seen: &mut String) {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            // Mid-swap the path can briefly dangle; the next event or tick reads it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                self.refuse(format!("cannot read {}: {e}", self.path.display()));
+                return;
+            }
+        };
+        if text == *last_seen {
+            return;
+        }
+        match Config::parse(&text) {
+            Ok(config) => {
+                *last_seen = text;
+                let status = {
+                    let mut status = self.status.lock().expect("status lock");
+                    status.last_success = SystemTime::now();
+                    status.last_error = None;
+                    status.clone()
+                };
+                self.configs.send_replace(Arc::new(config));
+                (self.on_reload)(&status);
+                tracing::info!(path = %self.path.display(), "config reloaded");
+            }
+            Err(e) => {
+                *last_seen = text;
+                self.refuse(e.to_string());
+            }
+        }
+    }
+
+    fn refuse(&self, error: String) {
+        let status = {
+            let mut status = self.status.lock().expect("status lock");
+            if status.last_error.as_deref() == Some(error.as_str()) {
+                return; // the same problem, seen again: counted once
+            }
+            tracing::error!(path = %self.path.display(), %error, "new config refused; the last good config keeps serving");
+            status.failures += 1;
+            status.last_error = Some(error);
+            status.clone()
+        };
+        (self.on_reload)(&status);
+    }
+}
