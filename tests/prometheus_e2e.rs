@@ -21,6 +21,7 @@ prometheus:
 evaluation:
   cache_ttl: 500ms
   push_interval: 500ms
+  max_staleness: 3s
 profiles:
   seed:
     engine: seed
@@ -131,7 +132,7 @@ async fn wait_for_full_rate_window(scaler: &Scaler, object: &ScaledObjectRef, ex
             let object = object.clone();
             async move {
                 let e = explain.explain(object).await.ok()?.into_inner();
-                let t_out = e.inputs?.output_tokens_per_second;
+                let t_out = e.inputs?.output_tokens_per_second?;
                 close(t_out, expected_t_out, 0.01).then_some(())
             }
         },
@@ -197,10 +198,13 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
     assert!(e.demand_available && e.errors.is_empty(), "{e:?}");
     assert_eq!(e.winning_term, "kv");
     let inputs = e.inputs.clone().unwrap();
-    assert_eq!((inputs.queue_depth, inputs.replicas), (45.0, 3.0));
+    assert_eq!(
+        (inputs.queue_depth, inputs.replicas),
+        (Some(45.0), Some(3.0))
+    );
     assert!(close(inputs.kv_cache_ratio.unwrap(), 0.9, 1e-9));
     assert!(
-        close(inputs.input_tokens_per_second, 60_000.0, 0.01),
+        close(inputs.input_tokens_per_second.unwrap(), 60_000.0, 0.01),
         "{inputs:?}"
     );
     let term = |name: &str| e.terms.iter().find(|t| t.name == name).unwrap().replicas;
@@ -229,7 +233,10 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
     assert!(close(value, 50.0 / 15.0, 1e-9), "{value}");
     let e = explain.explain(vllm.clone()).await.unwrap().into_inner();
     let inputs = e.inputs.unwrap();
-    assert_eq!((inputs.queue_depth, inputs.replicas), (50.0, 2.0));
+    assert_eq!(
+        (inputs.queue_depth, inputs.replicas),
+        (Some(50.0), Some(2.0))
+    );
     assert!(
         close(inputs.kv_cache_ratio.unwrap(), 0.375, 1e-9),
         "{inputs:?}"
@@ -395,10 +402,20 @@ async fn prometheus_outage_gives_unavailable_and_the_scaler_recovers() {
         .metric_name
         .clone();
 
-    eventually(Duration::from_secs(30), "a first answer", || {
+    // Queue and KV gauges are exact from the first scrape: 3 x 0.9 / 0.75 = 3.6.
+    eventually(Duration::from_secs(30), "the first scrape", || {
         let mut client = client.clone();
         let request = metrics_request(&seed, &metric);
-        async move { client.get_metrics(request).await.ok() }
+        async move {
+            let value = client
+                .get_metrics(request)
+                .await
+                .ok()?
+                .into_inner()
+                .metric_values[0]
+                .metric_value_float;
+            close(value, 3.6, 1e-9).then_some(())
+        }
     })
     .await;
 
@@ -415,7 +432,37 @@ async fn prometheus_outage_gives_unavailable_and_the_scaler_recovers() {
     );
 
     prometheus.stop();
+    let stopped = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(600)).await; // past cache_ttl
+    // Within max_staleness (3 s) the last complete evaluation answers, and says so.
+    let value = client
+        .get_metrics(metrics_request(&seed, &metric))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        close(value.metric_values[0].metric_value_float, 3.6, 1e-9),
+        "{value:?}"
+    );
+    let explanation = scaler
+        .explain_client()
+        .await
+        .explain(seed.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        explanation.stale && explanation.stale_cause.contains("unreachable"),
+        "{explanation:?}"
+    );
+    assert!(scaler.metrics().await.contains(
+        r#"keda_llm_scaler_stale_answers_total{namespace="inference",scaledobject="chat"}"#
+    ));
+    // Past it: UNAVAILABLE.
+    tokio::time::sleep(
+        Duration::from_secs(3).saturating_sub(stopped.elapsed()) + Duration::from_millis(600),
+    )
+    .await;
     let started = std::time::Instant::now();
     let status = client
         .get_metrics(metrics_request(&seed, &metric))

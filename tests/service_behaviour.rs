@@ -16,7 +16,12 @@ use std::{
 use common::{Scaler, scaled_object};
 use keda_llm_scaler::{
     config::Config,
-    proto::externalscaler::{GetMetricsRequest, external_scaler_client::ExternalScalerClient},
+    proto::{
+        externalscaler::{
+            GetMetricsRequest, GetMetricsResponse, external_scaler_client::ExternalScalerClient,
+        },
+        llmscaler::v1::explain_client::ExplainClient,
+    },
     server::{self, State},
     source::{MetricsSource, Sample, SourceError},
 };
@@ -30,6 +35,8 @@ struct SteeredSource {
     calls: AtomicUsize,
     delay_ms: AtomicUsize,
     failing: AtomicBool,
+    /// Queries starting with this fail while the others answer.
+    failing_prefix: std::sync::Mutex<Option<String>>,
     queue: std::sync::Mutex<f64>,
 }
 
@@ -40,7 +47,13 @@ impl MetricsSource for SteeredSource {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay as u64)).await;
         }
-        if self.failing.load(Ordering::SeqCst) {
+        let prefix_fails = self
+            .failing_prefix
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|prefix| promql.starts_with(prefix));
+        if self.failing.load(Ordering::SeqCst) || prefix_fails {
             return Err(SourceError::Unreachable("connection refused".into()));
         }
         if promql.starts_with("sum by (pod) (llm_queue_depth") {
@@ -55,6 +68,10 @@ impl MetricsSource for SteeredSource {
 }
 
 fn config_text(cache_ttl: &str, queue_per_replica: u32) -> String {
+    config_with(cache_ttl, queue_per_replica, "max_staleness: 0s")
+}
+
+fn config_with(cache_ttl: &str, queue_per_replica: u32, evaluation: &str) -> String {
     format!(
         r#"
 prometheus:
@@ -62,6 +79,7 @@ prometheus:
 evaluation:
   cache_ttl: {cache_ttl}
   push_interval: 200ms
+  {evaluation}
 profiles:
   seed:
     engine: seed
@@ -79,11 +97,13 @@ struct Running {
 }
 
 async fn start(cache_ttl: &str) -> Running {
+    start_with(&config_text(cache_ttl, 15)).await
+}
+
+async fn start_with(config_text: &str) -> Running {
     let source = Arc::new(SteeredSource::default());
     *source.queue.lock().unwrap() = 30.0;
-    let (config, config_rx) = watch::channel(Arc::new(
-        Config::parse(&config_text(cache_ttl, 15)).unwrap(),
-    ));
+    let (config, config_rx) = watch::channel(Arc::new(Config::parse(config_text).unwrap()));
     let state = Arc::new(State::new(config_rx, source.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -418,4 +438,114 @@ async fn readiness_and_health_follow_the_lifecycle() {
         .unwrap();
     assert!(healthz.contains("200"), "{healthz}");
     scaler.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_evaluation_answers_from_the_last_complete_one_within_max_staleness() {
+    let running = start_with(&config_with("0s", 15, "max_staleness: 1s")).await;
+    let mut client = client(running.addr).await;
+    let value = |r: GetMetricsResponse| r.metric_values[0].metric_value_float;
+    assert_eq!(
+        value(
+            client
+                .get_metrics(metrics_request("a"))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        2.0
+    );
+    running.source.failing.store(true, Ordering::SeqCst);
+    *running.source.queue.lock().unwrap() = 300.0;
+    let stale = client
+        .get_metrics(metrics_request("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        value(stale),
+        2.0,
+        "the last complete evaluation, not a guess"
+    );
+    let mut explain = ExplainClient::connect(format!("http://{}", running.addr))
+        .await
+        .unwrap();
+    let e = explain
+        .explain(scaled_object("a", &[("profile", "seed")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        e.stale && e.stale_cause.contains("connection refused"),
+        "{e:?}"
+    );
+    assert_eq!(e.demand, 2.0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let status = client.get_metrics(metrics_request("a")).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unavailable,
+        "past max_staleness: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_term_error_skip_leaves_out_only_the_terms_that_need_the_failed_query() {
+    // Throughput's query fails; queue (30 / 15 = 2) still answers under skip.
+    let skip = start_with(&config_with(
+        "0s",
+        15,
+        "max_staleness: 0s\n  on_term_error: skip",
+    ))
+    .await;
+    *skip.source.failing_prefix.lock().unwrap() =
+        Some("sum(rate(llm_tokens_processed_total{token_type=\"output\"".into());
+    let mut skip_client = client(skip.addr).await;
+    let answer = skip_client
+        .get_metrics(metrics_request("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.metric_values[0].metric_value_float, 2.0);
+    let mut explain = ExplainClient::connect(format!("http://{}", skip.addr))
+        .await
+        .unwrap();
+    let e = explain
+        .explain(scaled_object("a", &[("profile", "seed")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.skipped_terms.len(), 1, "{e:?}");
+    assert!(
+        e.skipped_terms[0].starts_with("throughput left out: output_tokens query failed"),
+        "{e:?}"
+    );
+    assert!(e.terms.iter().all(|t| t.name != "throughput"), "{e:?}");
+    assert_eq!(e.inputs.unwrap().output_tokens_per_second, None);
+
+    // Everything failing leaves no term: UNAVAILABLE even under skip.
+    skip.source.failing.store(true, Ordering::SeqCst);
+    assert_eq!(
+        skip_client
+            .get_metrics(metrics_request("a"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unavailable
+    );
+
+    // The default, fail: one failed query is UNAVAILABLE.
+    let fail = start_with(&config_text("0s", 15)).await;
+    *fail.source.failing_prefix.lock().unwrap() =
+        Some("sum(rate(llm_tokens_processed_total{token_type=\"output\"".into());
+    let mut fail_client = client(fail.addr).await;
+    let status = fail_client
+        .get_metrics(metrics_request("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("output_tokens query failed"),
+        "{status:?}"
+    );
 }

@@ -47,6 +47,23 @@ pub struct EvaluationConfig {
     /// How often a StreamIsActive stream re-evaluates.
     #[serde(default = "default_push_interval")]
     pub push_interval: Spanned<ConfigDuration>,
+    /// While an evaluation fails, answer from the last complete one if it is at most
+    /// this old (and say so); past it, UNAVAILABLE.
+    #[serde(default = "default_max_staleness")]
+    pub max_staleness: Spanned<ConfigDuration>,
+    /// What a failed query does to the demand: `fail` (UNAVAILABLE) or `skip` (leave out
+    /// the terms that need it, if any term is left).
+    #[serde(default)]
+    pub on_term_error: OnTermError,
+}
+
+/// The policy for a term whose query failed while others succeeded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTermError {
+    #[default]
+    Fail,
+    Skip,
 }
 
 impl Default for EvaluationConfig {
@@ -54,6 +71,8 @@ impl Default for EvaluationConfig {
         Self {
             cache_ttl: default_cache_ttl(),
             push_interval: default_push_interval(),
+            max_staleness: default_max_staleness(),
+            on_term_error: OnTermError::default(),
         }
     }
 }
@@ -363,6 +382,9 @@ fn default_cache_ttl() -> Spanned<ConfigDuration> {
 fn default_push_interval() -> Spanned<ConfigDuration> {
     unspanned(ConfigDuration(Duration::from_secs(5)))
 }
+fn default_max_staleness() -> Spanned<ConfigDuration> {
+    unspanned(ConfigDuration(Duration::from_secs(60)))
+}
 fn default_rate_window() -> Spanned<ConfigDuration> {
     unspanned(ConfigDuration(Duration::from_secs(60)))
 }
@@ -520,6 +542,13 @@ impl Config {
             "evaluation.push_interval".into(),
             &self.evaluation.push_interval,
             Duration::from_millis(100),
+            Duration::from_secs(3600),
+        );
+        check_duration(
+            &mut problems,
+            "evaluation.max_staleness".into(),
+            &self.evaluation.max_staleness,
+            Duration::ZERO,
             Duration::from_secs(3600),
         );
         for (name, profile) in &self.profiles {

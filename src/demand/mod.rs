@@ -7,6 +7,9 @@
 //! - kv = R x K / target_ratio (decode, unified): the replicas that bring KV usage back to the target
 //!
 //! D = clamp(max(terms), min_demand, max_demand); active when Q > 0, T_out + T_in > 0 or D > 0.
+//!
+//! A signal may be missing (its query failed and the operator chose `on_term_error: skip`):
+//! the terms that need it are skipped and listed, and a demand with no term left is an error.
 
 use std::fmt;
 
@@ -20,16 +23,16 @@ pub struct ReplicaValue {
     pub value: f64,
 }
 
-/// What the metrics source observed for one fleet.
+/// What the metrics source observed for one fleet; `None` is a signal that could not be read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Signals {
     /// Waiting requests per replica; the number of entries is R.
-    pub queue_by_replica: Vec<ReplicaValue>,
+    pub queue_by_replica: Option<Vec<ReplicaValue>>,
     /// T_out: output tokens per second over the fleet.
-    pub output_tokens_per_second: f64,
+    pub output_tokens_per_second: Option<f64>,
     /// T_in: input tokens per second over the fleet.
-    pub input_tokens_per_second: f64,
-    /// KV-cache usage ratio per replica; `None` when the pool does not scale on it.
+    pub input_tokens_per_second: Option<f64>,
+    /// KV-cache usage ratio per replica (not read for pools that don't scale on it).
     pub kv_by_replica: Option<Vec<ReplicaValue>>,
 }
 
@@ -110,18 +113,18 @@ impl fmt::Display for Winner {
     }
 }
 
-/// The aggregated signals the terms read.
+/// The aggregated signals the terms read; `None` where the signal was not read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Inputs {
     /// Q
-    pub queue_depth: f64,
+    pub queue_depth: Option<f64>,
     /// R
-    pub replicas: f64,
+    pub replicas: Option<f64>,
     /// T_out
-    pub output_tokens_per_second: f64,
+    pub output_tokens_per_second: Option<f64>,
     /// T_in
-    pub input_tokens_per_second: f64,
-    /// K; `None` when the pool does not scale on KV cache.
+    pub input_tokens_per_second: Option<f64>,
+    /// K
     pub kv_cache_ratio: Option<f64>,
 }
 
@@ -137,6 +140,8 @@ pub struct Demand {
     pub inputs: Inputs,
     /// What IsActive answers.
     pub active: bool,
+    /// Terms left out because a signal they need was not read.
+    pub skipped: Vec<TermKind>,
 }
 
 impl Demand {
@@ -158,6 +163,8 @@ pub enum SignalError {
     BadFleetValue { signal: &'static str, value: f64 },
     #[error("KV-cache usage is {value} for replica `{replica}`: expected a ratio from 0 to 1")]
     KvOutOfRange { replica: String, value: f64 },
+    #[error("no term could be computed: every signal they need is missing")]
+    NoTerms,
 }
 
 /// KV ratios a hair above 1 come from float arithmetic in exporters, not from overload.
@@ -167,72 +174,82 @@ const KV_RATIO_SLACK: f64 = 1e-6;
 pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError> {
     let inputs = aggregate(signals, params.kv_aggregate)?;
     let mut terms = Vec::with_capacity(3);
+    let mut skipped = Vec::new();
 
-    terms.push(Term {
-        kind: TermKind::Queue,
-        replicas: inputs.queue_depth / params.queue_per_replica,
-        formula: format!(
-            "Q / queue_per_replica = {} / {}",
-            num(inputs.queue_depth),
-            num(params.queue_per_replica)
+    match inputs.queue_depth {
+        Some(q) => terms.push(Term {
+            kind: TermKind::Queue,
+            replicas: q / params.queue_per_replica,
+            formula: format!(
+                "Q / queue_per_replica = {} / {}",
+                num(q),
+                num(params.queue_per_replica)
+            ),
+            inputs: vec![
+                ("queue_depth", q),
+                ("queue_per_replica", params.queue_per_replica),
+            ],
+        }),
+        None => skipped.push(TermKind::Queue),
+    }
+
+    let (tokens, capacity, names) = match params.pool {
+        Pool::Prefill => (
+            inputs.input_tokens_per_second,
+            params.input_tokens_per_second,
+            (
+                "T_in / input_tokens_per_second",
+                "input_tokens_per_second",
+                "capacity_input_tokens_per_second",
+            ),
         ),
-        inputs: vec![
-            ("queue_depth", inputs.queue_depth),
-            ("queue_per_replica", params.queue_per_replica),
-        ],
-    });
-
-    let throughput = match params.pool {
-        Pool::Prefill => params.input_tokens_per_second.map(|capacity| Term {
-            kind: TermKind::Throughput,
-            replicas: inputs.input_tokens_per_second / capacity,
-            formula: format!(
-                "T_in / input_tokens_per_second = {} / {}",
-                num(inputs.input_tokens_per_second),
-                num(capacity)
+        Pool::Unified | Pool::Decode => (
+            inputs.output_tokens_per_second,
+            params.output_tokens_per_second,
+            (
+                "T_out / output_tokens_per_second",
+                "output_tokens_per_second",
+                "capacity_output_tokens_per_second",
             ),
-            inputs: vec![
-                ("input_tokens_per_second", inputs.input_tokens_per_second),
-                ("capacity_input_tokens_per_second", capacity),
-            ],
-        }),
-        Pool::Unified | Pool::Decode => params.output_tokens_per_second.map(|capacity| Term {
-            kind: TermKind::Throughput,
-            replicas: inputs.output_tokens_per_second / capacity,
-            formula: format!(
-                "T_out / output_tokens_per_second = {} / {}",
-                num(inputs.output_tokens_per_second),
-                num(capacity)
-            ),
-            inputs: vec![
-                ("output_tokens_per_second", inputs.output_tokens_per_second),
-                ("capacity_output_tokens_per_second", capacity),
-            ],
-        }),
+        ),
     };
-    terms.extend(throughput);
+    match (tokens, capacity) {
+        (Some(t), Some(capacity)) => terms.push(Term {
+            kind: TermKind::Throughput,
+            replicas: t / capacity,
+            formula: format!("{} = {} / {}", names.0, num(t), num(capacity)),
+            inputs: vec![(names.1, t), (names.2, capacity)],
+        }),
+        (None, Some(_)) => skipped.push(TermKind::Throughput),
+        (_, None) => {}
+    }
 
     if params.pool.uses_kv_cache() {
-        let k = inputs.kv_cache_ratio.unwrap_or(0.0);
-        terms.push(Term {
-            kind: TermKind::Kv,
-            replicas: inputs.replicas * k / params.kv_target,
-            formula: format!(
-                "R x K / target_ratio = {} x {} / {}",
-                num(inputs.replicas),
-                num(k),
-                num(params.kv_target)
-            ),
-            inputs: vec![
-                ("replicas", inputs.replicas),
-                ("kv_cache_ratio", k),
-                ("kv_target_ratio", params.kv_target),
-            ],
-        });
+        match (inputs.replicas, inputs.kv_cache_ratio) {
+            (Some(r), Some(k)) => terms.push(Term {
+                kind: TermKind::Kv,
+                replicas: r * k / params.kv_target,
+                formula: format!(
+                    "R x K / target_ratio = {} x {} / {}",
+                    num(r),
+                    num(k),
+                    num(params.kv_target)
+                ),
+                inputs: vec![
+                    ("replicas", r),
+                    ("kv_cache_ratio", k),
+                    ("kv_target_ratio", params.kv_target),
+                ],
+            }),
+            _ => skipped.push(TermKind::Kv),
+        }
+    }
+    if terms.is_empty() {
+        return Err(SignalError::NoTerms);
     }
 
     // Ties go to the earlier term: queue, then throughput, then kv.
-    let (best_kind, unclamped) = terms.iter().fold((TermKind::Queue, 0.0f64), |best, term| {
+    let (best_kind, unclamped) = terms.iter().fold((terms[0].kind, 0.0f64), |best, term| {
         if term.replicas > best.1 {
             (term.kind, term.replicas)
         } else {
@@ -246,8 +263,10 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
     } else {
         (unclamped, Winner::Term(best_kind))
     };
-    let active = inputs.queue_depth > 0.0
-        || inputs.output_tokens_per_second + inputs.input_tokens_per_second > 0.0
+    let active = inputs.queue_depth.is_some_and(|q| q > 0.0)
+        || inputs.output_tokens_per_second.unwrap_or(0.0)
+            + inputs.input_tokens_per_second.unwrap_or(0.0)
+            > 0.0
         || replicas > 0.0;
     Ok(Demand {
         replicas,
@@ -256,26 +275,35 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         terms,
         inputs,
         active,
+        skipped,
     })
 }
 
 fn aggregate(signals: &Signals, kv_aggregate: KvAggregate) -> Result<Inputs, SignalError> {
-    let mut queue_depth = 0.0;
-    for entry in &signals.queue_by_replica {
-        if !(entry.value.is_finite() && entry.value >= 0.0) {
-            return Err(SignalError::BadReplicaValue {
-                signal: "queue depth",
-                replica: entry.replica.clone(),
-                value: entry.value,
-            });
+    let queue_depth = match &signals.queue_by_replica {
+        None => None,
+        Some(values) => {
+            let mut total = 0.0;
+            for entry in values {
+                if !(entry.value.is_finite() && entry.value >= 0.0) {
+                    return Err(SignalError::BadReplicaValue {
+                        signal: "queue depth",
+                        replica: entry.replica.clone(),
+                        value: entry.value,
+                    });
+                }
+                total += entry.value;
+            }
+            Some(total)
         }
-        queue_depth += entry.value;
-    }
+    };
     for (signal, value) in [
         ("output tokens per second", signals.output_tokens_per_second),
         ("input tokens per second", signals.input_tokens_per_second),
     ] {
-        if !(value.is_finite() && value >= 0.0) {
+        if let Some(value) = value
+            && !(value.is_finite() && value >= 0.0)
+        {
             return Err(SignalError::BadFleetValue { signal, value });
         }
     }
@@ -306,7 +334,7 @@ fn aggregate(signals: &Signals, kv_aggregate: KvAggregate) -> Result<Inputs, Sig
     };
     Ok(Inputs {
         queue_depth,
-        replicas: signals.queue_by_replica.len() as f64,
+        replicas: signals.queue_by_replica.as_ref().map(|v| v.len() as f64),
         output_tokens_per_second: signals.output_tokens_per_second,
         input_tokens_per_second: signals.input_tokens_per_second,
         kv_cache_ratio,

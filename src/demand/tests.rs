@@ -26,9 +26,9 @@ fn params(pool: Pool) -> Params {
 
 fn signals(queue: &[f64], t_out: f64, t_in: f64, kv: &[f64]) -> Signals {
     Signals {
-        queue_by_replica: replicas(queue),
-        output_tokens_per_second: t_out,
-        input_tokens_per_second: t_in,
+        queue_by_replica: Some(replicas(queue)),
+        output_tokens_per_second: Some(t_out),
+        input_tokens_per_second: Some(t_in),
         kv_by_replica: Some(replicas(kv)),
     }
 }
@@ -45,8 +45,8 @@ fn queue_term_is_total_queue_over_capacity() {
     )
     .unwrap();
     assert_eq!(term(&d, TermKind::Queue), 3.0);
-    assert_eq!(d.inputs.queue_depth, 45.0);
-    assert_eq!(d.inputs.replicas, 3.0);
+    assert_eq!(d.inputs.queue_depth, Some(45.0));
+    assert_eq!(d.inputs.replicas, Some(3.0));
     assert_eq!(d.replicas, 3.0);
     assert_eq!(d.winner, Winner::Term(TermKind::Queue));
 }
@@ -140,7 +140,7 @@ fn clamping_to_min_and_max() {
 fn fleet_at_zero_is_zero_demand_and_inactive() {
     let d = compute(&signals(&[], 0.0, 0.0, &[]), &params(Pool::Unified)).unwrap();
     assert_eq!(d.replicas, 0.0);
-    assert_eq!(d.inputs.replicas, 0.0);
+    assert_eq!(d.inputs.replicas, Some(0.0));
     assert_eq!(d.inputs.kv_cache_ratio, Some(0.0));
     assert!(!d.active);
 }
@@ -228,4 +228,44 @@ fn formulas_show_the_numbers() {
         "Q / queue_per_replica = 30 / 15"
     );
     assert_eq!(d.winner.to_string(), "queue");
+}
+
+#[test]
+fn missing_signals_skip_the_terms_that_need_them() {
+    let p = params(Pool::Unified);
+    let mut s = signals(&[30.0, 0.0], 20_000.0, 0.0, &[0.9, 0.9]);
+    s.output_tokens_per_second = None;
+    let d = compute(&s, &p).unwrap();
+    assert_eq!(d.skipped, vec![TermKind::Throughput]);
+    assert_eq!(
+        d.replicas, 2.4,
+        "kv 2 x 0.9 / 0.75 wins without the throughput term"
+    );
+
+    // Without the queue there is no R, so the kv term goes too.
+    let mut s = signals(&[30.0], 20_000.0, 0.0, &[0.9]);
+    s.queue_by_replica = None;
+    let d = compute(&s, &p).unwrap();
+    assert_eq!(d.skipped, vec![TermKind::Queue, TermKind::Kv]);
+    assert_eq!(
+        (d.replicas, d.winner),
+        (4.0, Winner::Term(TermKind::Throughput))
+    );
+    assert_eq!(d.inputs.queue_depth, None);
+
+    let mut s = signals(&[30.0], 0.0, 0.0, &[0.9]);
+    s.kv_by_replica = None;
+    assert_eq!(compute(&s, &p).unwrap().skipped, vec![TermKind::Kv]);
+
+    let nothing = Signals::default();
+    assert_eq!(compute(&nothing, &p).unwrap_err(), SignalError::NoTerms);
+}
+
+#[test]
+fn activity_counts_only_signals_that_were_read() {
+    let mut s = signals(&[0.0], 0.0, 0.0, &[0.0]);
+    s.input_tokens_per_second = None;
+    assert!(!compute(&s, &params(Pool::Unified)).unwrap().active);
+    s.output_tokens_per_second = Some(3.0);
+    assert!(compute(&s, &params(Pool::Unified)).unwrap().active);
 }

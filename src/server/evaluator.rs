@@ -20,12 +20,20 @@ use crate::source::{MetricsSource, Observation, QueryPlan, observe};
 /// Slots not asked for this long are dropped, so ScaledObjects that went away cost nothing.
 const IDLE_EVICTION: Duration = Duration::from_secs(600);
 
+/// What a caller gets: the newest observation, and the last one that read every signal.
+pub struct Observed {
+    pub current: Arc<Observation>,
+    pub last_complete: Option<Arc<Observation>>,
+}
+
 type InFlight = Shared<BoxFuture<'static, Arc<Observation>>>;
 
 #[derive(Default)]
 struct Slot {
     /// The last finished observation.
     last: Option<Arc<Observation>>,
+    /// The last observation that read every signal, for stale answers.
+    last_complete: Option<Arc<Observation>>,
     /// The observation being made, which late callers join.
     in_flight: Option<InFlight>,
     /// When a caller last asked, for eviction.
@@ -48,8 +56,9 @@ impl<S: MetricsSource> Evaluator<S> {
         }
     }
 
-    /// An observation of the plan no older than `ttl`: cached, joined, or made now.
-    pub async fn observe(&self, plan: &QueryPlan, ttl: Duration) -> Arc<Observation> {
+    /// An observation of the plan no older than `ttl` (cached, joined, or made now),
+    /// with the last complete one.
+    pub async fn observe(&self, plan: &QueryPlan, ttl: Duration) -> Observed {
         let slot_ref = self.slot(plan);
         let in_flight = {
             let mut slot = slot_ref.lock().expect("slot lock");
@@ -57,7 +66,10 @@ impl<S: MetricsSource> Evaluator<S> {
             if let Some(last) = &slot.last
                 && last.started.elapsed() < ttl
             {
-                return last.clone();
+                return Observed {
+                    current: last.clone(),
+                    last_complete: slot.last_complete.clone(),
+                };
             }
             match &slot.in_flight {
                 Some(running) => running.clone(),
@@ -68,7 +80,12 @@ impl<S: MetricsSource> Evaluator<S> {
                 }
             }
         };
-        in_flight.await
+        let current = in_flight.await;
+        let last_complete = slot_ref.lock().expect("slot lock").last_complete.clone();
+        Observed {
+            current,
+            last_complete,
+        }
     }
 
     fn slot(&self, plan: &QueryPlan) -> Arc<Mutex<Slot>> {
@@ -97,6 +114,9 @@ impl<S: MetricsSource> Evaluator<S> {
         let finish = |slot: &std::sync::Weak<Mutex<Slot>>, observation: &Arc<Observation>| {
             if let Some(slot) = slot.upgrade() {
                 let mut slot = slot.lock().expect("slot lock");
+                if observation.is_complete() {
+                    slot.last_complete = Some(observation.clone());
+                }
                 slot.last = Some(observation.clone());
                 slot.in_flight = None;
             }
@@ -105,7 +125,7 @@ impl<S: MetricsSource> Evaluator<S> {
         let task = tokio::spawn(async move {
             let observation = Arc::new(observe(source.as_ref(), &plan).await);
             telemetry.record_observation(&observation);
-            if let Err(cause) = &observation.signals {
+            if let Some(cause) = observation.error_summary() {
                 tracing::warn!(queue_query = plan.queue, %cause, "evaluation failed");
             }
             finish(&task_slot, &observation);

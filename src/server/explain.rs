@@ -97,7 +97,11 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
                 Ok(demand) => fill_demand(&mut explanation, demand, &promql_of, target.pool),
                 Err(e) => explanation.errors.push(e.clone()),
             }
-            if let Ok(signals) = &observation.signals {
+            explanation.stale = evaluated.stale_cause.is_some();
+            explanation.stale_cause = evaluated.stale_cause.clone().unwrap_or_default();
+            explanation.skipped_terms = evaluated.skipped.clone();
+            {
+                let signals = observation.signals();
                 let kv: std::collections::HashMap<&str, f64> = signals
                     .kv_by_replica
                     .iter()
@@ -108,6 +112,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
                     inputs.per_replica = signals
                         .queue_by_replica
                         .iter()
+                        .flatten()
                         .map(|r| ReplicaInputs {
                             replica: r.replica.clone(),
                             queue_depth: r.value,
@@ -211,19 +216,41 @@ pub fn render_explanation(e: &Explanation) -> String {
             let _ = writeln!(out, "           {line}");
         }
     }
-    if let Some(inputs) = &e.inputs {
-        let _ = writeln!(out, "\ninputs");
-        let _ = writeln!(out, "  Q     queue depth            {}", inputs.queue_depth);
-        let _ = writeln!(out, "  R     replicas               {}", inputs.replicas);
+    if e.stale {
         let _ = writeln!(
             out,
-            "  T_out output tokens/s        {:.3}",
-            inputs.output_tokens_per_second
+            "stale      answering from the evaluation of {:.1} s ago: {}",
+            e.age_seconds, e.stale_cause
+        );
+    }
+    for skipped in &e.skipped_terms {
+        let _ = writeln!(out, "skipped    {skipped}");
+    }
+    if let Some(inputs) = &e.inputs {
+        let shown = |value: Option<f64>, decimals: usize| {
+            value.map_or("not read".to_owned(), |v| format!("{v:.decimals$}"))
+        };
+        let _ = writeln!(out, "\ninputs");
+        let count = |value: Option<f64>| value.map_or("not read".to_owned(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "  Q     queue depth            {}",
+            count(inputs.queue_depth)
         );
         let _ = writeln!(
             out,
-            "  T_in  input tokens/s         {:.3}",
-            inputs.input_tokens_per_second
+            "  R     replicas               {}",
+            count(inputs.replicas)
+        );
+        let _ = writeln!(
+            out,
+            "  T_out output tokens/s        {}",
+            shown(inputs.output_tokens_per_second, 3)
+        );
+        let _ = writeln!(
+            out,
+            "  T_in  input tokens/s         {}",
+            shown(inputs.input_tokens_per_second, 3)
         );
         if let Some(k) = inputs.kv_cache_ratio {
             let _ = writeln!(out, "  K     KV-cache usage         {k:.4}");

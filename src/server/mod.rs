@@ -28,7 +28,7 @@ use telemetry::Telemetry;
 
 use crate::{
     config::{
-        Config, ConfigError,
+        Config, ConfigError, OnTermError,
         metadata::{self, Target},
         reload::{self, ReloadStatus, Reloader},
     },
@@ -63,8 +63,47 @@ pub(crate) struct Resolved {
 
 /// The outcome of evaluating one trigger.
 pub(crate) struct Evaluated {
+    /// The observation the demand came from (the last complete one when stale).
     pub observation: Arc<Observation>,
     pub demand: Result<Demand, String>,
+    /// Why the newest evaluation was not used, when the answer is stale.
+    pub stale_cause: Option<String>,
+    /// Failures that removed terms under `on_term_error: skip`.
+    pub skipped: Vec<String>,
+}
+
+/// The demand from one observation under the term-error policy.
+fn demand_from(
+    observation: &Observation,
+    target: &Target,
+    policy: OnTermError,
+) -> Result<(Demand, Vec<String>), String> {
+    let errors = observation.error_summary();
+    if policy == OnTermError::Fail
+        && let Some(errors) = errors
+    {
+        return Err(errors);
+    }
+    let demand =
+        demand::compute(&observation.signals(), &target.into()).map_err(|e| match &errors {
+            Some(errors) => format!("{e} ({errors})"),
+            None => e.to_string(),
+        })?;
+    let skipped = observation
+        .errors()
+        .into_iter()
+        .map(|(signal, cause)| format!("{} query failed: {cause}", signal.as_str()))
+        .collect::<Vec<_>>();
+    let skipped = if demand.skipped.is_empty() {
+        Vec::new()
+    } else {
+        let terms: Vec<&str> = demand.skipped.iter().map(|t| t.as_str()).collect();
+        skipped
+            .into_iter()
+            .map(|cause| format!("{} left out: {cause}", terms.join(", ")))
+            .collect()
+    };
+    Ok((demand, skipped))
 }
 
 impl<S: MetricsSource> State<S> {
@@ -102,22 +141,57 @@ impl<S: MetricsSource> State<S> {
         scaled_object: &ScaledObjectRef,
         resolved: &Resolved,
     ) -> Evaluated {
-        let ttl = resolved.config.evaluation.cache_ttl.value.0;
-        let observation = self.evaluator.observe(&resolved.plan, ttl).await;
-        let demand = match &observation.signals {
-            Ok(signals) => {
-                demand::compute(signals, &(&resolved.target).into()).map_err(|e| e.to_string())
+        let evaluation = &resolved.config.evaluation;
+        let observed = self
+            .evaluator
+            .observe(&resolved.plan, evaluation.cache_ttl.value.0)
+            .await;
+        let policy = evaluation.on_term_error;
+        let mut evaluated = match demand_from(&observed.current, &resolved.target, policy) {
+            Ok((demand, skipped)) => Evaluated {
+                observation: observed.current,
+                demand: Ok(demand),
+                stale_cause: None,
+                skipped,
+            },
+            Err(cause) => {
+                // The last complete observation stands in while it is recent enough.
+                let stale = observed
+                    .last_complete
+                    .filter(|good| good.started.elapsed() <= evaluation.max_staleness.value.0)
+                    .and_then(|good| {
+                        let demand = demand_from(&good, &resolved.target, policy).ok()?.0;
+                        Some((good, demand))
+                    });
+                match stale {
+                    Some((good, demand)) => Evaluated {
+                        observation: good,
+                        demand: Ok(demand),
+                        stale_cause: Some(cause),
+                        skipped: Vec::new(),
+                    },
+                    None => Evaluated {
+                        observation: observed.current,
+                        demand: Err(cause),
+                        stale_cause: None,
+                        skipped: Vec::new(),
+                    },
+                }
             }
-            Err(e) => Err(e.clone()),
         };
-        if let Ok(demand) = &demand {
-            self.telemetry
-                .record_demand(&scaled_object.namespace, &scaled_object.name, demand);
+        if let Ok(demand) = &evaluated.demand {
+            self.telemetry.record_demand(
+                &scaled_object.namespace,
+                &scaled_object.name,
+                demand,
+                evaluated.observation.started.elapsed().as_secs_f64(),
+                evaluated.stale_cause.is_some(),
+            );
         }
-        Evaluated {
-            observation,
-            demand,
+        if evaluated.stale_cause.is_some() {
+            evaluated.skipped.clear();
         }
+        evaluated
     }
 
     /// The demand, or UNAVAILABLE with the cause so KEDA's fallback takes over.

@@ -83,6 +83,10 @@ pub struct Telemetry {
     pub grpc_duration: Histograms<MethodLabels>,
     /// Open StreamIsActive and StreamMetricSpec streams.
     pub open_streams: Family<MethodLabels, Gauge>,
+    /// Age of the evaluation behind the last answer, per ScaledObject.
+    pub answer_age: Gauges<ScaledObjectLabels>,
+    /// Answers given from the last complete evaluation while the newest failed.
+    pub stale_answers: Family<ScaledObjectLabels, Counter>,
     /// Config files refused by hot reload.
     pub config_reload_failures: Counter,
     /// When the config in force was loaded.
@@ -154,6 +158,18 @@ impl Telemetry {
             "Open server streams by method",
             open_streams.clone(),
         );
+        let answer_age = Gauges::<ScaledObjectLabels>::default();
+        registry.register(
+            "answer_age_seconds",
+            "Age of the evaluation behind the last answer per ScaledObject",
+            answer_age.clone(),
+        );
+        let stale_answers = Family::<ScaledObjectLabels, Counter>::default();
+        registry.register(
+            "stale_answers",
+            "Answers from the last complete evaluation (within max_staleness) while the newest failed",
+            stale_answers.clone(),
+        );
         let config_reload_failures = Counter::default();
         registry.register(
             "config_reload_failures",
@@ -186,6 +202,8 @@ impl Telemetry {
             grpc_requests,
             grpc_duration,
             open_streams,
+            answer_age,
+            stale_answers,
             config_reload_failures,
             config_last_reload_success,
         }
@@ -227,7 +245,7 @@ impl Telemetry {
                     .inc();
             }
         }
-        let result = if observation.signals.is_ok() {
+        let result = if observation.is_complete() {
             "ok"
         } else {
             "error"
@@ -239,11 +257,22 @@ impl Telemetry {
             .inc();
     }
 
-    pub fn record_demand(&self, namespace: &str, name: &str, demand: &Demand) {
+    pub fn record_demand(
+        &self,
+        namespace: &str,
+        name: &str,
+        demand: &Demand,
+        age_seconds: f64,
+        stale: bool,
+    ) {
         let labels = ScaledObjectLabels {
             namespace: namespace.to_owned(),
             scaledobject: name.to_owned(),
         };
+        self.answer_age.get_or_create(&labels).set(age_seconds);
+        if stale {
+            self.stale_answers.get_or_create(&labels).inc();
+        }
         self.demand.get_or_create(&labels).set(demand.replicas);
         self.active
             .get_or_create(&labels)

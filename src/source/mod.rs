@@ -92,10 +92,14 @@ pub struct QueryRecord {
     pub error_kind: Option<&'static str>,
 }
 
-/// One run of a plan: the signals (or why there are none) and what was asked.
+/// One run of a plan: each signal (or why it could not be read) and what was asked.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    pub signals: Result<Signals, String>,
+    pub queue: Result<Vec<ReplicaValue>, String>,
+    pub output_tokens: Result<f64, String>,
+    pub input_tokens: Result<f64, String>,
+    /// `None` when the plan did not ask (pools that don't scale on KV cache).
+    pub kv_cache: Option<Result<Vec<ReplicaValue>, String>>,
     pub queries: Vec<QueryRecord>,
     /// Wall-clock start, for Explain.
     pub started_at: SystemTime,
@@ -108,17 +112,62 @@ impl Observation {
     /// An observation that produced nothing, with the reason.
     pub fn failed(reason: String) -> Self {
         Self {
-            signals: Err(reason),
+            queue: Err(reason.clone()),
+            output_tokens: Err(reason.clone()),
+            input_tokens: Err(reason),
+            kv_cache: None,
             queries: Vec::new(),
             started_at: SystemTime::now(),
             started: Instant::now(),
             duration: Duration::ZERO,
         }
     }
+
+    /// Every signal that could not be read, with its cause.
+    pub fn errors(&self) -> Vec<(Signal, &str)> {
+        let mut errors = Vec::new();
+        if let Err(e) = &self.queue {
+            errors.push((Signal::Queue, e.as_str()));
+        }
+        if let Err(e) = &self.output_tokens {
+            errors.push((Signal::OutputTokens, e.as_str()));
+        }
+        if let Err(e) = &self.input_tokens {
+            errors.push((Signal::InputTokens, e.as_str()));
+        }
+        if let Some(Err(e)) = &self.kv_cache {
+            errors.push((Signal::KvCache, e.as_str()));
+        }
+        errors
+    }
+
+    /// True when every signal was read.
+    pub fn is_complete(&self) -> bool {
+        self.errors().is_empty()
+    }
+
+    /// What went wrong, on one line; `None` when every signal was read.
+    pub fn error_summary(&self) -> Option<String> {
+        let errors = self.errors();
+        (!errors.is_empty()).then(|| summarize(&errors))
+    }
+
+    /// The signals that were read; the others are `None`.
+    pub fn signals(&self) -> Signals {
+        Signals {
+            queue_by_replica: self.queue.as_ref().ok().cloned(),
+            output_tokens_per_second: self.output_tokens.as_ref().ok().copied(),
+            input_tokens_per_second: self.input_tokens.as_ref().ok().copied(),
+            kv_by_replica: self
+                .kv_cache
+                .as_ref()
+                .and_then(|kv| kv.as_ref().ok().cloned()),
+        }
+    }
 }
 
-/// Runs every query of the plan concurrently and builds the signals. Any query that
-/// fails fails the observation: a missing signal is never read as 0.
+/// Runs every query of the plan concurrently and reads each signal from its answer. A
+/// query that fails leaves its signal unread (an error), never 0.
 pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observation {
     let started_at = SystemTime::now();
     let started = Instant::now();
@@ -144,19 +193,15 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
     );
 
     let mut queries = Vec::with_capacity(4);
-    let mut errors: Vec<(Signal, String)> = Vec::new();
     let mut take = |(signal, promql, duration, answer): (
         Signal,
         String,
         Duration,
         Result<Vec<Sample>, SourceError>,
     )| {
-        let (series, error, error_kind, samples) = match answer {
-            Ok(samples) => (samples.len(), None, None, Some(samples)),
-            Err(e) => {
-                errors.push((signal, e.to_string()));
-                (0, Some(e.to_string()), Some(e.kind()), None)
-            }
+        let (series, error, error_kind) = match &answer {
+            Ok(samples) => (samples.len(), None, None),
+            Err(e) => (0, Some(e.to_string()), Some(e.kind())),
         };
         queries.push(QueryRecord {
             signal,
@@ -166,26 +211,18 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
             error,
             error_kind,
         });
-        samples
+        answer.map_err(|e| e.to_string())
     };
-    let queue = take(queue);
-    let output = take(output);
-    let input = take(input);
-    let kv = kv.map(&mut take);
-
-    let signals = if errors.is_empty() {
-        build_signals(
-            &plan.replica_label,
-            queue.unwrap_or_default(),
-            output.unwrap_or_default(),
-            input.unwrap_or_default(),
-            kv.map(Option::unwrap_or_default),
-        )
-    } else {
-        Err(summarize(&errors))
-    };
+    let label = plan.replica_label.as_str();
+    let queue = take(queue).and_then(|s| by_replica(Signal::Queue, label, s));
+    let output_tokens = take(output).and_then(|s| fleet_value(Signal::OutputTokens, s));
+    let input_tokens = take(input).and_then(|s| fleet_value(Signal::InputTokens, s));
+    let kv_cache = kv.map(|kv| take(kv).and_then(|s| by_replica(Signal::KvCache, label, s)));
     Observation {
-        signals,
+        queue,
+        output_tokens,
+        input_tokens,
+        kv_cache,
         queries,
         started_at,
         started,
@@ -194,10 +231,10 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
 }
 
 /// "queue, kv_cache queries failed: X": one line however many queries share a cause.
-fn summarize(errors: &[(Signal, String)]) -> String {
+fn summarize(errors: &[(Signal, &str)]) -> String {
     let mut causes: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (signal, cause) in errors {
-        match causes.iter_mut().find(|(c, _)| c == cause) {
+    for &(signal, cause) in errors {
+        match causes.iter_mut().find(|(c, _)| *c == cause) {
             Some((_, signals)) => signals.push(signal.as_str()),
             None => causes.push((cause, vec![signal.as_str()])),
         }
@@ -214,23 +251,6 @@ fn summarize(errors: &[(Signal, String)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn build_signals(
-    replica_label: &str,
-    queue: Vec<Sample>,
-    output: Vec<Sample>,
-    input: Vec<Sample>,
-    kv: Option<Vec<Sample>>,
-) -> Result<Signals, String> {
-    Ok(Signals {
-        queue_by_replica: by_replica(Signal::Queue, replica_label, queue)?,
-        output_tokens_per_second: fleet_value(Signal::OutputTokens, output)?,
-        input_tokens_per_second: fleet_value(Signal::InputTokens, input)?,
-        kv_by_replica: kv
-            .map(|kv| by_replica(Signal::KvCache, replica_label, kv))
-            .transpose()?,
-    })
 }
 
 fn by_replica(
