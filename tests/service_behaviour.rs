@@ -38,11 +38,14 @@ struct SteeredSource {
     /// Queries starting with this fail while the others answer.
     failing_prefix: std::sync::Mutex<Option<String>>,
     queue: std::sync::Mutex<f64>,
+    /// Every query asked, in order.
+    asked: std::sync::Mutex<Vec<String>>,
 }
 
 impl MetricsSource for SteeredSource {
     async fn query(&self, promql: &str) -> Result<Vec<Sample>, SourceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.asked.lock().unwrap().push(promql.to_owned());
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay as u64)).await;
@@ -56,7 +59,7 @@ impl MetricsSource for SteeredSource {
         if self.failing.load(Ordering::SeqCst) || prefix_fails {
             return Err(SourceError::Unreachable("connection refused".into()));
         }
-        if promql.starts_with("sum by (pod) (llm_queue_depth") {
+        if promql.starts_with("sum by (pod) (llm_queue_depth") && !promql.contains("team-b") {
             let labels = HashMap::from([("pod".to_owned(), "a".to_owned())]);
             return Ok(vec![Sample {
                 labels,
@@ -547,5 +550,65 @@ async fn on_term_error_skip_leaves_out_only_the_terms_that_need_the_failed_query
     assert!(
         status.message().contains("output_tokens query failed"),
         "{status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenancy_scopes_queries_to_the_namespace_and_refuses_other_teams() {
+    let text = config_text("0s", 15)
+        .replace(
+            "profiles:",
+            "tenancy:\n  scope_by_namespace: true\nprofiles:",
+        )
+        .replace(
+            "    engine: seed\n",
+            "    engine: seed\n    allowed_namespaces: [inference, team-b]\n",
+        );
+    let running = start_with(&text).await;
+    let mut client = client(running.addr).await;
+    let answer = client
+        .get_metrics(metrics_request("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.metric_values[0].metric_value_float, 2.0);
+    {
+        let asked = running.source.asked.lock().unwrap();
+        assert_eq!(asked.len(), 4);
+        assert!(
+            asked.iter().all(|q| q.contains(r#"namespace="inference""#)),
+            "{asked:?}"
+        );
+    }
+
+    // Another allowed namespace gets its own queries (here: its fleet has no series).
+    let mut other = scaled_object("a", &[("profile", "seed")]);
+    other.namespace = "team-b".into();
+    let request = GetMetricsRequest {
+        scaled_object_ref: Some(other.clone()),
+        metric_name: "llm-demand-seed-unified".into(),
+    };
+    assert_eq!(
+        client
+            .get_metrics(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .metric_values[0]
+            .metric_value_float,
+        0.0
+    );
+
+    // A namespace the profile does not allow is refused on every call.
+    other.namespace = "team-c".into();
+    let status = client.get_metric_spec(other.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("team-c") && status.message().contains("allowed_namespaces"),
+        "{status:?}"
+    );
+    assert_eq!(
+        client.is_active(other).await.unwrap_err().code(),
+        Code::PermissionDenied
     );
 }

@@ -58,6 +58,49 @@ pub struct Target {
     pub max_demand: f64,
     /// The name GetMetricSpec announces and GetMetrics expects.
     pub metric_name: String,
+    /// The namespace every query is limited to (`tenancy.scope_by_namespace`).
+    pub namespace_scope: Option<String>,
+}
+
+/// Why a ScaledObject's trigger cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The profile is not for this ScaledObject's namespace.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// Resolves a ScaledObject's trigger as the service does: metadata, then tenancy.
+pub fn resolve_scaled_object(
+    config: &Config,
+    namespace: &str,
+    metadata: &HashMap<String, String>,
+) -> Result<Target, ResolveError> {
+    let mut target = resolve(config, metadata)?;
+    let profile = config
+        .profile(&target.profile_name)
+        .expect("resolve only returns profiles of this config");
+    if let Some(allowed) = &profile.allowed_namespaces
+        && !allowed.iter().any(|a| a == namespace)
+    {
+        return Err(ResolveError::Forbidden(format!(
+            "profile `{}` is not allowed for namespace `{}`: allowed_namespaces are {}",
+            target.profile_name,
+            printable(namespace),
+            allowed.join(", ")
+        )));
+    }
+    if config.tenancy.scope_by_namespace {
+        if namespace.is_empty() {
+            return Err(ResolveError::Forbidden(
+                "tenancy.scope_by_namespace is on and the ScaledObject has no namespace".into(),
+            ));
+        }
+        target.namespace_scope = Some(namespace.to_owned());
+    }
+    Ok(target)
 }
 
 /// Reads trigger metadata against the config.
@@ -175,6 +218,7 @@ pub fn resolve(
         min_demand: profile.min_demand.value.0,
         max_demand: profile.max_demand.value.0,
         metric_name,
+        namespace_scope: None,
     })
 }
 
@@ -448,5 +492,39 @@ profiles:
     fn errors_show_hostile_values_on_one_line() {
         let e = error(&[("profile", "llama-70b"), ("pool", "a\nb\u{0}")]);
         assert!(!e.to_string().contains('\n'), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod tenancy_tests {
+    use super::*;
+
+    const CONFIG: &str = "prometheus:\n  url: http://x:9090\ntenancy:\n  scope_by_namespace: true\nprofiles:\n  team-a:\n    engine: seed\n    allowed_namespaces: [inference, staging]\n    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}\n  shared:\n    engine: seed\n    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}\n";
+
+    fn meta(profile: &str) -> HashMap<String, String> {
+        HashMap::from([("profile".to_owned(), profile.to_owned())])
+    }
+
+    #[test]
+    fn allowed_namespaces_keep_other_teams_out() {
+        let config = Config::parse(CONFIG).unwrap();
+        let target = resolve_scaled_object(&config, "staging", &meta("team-a")).unwrap();
+        assert_eq!(target.namespace_scope.as_deref(), Some("staging"));
+        let e = resolve_scaled_object(&config, "team-b", &meta("team-a")).unwrap_err();
+        assert!(
+            matches!(&e, ResolveError::Forbidden(m) if m.contains("team-b") && m.contains("inference, staging")),
+            "{e}"
+        );
+        assert!(resolve_scaled_object(&config, "team-b", &meta("shared")).is_ok());
+        assert!(resolve_scaled_object(&config, "", &meta("shared")).is_err());
+    }
+
+    #[test]
+    fn without_tenancy_nothing_is_scoped() {
+        let config =
+            Config::parse(&CONFIG.replace("scope_by_namespace: true", "scope_by_namespace: false"))
+                .unwrap();
+        let target = resolve_scaled_object(&config, "anywhere", &meta("shared")).unwrap();
+        assert_eq!(target.namespace_scope, None);
     }
 }

@@ -22,8 +22,20 @@ pub struct Config {
     /// How often and how long evaluations are reused.
     #[serde(default)]
     pub evaluation: EvaluationConfig,
+    /// Who may read which metrics.
+    #[serde(default)]
+    pub tenancy: TenancyConfig,
     /// Named profiles, one per kind of fleet; a ScaledObject picks one with `profile`.
     pub profiles: BTreeMap<ProfileName, Profile>,
+}
+
+/// Keeps one team's ScaledObjects to their own metrics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// Adds `namespace="<the ScaledObject's namespace>"` to every query.
+    #[serde(default)]
+    pub scope_by_namespace: bool,
 }
 
 /// The Prometheus (or Thanos, Mimir, Cortex) HTTP API the scaler queries.
@@ -110,6 +122,9 @@ pub struct Profile {
     /// PromQL for each signal; required with `engine: custom`, refused otherwise.
     #[serde(default)]
     pub queries: Option<Spanned<CustomQueries>>,
+    /// The namespaces whose ScaledObjects may use this profile; any when absent.
+    #[serde(default)]
+    pub allowed_namespaces: Option<Vec<String>>,
 }
 
 /// Per-replica capacity, measured by a load test or a backtest.

@@ -122,8 +122,15 @@ impl<S: MetricsSource> State<S> {
     /// Reads a trigger's metadata against the current config; bad metadata is INVALID_ARGUMENT.
     pub(crate) fn resolve(&self, scaled_object: &ScaledObjectRef) -> Result<Resolved, Status> {
         let config = self.config.borrow().clone();
-        let target = metadata::resolve(&config, &scaled_object.scaler_metadata)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let target = metadata::resolve_scaled_object(
+            &config,
+            &scaled_object.namespace,
+            &scaled_object.scaler_metadata,
+        )
+        .map_err(|e| match e {
+            metadata::ResolveError::Metadata(e) => Status::invalid_argument(e.to_string()),
+            metadata::ResolveError::Forbidden(reason) => Status::permission_denied(reason),
+        })?;
         let profile = config
             .profile(&target.profile_name)
             .expect("resolve only returns profiles of this config");

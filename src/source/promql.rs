@@ -196,6 +196,10 @@ fn matchers(profile: &Profile, target: &Target, model_label: Option<&str>) -> Ve
         pairs.retain(|(name, _)| name != label);
         pairs.push((label.to_owned(), model));
     }
+    if let Some(namespace) = target.namespace_scope.as_deref() {
+        pairs.retain(|(name, _)| name != "namespace");
+        pairs.push(("namespace".to_owned(), namespace));
+    }
     pairs.sort();
     pairs
         .into_iter()

@@ -232,3 +232,24 @@ fn hostile_model_stays_one_matcher_value() {
     );
     assert_eq!(plan.queue, expected);
 }
+
+#[test]
+fn namespace_scope_is_added_to_every_query_and_overrides_the_selector() {
+    let config = Config::parse(CONFIG).unwrap();
+    let metadata = [("profile".to_owned(), "vllm".to_owned())]
+        .into_iter()
+        .collect();
+    let mut target = metadata::resolve(&config, &metadata).unwrap();
+    target.namespace_scope = Some(r#"team-b"} or vector(1) or {a=""#.to_owned());
+    let plan = plan(config.profile("vllm").unwrap(), &target);
+    let scoped = format!("namespace={}", quote(r#"team-b"} or vector(1) or {a=""#));
+    for query in [
+        &plan.queue,
+        &plan.output_tokens,
+        &plan.input_tokens,
+        plan.kv_cache.as_ref().unwrap(),
+    ] {
+        assert!(query.contains(&scoped), "{query}");
+        assert!(!query.contains(r#"namespace="inference""#), "{query}");
+    }
+}
