@@ -1,0 +1,125 @@
+//! Property: whatever a trigger's `model`, a profile's selector value or a ScaledObject's
+//! namespace holds, every query keeps its shape: each value stays one string literal
+//! that reads back as exactly that value.
+
+use std::collections::HashMap;
+
+use keda_llm_scaler::{
+    config::{Config, metadata},
+    source::promql::{QueryPlan, plan},
+};
+use proptest::prelude::*;
+
+const CONFIG: &str = r#"
+prometheus:
+  url: http://127.0.0.1:9090
+profiles:
+  seed:
+    engine: seed
+    selector: {team: SELECTOR}
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+  vllm:
+    engine: vllm
+    selector: {team: SELECTOR}
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+  custom:
+    engine: custom
+    selector: {team: SELECTOR}
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+    queries:
+      queue_depth: q{$selector}
+      output_tokens_per_second: rate(o{$selector}[$rate_window])
+      input_tokens_per_second: rate(i{$selector}[$rate_window])
+      kv_cache_usage: k{$selector}
+"#;
+
+/// Splits a query into its shape (literals replaced by `"_"`) and the literals' values,
+/// reading escapes as Prometheus (Go's strconv.Unquote) does.
+fn dissect(query: &str) -> (String, Vec<String>) {
+    let mut shape = String::new();
+    let mut literals = Vec::new();
+    let mut chars = query.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            shape.push(c);
+            continue;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next().expect("unterminated literal") {
+                '"' => break,
+                '\\' => match chars.next().expect("dangling escape") {
+                    '\\' => value.push('\\'),
+                    '"' => value.push('"'),
+                    'n' => value.push('\n'),
+                    'r' => value.push('\r'),
+                    't' => value.push('\t'),
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        value.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                    }
+                    other => panic!("escape \\{other} that Prometheus would read differently"),
+                },
+                c => {
+                    assert!(!c.is_control(), "raw control character in a literal");
+                    value.push(c);
+                }
+            }
+        }
+        shape.push_str("\"_\"");
+        literals.push(value);
+    }
+    (shape, literals)
+}
+
+fn plan_for(profile: &str, selector: &str, model: Option<&str>, namespace: &str) -> QueryPlan {
+    // The selector value enters the YAML as a double-quoted, escaped scalar.
+    let yaml_value = serde_json::to_string(selector).unwrap();
+    let config = Config::parse(&CONFIG.replace("SELECTOR", &yaml_value).replace(
+        "profiles:",
+        "tenancy:\n  scope_by_namespace: true\nprofiles:",
+    ))
+    .unwrap();
+    let mut metadata = HashMap::from([("profile".to_owned(), profile.to_owned())]);
+    if let Some(model) = model {
+        metadata.insert("model".to_owned(), model.to_owned());
+    }
+    let target = metadata::resolve_scaled_object(&config, namespace, &metadata).unwrap();
+    plan(config.profile(profile).unwrap(), &target)
+}
+
+fn queries(plan: &QueryPlan) -> Vec<&str> {
+    let mut all = vec![
+        plan.queue.as_str(),
+        plan.output_tokens.as_str(),
+        plan.input_tokens.as_str(),
+    ];
+    all.extend(plan.kv_cache.as_deref());
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn hostile_values_never_change_a_querys_shape(
+        profile in prop::sample::select(vec!["seed", "vllm", "custom"]),
+        selector in any::<String>(),
+        model in "\\PC{1,40}|[\"\\\\{}()\\n\\t =~!,]{1,20}",
+        namespace in "[a-z]{1,8}|\\PC{1,20}|[\"\\\\}]{1,10}",
+    ) {
+        let model = (profile != "custom").then_some(model.as_str());
+        let hostile = plan_for(profile, &selector, model, &namespace);
+        let benign = plan_for(profile, "a", model.map(|_| "m"), "n");
+        for (hostile_query, benign_query) in queries(&hostile).into_iter().zip(queries(&benign)) {
+            let (hostile_shape, values) = dissect(hostile_query);
+            let (benign_shape, _) = dissect(benign_query);
+            prop_assert_eq!(&hostile_shape, &benign_shape);
+            prop_assert!(values.contains(&selector));
+            prop_assert!(values.contains(&namespace));
+            if let Some(model) = model {
+                prop_assert!(values.iter().any(|v| v == model));
+            }
+        }
+    }
+}
