@@ -40,6 +40,10 @@ use crate::{
     source::{MetricsSource, Observation, QueryPlan, prometheus::Prometheus, promql},
 };
 
+/// How long in-flight calls may take to finish once shutdown begins; well inside
+/// Kubernetes' default 30 s termination grace period.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
 /// What the gRPC service, the HTTP endpoints and the streams share.
 pub struct State<S> {
     /// The config in force; a reload sends a new one and streams see it.
@@ -353,7 +357,19 @@ pub async fn serve<S: MetricsSource>(
         });
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!("serving");
-    let grpc_result = grpc_server.await;
+    // Streams of ours end at shutdown; a client's own long call (a health Watch) would
+    // hold the drain open, so it gets DRAIN_GRACE and no more.
+    let drain_limit = async {
+        token.cancelled().await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    let grpc_result = tokio::select! {
+        result = grpc_server => result,
+        () = drain_limit => {
+            tracing::warn!("calls still open {DRAIN_GRACE:?} after shutdown began; stopping anyway");
+            Ok(())
+        }
+    };
     token.cancel();
     if let Some(task) = http_task {
         match task.await {
