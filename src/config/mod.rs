@@ -39,7 +39,7 @@ pub struct TenancyConfig {
 }
 
 /// The Prometheus (or Thanos, Mimir, Cortex) HTTP API the scaler queries.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
     /// Base URL, e.g. `http://prometheus.monitoring:9090`.
@@ -47,6 +47,26 @@ pub struct PrometheusConfig {
     /// Upper bound on one query, kept below KEDA's 3 s deadline for the HPA path.
     #[serde(default = "default_prometheus_timeout")]
     pub timeout: Spanned<ConfigDuration>,
+    /// A file holding a bearer token, read for every query (so rotation needs no restart).
+    #[serde(default)]
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// HTTP basic auth; the password file is read for every query.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// PEM file of the CA that signed Prometheus' certificate (added to the system roots).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Extra headers on every query, e.g. `X-Scope-OrgID` for Mimir, Cortex or Thanos.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// HTTP basic auth for Prometheus.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password_file: std::path::PathBuf,
 }
 
 /// Evaluation timing.
@@ -559,6 +579,35 @@ impl Config {
             Duration::from_millis(100),
             Duration::from_secs(3600),
         );
+        let prometheus = &self.prometheus;
+        if prometheus.bearer_token_file.is_some() && prometheus.basic_auth.is_some() {
+            problems.push(Problem {
+                line: 0,
+                key: "prometheus.bearer_token_file".into(),
+                message: "and prometheus.basic_auth are both set: expected at most one".into(),
+            });
+        }
+        for (name, value) in &prometheus.headers {
+            let problem = if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                Some("is not a valid HTTP header name".to_owned())
+            } else if name.eq_ignore_ascii_case("authorization") {
+                Some("is not allowed here: use bearer_token_file or basic_auth".to_owned())
+            } else if http::HeaderValue::from_str(value).is_err() {
+                Some(format!(
+                    "value `{}` is not a valid HTTP header value",
+                    value.escape_debug()
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                problems.push(Problem {
+                    line: 0,
+                    key: format!("prometheus.headers.{name}"),
+                    message,
+                });
+            }
+        }
         check_duration(
             &mut problems,
             "evaluation.max_staleness".into(),

@@ -265,9 +265,14 @@ pub async fn run_from_file(
         source,
     })?;
     let config = Config::parse(&text)?;
-    let source = Prometheus::new(&config.prometheus).map_err(ServeError::Source)?;
+    let source = Arc::new(Prometheus::new(&config.prometheus).map_err(ServeError::Source)?);
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
-    let state = Arc::new(State::new(config_rx, source));
+    let state = Arc::new(State::new(config_rx.clone(), source.clone()));
+    tokio::spawn(follow_prometheus_changes(
+        source,
+        config_rx,
+        state.shutdown.clone(),
+    ));
     let telemetry = state.telemetry.clone();
     let reloader = Reloader {
         path: path.to_path_buf(),
@@ -278,6 +283,25 @@ pub async fn run_from_file(
     };
     tokio::spawn(reloader.run(text, state.shutdown.clone()));
     serve(state, grpc, http, shutdown).await
+}
+
+/// Rebuilds the Prometheus client when a reload changes the `prometheus` section.
+async fn follow_prometheus_changes(
+    source: Arc<Prometheus>,
+    mut configs: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = configs.changed() => if changed.is_err() { return },
+        }
+        let config = configs.borrow_and_update().clone();
+        if let Err(e) = source.reconfigure(&config.prometheus) {
+            // The section validated, but e.g. its CA file is unreadable: keep the old client.
+            tracing::error!(error = %e, "cannot apply the new prometheus section; the previous one stays");
+        }
+    }
 }
 
 /// Serves a prepared state (any metrics source) until `shutdown` resolves. On shutdown,

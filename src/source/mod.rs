@@ -46,6 +46,8 @@ pub enum SourceError {
     Query { kind: String, message: String },
     #[error("Prometheus answered something that is not an instant vector: {0}")]
     BadResponse(String),
+    #[error("no credentials for Prometheus: {0}")]
+    Auth(String),
 }
 
 impl SourceError {
@@ -56,6 +58,7 @@ impl SourceError {
             SourceError::Timeout(_) => "timeout",
             SourceError::Query { .. } => "query",
             SourceError::BadResponse(_) => "bad_response",
+            SourceError::Auth(_) => "auth",
         }
     }
 }
