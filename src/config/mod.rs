@@ -17,6 +17,10 @@ pub use duration::{ConfigDuration, DURATION_FORMS};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The gRPC listener's TLS and limits (read at start; certificate files are re-read
+    /// when rotated).
+    #[serde(default)]
+    pub server: ServerSection,
     /// Where the fleet's metrics are read from.
     pub prometheus: PrometheusConfig,
     /// How often and how long evaluations are reused.
@@ -27,6 +31,44 @@ pub struct Config {
     pub tenancy: TenancyConfig,
     /// Named profiles, one per kind of fleet; a ScaledObject picks one with `profile`.
     pub profiles: BTreeMap<ProfileName, Profile>,
+}
+
+/// The gRPC listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// TLS on the gRPC listener; plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// Concurrent HTTP/2 streams per connection (KEDA uses one connection for all calls
+    /// and keeps a stream open per `external-push` trigger).
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            max_concurrent_streams: default_max_concurrent_streams(),
+        }
+    }
+}
+
+/// PEM files for the gRPC listener, matching KEDA's trigger settings `enableTLS`,
+/// `caCert`, `tlsClientCert` and `tlsClientKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<std::path::PathBuf>,
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    10_000
 }
 
 /// Keeps one team's ScaledObjects to their own metrics.
@@ -579,6 +621,16 @@ impl Config {
             Duration::from_millis(100),
             Duration::from_secs(3600),
         );
+        if !(1..=1_000_000).contains(&self.server.max_concurrent_streams) {
+            problems.push(Problem {
+                line: 0,
+                key: "server.max_concurrent_streams".into(),
+                message: format!(
+                    "{} is out of range: expected from 1 to 1000000",
+                    self.server.max_concurrent_streams
+                ),
+            });
+        }
         let prometheus = &self.prometheus;
         if prometheus.bearer_token_file.is_some() && prometheus.basic_auth.is_some() {
             problems.push(Problem {

@@ -7,6 +7,7 @@ mod explain;
 mod http;
 mod scaler;
 pub mod telemetry;
+pub mod tls;
 
 use std::{
     future::Future,
@@ -17,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+use futures::FutureExt;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +42,9 @@ use crate::{
     source::{MetricsSource, Observation, QueryPlan, prometheus::Prometheus, promql},
 };
 
+/// The largest request accepted: trigger metadata is a few hundred bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
 /// How long in-flight calls may take to finish once shutdown begins; well inside
 /// Kubernetes' default 30 s termination grace period.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -56,6 +61,8 @@ pub struct State<S> {
     pub ready: AtomicBool,
     /// How the latest config reloads went.
     pub reload: Arc<std::sync::Mutex<ReloadStatus>>,
+    /// How often TLS files are checked for rotation.
+    pub tls_reload_interval: Duration,
 }
 
 /// A trigger resolved against the config in force.
@@ -120,6 +127,7 @@ impl<S: MetricsSource> State<S> {
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(false),
             reload: Arc::new(std::sync::Mutex::new(ReloadStatus::new())),
+            tls_reload_interval: tls::RELOAD_INTERVAL,
         }
     }
 
@@ -237,6 +245,8 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Serves against the Prometheus the config names, until `shutdown` resolves.
@@ -365,20 +375,40 @@ pub async fn serve<S: MetricsSource>(
         })
     });
 
-    let grpc_server = tonic::transport::Server::builder()
+    let server_section = state.config.borrow().server.clone();
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(server_section.max_concurrent_streams)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(ExternalScalerServer::new(scaler::Scaler::new(
-            state.clone(),
-        )))
-        .add_service(ExplainServer::new(explain::ExplainService::new(
-            state.clone(),
-        )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
-            let token = token.clone();
-            async move { token.cancelled().await }
-        });
+        .add_service(
+            ExternalScalerServer::new(scaler::Scaler::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ExplainServer::new(explain::ExplainService::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    let signal = {
+        let token = token.clone();
+        async move { token.cancelled().await }
+    };
+    let grpc_server = match &server_section.tls {
+        None => router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), signal)
+            .boxed(),
+        Some(section) => {
+            let mut files = tls::TlsFiles::from(section);
+            files.reload_interval = state.tls_reload_interval;
+            let incoming = tls::incoming(grpc, files, token.clone()).map_err(|e| {
+                token.cancel();
+                ServeError::Tls(e)
+            })?;
+            router
+                .serve_with_incoming_shutdown(incoming, signal)
+                .boxed()
+        }
+    };
     state.ready.store(true, Ordering::SeqCst);
     tracing::info!("serving");
     // Streams of ours end at shutdown; a client's own long call (a health Watch) would
