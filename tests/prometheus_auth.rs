@@ -26,10 +26,8 @@ struct Expected {
     org_id: Option<String>,
 }
 
-async fn guarded_prometheus(expected: Arc<Mutex<Expected>>) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
+fn guarded_app(expected: Arc<Mutex<Expected>>) -> axum::Router {
+    axum::Router::new().route(
         "/api/v1/query",
         axum::routing::get(move |headers: HeaderMap, query: axum::extract::RawQuery| {
             let expected = expected.clone();
@@ -65,14 +63,103 @@ async fn guarded_prometheus(expected: Arc<Mutex<Expected>>) -> std::net::SocketA
                 ([("content-type", "application/json")], body).into_response()
             }
         }),
-    );
+    )
+}
+
+async fn guarded_prometheus(expected: Arc<Mutex<Expected>>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = guarded_app(expected);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
 
+/// The scaler's own TLS listener, serving HTTP for the fake Prometheus.
+struct TlsListener {
+    incoming: keda_llm_scaler::server::tls::Incoming,
+    addr: std::net::SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use tokio_stream::StreamExt;
+        loop {
+            if let Some(Ok(io)) = self.incoming.next().await {
+                return (io, self.addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_file_lets_the_scaler_trust_a_private_ca() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    write(&dir.path().join("tls.crt"), &cert.pem());
+    write(&dir.path().join("tls.key"), &key.serialize_pem());
+    write(&dir.path().join("ca.crt"), &ca.pem());
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let files = keda_llm_scaler::server::tls::TlsFiles {
+        cert_file: dir.path().join("tls.crt"),
+        key_file: dir.path().join("tls.key"),
+        client_ca_file: None,
+        reload_interval: Duration::from_secs(60),
+        alpn_protocols: vec![b"http/1.1".to_vec()],
+    };
+    let incoming =
+        keda_llm_scaler::server::tls::incoming(listener, files, Default::default()).unwrap();
+    let app = guarded_app(Arc::new(Mutex::new(Expected::default())));
+    tokio::spawn(async move {
+        axum::serve(TlsListener { incoming, addr }, app)
+            .await
+            .unwrap()
+    });
+    let url = format!("https://localhost:{}", addr.port());
+
+    let trusted = Scaler::start(&config_url(
+        &url,
+        &format!("  ca_file: {}\n", dir.path().join("ca.crt").display()),
+    ))
+    .await;
+    let object = scaled_object("a", &[("profile", "seed")]);
+    assert_eq!(
+        demand(&mut trusted.client().await, &object).await.unwrap(),
+        2.0
+    );
+
+    let untrusted = Scaler::start(&config_url(&url, "")).await;
+    let status = demand(&mut untrusted.client().await, &object)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+}
+
 fn config(addr: std::net::SocketAddr, auth: &str) -> String {
+    config_url(&format!("http://{addr}"), auth)
+}
+
+fn config_url(url: &str, auth: &str) -> String {
     format!(
-        "prometheus:\n  url: http://{addr}\n{auth}evaluation:\n  cache_ttl: 0s\n  max_staleness: 0s\nprofiles:\n  seed:\n    engine: seed\n    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}\n"
+        "prometheus:\n  url: {url}\n{auth}evaluation:\n  cache_ttl: 0s\n  max_staleness: 0s\nprofiles:\n  seed:\n    engine: seed\n    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}\n"
     )
 }
 

@@ -37,6 +37,8 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
     pub client_ca_file: Option<PathBuf>,
     pub reload_interval: Duration,
+    /// ALPN protocols offered, `h2` for gRPC.
+    pub alpn_protocols: Vec<Vec<u8>>,
 }
 
 impl From<&TlsSection> for TlsFiles {
@@ -46,6 +48,7 @@ impl From<&TlsSection> for TlsFiles {
             key_file: section.key_file.clone(),
             client_ca_file: section.client_ca_file.clone(),
             reload_interval: RELOAD_INTERVAL,
+            alpn_protocols: vec![b"h2".to_vec()],
         }
     }
 }
@@ -77,12 +80,15 @@ impl TlsFiles {
     /// Builds the rustls config from the files as they are now.
     fn load(&self) -> Result<(Contents, Arc<ServerConfig>), String> {
         let contents = self.read()?;
-        let config = server_config(&contents)?;
+        let config = server_config(&contents, &self.alpn_protocols)?;
         Ok((contents, config))
     }
 }
 
-fn server_config(contents: &Contents) -> Result<Arc<ServerConfig>, String> {
+fn server_config(
+    contents: &Contents,
+    alpn_protocols: &[Vec<u8>],
+) -> Result<Arc<ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&contents.cert)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("server.tls.cert_file: {e}"))?;
@@ -117,7 +123,7 @@ fn server_config(contents: &Contents) -> Result<Arc<ServerConfig>, String> {
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("server.tls: the key does not fit the certificate: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn_protocols.to_vec();
     Ok(Arc::new(config))
 }
 
@@ -192,7 +198,7 @@ async fn watch_files(
         };
         // A rotation writes the files one by one: a half-written set fails here and is
         // tried again next round.
-        match server_config(&contents) {
+        match server_config(&contents, &files.alpn_protocols) {
             Ok(config) => {
                 *current.write().expect("TLS config lock") = config;
                 in_use = contents;
