@@ -26,6 +26,9 @@ pub struct Observed {
     pub last_complete: Option<Arc<Observation>>,
 }
 
+/// At most this many distinct plans are cached; past it the least recently used goes.
+const MAX_SLOTS: usize = 10_000;
+
 type InFlight = Shared<BoxFuture<'static, Arc<Observation>>>;
 
 #[derive(Default)]
@@ -101,6 +104,15 @@ impl<S: MetricsSource> Evaluator<S> {
                     .last_used
                     .is_some_and(|t| now.duration_since(t) < IDLE_EVICTION)
         });
+        if slots.len() >= MAX_SLOTS {
+            let least_recent = slots
+                .iter()
+                .min_by_key(|(_, slot)| slot.lock().expect("slot lock").last_used)
+                .map(|(plan, _)| plan.clone());
+            if let Some(plan) = least_recent {
+                slots.remove(&plan);
+            }
+        }
         let slot = Arc::new(Mutex::new(Slot::default()));
         slots.insert(plan.clone(), slot.clone());
         slot

@@ -8,6 +8,7 @@ mod http;
 mod scaler;
 pub mod telemetry;
 pub mod tls;
+pub mod tracked;
 
 use std::{
     future::Future,
@@ -63,6 +64,8 @@ pub struct State<S> {
     pub reload: Arc<std::sync::Mutex<ReloadStatus>>,
     /// How often TLS files are checked for rotation.
     pub tls_reload_interval: Duration,
+    /// The ScaledObjects /metrics reports on, bounded.
+    pub tracked: std::sync::Mutex<tracked::Tracked>,
 }
 
 /// A trigger resolved against the config in force.
@@ -128,6 +131,7 @@ impl<S: MetricsSource> State<S> {
             ready: AtomicBool::new(false),
             reload: Arc::new(std::sync::Mutex::new(ReloadStatus::new())),
             tls_reload_interval: tls::RELOAD_INTERVAL,
+            tracked: std::sync::Mutex::new(tracked::Tracked::default()),
         }
     }
 
@@ -198,6 +202,14 @@ impl<S: MetricsSource> State<S> {
                 }
             }
         };
+        let forgotten = self
+            .tracked
+            .lock()
+            .expect("tracked lock")
+            .seen(&scaled_object.namespace, &scaled_object.name);
+        for (namespace, name) in forgotten {
+            self.telemetry.forget(&namespace, &name);
+        }
         if let Ok(demand) = &evaluated.demand {
             self.telemetry.record_demand(
                 &scaled_object.namespace,

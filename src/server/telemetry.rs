@@ -294,6 +294,25 @@ impl Telemetry {
         }
     }
 
+    /// Drops a ScaledObject's series (it stopped calling).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let labels = ScaledObjectLabels {
+            namespace: namespace.to_owned(),
+            scaledobject: name.to_owned(),
+        };
+        self.demand.remove(&labels);
+        self.active.remove(&labels);
+        self.answer_age.remove(&labels);
+        self.stale_answers.remove(&labels);
+        for kind in TermKind::ALL {
+            self.term.remove(&TermLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                term: kind.as_str().to_owned(),
+            });
+        }
+    }
+
     pub fn record_grpc(&self, method: &str, code: tonic::Code, seconds: Option<f64>) {
         self.grpc_requests
             .get_or_create(&GrpcLabels {
@@ -337,5 +356,48 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Unavailable => "UNAVAILABLE",
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demand::{Inputs, Winner};
+
+    #[test]
+    fn forgetting_a_scaled_object_drops_all_its_series() {
+        let telemetry = Telemetry::new();
+        let demand = Demand {
+            replicas: 2.0,
+            unclamped: 2.0,
+            winner: Winner::Term(TermKind::Queue),
+            terms: vec![crate::demand::Term {
+                kind: TermKind::Queue,
+                replicas: 2.0,
+                formula: String::new(),
+                inputs: Vec::new(),
+            }],
+            inputs: Inputs {
+                queue_depth: Some(30.0),
+                replicas: Some(1.0),
+                output_tokens_per_second: None,
+                input_tokens_per_second: None,
+                kv_cache_ratio: None,
+            },
+            active: true,
+            skipped: Vec::new(),
+        };
+        telemetry.record_demand("ns", "gone", &demand, 0.1, true);
+        telemetry.record_demand("ns", "kept", &demand, 0.1, false);
+        assert!(telemetry.encode().contains(r#"scaledobject="gone""#));
+        telemetry.forget("ns", "gone");
+        let text = telemetry.encode();
+        assert!(!text.contains(r#"scaledobject="gone""#), "{text}");
+        assert!(
+            text.contains(
+                r#"keda_llm_scaler_demand_replicas{namespace="ns",scaledobject="kept"} 2.0"#
+            ),
+            "{text}"
+        );
     }
 }
