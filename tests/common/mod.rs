@@ -131,11 +131,16 @@ pub struct PrometheusServer {
 impl PrometheusServer {
     /// Starts Prometheus scraping `target` every second.
     pub async fn start(target: SocketAddr) -> Self {
+        Self::start_scraping_every(target, "1s").await
+    }
+
+    /// Starts Prometheus scraping `target` at the given interval (`1s`, `5s`, ...).
+    pub async fn start_scraping_every(target: SocketAddr, interval: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("prometheus.yml"),
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: engines\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: {interval}\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: engines\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .unwrap();
@@ -386,4 +391,32 @@ pub async fn demand(
         .metric_values;
     assert_eq!(values.len(), 1, "exactly one MetricValue");
     Ok(values[0].metric_value_float)
+}
+
+/// A fleet of `models` models with two pods each, in the seed's series: queue 10 and 20,
+/// KV 0.5, and output tokens growing at 1000/s per pod.
+pub fn seed_fleet(exposition: &mut Exposition, models: usize) {
+    for m in 0..models {
+        for pod in ["a", "b"] {
+            let labels = format!(r#"model_id="model-{m}",pod="{m}-{pod}""#);
+            exposition.gauge(
+                &format!("llm_queue_depth{{{labels}}}"),
+                if pod == "a" { 10.0 } else { 20.0 },
+            );
+            exposition.gauge(&format!("llm_kv_cache_usage_ratio{{{labels}}}"), 0.5);
+            exposition.counter(
+                &format!(r#"llm_tokens_processed_total{{{labels},token_type="output"}}"#),
+                1000.0,
+            );
+        }
+    }
+}
+
+/// The sum of a counter or histogram `_count` over all its series in /metrics text.
+pub fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
