@@ -63,7 +63,63 @@ pub enum Command {
         /// Print the explanation as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: ClientTls,
     },
+}
+
+/// TLS settings for talking to a scaler whose listener has `server.tls`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientTls {
+    /// PEM CA that signed the scaler's certificate; enables TLS.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for a scaler that requires one (mTLS).
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM key of the client certificate.
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// The name to verify in the scaler's certificate (default: the host of --addr).
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
+}
+
+impl ClientTls {
+    async fn connect(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let read =
+            |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+        let plain = addr
+            .trim_start_matches("http://")
+            .trim_start_matches("https://");
+        let Some(ca) = &self.ca_cert else {
+            let endpoint =
+                Endpoint::from_shared(format!("http://{plain}")).map_err(|e| e.to_string())?;
+            return endpoint
+                .connect()
+                .await
+                .map_err(|e| format!("cannot connect to {addr}: {e}"));
+        };
+        let host = plain.rsplit_once(':').map_or(plain, |(host, _)| host);
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(ca)?))
+            .domain_name(
+                self.tls_server_name
+                    .clone()
+                    .unwrap_or_else(|| host.to_owned()),
+            );
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Endpoint::from_shared(format!("https://{plain}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -131,7 +187,8 @@ async fn dispatch(command: Command) -> ExitCode {
             name,
             metadata,
             json,
-        } => explain(addr, namespace, name, metadata, json).await,
+            tls,
+        } => explain(addr, namespace, name, metadata, json, tls).await,
     }
 }
 
@@ -195,16 +252,12 @@ async fn explain(
     name: String,
     metadata: Vec<(String, String)>,
     json: bool,
+    tls: ClientTls,
 ) -> ExitCode {
-    let endpoint = if addr.contains("://") {
-        addr
-    } else {
-        format!("http://{addr}")
-    };
-    let mut client = match ExplainClient::connect(endpoint.clone()).await {
-        Ok(client) => client,
+    let mut client = match tls.connect(&addr).await {
+        Ok(channel) => ExplainClient::new(channel),
         Err(e) => {
-            eprintln!("error: cannot connect to {endpoint}: {e}");
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -350,6 +350,22 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
         "{metrics}"
     );
 
+    // A pod restart resets its counters: rate() accounts for it, and T_out stays right.
+    exporter.set(|e| {
+        e.reset_counter(&format!(
+            r#"llm_tokens_processed_total{{{SEED_MODEL},pod="p2",token_type="output"}}"#
+        ))
+    });
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let e = explain.explain(seed.clone()).await.unwrap().into_inner();
+        let t_out = e.inputs.unwrap().output_tokens_per_second.unwrap();
+        assert!(
+            close(t_out, 10_000.0, 0.05),
+            "T_out {t_out} after a counter reset"
+        );
+    }
+
     // StreamIsActive: true at once; false once the fleet goes idle.
     let mut stream = client
         .stream_is_active(seed.clone())

@@ -224,3 +224,56 @@ async fn unusable_tls_files_stop_the_server_with_a_clear_error() {
     .to_string();
     assert!(error.contains("server.tls.cert_file"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explain_command_speaks_mtls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("server CA");
+    let client_ca = ca("client CA");
+    write_server_files(dir.path(), &server_ca);
+    let port = start(dir.path(), Some(&client_ca)).await;
+    std::fs::write(dir.path().join("server-ca.crt"), server_ca.pem()).unwrap();
+    let (cert, key) = leaf(&client_ca, "operator", ExtendedKeyUsagePurpose::ClientAuth);
+    std::fs::write(dir.path().join("client.crt"), cert).unwrap();
+    std::fs::write(dir.path().join("client.key"), key).unwrap();
+    let base = dir.path().to_path_buf();
+    let path = move |name: &str| base.join(name).display().to_string();
+    let explain = move |with_identity: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keda-llm-scaler"));
+        command.args([
+            "explain",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            "a",
+            "--metadata",
+            "profile=p",
+            "--ca-cert",
+            &path("server-ca.crt"),
+            "--tls-server-name",
+            "localhost",
+        ]);
+        if with_identity {
+            command.args([
+                "--client-cert",
+                &path("client.crt"),
+                "--client-key",
+                &path("client.key"),
+            ]);
+        }
+        command.output().unwrap()
+    };
+    let output = tokio::task::spawn_blocking(move || (explain(true), explain(false)))
+        .await
+        .unwrap();
+    let (with, without) = output;
+    // Prometheus is unreachable here: the explanation says so (exit 2), over mTLS.
+    assert_eq!(
+        with.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(String::from_utf8_lossy(&with.stdout).contains("llm-demand-p-unified"));
+    assert_eq!(without.status.code(), Some(1));
+}

@@ -58,6 +58,17 @@ impl Exposition {
             .push((series.to_owned(), per_second, base, now));
     }
 
+    /// The counter restarts from 0 (a pod restart), keeping its slope.
+    pub fn reset_counter(&mut self, series: &str) {
+        let entry = self
+            .counters
+            .iter_mut()
+            .find(|(s, ..)| s == series)
+            .expect("a counter to reset");
+        entry.2 = 0.0;
+        entry.3 = Instant::now();
+    }
+
     fn render(&self) -> String {
         let now = Instant::now();
         let mut text = String::new();
