@@ -1,7 +1,8 @@
 //! A short run of the load generator in CI: KEDA's call pattern for 50 ScaledObjects
 //! (each its own model) and 50 open StreamIsActive streams against a real Prometheus,
 //! with the HPA and poll intervals shortened tenfold. No errors, no lost stream, and
-//! Prometheus is asked at most once per ScaledObject per cache_ttl.
+//! Prometheus is asked at most once per ScaledObject per cache_ttl (here, as the objects
+//! differ only by model, once per cache_ttl for all of them).
 
 mod common;
 

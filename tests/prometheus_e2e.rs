@@ -263,6 +263,37 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
     let value = demand(&mut client, &prefill).await.unwrap();
     assert!(close(value, 2.5, 0.01), "{value}");
 
+    // Triggers naming their model share one grouped plan and read only their model's
+    // series: the other model's 999 waiting requests stay out.
+    let seed_by_model = scaled_object(
+        "chat-model",
+        &[("profile", "seed"), ("model", "llama-3-70b")],
+    );
+    assert!(close(
+        demand(&mut client, &seed_by_model).await.unwrap(),
+        3.6,
+        1e-9
+    ));
+    let other_model = scaled_object("other-model", &[("profile", "seed"), ("model", "other")]);
+    // other: Q = 999 over one replica, K = 1: kv 1 x 1 / 0.75; queue 999 / 15 = 66.6.
+    assert!(close(
+        demand(&mut client, &other_model).await.unwrap(),
+        999.0 / 15.0,
+        1e-9
+    ));
+    let vllm_by_model = scaled_object(
+        "llama-model",
+        &[
+            ("profile", "vllm"),
+            ("model", "meta-llama/Llama-3.1-70B-Instruct"),
+        ],
+    );
+    assert!(close(
+        demand(&mut client, &vllm_by_model).await.unwrap(),
+        50.0 / 15.0,
+        1e-9
+    ));
+
     // A model with no series is a fleet at zero: demand 0, inactive.
     let idle = scaled_object("idle", &[("profile", "seed"), ("model", "no-such-model")]);
     assert_eq!(demand(&mut client, &idle).await.unwrap(), 0.0);

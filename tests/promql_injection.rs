@@ -1,12 +1,13 @@
-//! Property: whatever a trigger's `model`, a profile's selector value or a ScaledObject's
-//! namespace holds, every query keeps its shape: each value stays one string literal
-//! that reads back as exactly that value.
+//! Property: whatever a profile's selector value or a ScaledObject's namespace holds,
+//! every query keeps its shape: each value stays one string literal that reads back as
+//! exactly that value. A trigger's `model` never enters PromQL at all: the plan groups
+//! by the model label and the scaler picks the model's series from the answer.
 
 use std::collections::HashMap;
 
 use keda_llm_scaler::{
     config::{Config, metadata},
-    source::promql::{QueryPlan, plan},
+    source::promql::{Planned, QueryPlan, plan},
 };
 use proptest::prelude::*;
 
@@ -72,7 +73,7 @@ fn dissect(query: &str) -> (String, Vec<String>) {
     (shape, literals)
 }
 
-fn plan_for(profile: &str, selector: &str, model: Option<&str>, namespace: &str) -> QueryPlan {
+fn plan_for(profile: &str, selector: &str, model: Option<&str>, namespace: &str) -> Planned {
     // The selector value enters the YAML as a double-quoted, escaped scalar.
     let yaml_value = serde_json::to_string(selector).unwrap();
     let config = Config::parse(&CONFIG.replace("SELECTOR", &yaml_value).replace(
@@ -111,15 +112,16 @@ proptest! {
         let model = (profile != "custom").then_some(model.as_str());
         let hostile = plan_for(profile, &selector, model, &namespace);
         let benign = plan_for(profile, "a", model.map(|_| "m"), "n");
-        for (hostile_query, benign_query) in queries(&hostile).into_iter().zip(queries(&benign)) {
+        for (hostile_query, benign_query) in queries(&hostile.plan).into_iter().zip(queries(&benign.plan)) {
             let (hostile_shape, values) = dissect(hostile_query);
             let (benign_shape, _) = dissect(benign_query);
             prop_assert_eq!(&hostile_shape, &benign_shape);
             prop_assert!(values.contains(&selector));
             prop_assert!(values.contains(&namespace));
-            if let Some(model) = model {
-                prop_assert!(values.iter().any(|v| v == model));
-            }
+        }
+        if let Some(model) = model {
+            prop_assert_eq!(&hostile.plan, &plan_for(profile, &selector, Some("m"), &namespace).plan);
+            prop_assert_eq!(hostile.model.as_deref(), Some(model));
         }
     }
 }

@@ -101,7 +101,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
             explanation.stale_cause = evaluated.stale_cause.clone().unwrap_or_default();
             explanation.skipped_terms = evaluated.skipped.clone();
             {
-                let signals = observation.signals();
+                let signals = observation.readings(resolved.model.as_deref()).signals();
                 let kv: std::collections::HashMap<&str, f64> = signals
                     .kv_by_replica
                     .iter()

@@ -40,7 +40,7 @@ use crate::{
         externalscaler::{ScaledObjectRef, external_scaler_server::ExternalScalerServer},
         llmscaler::v1::explain_server::ExplainServer,
     },
-    source::{MetricsSource, Observation, QueryPlan, prometheus::Prometheus, promql},
+    source::{MetricsSource, Observation, QueryPlan, Readings, prometheus::Prometheus, promql},
 };
 
 /// The largest request accepted: trigger metadata is a few hundred bytes.
@@ -73,6 +73,8 @@ pub(crate) struct Resolved {
     pub config: Arc<Config>,
     pub target: Target,
     pub plan: QueryPlan,
+    /// The model whose series this trigger reads when the plan is shared.
+    pub model: Option<String>,
 }
 
 /// The outcome of evaluating one trigger.
@@ -86,24 +88,24 @@ pub(crate) struct Evaluated {
     pub skipped: Vec<String>,
 }
 
-/// The demand from one observation under the term-error policy.
+/// The demand from one trigger's readings under the term-error policy.
 fn demand_from(
-    observation: &Observation,
+    readings: &Readings,
     target: &Target,
     policy: OnTermError,
 ) -> Result<(Demand, Vec<String>), String> {
-    let errors = observation.error_summary();
+    let errors = readings.error_summary();
     if policy == OnTermError::Fail
         && let Some(errors) = errors
     {
         return Err(errors);
     }
     let demand =
-        demand::compute(&observation.signals(), &target.into()).map_err(|e| match &errors {
+        demand::compute(&readings.signals(), &target.into()).map_err(|e| match &errors {
             Some(errors) => format!("{e} ({errors})"),
             None => e.to_string(),
         })?;
-    let skipped = observation
+    let skipped = readings
         .errors()
         .into_iter()
         .map(|(signal, cause)| format!("{} query failed: {cause}", signal.as_str()))
@@ -150,11 +152,12 @@ impl<S: MetricsSource> State<S> {
         let profile = config
             .profile(&target.profile_name)
             .expect("resolve only returns profiles of this config");
-        let plan = promql::plan(profile, &target);
+        let planned = promql::plan(profile, &target);
         Ok(Resolved {
             config,
             target,
-            plan,
+            plan: planned.plan,
+            model: planned.model,
         })
     }
 
@@ -170,38 +173,43 @@ impl<S: MetricsSource> State<S> {
             .observe(&resolved.plan, evaluation.cache_ttl.value.0)
             .await;
         let policy = evaluation.on_term_error;
-        let mut evaluated = match demand_from(&observed.current, &resolved.target, policy) {
-            Ok((demand, skipped)) => Evaluated {
-                observation: observed.current,
-                demand: Ok(demand),
-                stale_cause: None,
-                skipped,
-            },
-            Err(cause) => {
-                // The last complete observation stands in while it is recent enough.
-                let stale = observed
-                    .last_complete
-                    .filter(|good| good.started.elapsed() <= evaluation.max_staleness.value.0)
-                    .and_then(|good| {
-                        let demand = demand_from(&good, &resolved.target, policy).ok()?.0;
-                        Some((good, demand))
-                    });
-                match stale {
-                    Some((good, demand)) => Evaluated {
-                        observation: good,
-                        demand: Ok(demand),
-                        stale_cause: Some(cause),
-                        skipped: Vec::new(),
-                    },
-                    None => Evaluated {
-                        observation: observed.current,
-                        demand: Err(cause),
-                        stale_cause: None,
-                        skipped: Vec::new(),
-                    },
+        let model = resolved.model.as_deref();
+        let mut evaluated =
+            match demand_from(&observed.current.readings(model), &resolved.target, policy) {
+                Ok((demand, skipped)) => Evaluated {
+                    observation: observed.current,
+                    demand: Ok(demand),
+                    stale_cause: None,
+                    skipped,
+                },
+                Err(cause) => {
+                    // The last complete observation stands in while it is recent enough.
+                    let stale = observed
+                        .last_complete
+                        .filter(|good| good.started.elapsed() <= evaluation.max_staleness.value.0)
+                        .and_then(|good| {
+                            let demand =
+                                demand_from(&good.readings(model), &resolved.target, policy)
+                                    .ok()?
+                                    .0;
+                            Some((good, demand))
+                        });
+                    match stale {
+                        Some((good, demand)) => Evaluated {
+                            observation: good,
+                            demand: Ok(demand),
+                            stale_cause: Some(cause),
+                            skipped: Vec::new(),
+                        },
+                        None => Evaluated {
+                            observation: observed.current,
+                            demand: Err(cause),
+                            stale_cause: None,
+                            skipped: Vec::new(),
+                        },
+                    }
                 }
-            }
-        };
+            };
         let forgotten = self
             .tracked
             .lock()

@@ -95,20 +95,34 @@ pub struct QueryRecord {
     pub error_kind: Option<&'static str>,
 }
 
-/// One run of a plan: each signal (or why it could not be read) and what was asked.
+/// One run of a plan: each query's answer (or why there is none) and what was asked.
+/// A plan may be shared by several models; [`Observation::readings`] picks one's series.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    pub queue: Result<Vec<ReplicaValue>, String>,
-    pub output_tokens: Result<f64, String>,
-    pub input_tokens: Result<f64, String>,
+    pub queue: Result<Vec<Sample>, String>,
+    pub output_tokens: Result<Vec<Sample>, String>,
+    pub input_tokens: Result<Vec<Sample>, String>,
     /// `None` when the plan did not ask (pools that don't scale on KV cache).
-    pub kv_cache: Option<Result<Vec<ReplicaValue>, String>>,
+    pub kv_cache: Option<Result<Vec<Sample>, String>>,
+    /// From the plan: the label telling replicas apart, and the label models are grouped by.
+    pub replica_label: String,
+    pub model_label: Option<String>,
     pub queries: Vec<QueryRecord>,
     /// Wall-clock start, for Explain.
     pub started_at: SystemTime,
     /// Monotonic start, for cache ages.
     pub started: Instant,
     pub duration: Duration,
+}
+
+/// One trigger's signals, read from an observation: each a value or why it has none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readings {
+    pub queue: Result<Vec<ReplicaValue>, String>,
+    pub output_tokens: Result<f64, String>,
+    pub input_tokens: Result<f64, String>,
+    /// `None` when the plan did not ask.
+    pub kv_cache: Option<Result<Vec<ReplicaValue>, String>>,
 }
 
 impl Observation {
@@ -119,6 +133,8 @@ impl Observation {
             output_tokens: Err(reason.clone()),
             input_tokens: Err(reason),
             kv_cache: None,
+            replica_label: String::new(),
+            model_label: None,
             queries: Vec::new(),
             started_at: SystemTime::now(),
             started: Instant::now(),
@@ -126,6 +142,70 @@ impl Observation {
         }
     }
 
+    /// True when every query was answered.
+    pub fn is_complete(&self) -> bool {
+        self.queue.is_ok()
+            && self.output_tokens.is_ok()
+            && self.input_tokens.is_ok()
+            && self.kv_cache.as_ref().is_none_or(Result::is_ok)
+    }
+
+    /// What went wrong with the queries, on one line; `None` when all were answered.
+    pub fn error_summary(&self) -> Option<String> {
+        let mut errors = Vec::new();
+        for (signal, answer) in [
+            (Signal::Queue, &self.queue),
+            (Signal::OutputTokens, &self.output_tokens),
+            (Signal::InputTokens, &self.input_tokens),
+        ]
+        .into_iter()
+        .chain(self.kv_cache.as_ref().map(|kv| (Signal::KvCache, kv)))
+        {
+            if let Err(e) = answer {
+                errors.push((signal, e.as_str()));
+            }
+        }
+        (!errors.is_empty()).then(|| summarize(&errors))
+    }
+
+    /// The signals of one model (`None`: the plan is the trigger's own).
+    pub fn readings(&self, model: Option<&str>) -> Readings {
+        let own = |samples: &Vec<Sample>| -> Vec<Sample> {
+            match (&self.model_label, model) {
+                (Some(label), Some(model)) => samples
+                    .iter()
+                    .filter(|s| s.labels.get(label).map(String::as_str) == Some(model))
+                    .cloned()
+                    .collect(),
+                _ => samples.clone(),
+            }
+        };
+        let label = self.replica_label.as_str();
+        let per_replica = |signal, answer: &Result<Vec<Sample>, String>| {
+            answer
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|samples| by_replica(signal, label, own(samples)))
+        };
+        let fleet = |signal, answer: &Result<Vec<Sample>, String>| {
+            answer
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|samples| fleet_value(signal, own(samples)))
+        };
+        Readings {
+            queue: per_replica(Signal::Queue, &self.queue),
+            output_tokens: fleet(Signal::OutputTokens, &self.output_tokens),
+            input_tokens: fleet(Signal::InputTokens, &self.input_tokens),
+            kv_cache: self
+                .kv_cache
+                .as_ref()
+                .map(|kv| per_replica(Signal::KvCache, kv)),
+        }
+    }
+}
+
+impl Readings {
     /// Every signal that could not be read, with its cause.
     pub fn errors(&self) -> Vec<(Signal, &str)> {
         let mut errors = Vec::new();
@@ -142,11 +222,6 @@ impl Observation {
             errors.push((Signal::KvCache, e.as_str()));
         }
         errors
-    }
-
-    /// True when every signal was read.
-    pub fn is_complete(&self) -> bool {
-        self.errors().is_empty()
     }
 
     /// What went wrong, on one line; `None` when every signal was read.
@@ -169,8 +244,8 @@ impl Observation {
     }
 }
 
-/// Runs every query of the plan concurrently and reads each signal from its answer. A
-/// query that fails leaves its signal unread (an error), never 0.
+/// Runs every query of the plan concurrently. A query that fails leaves its signal
+/// unread (an error), never 0.
 pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observation {
     let started_at = SystemTime::now();
     let started = Instant::now();
@@ -216,16 +291,17 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
         });
         answer.map_err(|e| e.to_string())
     };
-    let label = plan.replica_label.as_str();
-    let queue = take(queue).and_then(|s| by_replica(Signal::Queue, label, s));
-    let output_tokens = take(output).and_then(|s| fleet_value(Signal::OutputTokens, s));
-    let input_tokens = take(input).and_then(|s| fleet_value(Signal::InputTokens, s));
-    let kv_cache = kv.map(|kv| take(kv).and_then(|s| by_replica(Signal::KvCache, label, s)));
+    let queue = take(queue);
+    let output_tokens = take(output);
+    let input_tokens = take(input);
+    let kv_cache = kv.map(&mut take);
     Observation {
         queue,
         output_tokens,
         input_tokens,
         kv_cache,
+        replica_label: plan.replica_label.clone(),
+        model_label: plan.model_label.clone(),
         queries,
         started_at,
         started,
@@ -256,7 +332,8 @@ fn summarize(errors: &[(Signal, &str)]) -> String {
         .join("; ")
 }
 
-fn by_replica(
+/// One value per replica from a per-replica answer.
+pub fn by_replica(
     signal: Signal,
     label: &str,
     samples: Vec<Sample>,
@@ -277,7 +354,7 @@ fn by_replica(
 }
 
 /// A fleet-wide sum: no series means a fleet at zero.
-fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, String> {
+pub fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, String> {
     match samples.as_slice() {
         [] => Ok(0.0),
         [only] => Ok(only.value),

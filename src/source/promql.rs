@@ -11,6 +11,10 @@ use crate::config::{CustomQueries, Engine, Profile, metadata::Target};
 pub struct QueryPlan {
     /// The label that tells replicas apart in the per-replica answers.
     pub replica_label: String,
+    /// When set, the queries cover every model of the profile, grouped by this label, and
+    /// each trigger reads its own model's series from the shared answers: a thousand
+    /// ScaledObjects that differ only by `model` cost Prometheus one round of queries.
+    pub model_label: Option<String>,
     /// Waiting requests, one series per replica.
     pub queue: String,
     /// Output tokens per second, one series (or none for a fleet at zero).
@@ -185,16 +189,24 @@ pub fn quote(value: &str) -> String {
     quoted
 }
 
-/// The profile's matchers with the trigger's model applied, as `a="x",b="y"`.
+/// A plan and the model whose series a trigger reads from its answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub plan: QueryPlan,
+    /// The value of `plan.model_label` this trigger reads; `None` when the plan is its own.
+    pub model: Option<String>,
+}
+
+/// The profile's matchers, as `a="x",b="y"`. A trigger's `model` is applied by grouping
+/// (see [`QueryPlan::model_label`]), so the profile's own model matcher is dropped.
 fn matchers(profile: &Profile, target: &Target, model_label: Option<&str>) -> Vec<String> {
     let mut pairs: Vec<(String, &str)> = profile
         .selector
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.as_str()))
         .collect();
-    if let (Some(model), Some(label)) = (target.model.as_deref(), model_label) {
+    if let (Some(_), Some(label)) = (target.model.as_deref(), model_label) {
         pairs.retain(|(name, _)| name != label);
-        pairs.push((label.to_owned(), model));
     }
     if let Some(namespace) = target.namespace_scope.as_deref() {
         pairs.retain(|(name, _)| name != "namespace");
@@ -236,7 +248,7 @@ fn per_replica(
 }
 
 /// The queries for a resolved trigger.
-pub fn plan(profile: &Profile, target: &Target) -> QueryPlan {
+pub fn plan(profile: &Profile, target: &Target) -> Planned {
     let label = profile.replica_label.as_str();
     let window = profile.rate_window.value.to_string();
     let want_kv = target.pool.uses_kv_cache();
@@ -246,34 +258,49 @@ pub fn plan(profile: &Profile, target: &Target) -> QueryPlan {
             .as_ref()
             .expect("config validation requires queries for engine custom")
             .value;
-        return custom_plan(
+        let plan = custom_plan(
             queries,
             &matchers(profile, target, None).join(","),
             label,
             &window,
             want_kv,
         );
+        return Planned { plan, model: None };
     };
+    let model_label = target.model.as_ref().and(preset.model_label);
     let m = matchers(profile, target, preset.model_label);
+    // Per replica, and per model when the plan is shared by models.
+    let by = match model_label {
+        Some(model_label) => format!("{model_label}, {label}"),
+        None => label.to_owned(),
+    };
+    let fleet = |inner: String| match model_label {
+        Some(model_label) => format!("sum by ({model_label}) ({inner})"),
+        None => format!("sum({inner})"),
+    };
     let rate = |s: String| format!("rate({s}[{window}])");
     let tokens = |alternatives: &[Series]| match alternatives {
-        [only] => format!("sum({})", rate(selector(only, &m))),
-        _ => format!("sum({})", per_replica("sum", label, alternatives, &m, rate)),
+        [only] => fleet(rate(selector(only, &m))),
+        _ => fleet(per_replica("sum", &by, alternatives, &m, rate)),
     };
     let kv_cache = want_kv.then(|| match preset.kv_cache {
-        KvSeries::Ratio(alternatives) => per_replica("avg", label, alternatives, &m, |s| s),
+        KvSeries::Ratio(alternatives) => per_replica("avg", &by, alternatives, &m, |s| s),
         KvSeries::Quotient { used, total } => format!(
-            "sum by ({label}) ({}) / sum by ({label}) ({})",
+            "sum by ({by}) ({}) / sum by ({by}) ({})",
             selector(&used, &m),
             selector(&total, &m)
         ),
     });
-    QueryPlan {
-        replica_label: label.to_owned(),
-        queue: per_replica("sum", label, preset.queue, &m, |s| s),
-        output_tokens: tokens(preset.output_tokens),
-        input_tokens: tokens(preset.input_tokens),
-        kv_cache,
+    Planned {
+        plan: QueryPlan {
+            replica_label: label.to_owned(),
+            model_label: model_label.map(str::to_owned),
+            queue: per_replica("sum", &by, preset.queue, &m, |s| s),
+            output_tokens: tokens(preset.output_tokens),
+            input_tokens: tokens(preset.input_tokens),
+            kv_cache,
+        },
+        model: model_label.and(target.model.clone()),
     }
 }
 
@@ -290,6 +317,7 @@ fn custom_plan(
     };
     QueryPlan {
         replica_label: label.to_owned(),
+        model_label: None,
         queue: format!("sum by ({label}) ({})", fill(&queries.queue_depth)),
         output_tokens: format!("sum({})", fill(&queries.output_tokens_per_second)),
         input_tokens: format!("sum({})", fill(&queries.input_tokens_per_second)),

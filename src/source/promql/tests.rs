@@ -41,7 +41,7 @@ profiles:
       kv_cache_usage: my_kv{$selector}
 "#;
 
-fn plan_for(pairs: &[(&str, &str)]) -> QueryPlan {
+fn planned_for(pairs: &[(&str, &str)]) -> Planned {
     let config = Config::parse(CONFIG).unwrap();
     let metadata = pairs
         .iter()
@@ -49,6 +49,10 @@ fn plan_for(pairs: &[(&str, &str)]) -> QueryPlan {
         .collect();
     let target = metadata::resolve(&config, &metadata).unwrap();
     plan(config.profile(&target.profile_name).unwrap(), &target)
+}
+
+fn plan_for(pairs: &[(&str, &str)]) -> QueryPlan {
+    planned_for(pairs).plan
 }
 
 #[test]
@@ -93,22 +97,36 @@ fn vllm_accepts_the_old_and_new_kv_names() {
 }
 
 #[test]
-fn model_override_replaces_the_selectors_model() {
-    let plan = plan_for(&[("profile", "vllm"), ("model", "meta-llama/Llama-3.1-8B")]);
-    assert!(
-        plan.queue
-            .contains(r#"model_name="meta-llama/Llama-3.1-8B""#),
-        "{}",
-        plan.queue
+fn a_model_override_shares_one_plan_grouped_by_the_model_label() {
+    let planned = planned_for(&[("profile", "vllm"), ("model", "meta-llama/Llama-3.1-8B")]);
+    assert_eq!(planned.model.as_deref(), Some("meta-llama/Llama-3.1-8B"));
+    let plan = planned.plan;
+    assert_eq!(plan.model_label.as_deref(), Some("model_name"));
+    assert_eq!(
+        plan.queue,
+        r#"sum by (model_name, pod) (vllm:num_requests_waiting{namespace="inference"})"#,
+        "the profile's own model matcher gives way to grouping"
     );
-    assert!(!plan.queue.contains("70B"), "{}", plan.queue);
-    let plan = plan_for(&[("profile", "sglang"), ("model", "qwen")]);
-    assert!(
-        plan.queue
-            .contains(r#"sglang:num_queue_reqs{model_name="qwen"}"#),
-        "{}",
-        plan.queue
+    assert_eq!(
+        plan.output_tokens,
+        r#"sum by (model_name) (rate(vllm:generation_tokens_total{namespace="inference"}[2m]))"#
     );
+    assert_eq!(
+        plan.kv_cache.as_deref(),
+        Some(
+            r#"avg by (model_name, pod) (vllm:kv_cache_usage_perc{namespace="inference"}) or avg by (model_name, pod) (vllm:gpu_cache_usage_perc{namespace="inference"})"#
+        )
+    );
+    let other = planned_for(&[("profile", "vllm"), ("model", "qwen")]);
+    assert_eq!(other.plan, plan, "two models, one plan");
+    let sglang = plan_for(&[("profile", "sglang"), ("model", "qwen")]);
+    assert_eq!(
+        sglang.output_tokens,
+        "sum by (model_name) (sum by (model_name, instance) (rate(sglang:generation_tokens_total[1m])) or sum by (model_name, instance) (rate(sglang_generation_tokens_total[1m])))"
+    );
+    // Without an override the plan is the profile's own.
+    assert_eq!(planned_for(&[("profile", "vllm")]).model, None);
+    assert_eq!(plan_for(&[("profile", "vllm")]).model_label, None);
 }
 
 #[test]
@@ -223,14 +241,14 @@ fn quoting_round_trips_hostile_values() {
 }
 
 #[test]
-fn hostile_model_stays_one_matcher_value() {
+fn a_hostile_model_never_enters_promql() {
     let hostile = r#"x"} or vector(1000) or llm_queue_depth{model_id=~".*"#;
-    let plan = plan_for(&[("profile", "seed"), ("model", hostile)]);
-    let expected = format!(
-        "sum by (pod) (llm_queue_depth{{model_id={}}})",
-        quote(hostile)
+    let planned = planned_for(&[("profile", "seed"), ("model", hostile)]);
+    assert_eq!(
+        planned.plan,
+        plan_for(&[("profile", "seed"), ("model", "benign")])
     );
-    assert_eq!(plan.queue, expected);
+    assert_eq!(planned.model.as_deref(), Some(hostile));
 }
 
 #[test]
@@ -241,7 +259,7 @@ fn namespace_scope_is_added_to_every_query_and_overrides_the_selector() {
         .collect();
     let mut target = metadata::resolve(&config, &metadata).unwrap();
     target.namespace_scope = Some(r#"team-b"} or vector(1) or {a=""#.to_owned());
-    let plan = plan(config.profile("vllm").unwrap(), &target);
+    let plan = plan(config.profile("vllm").unwrap(), &target).plan;
     let scoped = format!("namespace={}", quote(r#"team-b"} or vector(1) or {a=""#));
     for query in [
         &plan.queue,
