@@ -329,6 +329,21 @@ fn explanation_json(e: &crate::proto::llmscaler::v1::Explanation) -> String {
         "evaluated_at_unix_ms": e.evaluated_at_unix_ms,
         "evaluation_seconds": e.evaluation_seconds,
         "age_seconds": e.age_seconds,
+        "slos": e.slos.iter().map(|s| json!({
+            "name": s.name, "signal": s.signal,
+            "short_error_ratio": s.short_error_ratio, "long_error_ratio": s.long_error_ratio,
+            "short_burn_rate": s.short_burn_rate, "long_burn_rate": s.long_burn_rate,
+            "burning": s.burning, "replicas": s.replicas,
+        })).collect::<Vec<_>>(),
+        "schedule": e.schedule.as_ref().map(|w| json!({
+            "cron": w.cron, "min_replicas": w.min_replicas,
+            "start_unix_ms": w.start_unix_ms, "end_unix_ms": w.end_unix_ms,
+        })),
+        "forecast": e.forecast.as_ref().map(|f| json!({
+            "tokens_per_second": f.tokens_per_second, "past_peak": f.past_peak,
+            "past_level": f.past_level, "level_ratio": f.level_ratio,
+            "seasonal_change": f.seasonal_change, "agreement": f.agreement, "periods": f.periods,
+        })),
     });
     serde_json::to_string_pretty(&value).expect("JSON values serialize")
 }

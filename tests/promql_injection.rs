@@ -7,7 +7,10 @@ use std::collections::HashMap;
 
 use keda_llm_scaler::{
     config::{Config, metadata},
-    source::promql::{Planned, QueryPlan, plan},
+    source::{
+        Signal,
+        promql::{Planned, QueryPlan, plan},
+    },
 };
 use proptest::prelude::*;
 
@@ -91,11 +94,11 @@ fn plan_for(profile: &str, selector: &str, model: Option<&str>, namespace: &str)
 
 fn queries(plan: &QueryPlan) -> Vec<&str> {
     let mut all = vec![
-        plan.queue.as_str(),
-        plan.output_tokens.as_str(),
-        plan.input_tokens.as_str(),
+        plan.query(Signal::Queue).unwrap(),
+        plan.query(Signal::OutputTokens).unwrap(),
+        plan.query(Signal::InputTokens).unwrap(),
     ];
-    all.extend(plan.kv_cache.as_deref());
+    all.extend(plan.query(Signal::KvCache));
     all
 }
 

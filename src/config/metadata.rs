@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::{Config, Engine, KvAggregate, KvTarget, Pool, Positive, Profile};
+use super::{
+    Config, Engine, KvAggregate, KvTarget, Pool, Positive, PredictiveConfig, Profile, SloConfig,
+};
 
 /// The keys this scaler reads.
 pub const KEYS: &[&str] = &[
@@ -60,6 +62,11 @@ pub struct Target {
     pub metric_name: String,
     /// The namespace every query is limited to (`tenancy.scope_by_namespace`).
     pub namespace_scope: Option<String>,
+    /// The profile's SLOs that count for this pool (TTFT: prefill and unified; TPOT:
+    /// decode and unified).
+    pub slos: Vec<SloConfig>,
+    /// The profile's schedules and forecast settings.
+    pub predictive: Option<PredictiveConfig>,
 }
 
 /// Why a ScaledObject's trigger cannot be served.
@@ -219,6 +226,13 @@ pub fn resolve(
         max_demand: profile.max_demand.value.0,
         metric_name,
         namespace_scope: None,
+        slos: profile
+            .slos
+            .iter()
+            .filter(|slo| slo.signal.applies_to(pool))
+            .cloned()
+            .collect(),
+        predictive: profile.predictive.clone(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! ScaledObjects refer to. Parsing rejects unknown keys and out-of-range values with
 //! the line, the key and what is allowed; a config that loads is safe to serve.
 
+pub mod anticipation;
 mod duration;
 pub mod metadata;
 pub mod reload;
@@ -11,6 +12,7 @@ use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+pub use anticipation::{LatencySignal, PredictiveConfig, SloConfig};
 pub use duration::{ConfigDuration, DURATION_FORMS};
 
 /// The whole configuration file.
@@ -187,6 +189,12 @@ pub struct Profile {
     /// The namespaces whose ScaledObjects may use this profile; any when absent.
     #[serde(default)]
     pub allowed_namespaces: Option<Vec<String>>,
+    /// Latency objectives whose burn rates add replicas while they are being missed.
+    #[serde(default)]
+    pub slos: Vec<SloConfig>,
+    /// Replicas asked for ahead of load: schedules and a seasonal forecast.
+    #[serde(default)]
+    pub predictive: Option<PredictiveConfig>,
 }
 
 /// Per-replica capacity, measured by a load test or a backtest.
@@ -237,6 +245,13 @@ pub struct CustomQueries {
     pub input_tokens_per_second: String,
     /// KV-cache usage ratio 0..1, one series per replica.
     pub kv_cache_usage: String,
+    /// The `_bucket` series of a TTFT histogram in seconds (for `ttft` SLOs), such as
+    /// `my_ttft_seconds_bucket{$selector}`; the scaler takes its rate over each SLO window.
+    #[serde(default)]
+    pub ttft_buckets: Option<String>,
+    /// The same for TPOT (for `tpot` SLOs).
+    #[serde(default)]
+    pub tpot_buckets: Option<String>,
 }
 
 /// The serving engines with built-in series presets.
@@ -335,6 +350,7 @@ macro_rules! checked_number {
         }
     };
 }
+pub(crate) use checked_number;
 
 checked_number!(
     /// A finite number above zero.
@@ -722,6 +738,19 @@ impl Config {
                     .is_none()
                     .then_some("output_tokens_per_second"),
             };
+            anticipation::check_slos(&mut problems, name.as_str(), &profile.slos);
+            for (i, slo) in profile.slos.iter().enumerate() {
+                if let Err(message) = crate::source::promql::latency_support(profile, slo.signal) {
+                    problems.push(Problem {
+                        line: 0,
+                        key: format!("profiles.{name}.slos[{i}].signal"),
+                        message,
+                    });
+                }
+            }
+            if let Some(predictive) = &profile.predictive {
+                anticipation::check_predictive(&mut problems, name.as_str(), predictive);
+            }
             if let Some(key) = needed {
                 problems.push(Problem {
                     line: 0,

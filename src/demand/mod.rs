@@ -5,15 +5,30 @@
 //! - queue = Q / queue_per_replica
 //! - throughput = T_out / output_tokens_per_second (decode, unified), T_in / input_tokens_per_second (prefill)
 //! - kv = R x K / target_ratio (decode, unified): the replicas that bring KV usage back to the target
+//! - slo = R x min(max_boost, 1 + gain x (b_short - 1)) while an SLO's burn rate exceeds
+//!   burn_threshold over both its windows (the largest over the SLOs); see [`slo`]
+//! - schedule = the largest min_replicas of the cron windows overlapping [now, now + lead]
+//! - forecast = forecast token rate x headroom / per-replica capacity; see [`forecast`]
 //!
 //! D = clamp(max(terms), min_demand, max_demand); active when Q > 0, T_out + T_in > 0 or D > 0.
 //!
 //! A signal may be missing (its query failed and the operator chose `on_term_error: skip`):
 //! the terms that need it are skipped and listed, and a demand with no term left is an error.
 
-use std::fmt;
+pub mod forecast;
+pub mod schedule;
+pub mod slo;
 
-use crate::config::{KvAggregate, Pool, metadata::Target};
+use std::{fmt, time::Duration};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{
+    KvAggregate, LatencySignal, Pool, anticipation::ScheduleConfig, metadata::Target,
+};
+use forecast::{Forecast, HistoryWindow};
+use schedule::ScheduledWindow;
+use slo::LatencyWindow;
 
 /// One replica's value of a per-replica gauge.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +49,36 @@ pub struct Signals {
     pub input_tokens_per_second: Option<f64>,
     /// KV-cache usage ratio per replica (not read for pools that don't scale on it).
     pub kv_by_replica: Option<Vec<ReplicaValue>>,
+    /// Per SLO of [`Params::slos`], in order: its latency over the two windows.
+    pub slos: Vec<Option<SloWindows>>,
+    /// The token rate's history, for the forecast.
+    pub history: Option<HistoryWindow>,
+    /// When the signals were observed: schedules are read against it.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// One SLO's latency over its short and long window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloWindows {
+    pub short: LatencyWindow,
+    pub long: LatencyWindow,
+}
+
+/// One SLO's settings, as the term uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloParams {
+    pub name: String,
+    pub signal: LatencySignal,
+    /// Seconds.
+    pub threshold: f64,
+    pub objective: f64,
+    pub burn_threshold: f64,
+    pub gain: f64,
+    pub max_boost: f64,
 }
 
 /// The settings the terms use, taken from a resolved [`Target`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     pub pool: Pool,
     pub queue_per_replica: f64,
@@ -47,6 +88,12 @@ pub struct Params {
     pub kv_aggregate: KvAggregate,
     pub min_demand: f64,
     pub max_demand: f64,
+    pub slos: Vec<SloParams>,
+    /// How far ahead schedules and the forecast look.
+    pub lead: Duration,
+    pub schedules: Vec<ScheduleConfig>,
+    /// The forecast's headroom; `None` without a forecast.
+    pub forecast_headroom: Option<f64>,
 }
 
 impl From<&Target> for Params {
@@ -60,6 +107,32 @@ impl From<&Target> for Params {
             kv_aggregate: target.kv_aggregate,
             min_demand: target.min_demand,
             max_demand: target.max_demand,
+            slos: target
+                .slos
+                .iter()
+                .map(|slo| SloParams {
+                    name: slo.name.as_str().to_owned(),
+                    signal: slo.signal,
+                    threshold: slo.threshold.value.0.as_secs_f64(),
+                    objective: slo.objective.0,
+                    burn_threshold: slo.burn_threshold.0,
+                    gain: slo.gain.0,
+                    max_boost: slo.max_boost.0,
+                })
+                .collect(),
+            lead: target
+                .predictive
+                .as_ref()
+                .map_or(Duration::ZERO, |p| p.lead.value.0),
+            schedules: target
+                .predictive
+                .as_ref()
+                .map_or_else(Vec::new, |p| p.schedules.clone()),
+            forecast_headroom: target
+                .predictive
+                .as_ref()
+                .and_then(|p| p.history.as_ref())
+                .map(|h| h.headroom.0),
         }
     }
 }
@@ -70,18 +143,49 @@ pub enum TermKind {
     Queue,
     Throughput,
     Kv,
+    Slo,
+    Schedule,
+    Forecast,
 }
 
 impl TermKind {
-    pub const ALL: [TermKind; 3] = [TermKind::Queue, TermKind::Throughput, TermKind::Kv];
+    /// Every kind, in tie-break order.
+    pub const ALL: [TermKind; 6] = [
+        TermKind::Queue,
+        TermKind::Throughput,
+        TermKind::Kv,
+        TermKind::Slo,
+        TermKind::Schedule,
+        TermKind::Forecast,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TermKind::Queue => "queue",
             TermKind::Throughput => "throughput",
             TermKind::Kv => "kv",
+            TermKind::Slo => "slo",
+            TermKind::Schedule => "schedule",
+            TermKind::Forecast => "forecast",
         }
     }
+}
+
+/// How one SLO stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloStatus {
+    pub name: String,
+    pub signal: LatencySignal,
+    /// Share of requests slower than the threshold; `None` when the window held no requests.
+    pub short_error_ratio: Option<f64>,
+    pub long_error_ratio: Option<f64>,
+    /// error_ratio / (1 - objective); `None` without requests.
+    pub short_burn: Option<f64>,
+    pub long_burn: Option<f64>,
+    /// Both windows burn above burn_threshold: the SLO asks for replicas.
+    pub burning: bool,
+    /// The replicas it asks for while burning.
+    pub replicas: Option<f64>,
 }
 
 /// One term: its value in replicas, and the numbers it came from.
@@ -142,6 +246,12 @@ pub struct Demand {
     pub active: bool,
     /// Terms left out because a signal they need was not read.
     pub skipped: Vec<TermKind>,
+    /// Every SLO that was read, burning or not.
+    pub slos: Vec<SloStatus>,
+    /// The schedule window in force over the lead, if any.
+    pub schedule: Option<ScheduledWindow>,
+    /// The forecast, when there is history to make one.
+    pub forecast: Option<Forecast>,
 }
 
 impl Demand {
@@ -165,6 +275,8 @@ pub enum SignalError {
     KvOutOfRange { replica: String, value: f64 },
     #[error("no term could be computed: every signal they need is missing")]
     NoTerms,
+    #[error("a latency histogram has no `+Inf` bucket, so its request count is unknown")]
+    NoInfBucket,
 }
 
 /// KV ratios a hair above 1 come from float arithmetic in exporters, not from overload.
@@ -244,11 +356,38 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
             _ => skipped.push(TermKind::Kv),
         }
     }
+    let slos = slo_term(signals, params, &inputs, &mut terms, &mut skipped)?;
+    let schedule = match (params.schedules.is_empty(), signals.now) {
+        (true, _) => None,
+        (false, None) => {
+            skipped.push(TermKind::Schedule);
+            None
+        }
+        (false, Some(now)) => schedule::wanted(&params.schedules, now, params.lead),
+    };
+    if let Some(window) = &schedule {
+        terms.push(Term {
+            kind: TermKind::Schedule,
+            replicas: window.min_replicas,
+            formula: format!(
+                "min_replicas of \"{}\" ({} to {}) = {}",
+                window.cron,
+                window.start.format("%Y-%m-%dT%H:%MZ"),
+                window.end.format("%Y-%m-%dT%H:%MZ"),
+                num(window.min_replicas)
+            ),
+            inputs: vec![
+                ("min_replicas", window.min_replicas),
+                ("lead_seconds", params.lead.as_secs_f64()),
+            ],
+        });
+    }
+    let forecast = forecast_term(signals, params, capacity, &mut terms, &mut skipped);
     if terms.is_empty() {
         return Err(SignalError::NoTerms);
     }
 
-    // Ties go to the earlier term: queue, then throughput, then kv.
+    // Ties go to the earlier term, in TermKind::ALL order.
     let (best_kind, unclamped) = terms.iter().fold((terms[0].kind, 0.0f64), |best, term| {
         if term.replicas > best.1 {
             (term.kind, term.replicas)
@@ -263,6 +402,8 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
     } else {
         (unclamped, Winner::Term(best_kind))
     };
+    // Schedules and forecasts ask for replicas before any request arrives: that is what
+    // wakes a fleet at zero in time.
     let active = inputs.queue_depth.is_some_and(|q| q > 0.0)
         || inputs.output_tokens_per_second.unwrap_or(0.0)
             + inputs.input_tokens_per_second.unwrap_or(0.0)
@@ -276,7 +417,121 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         inputs,
         active,
         skipped,
+        slos,
+        schedule,
+        forecast,
     })
+}
+
+/// The SLO term: the largest ask among the SLOs that burn over both windows.
+fn slo_term(
+    signals: &Signals,
+    params: &Params,
+    inputs: &Inputs,
+    terms: &mut Vec<Term>,
+    skipped: &mut Vec<TermKind>,
+) -> Result<Vec<SloStatus>, SignalError> {
+    let mut statuses = Vec::with_capacity(params.slos.len());
+    let mut best: Option<Term> = None;
+    let mut unread = false;
+    for (i, slo) in params.slos.iter().enumerate() {
+        let Some(Some(windows)) = signals.slos.get(i) else {
+            unread = true;
+            continue;
+        };
+        let short_error_ratio = slo::error_ratio(&windows.short, slo.threshold)?;
+        let long_error_ratio = slo::error_ratio(&windows.long, slo.threshold)?;
+        let short_burn = short_error_ratio.map(|e| slo::burn_rate(e, slo.objective));
+        let long_burn = long_error_ratio.map(|e| slo::burn_rate(e, slo.objective));
+        let burning = short_burn.is_some_and(|b| b > slo.burn_threshold)
+            && long_burn.is_some_and(|b| b > slo.burn_threshold);
+        let mut replicas = None;
+        if burning {
+            match (inputs.replicas, short_burn) {
+                (Some(r), Some(b)) => {
+                    let boost = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
+                    let value = r * boost;
+                    replicas = Some(value);
+                    if best.as_ref().is_none_or(|t| value > t.replicas) {
+                        best = Some(Term {
+                            kind: TermKind::Slo,
+                            replicas: value,
+                            formula: format!(
+                                "{}: R x min(max_boost, 1 + gain x (b_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
+                                slo.name,
+                                num(r),
+                                num(slo.max_boost),
+                                num(slo.gain),
+                                num(b)
+                            ),
+                            inputs: vec![
+                                ("replicas", r),
+                                ("burn_short", b),
+                                ("burn_long", long_burn.unwrap_or(0.0)),
+                                ("burn_threshold", slo.burn_threshold),
+                                ("gain", slo.gain),
+                                ("max_boost", slo.max_boost),
+                            ],
+                        });
+                    }
+                }
+                _ => unread = true,
+            }
+        }
+        statuses.push(SloStatus {
+            name: slo.name.clone(),
+            signal: slo.signal,
+            short_error_ratio,
+            long_error_ratio,
+            short_burn,
+            long_burn,
+            burning,
+            replicas,
+        });
+    }
+    if unread {
+        skipped.push(TermKind::Slo);
+    }
+    terms.extend(best);
+    Ok(statuses)
+}
+
+/// The forecast term: the rate expected over the lead, in replicas.
+fn forecast_term(
+    signals: &Signals,
+    params: &Params,
+    capacity: Option<f64>,
+    terms: &mut Vec<Term>,
+    skipped: &mut Vec<TermKind>,
+) -> Option<Forecast> {
+    let headroom = params.forecast_headroom?;
+    let Some(history) = &signals.history else {
+        skipped.push(TermKind::Forecast);
+        return None;
+    };
+    let forecast = forecast::forecast(history)?;
+    if let Some(capacity) = capacity {
+        terms.push(Term {
+            kind: TermKind::Forecast,
+            replicas: forecast.rate * headroom / capacity,
+            formula: format!(
+                "forecast x headroom / capacity = {} x {} / {}",
+                num(forecast.rate),
+                num(headroom),
+                num(capacity)
+            ),
+            inputs: vec![
+                ("forecast_tokens_per_second", forecast.rate),
+                ("headroom", headroom),
+                ("capacity_tokens_per_second", capacity),
+                ("past_peak_tokens_per_second", forecast.past_peak),
+                ("past_level_tokens_per_second", forecast.past_level),
+                ("level_ratio", forecast.level_ratio),
+                ("seasonal_change", forecast.seasonal_change),
+            ],
+        });
+    }
+    Some(forecast)
 }
 
 fn aggregate(signals: &Signals, kv_aggregate: KvAggregate) -> Result<Inputs, SignalError> {

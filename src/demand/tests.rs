@@ -21,6 +21,10 @@ fn params(pool: Pool) -> Params {
         kv_aggregate: KvAggregate::Mean,
         min_demand: 0.0,
         max_demand: 100.0,
+        slos: Vec::new(),
+        lead: Duration::ZERO,
+        schedules: Vec::new(),
+        forecast_headroom: None,
     }
 }
 
@@ -30,6 +34,7 @@ fn signals(queue: &[f64], t_out: f64, t_in: f64, kv: &[f64]) -> Signals {
         output_tokens_per_second: Some(t_out),
         input_tokens_per_second: Some(t_in),
         kv_by_replica: Some(replicas(kv)),
+        ..Signals::default()
     }
 }
 
@@ -160,7 +165,7 @@ fn activity_rules() {
         compute(&signals(&[], 0.5, 0.0, &[]), &p).unwrap().active,
         "T_out > 0"
     );
-    let mut warm = p;
+    let mut warm = p.clone();
     warm.min_demand = 1.0;
     assert!(
         compute(&signals(&[], 0.0, 0.0, &[]), &warm).unwrap().active,

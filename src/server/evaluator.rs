@@ -138,7 +138,11 @@ impl<S: MetricsSource> Evaluator<S> {
             let observation = Arc::new(observe(source.as_ref(), &plan).await);
             telemetry.record_observation(&observation);
             if let Some(cause) = observation.error_summary() {
-                tracing::warn!(queue_query = plan.queue, %cause, "evaluation failed");
+                tracing::warn!(
+                    queue_query = plan.query(crate::source::Signal::Queue),
+                    %cause,
+                    "evaluation failed"
+                );
             }
             finish(&task_slot, &observation);
             observation

@@ -9,7 +9,10 @@ use crate::{
     demand::{Demand, TermKind},
     proto::{
         externalscaler::ScaledObjectRef,
-        llmscaler::v1::{Explanation, Inputs, Query, ReplicaInputs, Term, explain_server::Explain},
+        llmscaler::v1::{
+            Explanation, Forecast, Inputs, Query, ReplicaInputs, ScheduleWindow, SloStatus, Term,
+            explain_server::Explain,
+        },
     },
     source::{MetricsSource, Signal},
 };
@@ -24,14 +27,27 @@ impl<S> ExplainService<S> {
     }
 }
 
-/// The signals each term reads, to show the PromQL behind it.
-fn term_signals(kind: TermKind, pool: crate::config::Pool) -> &'static [Signal] {
+/// Whether a term reads a signal, to show the PromQL behind it.
+fn term_reads(kind: TermKind, pool: crate::config::Pool, signal: Signal) -> bool {
     match kind {
-        TermKind::Queue => &[Signal::Queue],
-        TermKind::Throughput if pool == crate::config::Pool::Prefill => &[Signal::InputTokens],
-        TermKind::Throughput => &[Signal::OutputTokens],
-        TermKind::Kv => &[Signal::Queue, Signal::KvCache],
+        TermKind::Queue => signal == Signal::Queue,
+        TermKind::Throughput if pool == crate::config::Pool::Prefill => {
+            signal == Signal::InputTokens
+        }
+        TermKind::Throughput => signal == Signal::OutputTokens,
+        TermKind::Kv => matches!(signal, Signal::Queue | Signal::KvCache),
+        TermKind::Slo => matches!(
+            signal,
+            Signal::Queue | Signal::SloShort { .. } | Signal::SloLong { .. }
+        ),
+        TermKind::Schedule => false,
+        TermKind::Forecast => matches!(signal, Signal::HistoryPeak | Signal::HistoryLevel),
     }
+}
+
+fn unix_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[tonic::async_trait]
@@ -51,11 +67,11 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
             .await?;
             let observation = &evaluated.observation;
             let target = &resolved.target;
-            let promql_of = |signal: Signal| {
+            let promql_of = |reads: &dyn Fn(Signal) -> bool| {
                 observation
                     .queries
                     .iter()
-                    .filter(|q| q.signal == signal)
+                    .filter(|q| reads(q.signal))
                     .map(|q| q.promql.clone())
                     .collect::<Vec<_>>()
             };
@@ -77,10 +93,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
                         error: q.error.clone().unwrap_or_default(),
                     })
                     .collect(),
-                evaluated_at_unix_ms: observation
-                    .started_at
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                evaluated_at_unix_ms: unix_ms(observation.started_at),
                 evaluation_seconds: observation.duration.as_secs_f64(),
                 age_seconds: observation.started.elapsed().as_secs_f64(),
                 ..Default::default()
@@ -88,10 +101,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
             {
                 let reload = self.state.reload.lock().expect("reload status lock");
                 explanation.config_error = reload.last_error.clone().unwrap_or_default();
-                explanation.config_loaded_at_unix_ms = reload
-                    .last_success
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                explanation.config_loaded_at_unix_ms = unix_ms(reload.last_success);
             }
             match &evaluated.demand {
                 Ok(demand) => fill_demand(&mut explanation, demand, &promql_of, target.pool),
@@ -137,7 +147,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
 fn fill_demand(
     explanation: &mut Explanation,
     demand: &Demand,
-    promql_of: &dyn Fn(Signal) -> Vec<String>,
+    promql_of: &dyn Fn(&dyn Fn(Signal) -> bool) -> Vec<String>,
     pool: crate::config::Pool,
 ) {
     explanation.demand_available = true;
@@ -157,10 +167,7 @@ fn fill_demand(
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
-            promql: term_signals(term.kind, pool)
-                .iter()
-                .flat_map(|s| promql_of(*s))
-                .collect(),
+            promql: promql_of(&|signal| term_reads(term.kind, pool, signal)),
         })
         .collect();
     explanation.inputs = Some(Inputs {
@@ -170,6 +177,35 @@ fn fill_demand(
         input_tokens_per_second: demand.inputs.input_tokens_per_second,
         kv_cache_ratio: demand.inputs.kv_cache_ratio,
         per_replica: Vec::new(),
+    });
+    explanation.slos = demand
+        .slos
+        .iter()
+        .map(|slo| SloStatus {
+            name: slo.name.clone(),
+            signal: slo.signal.as_str().to_owned(),
+            short_error_ratio: slo.short_error_ratio,
+            long_error_ratio: slo.long_error_ratio,
+            short_burn_rate: slo.short_burn,
+            long_burn_rate: slo.long_burn,
+            burning: slo.burning,
+            replicas: slo.replicas,
+        })
+        .collect();
+    explanation.schedule = demand.schedule.as_ref().map(|w| ScheduleWindow {
+        cron: w.cron.clone(),
+        min_replicas: w.min_replicas,
+        start_unix_ms: w.start.timestamp_millis(),
+        end_unix_ms: w.end.timestamp_millis(),
+    });
+    explanation.forecast = demand.forecast.map(|f| Forecast {
+        tokens_per_second: f.rate,
+        past_peak: f.past_peak,
+        past_level: f.past_level,
+        level_ratio: f.level_ratio,
+        seasonal_change: f.seasonal_change,
+        agreement: f.agreement,
+        periods: u32::try_from(f.periods).unwrap_or(u32::MAX),
     });
 }
 
@@ -280,6 +316,40 @@ pub fn render_explanation(e: &Explanation) -> String {
                 term.name, term.replicas, term.formula
             );
         }
+    }
+    if !e.slos.is_empty() {
+        let _ = writeln!(out, "\nslos (burn rate over the short and long window)");
+        for slo in &e.slos {
+            let burn = |b: Option<f64>| b.map_or("no requests".to_owned(), |b| format!("{b:.2}"));
+            let _ = writeln!(
+                out,
+                "  {:<14} {}  short {}  long {}{}",
+                slo.name,
+                slo.signal,
+                burn(slo.short_burn_rate),
+                burn(slo.long_burn_rate),
+                if slo.burning { "  BURNING" } else { "" }
+            );
+        }
+    }
+    if let Some(w) = &e.schedule {
+        let _ = writeln!(
+            out,
+            "\nschedule   \"{}\" wants {} replicas",
+            w.cron, w.min_replicas
+        );
+    }
+    if let Some(f) = &e.forecast {
+        let _ = writeln!(
+            out,
+            "\nforecast   {:.3} tokens/s over the lead (past peak {:.3}, past level {:.3}, level ratio {:.3}, seasonal change {:.3}, {} periods)",
+            f.tokens_per_second,
+            f.past_peak,
+            f.past_level,
+            f.level_ratio,
+            f.seasonal_change,
+            f.periods
+        );
     }
     let _ = writeln!(
         out,

@@ -26,6 +26,15 @@ pub struct TermLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BurnLabels {
+    pub namespace: String,
+    pub scaledobject: String,
+    pub slo: String,
+    /// `short` or `long`.
+    pub window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrpcLabels {
     pub method: String,
     pub code: String,
@@ -91,6 +100,12 @@ pub struct Telemetry {
     pub config_reload_failures: Counter,
     /// When the config in force was loaded.
     pub config_last_reload_success: Gauge<f64, AtomicU64>,
+    /// Each SLO's burn rate per ScaledObject and window (absent without requests).
+    pub slo_burn_rate: Gauges<BurnLabels>,
+    /// The forecast token rate over the lead per ScaledObject.
+    pub forecast_tokens: Gauges<ScaledObjectLabels>,
+    /// The SLO names each ScaledObject has burn-rate series for, to drop them later.
+    slo_names: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
 }
 
 impl Default for Telemetry {
@@ -191,6 +206,18 @@ impl Telemetry {
             )])
             .set(1);
         registry.register("build_info", "The scaler's version", build);
+        let slo_burn_rate = Gauges::<BurnLabels>::default();
+        registry.register(
+            "slo_burn_rate",
+            "Error-budget burn rate per SLO and window (1 = burning exactly the budget)",
+            slo_burn_rate.clone(),
+        );
+        let forecast_tokens = Gauges::<ScaledObjectLabels>::default();
+        registry.register(
+            "forecast_tokens_per_second",
+            "The seasonal forecast of the token rate over the predictive lead",
+            forecast_tokens.clone(),
+        );
         Self {
             registry,
             demand,
@@ -198,6 +225,9 @@ impl Telemetry {
             active,
             query_duration,
             query_errors,
+            slo_burn_rate,
+            forecast_tokens,
+            slo_names: Default::default(),
             evaluations,
             grpc_requests,
             grpc_duration,
@@ -292,6 +322,57 @@ impl Telemetry {
                 }
             }
         }
+        match &demand.forecast {
+            Some(forecast) => {
+                self.forecast_tokens
+                    .get_or_create(&labels)
+                    .set(forecast.rate);
+            }
+            None => {
+                self.forecast_tokens.remove(&labels);
+            }
+        }
+        self.forget_burn_rates(namespace, name);
+        let mut names = Vec::with_capacity(demand.slos.len());
+        for slo in &demand.slos {
+            for (window, burn) in [("short", slo.short_burn), ("long", slo.long_burn)] {
+                if let Some(burn) = burn {
+                    self.slo_burn_rate
+                        .get_or_create(&BurnLabels {
+                            namespace: namespace.to_owned(),
+                            scaledobject: name.to_owned(),
+                            slo: slo.name.clone(),
+                            window: window.to_owned(),
+                        })
+                        .set(burn);
+                }
+            }
+            names.push(slo.name.clone());
+        }
+        if !names.is_empty() {
+            self.slo_names
+                .lock()
+                .expect("slo names lock")
+                .insert((namespace.to_owned(), name.to_owned()), names);
+        }
+    }
+
+    fn forget_burn_rates(&self, namespace: &str, name: &str) {
+        let names = self
+            .slo_names
+            .lock()
+            .expect("slo names lock")
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        for slo in names.into_iter().flatten() {
+            for window in ["short", "long"] {
+                self.slo_burn_rate.remove(&BurnLabels {
+                    namespace: namespace.to_owned(),
+                    scaledobject: name.to_owned(),
+                    slo: slo.clone(),
+                    window: window.to_owned(),
+                });
+            }
+        }
     }
 
     /// Drops a ScaledObject's series (it stopped calling).
@@ -304,6 +385,8 @@ impl Telemetry {
         self.active.remove(&labels);
         self.answer_age.remove(&labels);
         self.stale_answers.remove(&labels);
+        self.forecast_tokens.remove(&labels);
+        self.forget_burn_rates(namespace, name);
         for kind in TermKind::ALL {
             self.term.remove(&TermLabels {
                 namespace: namespace.to_owned(),
@@ -386,10 +469,27 @@ mod tests {
             },
             active: true,
             skipped: Vec::new(),
+            slos: vec![crate::demand::SloStatus {
+                name: "ttft-2s".into(),
+                signal: crate::config::LatencySignal::Ttft,
+                short_error_ratio: Some(0.02),
+                long_error_ratio: Some(0.02),
+                short_burn: Some(2.0),
+                long_burn: Some(2.0),
+                burning: true,
+                replicas: Some(1.25),
+            }],
+            schedule: None,
+            forecast: None,
         };
         telemetry.record_demand("ns", "gone", &demand, 0.1, true);
         telemetry.record_demand("ns", "kept", &demand, 0.1, false);
-        assert!(telemetry.encode().contains(r#"scaledobject="gone""#));
+        let before = telemetry.encode();
+        assert!(before.contains(r#"scaledobject="gone""#));
+        assert!(
+            before.contains(r#"keda_llm_scaler_slo_burn_rate{namespace="ns",scaledobject="gone",slo="ttft-2s",window="short"} 2.0"#),
+            "{before}"
+        );
         telemetry.forget("ns", "gone");
         let text = telemetry.encode();
         assert!(!text.contains(r#"scaledobject="gone""#), "{text}");

@@ -13,7 +13,11 @@ use std::{
 
 use tokio::time::Instant;
 
-use crate::demand::{ReplicaValue, Signals};
+use crate::demand::{
+    ReplicaValue, Signals, SloWindows,
+    forecast::{HistoryWindow, PastPeriod},
+    slo::{Bucket, LatencyWindow},
+};
 pub use promql::QueryPlan;
 
 /// One series of an instant-vector answer.
@@ -70,15 +74,32 @@ pub enum Signal {
     OutputTokens,
     InputTokens,
     KvCache,
+    /// The latency of SLO number `slo` (in the profile's list) over its short window.
+    SloShort {
+        slo: u16,
+    },
+    /// The same over the long window.
+    SloLong {
+        slo: u16,
+    },
+    /// The token rate's peak over the lead, one series per past period.
+    HistoryPeak,
+    /// The token rate's level now and at the same time in past periods.
+    HistoryLevel,
 }
 
 impl Signal {
+    /// A fixed name, for Explain and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Queue => "queue",
             Signal::OutputTokens => "output_tokens",
             Signal::InputTokens => "input_tokens",
             Signal::KvCache => "kv_cache",
+            Signal::SloShort { .. } => "slo_short",
+            Signal::SloLong { .. } => "slo_long",
+            Signal::HistoryPeak => "history_peak",
+            Signal::HistoryLevel => "history_level",
         }
     }
 }
@@ -99,16 +120,15 @@ pub struct QueryRecord {
 /// A plan may be shared by several models; [`Observation::readings`] picks one's series.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    pub queue: Result<Vec<Sample>, String>,
-    pub output_tokens: Result<Vec<Sample>, String>,
-    pub input_tokens: Result<Vec<Sample>, String>,
-    /// `None` when the plan did not ask (pools that don't scale on KV cache).
-    pub kv_cache: Option<Result<Vec<Sample>, String>>,
-    /// From the plan: the label telling replicas apart, and the label models are grouped by.
+    /// Each planned query's answer, in the plan's order.
+    pub answers: Vec<(Signal, Result<Vec<Sample>, String>)>,
+    /// From the plan: the label telling replicas apart, the label models are grouped
+    /// by, and how each SLO's latency is exported.
     pub replica_label: String,
     pub model_label: Option<String>,
+    pub latency_kinds: Vec<LatencyKind>,
     pub queries: Vec<QueryRecord>,
-    /// Wall-clock start, for Explain.
+    /// Wall-clock start, for Explain and for schedules.
     pub started_at: SystemTime,
     /// Monotonic start, for cache ages.
     pub started: Instant,
@@ -123,18 +143,26 @@ pub struct Readings {
     pub input_tokens: Result<f64, String>,
     /// `None` when the plan did not ask.
     pub kv_cache: Option<Result<Vec<ReplicaValue>, String>>,
+    /// Per SLO of the plan: its short and long window.
+    pub slos: Vec<Result<SloWindows, String>>,
+    /// `None` when the plan has no forecast.
+    pub history: Option<Result<HistoryWindow, String>>,
+    /// When the observation started, for schedules.
+    pub observed_at: SystemTime,
+    errors: Vec<(Signal, String)>,
 }
 
 impl Observation {
     /// An observation that produced nothing, with the reason.
     pub fn failed(reason: String) -> Self {
         Self {
-            queue: Err(reason.clone()),
-            output_tokens: Err(reason.clone()),
-            input_tokens: Err(reason),
-            kv_cache: None,
+            answers: [Signal::Queue, Signal::OutputTokens, Signal::InputTokens]
+                .into_iter()
+                .map(|signal| (signal, Err(reason.clone())))
+                .collect(),
             replica_label: String::new(),
             model_label: None,
+            latency_kinds: Vec::new(),
             queries: Vec::new(),
             started_at: SystemTime::now(),
             started: Instant::now(),
@@ -144,84 +172,138 @@ impl Observation {
 
     /// True when every query was answered.
     pub fn is_complete(&self) -> bool {
-        self.queue.is_ok()
-            && self.output_tokens.is_ok()
-            && self.input_tokens.is_ok()
-            && self.kv_cache.as_ref().is_none_or(Result::is_ok)
+        self.answers.iter().all(|(_, answer)| answer.is_ok())
     }
 
     /// What went wrong with the queries, on one line; `None` when all were answered.
     pub fn error_summary(&self) -> Option<String> {
-        let mut errors = Vec::new();
-        for (signal, answer) in [
-            (Signal::Queue, &self.queue),
-            (Signal::OutputTokens, &self.output_tokens),
-            (Signal::InputTokens, &self.input_tokens),
-        ]
-        .into_iter()
-        .chain(self.kv_cache.as_ref().map(|kv| (Signal::KvCache, kv)))
-        {
-            if let Err(e) = answer {
-                errors.push((signal, e.as_str()));
-            }
-        }
+        let errors: Vec<(Signal, &str)> = self
+            .answers
+            .iter()
+            .filter_map(|(signal, answer)| answer.as_ref().err().map(|e| (*signal, e.as_str())))
+            .collect();
         (!errors.is_empty()).then(|| summarize(&errors))
+    }
+
+    /// The answer to one signal's query; `None` when the plan did not ask.
+    pub fn answer(&self, signal: Signal) -> Option<&Result<Vec<Sample>, String>> {
+        self.answers
+            .iter()
+            .find(|(s, _)| *s == signal)
+            .map(|(_, answer)| answer)
     }
 
     /// The signals of one model (`None`: the plan is the trigger's own).
     pub fn readings(&self, model: Option<&str>) -> Readings {
-        let own = |samples: &Vec<Sample>| -> Vec<Sample> {
-            match (&self.model_label, model) {
-                (Some(label), Some(model)) => samples
-                    .iter()
-                    .filter(|s| s.labels.get(label).map(String::as_str) == Some(model))
-                    .cloned()
-                    .collect(),
-                _ => samples.clone(),
-            }
+        let mut errors = Vec::new();
+        let mut own = |signal: Signal| -> Option<Result<Vec<Sample>, String>> {
+            let answer = self.answer(signal)?;
+            Some(match answer {
+                Err(e) => {
+                    errors.push((signal, e.clone()));
+                    Err(e.clone())
+                }
+                Ok(samples) => Ok(match (&self.model_label, model) {
+                    (Some(label), Some(model)) => samples
+                        .iter()
+                        .filter(|s| s.labels.get(label).map(String::as_str) == Some(model))
+                        .cloned()
+                        .collect(),
+                    _ => samples.clone(),
+                }),
+            })
         };
+        let missing = || Err("the plan has no query for it".to_owned());
         let label = self.replica_label.as_str();
-        let per_replica = |signal, answer: &Result<Vec<Sample>, String>| {
-            answer
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|samples| by_replica(signal, label, own(samples)))
+        let queue = own(Signal::Queue)
+            .unwrap_or_else(missing)
+            .and_then(|s| by_replica(Signal::Queue, label, s));
+        let output_tokens = own(Signal::OutputTokens)
+            .unwrap_or_else(missing)
+            .and_then(|s| fleet_value(Signal::OutputTokens, s));
+        let input_tokens = own(Signal::InputTokens)
+            .unwrap_or_else(missing)
+            .and_then(|s| fleet_value(Signal::InputTokens, s));
+        let kv_cache =
+            own(Signal::KvCache).map(|a| a.and_then(|s| by_replica(Signal::KvCache, label, s)));
+        let slos = self
+            .latency_kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let slo = u16::try_from(i).unwrap_or(u16::MAX);
+                let short = own(Signal::SloShort { slo }).unwrap_or_else(missing);
+                let long = own(Signal::SloLong { slo }).unwrap_or_else(missing);
+                Ok(SloWindows {
+                    short: latency_window(*kind, short?)?,
+                    long: latency_window(*kind, long?)?,
+                })
+            })
+            .collect();
+        let history = match (own(Signal::HistoryPeak), own(Signal::HistoryLevel)) {
+            (Some(peaks), Some(levels)) => Some(peaks.and_then(|p| history_window(p, levels?))),
+            _ => None,
         };
-        let fleet = |signal, answer: &Result<Vec<Sample>, String>| {
-            answer
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|samples| fleet_value(signal, own(samples)))
+        // Conversions can fail too (a series without its label): those count as errors.
+        let mut readings = Readings {
+            queue,
+            output_tokens,
+            input_tokens,
+            kv_cache,
+            slos,
+            history,
+            observed_at: self.started_at,
+            errors: Vec::new(),
         };
-        Readings {
-            queue: per_replica(Signal::Queue, &self.queue),
-            output_tokens: fleet(Signal::OutputTokens, &self.output_tokens),
-            input_tokens: fleet(Signal::InputTokens, &self.input_tokens),
-            kv_cache: self
-                .kv_cache
-                .as_ref()
-                .map(|kv| per_replica(Signal::KvCache, kv)),
-        }
+        readings.errors = readings.collect_errors(errors);
+        readings
     }
 }
 
 impl Readings {
-    /// Every signal that could not be read, with its cause.
-    pub fn errors(&self) -> Vec<(Signal, &str)> {
-        let mut errors = Vec::new();
-        if let Err(e) = &self.queue {
-            errors.push((Signal::Queue, e.as_str()));
+    fn collect_errors(&self, from_queries: Vec<(Signal, String)>) -> Vec<(Signal, String)> {
+        let mut errors = from_queries.clone();
+        let mut add = |signal: Signal, result: Result<(), &String>| {
+            if let Err(e) = result
+                && !errors.iter().any(|(s, _)| *s == signal)
+            {
+                errors.push((signal, e.clone()));
+            }
+        };
+        add(Signal::Queue, self.queue.as_ref().map(|_| ()));
+        add(
+            Signal::OutputTokens,
+            self.output_tokens.as_ref().map(|_| ()),
+        );
+        add(Signal::InputTokens, self.input_tokens.as_ref().map(|_| ()));
+        if let Some(kv) = &self.kv_cache {
+            add(Signal::KvCache, kv.as_ref().map(|_| ()));
         }
-        if let Err(e) = &self.output_tokens {
-            errors.push((Signal::OutputTokens, e.as_str()));
+        for (i, slo) in self.slos.iter().enumerate() {
+            let slo_index = u16::try_from(i).unwrap_or(u16::MAX);
+            if from_queries.iter().any(|(s, _)| {
+                matches!(s, Signal::SloShort { slo } | Signal::SloLong { slo } if *slo == slo_index)
+            }) {
+                continue;
+            }
+            add(
+                Signal::SloShort { slo: slo_index },
+                slo.as_ref().map(|_| ()),
+            );
         }
-        if let Err(e) = &self.input_tokens {
-            errors.push((Signal::InputTokens, e.as_str()));
-        }
-        if let Some(Err(e)) = &self.kv_cache {
-            errors.push((Signal::KvCache, e.as_str()));
+        if let Some(history) = &self.history
+            && !from_queries
+                .iter()
+                .any(|(s, _)| matches!(s, Signal::HistoryPeak | Signal::HistoryLevel))
+        {
+            add(Signal::HistoryPeak, history.as_ref().map(|_| ()));
         }
         errors
+    }
+
+    /// Every signal that could not be read, with its cause.
+    pub fn errors(&self) -> Vec<(Signal, &str)> {
+        self.errors.iter().map(|(s, e)| (*s, e.as_str())).collect()
     }
 
     /// What went wrong, on one line; `None` when every signal was read.
@@ -240,8 +322,100 @@ impl Readings {
                 .kv_cache
                 .as_ref()
                 .and_then(|kv| kv.as_ref().ok().cloned()),
+            slos: self.slos.iter().map(|s| s.as_ref().ok().cloned()).collect(),
+            history: self.history.as_ref().and_then(|h| h.as_ref().ok().cloned()),
+            now: Some(chrono::DateTime::<chrono::Utc>::from(self.observed_at)),
         }
     }
+}
+
+/// How an engine exports a latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LatencyKind {
+    /// A histogram: the answer is one bucket rate per `le`, in seconds after `le_scale`
+    /// (thousandths: 1e-3 for a histogram in milliseconds).
+    Histogram { le_scale_millis: bool },
+    /// A last-value gauge: the answer is the share of samples over the threshold.
+    Gauge,
+}
+
+fn latency_window(kind: LatencyKind, samples: Vec<Sample>) -> Result<LatencyWindow, String> {
+    match kind {
+        LatencyKind::Gauge => match samples.as_slice() {
+            [] => Ok(LatencyWindow::SlowShare(None)),
+            [only] => Ok(LatencyWindow::SlowShare(Some(only.value))),
+            many => Err(format!(
+                "latency query returned {} series where one share was expected",
+                many.len()
+            )),
+        },
+        LatencyKind::Histogram { le_scale_millis } => samples
+            .into_iter()
+            .map(|sample| {
+                let text = sample.labels.get("le").ok_or_else(|| {
+                    "latency histogram series have no `le` label: expected the `_bucket` series"
+                        .to_owned()
+                })?;
+                let le = parse_le(text).ok_or_else(|| {
+                    format!(
+                        "latency histogram bucket bound `le=\"{}\"` is not a number",
+                        text.escape_debug()
+                    )
+                })?;
+                Ok(Bucket {
+                    le: if le_scale_millis { le / 1000.0 } else { le },
+                    rate: sample.value,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(LatencyWindow::Buckets),
+    }
+}
+
+/// A bucket bound as Prometheus writes it: `0.5`, `1`, `1e+00`, `+Inf`.
+fn parse_le(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        _ => text.parse::<f64>().ok().filter(|v| !v.is_nan()),
+    }
+}
+
+/// The label the history queries tag each past period with (0 = now).
+pub const PERIOD_LABEL: &str = "llm_scaler_period";
+
+fn by_period(samples: &[Sample], what: &str) -> Result<Vec<(u32, f64)>, String> {
+    samples
+        .iter()
+        .map(|sample| {
+            sample
+                .labels
+                .get(PERIOD_LABEL)
+                .and_then(|k| k.parse::<u32>().ok())
+                .map(|k| (k, sample.value))
+                .ok_or_else(|| format!("{what} series have no `{PERIOD_LABEL}` label"))
+        })
+        .collect()
+}
+
+fn history_window(peaks: Vec<Sample>, levels: Vec<Sample>) -> Result<HistoryWindow, String> {
+    let peaks = by_period(&peaks, "history peak")?;
+    let levels = by_period(&levels, "history level")?;
+    let mut past: Vec<PastPeriod> = peaks
+        .iter()
+        .filter(|(k, _)| *k > 0)
+        .filter_map(|&(k, peak)| {
+            let level = levels.iter().find(|(l, _)| *l == k)?.1;
+            Some(PastPeriod {
+                periods_back: k,
+                peak,
+                level,
+            })
+        })
+        .collect();
+    past.sort_by_key(|p| p.periods_back);
+    // A fleet with no traffic now has no series now: its level is 0.
+    let level_now = levels.iter().find(|(k, _)| *k == 0).map_or(0.0, |l| l.1);
+    Ok(HistoryWindow { past, level_now })
 }
 
 /// Runs every query of the plan concurrently. A query that fails leaves its signal
@@ -249,59 +423,37 @@ impl Readings {
 pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observation {
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let timed = |signal: Signal, promql: &str| {
-        let promql = promql.to_owned();
-        async move {
+    let answers =
+        futures::future::join_all(plan.queries.iter().map(|(signal, promql)| async move {
             let begin = Instant::now();
-            let answer = source.query(&promql).await;
-            (signal, promql, begin.elapsed(), answer)
-        }
-    };
-    let kv = async {
-        match &plan.kv_cache {
-            Some(q) => Some(timed(Signal::KvCache, q).await),
-            None => None,
-        }
-    };
-    let (queue, output, input, kv) = futures::join!(
-        timed(Signal::Queue, &plan.queue),
-        timed(Signal::OutputTokens, &plan.output_tokens),
-        timed(Signal::InputTokens, &plan.input_tokens),
-        kv,
-    );
-
-    let mut queries = Vec::with_capacity(4);
-    let mut take = |(signal, promql, duration, answer): (
-        Signal,
-        String,
-        Duration,
-        Result<Vec<Sample>, SourceError>,
-    )| {
-        let (series, error, error_kind) = match &answer {
-            Ok(samples) => (samples.len(), None, None),
-            Err(e) => (0, Some(e.to_string()), Some(e.kind())),
-        };
-        queries.push(QueryRecord {
-            signal,
-            promql,
-            duration,
-            series,
-            error,
-            error_kind,
-        });
-        answer.map_err(|e| e.to_string())
-    };
-    let queue = take(queue);
-    let output_tokens = take(output);
-    let input_tokens = take(input);
-    let kv_cache = kv.map(&mut take);
+            let answer = source.query(promql).await;
+            (*signal, promql.clone(), begin.elapsed(), answer)
+        }))
+        .await;
+    let mut queries = Vec::with_capacity(answers.len());
+    let answers = answers
+        .into_iter()
+        .map(|(signal, promql, duration, answer)| {
+            let (series, error, error_kind) = match &answer {
+                Ok(samples) => (samples.len(), None, None),
+                Err(e) => (0, Some(e.to_string()), Some(e.kind())),
+            };
+            queries.push(QueryRecord {
+                signal,
+                promql,
+                duration,
+                series,
+                error,
+                error_kind,
+            });
+            (signal, answer.map_err(|e| e.to_string()))
+        })
+        .collect();
     Observation {
-        queue,
-        output_tokens,
-        input_tokens,
-        kv_cache,
+        answers,
         replica_label: plan.replica_label.clone(),
         model_label: plan.model_label.clone(),
+        latency_kinds: plan.latency_kinds.clone(),
         queries,
         started_at,
         started,

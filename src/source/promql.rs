@@ -4,7 +4,13 @@
 
 use std::fmt::Write;
 
-use crate::config::{CustomQueries, Engine, Profile, metadata::Target};
+use std::time::Duration;
+
+use super::{LatencyKind, PERIOD_LABEL, Signal};
+use crate::config::{
+    ConfigDuration, CustomQueries, Engine, LatencySignal, Profile, anticipation::HistoryConfig,
+    metadata::Target,
+};
 
 /// The queries one evaluation runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -15,14 +21,23 @@ pub struct QueryPlan {
     /// each trigger reads its own model's series from the shared answers: a thousand
     /// ScaledObjects that differ only by `model` cost Prometheus one round of queries.
     pub model_label: Option<String>,
-    /// Waiting requests, one series per replica.
-    pub queue: String,
-    /// Output tokens per second, one series (or none for a fleet at zero).
-    pub output_tokens: String,
-    /// Input tokens per second, one series (or none).
-    pub input_tokens: String,
-    /// KV-cache usage ratio, one series per replica; `None` for pools that don't scale on it.
-    pub kv_cache: Option<String>,
+    /// The queries, each with the signal it reads: waiting requests (one series per
+    /// replica), output and input tokens per second (one series, or none for a fleet at
+    /// zero), KV-cache usage (one series per replica; not for prefill pools), each SLO's
+    /// latency over its two windows, and the forecast's history.
+    pub queries: Vec<(Signal, String)>,
+    /// How each SLO's latency is exported, in the target's SLO order.
+    pub latency_kinds: Vec<LatencyKind>,
+}
+
+impl QueryPlan {
+    /// The PromQL of one signal, if the plan asks for it.
+    pub fn query(&self, signal: Signal) -> Option<&str> {
+        self.queries
+            .iter()
+            .find(|(s, _)| *s == signal)
+            .map(|(_, q)| q.as_str())
+    }
 }
 
 /// One series an engine exports, with the fixed matchers that pick the right one.
@@ -58,6 +73,29 @@ struct Preset {
     output_tokens: &'static [Series],
     input_tokens: &'static [Series],
     kv_cache: KvSeries,
+    ttft: Latency,
+    tpot: Latency,
+}
+
+/// How an engine exports a latency.
+#[derive(Debug, Clone, Copy)]
+enum Latency {
+    /// Not exported: SLOs on it are refused when the config loads.
+    None(&'static str),
+    /// A last-value gauge in seconds.
+    Gauge(Series),
+    /// Histograms (base names, without `_bucket`), in seconds or in milliseconds.
+    Histogram {
+        alternatives: &'static [Series],
+        millis: bool,
+    },
+}
+
+const fn seconds(alternatives: &'static [Series]) -> Latency {
+    Latency::Histogram {
+        alternatives,
+        millis: false,
+    }
 }
 
 const SEED: Preset = Preset {
@@ -72,6 +110,8 @@ const SEED: Preset = Preset {
         r#"token_type="input""#,
     )],
     kv_cache: KvSeries::Ratio(&[series("llm_kv_cache_usage_ratio")]),
+    ttft: Latency::Gauge(series("llm_ttft_seconds")),
+    tpot: Latency::Gauge(series("llm_tpot_seconds")),
 };
 
 const VLLM: Preset = Preset {
@@ -82,6 +122,11 @@ const VLLM: Preset = Preset {
     kv_cache: KvSeries::Ratio(&[
         series("vllm:kv_cache_usage_perc"),
         series("vllm:gpu_cache_usage_perc"),
+    ]),
+    ttft: seconds(&[series("vllm:time_to_first_token_seconds")]),
+    tpot: seconds(&[
+        series("vllm:inter_token_latency_seconds"),
+        series("vllm:time_per_output_token_seconds"),
     ]),
 };
 
@@ -100,6 +145,14 @@ const SGLANG: Preset = Preset {
         series("sglang_prompt_tokens_total"),
     ],
     kv_cache: KvSeries::Ratio(&[series("sglang:token_usage"), series("sglang_token_usage")]),
+    ttft: seconds(&[
+        series("sglang:time_to_first_token_seconds"),
+        series("sglang_time_to_first_token_seconds"),
+    ]),
+    tpot: seconds(&[
+        series("sglang:inter_token_latency_seconds"),
+        series("sglang_inter_token_latency_seconds"),
+    ]),
 };
 
 const TGI: Preset = Preset {
@@ -111,6 +164,8 @@ const TGI: Preset = Preset {
         used: series("tgi_batch_current_max_tokens"),
         total: series("tgi_batch_max_total_tokens"),
     },
+    ttft: Latency::None("TGI exports no time-to-first-token histogram"),
+    tpot: seconds(&[series("tgi_request_mean_time_per_token_duration")]),
 };
 
 const TRTLLM: Preset = Preset {
@@ -140,6 +195,11 @@ const TRTLLM: Preset = Preset {
         ),
         series("trtllm_kv_cache_utilization"),
     ]),
+    ttft: Latency::Histogram {
+        alternatives: &[series("nv_inference_first_response_histogram_ms")],
+        millis: true,
+    },
+    tpot: Latency::None("TensorRT-LLM behind Triton exports no time-per-output-token histogram"),
 };
 
 const DYNAMO: Preset = Preset {
@@ -148,6 +208,8 @@ const DYNAMO: Preset = Preset {
     output_tokens: &[series("dynamo_frontend_output_tokens_total")],
     input_tokens: &[series("dynamo_frontend_input_sequence_tokens_sum")],
     kv_cache: KvSeries::Ratio(&[series("dynamo_component_kvstats_gpu_cache_usage_percent")]),
+    ttft: seconds(&[series("dynamo_frontend_time_to_first_token_seconds")]),
+    tpot: seconds(&[series("dynamo_frontend_inter_token_latency_seconds")]),
 };
 
 fn preset(engine: Engine) -> Option<Preset> {
@@ -220,15 +282,19 @@ fn matchers(profile: &Profile, target: &Target, model_label: Option<&str>) -> Ve
 }
 
 fn selector(series: &Series, matchers: &[String]) -> String {
+    selector_named(series.name, series.matchers, matchers)
+}
+
+fn selector_named(name: &str, fixed: &str, matchers: &[String]) -> String {
     let mut all: Vec<&str> = Vec::with_capacity(matchers.len() + 1);
-    if !series.matchers.is_empty() {
-        all.push(series.matchers);
+    if !fixed.is_empty() {
+        all.push(fixed);
     }
     all.extend(matchers.iter().map(String::as_str));
     if all.is_empty() {
-        series.name.to_owned()
+        name.to_owned()
     } else {
-        format!("{}{{{}}}", series.name, all.join(","))
+        format!("{name}{{{}}}", all.join(","))
     }
 }
 
@@ -247,24 +313,90 @@ fn per_replica(
         .join(" or ")
 }
 
+/// Whether a profile's engine exports the latency an SLO is set on; the error says why not.
+pub fn latency_support(profile: &Profile, signal: LatencySignal) -> Result<(), String> {
+    match preset(profile.engine) {
+        Some(preset) => match latency_of(&preset, signal) {
+            Latency::None(why) => Err(format!(
+                "{} is not allowed with engine {}: {why}",
+                signal.as_str(),
+                profile.engine.as_str()
+            )),
+            _ => Ok(()),
+        },
+        None => {
+            let queries = profile.queries.as_ref().map(|q| &q.value);
+            let given = match signal {
+                LatencySignal::Ttft => queries.and_then(|q| q.ttft_buckets.as_ref()),
+                LatencySignal::Tpot => queries.and_then(|q| q.tpot_buckets.as_ref()),
+            };
+            given.map(|_| ()).ok_or_else(|| {
+                format!(
+                    "{0} needs queries.{0}_buckets with engine custom: the `_bucket` series of a {0} histogram in seconds",
+                    signal.as_str()
+                )
+            })
+        }
+    }
+}
+
+fn latency_of(preset: &Preset, signal: LatencySignal) -> Latency {
+    match signal {
+        LatencySignal::Ttft => preset.ttft,
+        LatencySignal::Tpot => preset.tpot,
+    }
+}
+
+/// A subquery resolution: fine enough to see the range, at most a few hundred steps.
+fn subquery_step(range: Duration) -> ConfigDuration {
+    let seconds = (range.as_secs() / 300).max(15);
+    ConfigDuration(Duration::from_secs(seconds))
+}
+
+/// A threshold in PromQL: seconds as a plain number.
+fn seconds_literal(duration: Duration) -> String {
+    format!("{}", duration.as_secs_f64())
+}
+
 /// The queries for a resolved trigger.
 pub fn plan(profile: &Profile, target: &Target) -> Planned {
     let label = profile.replica_label.as_str();
     let window = profile.rate_window.value.to_string();
     let want_kv = target.pool.uses_kv_cache();
+    let tokens_signal = match target.pool {
+        crate::config::Pool::Prefill => Signal::InputTokens,
+        _ => Signal::OutputTokens,
+    };
     let Some(preset) = preset(profile.engine) else {
         let queries = &profile
             .queries
             .as_ref()
             .expect("config validation requires queries for engine custom")
             .value;
-        let plan = custom_plan(
-            queries,
-            &matchers(profile, target, None).join(","),
-            label,
-            &window,
-            want_kv,
-        );
+        let matchers = matchers(profile, target, None).join(",");
+        let mut plan = custom_plan(queries, &matchers, label, &window, want_kv);
+        for (i, slo) in target.slos.iter().enumerate() {
+            let buckets = match slo.signal {
+                LatencySignal::Ttft => queries.ttft_buckets.as_deref(),
+                LatencySignal::Tpot => queries.tpot_buckets.as_deref(),
+            }
+            .expect("config validation requires the bucket query of every SLO signal");
+            let index = u16::try_from(i).unwrap_or(u16::MAX);
+            for (signal, range) in [
+                (Signal::SloShort { slo: index }, slo.short_window()),
+                (Signal::SloLong { slo: index }, slo.long_window()),
+            ] {
+                let selector = buckets
+                    .replace("$selector", &matchers)
+                    .replace("$rate_window", &range.to_string());
+                plan.queries
+                    .push((signal, format!("sum by (le) (rate({selector}[{range}]))")));
+            }
+            plan.latency_kinds.push(LatencyKind::Histogram {
+                le_scale_millis: false,
+            });
+        }
+        add_history(&mut plan, target, tokens_signal);
         return Planned { plan, model: None };
     };
     let model_label = target.model.as_ref().and(preset.model_label);
@@ -283,25 +415,158 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
         [only] => fleet(rate(selector(only, &m))),
         _ => fleet(per_replica("sum", &by, alternatives, &m, rate)),
     };
-    let kv_cache = want_kv.then(|| match preset.kv_cache {
-        KvSeries::Ratio(alternatives) => per_replica("avg", &by, alternatives, &m, |s| s),
-        KvSeries::Quotient { used, total } => format!(
-            "sum by ({by}) ({}) / sum by ({by}) ({})",
-            selector(&used, &m),
-            selector(&total, &m)
+    let mut queries = vec![
+        (
+            Signal::Queue,
+            per_replica("sum", &by, preset.queue, &m, |s| s),
         ),
-    });
+        (Signal::OutputTokens, tokens(preset.output_tokens)),
+        (Signal::InputTokens, tokens(preset.input_tokens)),
+    ];
+    if want_kv {
+        queries.push((
+            Signal::KvCache,
+            match preset.kv_cache {
+                KvSeries::Ratio(alternatives) => per_replica("avg", &by, alternatives, &m, |s| s),
+                KvSeries::Quotient { used, total } => format!(
+                    "sum by ({by}) ({}) / sum by ({by}) ({})",
+                    selector(&used, &m),
+                    selector(&total, &m)
+                ),
+            },
+        ));
+    }
+    let mut latency_kinds = Vec::new();
+    for (i, slo) in target.slos.iter().enumerate() {
+        let index = u16::try_from(i).unwrap_or(u16::MAX);
+        let latency = latency_of(&preset, slo.signal);
+        for (signal, range) in [
+            (Signal::SloShort { slo: index }, slo.short_window()),
+            (Signal::SloLong { slo: index }, slo.long_window()),
+        ] {
+            let query = match latency {
+                Latency::None(_) => continue,
+                Latency::Gauge(gauge) => {
+                    let slow = format!(
+                        "max by ({by}) ({}) > bool {}",
+                        selector(&gauge, &m),
+                        seconds_literal(slo.threshold.value.0)
+                    );
+                    let share = format!(
+                        "avg_over_time(({slow})[{range}:{}])",
+                        subquery_step(range.0)
+                    );
+                    match model_label {
+                        Some(model_label) => format!("avg by ({model_label}) ({share})"),
+                        None => format!("avg({share})"),
+                    }
+                }
+                Latency::Histogram { alternatives, .. } => {
+                    let by_le = match model_label {
+                        Some(model_label) => format!("{model_label}, le"),
+                        None => "le".to_owned(),
+                    };
+                    let rate = |s: &Series| {
+                        let bucket = format!("{}_bucket", s.name);
+                        format!("rate({}[{range}])", selector_named(&bucket, s.matchers, &m))
+                    };
+                    match alternatives {
+                        [only] => format!("sum by ({by_le}) ({})", rate(only)),
+                        _ => format!(
+                            "sum by ({by_le}) ({})",
+                            alternatives
+                                .iter()
+                                .map(|s| format!("sum by ({by}, le) ({})", rate(s)))
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        ),
+                    }
+                }
+            };
+            queries.push((signal, query));
+        }
+        latency_kinds.push(match latency {
+            Latency::Gauge(_) | Latency::None(_) => LatencyKind::Gauge,
+            Latency::Histogram { millis, .. } => LatencyKind::Histogram {
+                le_scale_millis: millis,
+            },
+        });
+    }
+    let mut plan = QueryPlan {
+        replica_label: label.to_owned(),
+        model_label: model_label.map(str::to_owned),
+        queries,
+        latency_kinds,
+    };
+    add_history(&mut plan, target, tokens_signal);
     Planned {
-        plan: QueryPlan {
-            replica_label: label.to_owned(),
-            model_label: model_label.map(str::to_owned),
-            queue: per_replica("sum", &by, preset.queue, &m, |s| s),
-            output_tokens: tokens(preset.output_tokens),
-            input_tokens: tokens(preset.input_tokens),
-            kv_cache,
-        },
+        plan,
         model: model_label.and(target.model.clone()),
     }
+}
+
+/// The forecast's two queries, over the same token-rate expression the throughput term reads:
+/// each past period's peak over the lead, and the level now and at the same time in each
+/// past period, each series tagged with its period.
+fn add_history(plan: &mut QueryPlan, target: &Target, tokens_signal: Signal) {
+    let Some(predictive) = &target.predictive else {
+        return;
+    };
+    let Some(history) = &predictive.history else {
+        return;
+    };
+    let rate = plan
+        .query(tokens_signal)
+        .expect("every plan reads the token rates")
+        .to_owned();
+    let lead = predictive.lead.value.0;
+    let (peaks, levels) = history_queries(&rate, history, lead);
+    plan.queries.push((Signal::HistoryPeak, peaks));
+    plan.queries.push((Signal::HistoryLevel, levels));
+}
+
+fn history_queries(rate: &str, history: &HistoryConfig, lead: Duration) -> (String, String) {
+    let period = history.period.value.0;
+    let tag = |k: u32, query: String| {
+        format!(r#"label_replace({query}, "{PERIOD_LABEL}", "{k}", "", "")"#)
+    };
+    let peaks = (1..=history.periods.value)
+        .map(|k| {
+            let back = period * k;
+            let query = if lead.is_zero() {
+                format!("({rate}) offset {}", ConfigDuration(back))
+            } else {
+                format!(
+                    "max_over_time(({rate})[{}:{}] offset {})",
+                    ConfigDuration(lead),
+                    subquery_step(lead),
+                    ConfigDuration(back - lead)
+                )
+            };
+            tag(k, query)
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let level_window = history.level_window.value.0;
+    let levels = (0..=history.periods.value)
+        .map(|k| {
+            let offset = if k == 0 {
+                String::new()
+            } else {
+                format!(" offset {}", ConfigDuration(period * k))
+            };
+            tag(
+                k,
+                format!(
+                    "avg_over_time(({rate})[{}:{}]{offset})",
+                    ConfigDuration(level_window),
+                    subquery_step(level_window)
+                ),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    (peaks, levels)
 }
 
 fn custom_plan(
@@ -315,13 +580,31 @@ fn custom_plan(
         q.replace("$selector", matchers)
             .replace("$rate_window", window)
     };
+    let mut planned = vec![
+        (
+            Signal::Queue,
+            format!("sum by ({label}) ({})", fill(&queries.queue_depth)),
+        ),
+        (
+            Signal::OutputTokens,
+            format!("sum({})", fill(&queries.output_tokens_per_second)),
+        ),
+        (
+            Signal::InputTokens,
+            format!("sum({})", fill(&queries.input_tokens_per_second)),
+        ),
+    ];
+    if want_kv {
+        planned.push((
+            Signal::KvCache,
+            format!("avg by ({label}) ({})", fill(&queries.kv_cache_usage)),
+        ));
+    }
     QueryPlan {
         replica_label: label.to_owned(),
         model_label: None,
-        queue: format!("sum by ({label}) ({})", fill(&queries.queue_depth)),
-        output_tokens: format!("sum({})", fill(&queries.output_tokens_per_second)),
-        input_tokens: format!("sum({})", fill(&queries.input_tokens_per_second)),
-        kv_cache: want_kv.then(|| format!("avg by ({label}) ({})", fill(&queries.kv_cache_usage))),
+        queries: planned,
+        latency_kinds: Vec::new(),
     }
 }
 

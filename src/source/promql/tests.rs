@@ -59,19 +59,19 @@ fn plan_for(pairs: &[(&str, &str)]) -> QueryPlan {
 fn seed_queries_match_the_seeds_own_series() {
     let plan = plan_for(&[("profile", "seed")]);
     assert_eq!(
-        plan.queue,
+        plan.query(Signal::Queue).unwrap(),
         r#"sum by (pod) (llm_queue_depth{model_id="llama-3-70b"})"#
     );
     assert_eq!(
-        plan.output_tokens,
+        plan.query(Signal::OutputTokens).unwrap(),
         r#"sum(rate(llm_tokens_processed_total{token_type="output",model_id="llama-3-70b"}[1m]))"#
     );
     assert_eq!(
-        plan.input_tokens,
+        plan.query(Signal::InputTokens).unwrap(),
         r#"sum(rate(llm_tokens_processed_total{token_type="input",model_id="llama-3-70b"}[1m]))"#
     );
     assert_eq!(
-        plan.kv_cache.as_deref(),
+        plan.query(Signal::KvCache),
         Some(r#"avg by (pod) (llm_kv_cache_usage_ratio{model_id="llama-3-70b"})"#)
     );
 }
@@ -81,15 +81,15 @@ fn vllm_accepts_the_old_and_new_kv_names() {
     let plan = plan_for(&[("profile", "vllm")]);
     let m = r#"{model_name="meta-llama/Llama-3.1-70B-Instruct",namespace="inference"}"#;
     assert_eq!(
-        plan.queue,
+        plan.query(Signal::Queue).unwrap(),
         format!("sum by (pod) (vllm:num_requests_waiting{m})")
     );
     assert_eq!(
-        plan.output_tokens,
+        plan.query(Signal::OutputTokens).unwrap(),
         format!("sum(rate(vllm:generation_tokens_total{m}[2m]))")
     );
     assert_eq!(
-        plan.kv_cache.unwrap(),
+        plan.query(Signal::KvCache).unwrap(),
         format!(
             "avg by (pod) (vllm:kv_cache_usage_perc{m}) or avg by (pod) (vllm:gpu_cache_usage_perc{m})"
         )
@@ -103,16 +103,16 @@ fn a_model_override_shares_one_plan_grouped_by_the_model_label() {
     let plan = planned.plan;
     assert_eq!(plan.model_label.as_deref(), Some("model_name"));
     assert_eq!(
-        plan.queue,
+        plan.query(Signal::Queue).unwrap(),
         r#"sum by (model_name, pod) (vllm:num_requests_waiting{namespace="inference"})"#,
         "the profile's own model matcher gives way to grouping"
     );
     assert_eq!(
-        plan.output_tokens,
+        plan.query(Signal::OutputTokens).unwrap(),
         r#"sum by (model_name) (rate(vllm:generation_tokens_total{namespace="inference"}[2m]))"#
     );
     assert_eq!(
-        plan.kv_cache.as_deref(),
+        plan.query(Signal::KvCache),
         Some(
             r#"avg by (model_name, pod) (vllm:kv_cache_usage_perc{namespace="inference"}) or avg by (model_name, pod) (vllm:gpu_cache_usage_perc{namespace="inference"})"#
         )
@@ -121,7 +121,7 @@ fn a_model_override_shares_one_plan_grouped_by_the_model_label() {
     assert_eq!(other.plan, plan, "two models, one plan");
     let sglang = plan_for(&[("profile", "sglang"), ("model", "qwen")]);
     assert_eq!(
-        sglang.output_tokens,
+        sglang.query(Signal::OutputTokens).unwrap(),
         "sum by (model_name) (sum by (model_name, instance) (rate(sglang:generation_tokens_total[1m])) or sum by (model_name, instance) (rate(sglang_generation_tokens_total[1m])))"
     );
     // Without an override the plan is the profile's own.
@@ -133,7 +133,7 @@ fn a_model_override_shares_one_plan_grouped_by_the_model_label() {
 fn renamed_counters_are_summed_once_per_replica() {
     let plan = plan_for(&[("profile", "sglang")]);
     assert_eq!(
-        plan.output_tokens,
+        plan.query(Signal::OutputTokens).unwrap(),
         "sum(sum by (instance) (rate(sglang:generation_tokens_total[1m])) or sum by (instance) (rate(sglang_generation_tokens_total[1m])))"
     );
     assert_eq!(plan.replica_label, "instance");
@@ -146,27 +146,38 @@ fn every_engine_has_all_four_signals() {
     ] {
         let plan = plan_for(&[("profile", profile)]);
         assert!(
-            plan.queue
+            plan.query(Signal::Queue)
+                .unwrap()
                 .starts_with(&format!("sum by ({})", plan.replica_label)),
             "{profile}: {}",
-            plan.queue
+            plan.query(Signal::Queue).unwrap()
         );
-        assert!(plan.output_tokens.starts_with("sum("), "{profile}");
-        assert!(plan.input_tokens.starts_with("sum("), "{profile}");
-        assert!(plan.kv_cache.is_some(), "{profile}");
+        assert!(
+            plan.query(Signal::OutputTokens)
+                .unwrap()
+                .starts_with("sum("),
+            "{profile}"
+        );
+        assert!(
+            plan.query(Signal::InputTokens).unwrap().starts_with("sum("),
+            "{profile}"
+        );
+        assert!(plan.query(Signal::KvCache).is_some(), "{profile}");
     }
     let tgi = plan_for(&[("profile", "tgi")]);
     assert_eq!(
-        tgi.kv_cache.unwrap(),
+        tgi.query(Signal::KvCache).unwrap(),
         "sum by (pod) (tgi_batch_current_max_tokens) / sum by (pod) (tgi_batch_max_total_tokens)"
     );
     let trt = plan_for(&[("profile", "trtllm")]);
     assert!(
-        trt.queue
+        trt.query(Signal::Queue)
+            .unwrap()
             .contains(r#"nv_trt_llm_request_metrics{request_type="waiting"}"#)
     );
     assert!(
-        trt.queue
+        trt.query(Signal::Queue)
+            .unwrap()
             .contains("or sum by (pod) (trtllm_num_requests_waiting)")
     );
 }
@@ -174,18 +185,24 @@ fn every_engine_has_all_four_signals() {
 #[test]
 fn prefill_pools_skip_the_kv_query() {
     let plan = plan_for(&[("profile", "vllm"), ("pool", "prefill")]);
-    assert_eq!(plan.kv_cache, None);
+    assert_eq!(plan.query(Signal::KvCache), None);
 }
 
 #[test]
 fn custom_queries_get_selector_and_window() {
     let plan = plan_for(&[("profile", "custom")]);
-    assert_eq!(plan.queue, r#"sum by (pod) (my_waiting{team="a"})"#);
     assert_eq!(
-        plan.output_tokens,
+        plan.query(Signal::Queue).unwrap(),
+        r#"sum by (pod) (my_waiting{team="a"})"#
+    );
+    assert_eq!(
+        plan.query(Signal::OutputTokens).unwrap(),
         r#"sum(rate(my_out_total{team="a"}[1m]))"#
     );
-    assert_eq!(plan.kv_cache.unwrap(), r#"avg by (pod) (my_kv{team="a"})"#);
+    assert_eq!(
+        plan.query(Signal::KvCache).unwrap(),
+        r#"avg by (pod) (my_kv{team="a"})"#
+    );
 }
 
 /// Go's strconv.Unquote for the escapes `quote` writes: what Prometheus reads back.
@@ -262,10 +279,10 @@ fn namespace_scope_is_added_to_every_query_and_overrides_the_selector() {
     let plan = plan(config.profile("vllm").unwrap(), &target).plan;
     let scoped = format!("namespace={}", quote(r#"team-b"} or vector(1) or {a=""#));
     for query in [
-        &plan.queue,
-        &plan.output_tokens,
-        &plan.input_tokens,
-        plan.kv_cache.as_ref().unwrap(),
+        &plan.query(Signal::Queue).unwrap(),
+        &plan.query(Signal::OutputTokens).unwrap(),
+        &plan.query(Signal::InputTokens).unwrap(),
+        plan.query(Signal::KvCache).unwrap(),
     ] {
         assert!(query.contains(&scoped), "{query}");
         assert!(!query.contains(r#"namespace="inference""#), "{query}");
