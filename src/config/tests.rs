@@ -194,3 +194,86 @@ fn not_yaml_at_all() {
     let e = error("prometheus: [unclosed\n");
     assert!(e.contains("line 1") || e.contains("line 2"), "{e}");
 }
+
+const ANTICIPATING: &str = r#"
+prometheus: {url: "http://127.0.0.1:9090"}
+profiles:
+  p:
+    engine: vllm
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000, input_tokens_per_second: 40000}
+    slos:
+      - name: ttft-2s
+        signal: ttft
+        threshold: 2s
+        objective: 0.99
+        windows: [5m, 1h]
+        burn_threshold: 1.0
+        gain: 0.25
+        max_boost: 2.0
+      - {name: tpot-50ms, signal: tpot, threshold: 50ms, objective: 0.995}
+    predictive:
+      lead: 5m
+      schedules:
+        - cron: "0 8 * * 1-5"
+          duration: 10h
+          timezone: Europe/Berlin
+          min_replicas: 6
+      history:
+        period: 1d
+        periods: 3
+        headroom: 1.1
+"#;
+
+#[test]
+fn slos_and_predictive_load_with_defaults() {
+    let config = Config::parse(ANTICIPATING).unwrap();
+    let p = config.profile("p").unwrap();
+    assert_eq!(p.slos.len(), 2);
+    let tpot = &p.slos[1];
+    assert_eq!(tpot.threshold.value.0, Duration::from_millis(50));
+    assert_eq!(tpot.short_window().0, Duration::from_secs(300));
+    assert_eq!(tpot.long_window().0, Duration::from_secs(3600));
+    assert_eq!((tpot.gain.0, tpot.max_boost.0), (0.25, 2.0));
+    let predictive = p.predictive.as_ref().unwrap();
+    assert_eq!(
+        predictive.schedules[0].timezone.0,
+        chrono_tz::Tz::Europe__Berlin
+    );
+    let history = predictive.history.as_ref().unwrap();
+    assert_eq!(history.periods.value, 3);
+    assert_eq!(history.level_window.value.0, Duration::from_secs(600));
+}
+
+#[test]
+fn slo_and_predictive_mistakes_name_the_key_and_what_is_allowed() {
+    let cases = [
+        (
+            "objective: 0.99",
+            "objective: 1.5",
+            "greater than 0 and less than 1",
+        ),
+        ("windows: [5m, 1h]", "windows: [1h, 5m]", "slos[0].windows"),
+        ("windows: [5m, 1h]", "windows: [5m]", "exactly two"),
+        ("signal: ttft", "signal: itl", "ttft"),
+        ("max_boost: 2.0", "max_boost: 0.5", "at or above 1"),
+        ("name: ttft-2s", "name: tpot-50ms", "used twice"),
+        ("\"0 8 * * 1-5\"", "\"0 8 * *\"", "5 fields"),
+        ("Europe/Berlin", "Europe/Atlantis", "IANA time zone"),
+        ("period: 1d", "period: 2d", "expected 1d or 1w"),
+        ("periods: 3", "periods: 0", "history.periods"),
+        ("lead: 5m", "lead: 2d", "predictive.lead"),
+    ];
+    for (from, to, expected) in cases {
+        let e = error(&ANTICIPATING.replacen(from, to, 1));
+        assert!(e.contains(expected), "{to}: {e}");
+    }
+}
+
+#[test]
+fn an_slo_on_a_latency_the_engine_does_not_export_is_refused() {
+    let e = error(&ANTICIPATING.replace("engine: vllm", "engine: tgi"));
+    assert!(
+        e.contains("profiles.p.slos[0].signal") && e.contains("TGI exports no time-to-first-token"),
+        "{e}"
+    );
+}

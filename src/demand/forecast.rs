@@ -138,3 +138,115 @@ pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
         periods: past.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn past(values: &[(f64, f64)]) -> Vec<PastPeriod> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &(peak, level))| PastPeriod {
+                periods_back: i as u32 + 1,
+                peak,
+                level,
+            })
+            .collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn identical_periods_give_their_peak_scaled_by_todays_level() {
+        let history = HistoryWindow {
+            past: past(&[(1000.0, 100.0), (1000.0, 100.0), (1000.0, 100.0)]),
+            level_now: 100.0,
+        };
+        let f = forecast(&history).unwrap();
+        assert!(close(f.rate, 1000.0), "{f:?}");
+        assert_eq!(f.agreement, 1.0);
+        let busier = HistoryWindow {
+            level_now: 150.0,
+            ..history
+        };
+        assert!(close(forecast(&busier).unwrap().rate, 1500.0));
+    }
+
+    #[test]
+    fn the_level_ratio_is_clipped() {
+        let history = HistoryWindow {
+            past: past(&[(200.0, 100.0); 3]),
+            level_now: 1000.0,
+        };
+        let f = forecast(&history).unwrap();
+        assert_eq!(f.level_ratio, LEVEL_RATIO_RANGE.1);
+        assert!(close(f.rate, 400.0));
+        // Today at zero (a fleet scaled to zero) still gets half the usual forecast.
+        let idle = HistoryWindow {
+            level_now: 0.0,
+            ..history
+        };
+        assert!(close(forecast(&idle).unwrap().rate, 100.0));
+    }
+
+    #[test]
+    fn combination_is_robust_to_one_odd_period() {
+        // One period had an outage (0) and one a one-off surge: the median ignores both.
+        let history = HistoryWindow {
+            past: past(&[
+                (1000.0, 500.0),
+                (0.0, 0.0),
+                (1000.0, 500.0),
+                (9000.0, 500.0),
+            ]),
+            level_now: 500.0,
+        };
+        let f = forecast(&history).unwrap();
+        assert_eq!(f.past_peak, 1000.0);
+        assert!(f.rate >= 500.0 && f.rate <= 1000.0 + 1e-9, "{f:?}");
+    }
+
+    #[test]
+    fn disagreeing_periods_are_trusted_less() {
+        let agree = HistoryWindow {
+            past: past(&[(200.0, 100.0), (200.0, 100.0), (200.0, 100.0)]),
+            level_now: 100.0,
+        };
+        let disagree = HistoryWindow {
+            past: past(&[(200.0, 100.0), (400.0, 100.0), (60.0, 100.0)]),
+            level_now: 100.0,
+        };
+        let a = forecast(&agree).unwrap();
+        let d = forecast(&disagree).unwrap();
+        assert!(close(a.seasonal_change, 2.0));
+        assert!(d.agreement < 0.5, "{d:?}");
+        assert!(d.seasonal_change > 1.0 && d.seasonal_change < 2.0, "{d:?}");
+    }
+
+    #[test]
+    fn a_spike_from_an_idle_time_of_day_is_the_past_peak() {
+        let history = HistoryWindow {
+            past: past(&[(800.0, 0.0), (900.0, 0.0), (1000.0, 0.0)]),
+            level_now: 0.0,
+        };
+        let f = forecast(&history).unwrap();
+        assert_eq!(f.rate, 900.0);
+    }
+
+    #[test]
+    fn no_history_means_no_forecast() {
+        let empty = HistoryWindow {
+            past: Vec::new(),
+            level_now: 300.0,
+        };
+        assert_eq!(forecast(&empty), None);
+        let unusable = HistoryWindow {
+            past: past(&[(f64::NAN, 1.0), (-1.0, 1.0)]),
+            level_now: 300.0,
+        };
+        assert_eq!(forecast(&unusable), None);
+    }
+}

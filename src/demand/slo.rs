@@ -104,3 +104,112 @@ pub fn error_ratio(window: &LatencyWindow, threshold: f64) -> Result<Option<f64>
 pub fn burn_rate(error_ratio: f64, objective: f64) -> f64 {
     error_ratio / (1.0 - objective)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// vLLM's TTFT buckets around 2 s, cumulative: 60 requests/s at or below 1 s,
+    /// 90 at or below 2.5 s, 100 in all.
+    fn vllm_like() -> Vec<Bucket> {
+        [
+            (0.5, 20.0),
+            (1.0, 60.0),
+            (2.5, 90.0),
+            (5.0, 98.0),
+            (f64::INFINITY, 100.0),
+        ]
+        .into_iter()
+        .map(|(le, rate)| Bucket { le, rate })
+        .collect()
+    }
+
+    /// The ratio rounded to 12 decimals, so expected values can be written plainly.
+    fn ratio(buckets: Vec<Bucket>, threshold: f64) -> Option<f64> {
+        error_ratio(&LatencyWindow::Buckets(buckets), threshold)
+            .unwrap()
+            .map(|r| (r * 1e12).round() / 1e12)
+    }
+
+    #[test]
+    fn a_threshold_on_a_bound_reads_that_bucket() {
+        assert_eq!(ratio(vllm_like(), 1.0), Some(0.4));
+        assert_eq!(ratio(vllm_like(), 5.0), Some(0.02));
+    }
+
+    #[test]
+    fn a_threshold_inside_a_bucket_interpolates_linearly() {
+        // 2 s is 2/3 of the way from 1 to 2.5: 60 + (90 - 60) x 2/3 = 80 good.
+        let r = ratio(vllm_like(), 2.0).unwrap();
+        assert!((r - 0.2).abs() < 1e-12, "{r}");
+        // Below the first bound, from 0: 20 x 0.25 / 0.5 = 10 good.
+        let r = ratio(vllm_like(), 0.25).unwrap();
+        assert!((r - 0.9).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn a_threshold_above_the_last_finite_bound_counts_the_rest_as_slow() {
+        assert_eq!(ratio(vllm_like(), 60.0), Some(0.02));
+    }
+
+    #[test]
+    fn buckets_in_any_order_and_split_series_are_combined() {
+        let mut buckets = vllm_like();
+        buckets.reverse();
+        // The same histogram from a second engine version, its le written differently.
+        buckets.extend(vllm_like());
+        assert_eq!(ratio(buckets, 1.0), Some(0.4));
+    }
+
+    #[test]
+    fn a_dip_between_buckets_is_flattened() {
+        let mut buckets = vllm_like();
+        buckets[2].rate = 55.0; // below the 1 s bucket: scraped a moment apart
+        let r = ratio(buckets, 2.5).unwrap();
+        assert!((r - 0.4).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn no_requests_means_no_ratio() {
+        let idle: Vec<Bucket> = vllm_like()
+            .into_iter()
+            .map(|b| Bucket { rate: 0.0, ..b })
+            .collect();
+        assert_eq!(ratio(idle, 2.0), None);
+        assert_eq!(ratio(Vec::new(), 2.0), None);
+        assert_eq!(
+            error_ratio(&LatencyWindow::SlowShare(None), 2.0).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_numbers() {
+        let mut nan = vllm_like();
+        nan[1].rate = f64::NAN;
+        assert!(error_ratio(&LatencyWindow::Buckets(nan), 2.0).is_err());
+        let mut negative = vllm_like();
+        negative[0].rate = -1.0;
+        assert!(error_ratio(&LatencyWindow::Buckets(negative), 2.0).is_err());
+        let no_inf: Vec<Bucket> = vllm_like().into_iter().take(4).collect();
+        assert_eq!(
+            error_ratio(&LatencyWindow::Buckets(no_inf), 2.0),
+            Err(SignalError::NoInfBucket)
+        );
+        assert!(error_ratio(&LatencyWindow::SlowShare(Some(1.5)), 2.0).is_err());
+    }
+
+    #[test]
+    fn a_gauge_share_is_the_ratio() {
+        assert_eq!(
+            error_ratio(&LatencyWindow::SlowShare(Some(0.25)), 2.0).unwrap(),
+            Some(0.25)
+        );
+    }
+
+    #[test]
+    fn burn_rate_is_error_ratio_over_budget() {
+        assert!((burn_rate(0.02, 0.99) - 2.0).abs() < 1e-9);
+        assert_eq!(burn_rate(0.0, 0.99), 0.0);
+    }
+}

@@ -274,3 +274,141 @@ fn activity_counts_only_signals_that_were_read() {
     s.output_tokens_per_second = Some(3.0);
     assert!(compute(&s, &params(Pool::Unified)).unwrap().active);
 }
+
+/// A term's value rounded to 9 decimals: burn rates divide by 1 - objective.
+fn rounded(demand: &Demand, kind: TermKind) -> f64 {
+    (term(demand, kind) * 1e9).round() / 1e9
+}
+
+fn slo(name: &str, signal: LatencySignal) -> SloParams {
+    SloParams {
+        name: name.to_owned(),
+        signal,
+        threshold: 2.0,
+        objective: 0.99,
+        burn_threshold: 1.0,
+        gain: 0.25,
+        max_boost: 2.0,
+    }
+}
+
+fn slow_share(short: f64, long: f64) -> Option<SloWindows> {
+    Some(SloWindows {
+        short: slo::LatencyWindow::SlowShare(Some(short)),
+        long: slo::LatencyWindow::SlowShare(Some(long)),
+    })
+}
+
+#[test]
+fn slo_term_boosts_r_while_both_windows_burn() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    let mut s = signals(&[0.0, 0.0, 0.0, 0.0], 0.0, 0.0, &[0.1; 4]);
+    // 5 % slow against a 1 % budget: burn 5 over the short window, 2 over the long one.
+    s.slos = vec![slow_share(0.05, 0.02)];
+    let d = compute(&s, &p).unwrap();
+    // R x min(2, 1 + 0.25 x (5 - 1)) = 4 x 2 = 8
+    assert_eq!(rounded(&d, TermKind::Slo), 8.0);
+    assert_eq!(d.winner, Winner::Term(TermKind::Slo));
+    assert!(d.slos[0].burning);
+    // Short burn 3: 4 x (1 + 0.25 x 2) = 6, under max_boost.
+    s.slos = vec![slow_share(0.03, 0.02)];
+    assert_eq!(rounded(&compute(&s, &p).unwrap(), TermKind::Slo), 6.0);
+    // Only one window burning: no term, but the SLO is still reported.
+    s.slos = vec![slow_share(0.05, 0.005)];
+    let d = compute(&s, &p).unwrap();
+    assert!(d.term(TermKind::Slo).is_none());
+    assert!(!d.slos[0].burning);
+    assert_eq!(
+        d.slos[0].long_burn.map(|b| (b * 1e9).round() / 1e9),
+        Some(0.5)
+    );
+    // No requests in a window: no burn.
+    s.slos = vec![Some(SloWindows {
+        short: slo::LatencyWindow::SlowShare(None),
+        long: slo::LatencyWindow::SlowShare(Some(0.5)),
+    })];
+    assert!(compute(&s, &p).unwrap().term(TermKind::Slo).is_none());
+}
+
+#[test]
+fn an_unread_slo_is_skipped_and_others_still_count() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![
+        slo("ttft-2s", LatencySignal::Ttft),
+        slo("tpot-50ms", LatencySignal::Tpot),
+    ];
+    let mut s = signals(&[0.0, 0.0], 0.0, 0.0, &[0.1; 2]);
+    s.slos = vec![None, slow_share(0.05, 0.05)];
+    let d = compute(&s, &p).unwrap();
+    assert!(d.skipped.contains(&TermKind::Slo));
+    assert_eq!(rounded(&d, TermKind::Slo), 4.0);
+    assert!(
+        d.term(TermKind::Slo)
+            .unwrap()
+            .formula
+            .starts_with("tpot-50ms")
+    );
+}
+
+#[test]
+fn forecast_and_schedule_terms_wake_an_idle_fleet() {
+    use chrono::TimeZone as _;
+    let config = crate::config::Config::parse(
+        r#"
+prometheus: {url: "http://127.0.0.1:9090"}
+profiles:
+  p:
+    engine: seed
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 500}
+    predictive:
+      lead: 10m
+      schedules:
+        - {cron: "0 9 * * *", duration: 1h, timezone: UTC, min_replicas: 3}
+      history: {period: 1d, periods: 3, headroom: 1.2}
+"#,
+    )
+    .unwrap();
+    let target =
+        crate::config::metadata::resolve(&config, &[("profile".to_owned(), "p".to_owned())].into())
+            .unwrap();
+    let p = Params::from(&target);
+    assert_eq!(p.lead, Duration::from_secs(600));
+    let mut s = signals(&[], 0.0, 0.0, &[]);
+    s.now = Some(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 24, 8, 55, 0)
+            .unwrap(),
+    );
+    s.history = Some(forecast::HistoryWindow {
+        past: (1..=3)
+            .map(|k| forecast::PastPeriod {
+                periods_back: k,
+                peak: 1000.0,
+                level: 0.0,
+            })
+            .collect(),
+        level_now: 0.0,
+    });
+    let d = compute(&s, &p).unwrap();
+    assert_eq!(term(&d, TermKind::Schedule), 3.0);
+    // 1000 tokens/s x 1.2 / 500 = 2.4
+    assert!((term(&d, TermKind::Forecast) - 2.4).abs() < 1e-9);
+    assert_eq!(d.winner, Winner::Term(TermKind::Schedule));
+    assert!(d.active, "pre-warming from zero");
+    // Without history there is no forecast, and that is not an error.
+    s.history = Some(forecast::HistoryWindow {
+        past: Vec::new(),
+        level_now: 0.0,
+    });
+    let d = compute(&s, &p).unwrap();
+    assert!(d.term(TermKind::Forecast).is_none() && !d.skipped.contains(&TermKind::Forecast));
+    // History that could not be read is a skipped term.
+    s.history = None;
+    assert!(
+        compute(&s, &p)
+            .unwrap()
+            .skipped
+            .contains(&TermKind::Forecast)
+    );
+}

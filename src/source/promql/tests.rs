@@ -288,3 +288,120 @@ fn namespace_scope_is_added_to_every_query_and_overrides_the_selector() {
         assert!(!query.contains(r#"namespace="inference""#), "{query}");
     }
 }
+
+const ANTICIPATING: &str = r#"
+prometheus: {url: "http://127.0.0.1:9090"}
+profiles:
+  vllm:
+    engine: vllm
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000, input_tokens_per_second: 40000}
+    slos:
+      - {name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.99, windows: [5m, 1h]}
+      - {name: tpot-50ms, signal: tpot, threshold: 50ms, objective: 0.99}
+    predictive:
+      lead: 5m
+      history: {period: 1d, periods: 2}
+  seed:
+    engine: seed
+    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000, input_tokens_per_second: 40000}
+    slos:
+      - {name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.99, windows: [5m, 1h]}
+"#;
+
+fn anticipating(profile: &str, pool: &str, model: Option<&str>) -> QueryPlan {
+    let config = Config::parse(ANTICIPATING).unwrap();
+    let mut meta: std::collections::HashMap<String, String> = [
+        ("profile".to_owned(), profile.to_owned()),
+        ("pool".to_owned(), pool.to_owned()),
+    ]
+    .into();
+    if let Some(model) = model {
+        meta.insert("model".to_owned(), model.to_owned());
+    }
+    let target = metadata::resolve(&config, &meta).unwrap();
+    plan(config.profile(profile).unwrap(), &target).plan
+}
+
+#[test]
+fn histogram_slos_read_bucket_rates_by_le_over_each_window() {
+    let plan = anticipating("vllm", "unified", None);
+    assert_eq!(
+        plan.query(Signal::SloShort { slo: 0 }).unwrap(),
+        "sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[5m]))"
+    );
+    assert_eq!(
+        plan.query(Signal::SloLong { slo: 0 }).unwrap(),
+        "sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1h]))"
+    );
+    // Old and new TPOT names, joined per replica so a mixed fleet counts once.
+    assert_eq!(
+        plan.query(Signal::SloShort { slo: 1 }).unwrap(),
+        "sum by (le) (sum by (pod, le) (rate(vllm:inter_token_latency_seconds_bucket[5m])) or sum by (pod, le) (rate(vllm:time_per_output_token_seconds_bucket[5m])))"
+    );
+    assert_eq!(plan.latency_kinds.len(), 2);
+}
+
+#[test]
+fn slos_follow_the_pool_and_the_model_grouping() {
+    // Prefill pools count TTFT only, decode pools TPOT only.
+    let prefill = anticipating("vllm", "prefill", None);
+    assert_eq!(prefill.latency_kinds.len(), 1);
+    assert!(
+        prefill
+            .query(Signal::SloShort { slo: 0 })
+            .unwrap()
+            .contains("time_to_first_token")
+    );
+    let decode = anticipating("vllm", "decode", None);
+    assert_eq!(decode.latency_kinds.len(), 1);
+    assert!(
+        decode
+            .query(Signal::SloShort { slo: 0 })
+            .unwrap()
+            .contains("inter_token")
+    );
+    let shared = anticipating("vllm", "unified", Some("llama"));
+    assert_eq!(
+        shared.query(Signal::SloShort { slo: 0 }).unwrap(),
+        "sum by (model_name, le) (rate(vllm:time_to_first_token_seconds_bucket[5m]))"
+    );
+}
+
+#[test]
+fn gauge_slos_take_the_share_of_slow_samples() {
+    let plan = anticipating("seed", "unified", None);
+    assert_eq!(
+        plan.query(Signal::SloShort { slo: 0 }).unwrap(),
+        "avg(avg_over_time((max by (pod) (llm_ttft_seconds) > bool 2)[5m:15s]))"
+    );
+    assert_eq!(
+        plan.query(Signal::SloLong { slo: 0 }).unwrap(),
+        "avg(avg_over_time((max by (pod) (llm_ttft_seconds) > bool 2)[1h:15s]))"
+    );
+}
+
+#[test]
+fn history_reads_each_past_periods_peak_over_the_lead_and_the_levels() {
+    let plan = anticipating("vllm", "unified", None);
+    let rate = "sum(rate(vllm:generation_tokens_total[1m]))";
+    assert_eq!(
+        plan.query(Signal::HistoryPeak).unwrap(),
+        format!(
+            r#"label_replace(max_over_time(({rate})[5m:15s] offset 23h55m), "llm_scaler_period", "1", "", "") or label_replace(max_over_time(({rate})[5m:15s] offset 1d23h55m), "llm_scaler_period", "2", "", "")"#
+        )
+    );
+    assert_eq!(
+        plan.query(Signal::HistoryLevel).unwrap(),
+        format!(
+            r#"label_replace(avg_over_time(({rate})[10m:15s]), "llm_scaler_period", "0", "", "") or label_replace(avg_over_time(({rate})[10m:15s] offset 1d), "llm_scaler_period", "1", "", "") or label_replace(avg_over_time(({rate})[10m:15s] offset 2d), "llm_scaler_period", "2", "", "")"#
+        )
+    );
+    // A prefill pool forecasts its input tokens.
+    let prefill = anticipating("vllm", "prefill", None);
+    assert!(
+        prefill
+            .query(Signal::HistoryPeak)
+            .unwrap()
+            .contains("vllm:prompt_tokens_total")
+    );
+}
