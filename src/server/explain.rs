@@ -45,6 +45,9 @@ fn term_reads(kind: TermKind, pool: crate::config::Pool, signal: Signal) -> bool
     }
 }
 
+/// The PromQL of the queries whose signal a predicate accepts.
+type PromqlOf<'a> = dyn Fn(&dyn Fn(Signal) -> bool) -> Vec<String> + 'a;
+
 fn unix_ms(time: std::time::SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -147,7 +150,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
 fn fill_demand(
     explanation: &mut Explanation,
     demand: &Demand,
-    promql_of: &dyn Fn(&dyn Fn(Signal) -> bool) -> Vec<String>,
+    promql_of: &PromqlOf<'_>,
     pool: crate::config::Pool,
 ) {
     explanation.demand_available = true;

@@ -279,9 +279,9 @@ fn namespace_scope_is_added_to_every_query_and_overrides_the_selector() {
     let plan = plan(config.profile("vllm").unwrap(), &target).plan;
     let scoped = format!("namespace={}", quote(r#"team-b"} or vector(1) or {a=""#));
     for query in [
-        &plan.query(Signal::Queue).unwrap(),
-        &plan.query(Signal::OutputTokens).unwrap(),
-        &plan.query(Signal::InputTokens).unwrap(),
+        plan.query(Signal::Queue).unwrap(),
+        plan.query(Signal::OutputTokens).unwrap(),
+        plan.query(Signal::InputTokens).unwrap(),
         plan.query(Signal::KvCache).unwrap(),
     ] {
         assert!(query.contains(&scoped), "{query}");
