@@ -66,6 +66,33 @@ pub enum Command {
         #[command(flatten)]
         tls: ClientTls,
     },
+    /// Replay a rate trace through the forecast the service runs and report its error
+    /// at a lead against the last-value and seasonal-naive baselines.
+    ForecastEval {
+        /// A `window_start_s,rate` CSV of equal windows.
+        #[arg(long)]
+        trace: PathBuf,
+        /// How far ahead to forecast, e.g. 10m or 30m.
+        #[arg(long, value_parser = parse_duration)]
+        lead: crate::config::ConfigDuration,
+        /// The season: 1d or 1w.
+        #[arg(long, default_value = "1d", value_parser = parse_duration)]
+        period: crate::config::ConfigDuration,
+        /// Past periods combined, as `predictive.history.periods`.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::anticipation::MAX_PERIODS)))]
+        periods: u32,
+        /// As `predictive.history.level_window`.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        level_window: crate::config::ConfigDuration,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<crate::config::ConfigDuration, String> {
+    text.parse()
+        .map_err(|e: crate::config::duration::ParseDurationError| e.to_string())
 }
 
 /// TLS settings for talking to a scaler whose listener has `server.tls`.
@@ -165,6 +192,41 @@ async fn dispatch(command: Command) -> ExitCode {
             grpc_addr,
             http_addr,
         } => serve(config, grpc_addr, http_addr).await,
+        Command::ForecastEval {
+            trace,
+            lead,
+            period,
+            periods,
+            level_window,
+            json,
+        } => {
+            let settings = crate::forecast_eval::EvalSettings {
+                lead: lead.0,
+                period: period.0,
+                periods,
+                level_window: level_window.0,
+            };
+            let report = crate::forecast_eval::read_rate_trace(&trace)
+                .and_then(|trace| crate::forecast_eval::evaluate(&trace, &settings));
+            match report {
+                Ok(report) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report.to_json())
+                            .expect("JSON values serialize")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(report) => {
+                    print!("{}", report.to_table());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
                 println!(

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod demand;
+pub mod forecast_eval;
 pub mod loadgen;
 pub mod proto;
 pub mod server;

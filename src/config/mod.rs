@@ -3,7 +3,7 @@
 //! the line, the key and what is allowed; a config that loads is safe to serve.
 
 pub mod anticipation;
-mod duration;
+pub mod duration;
 pub mod metadata;
 pub mod reload;
 
