@@ -164,6 +164,40 @@ impl PrometheusServer {
         server
     }
 
+    /// Starts Prometheus on history written with `promtool tsdb create-blocks-from
+    /// openmetrics` (samples with timestamps in seconds), scraping nothing.
+    pub async fn start_with_history(openmetrics: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            "global:\n  evaluation_interval: 1s\nscrape_configs: []\n",
+        )
+        .unwrap();
+        let history = dir.path().join("history.om");
+        std::fs::write(&history, openmetrics).unwrap();
+        let promtool = std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".into());
+        let output = Command::new(&promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&history)
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `{promtool}` (apt-get install prometheus): {e}")
+            });
+        assert!(
+            output.status.success(),
+            "promtool refused the history: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

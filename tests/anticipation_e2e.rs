@@ -1,0 +1,181 @@
+//! The SLO and forecast terms against a real Prometheus holding days of history,
+//! written with `promtool tsdb create-blocks-from openmetrics`.
+
+mod common;
+
+use std::{
+    fmt::Write as _,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use common::{PrometheusServer, Scaler, demand, scaled_object};
+
+const DAY: i64 = 86_400;
+const STEP: i64 = 15;
+
+/// A counter's samples from `from` to `to` (seconds), growing at `rate(t)` per second.
+fn counter(out: &mut String, series: &str, from: i64, to: i64, rate: impl Fn(i64) -> f64) {
+    let mut value = 0.0;
+    let mut t = from;
+    while t <= to {
+        let _ = writeln!(out, "{series} {value} {t}");
+        value += rate(t) * STEP as f64;
+        t += STEP;
+    }
+}
+
+fn gauge(out: &mut String, series: &str, from: i64, to: i64, value: f64) {
+    let mut t = from;
+    while t <= to {
+        let _ = writeln!(out, "{series} {value} {t}");
+        t += STEP;
+    }
+}
+
+/// History for two fleets, `now` in seconds:
+/// - seed engine: for three days, output tokens at 1000/s from 10 to 40 minutes after
+///   this time of day, and nothing otherwise;
+/// - vLLM: two replicas serving 10 requests/s each over the last two hours, 20 % of
+///   them slower than 2 s (TTFT buckets 1 and 2.5 s around it).
+fn history(now: i64) -> String {
+    let mut out = String::new();
+    let spike = |t: i64| {
+        let into_day = (t - now).rem_euclid(DAY);
+        if (600..2400).contains(&into_day) {
+            1000.0
+        } else {
+            0.0
+        }
+    };
+    counter(
+        &mut out,
+        r#"llm_tokens_processed_total{token_type="output",model_id="m",pod="gen-1"}"#,
+        now - 3 * DAY - 3600,
+        now - DAY + 3 * 3600,
+        spike,
+    );
+    let start = now - 2 * 3600;
+    let end = now - STEP;
+    for pod in ["p1", "p2"] {
+        for (le, per_second) in [("0.5", 4.0), ("1.0", 6.0), ("2.5", 9.0), ("+Inf", 10.0)] {
+            counter(
+                &mut out,
+                &format!(r#"vllm:time_to_first_token_seconds_bucket{{pod="{pod}",le="{le}"}}"#),
+                start,
+                end,
+                |_| per_second,
+            );
+        }
+    }
+    for pod in ["p1", "p2"] {
+        gauge(
+            &mut out,
+            &format!(r#"vllm:num_requests_waiting{{pod="{pod}"}}"#),
+            start,
+            end,
+            0.0,
+        );
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+fn config(url: &str) -> String {
+    format!(
+        r#"
+prometheus: {{url: "{url}", timeout: 5s}}
+evaluation: {{cache_ttl: 1s}}
+profiles:
+  warm30:
+    engine: seed
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 500}}
+    predictive:
+      lead: 30m
+      history: {{period: 1d, periods: 3, headroom: 1.1}}
+  warm5:
+    engine: seed
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 500}}
+    predictive:
+      lead: 5m
+      history: {{period: 1d, periods: 3, headroom: 1.1}}
+  slo:
+    engine: vllm
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
+    slos:
+      - {{name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.9, windows: [5m, 1h], gain: 0.25, max_boost: 2}}
+"#
+    )
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+}
+
+#[tokio::test]
+async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_burn() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let now = now - now % STEP;
+    let prometheus = PrometheusServer::start_with_history(&history(now)).await;
+    let scaler = Scaler::start(&config(&prometheus.url())).await;
+    let mut client = scaler.client().await;
+    let mut explain = scaler.explain_client().await;
+
+    // The spike starts 10 minutes from now: a 30-minute lead sees it in every past day,
+    // and the idle fleet becomes active; a 5-minute lead does not yet.
+    let warm30 = scaled_object("warm30", &[("profile", "warm30")]);
+    let wanted = demand(&mut client, &warm30).await.unwrap();
+    let explanation = explain.explain(warm30.clone()).await.unwrap().into_inner();
+    let forecast = explanation
+        .forecast
+        .clone()
+        .expect("a forecast from history");
+    assert!(close(forecast.past_peak, 1000.0), "{explanation:#?}");
+    assert_eq!(forecast.periods, 3);
+    assert!(
+        close(wanted, 1000.0 * 1.1 / 500.0),
+        "demand {wanted}: {explanation:#?}"
+    );
+    assert_eq!(explanation.winning_term, "forecast");
+    let active = client.is_active(warm30.clone()).await.unwrap().into_inner();
+    assert!(active.result, "pre-warming from zero");
+    let mut stream = client
+        .stream_is_active(warm30.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.result, "StreamIsActive pushes true for a forecast");
+
+    let warm5 = scaled_object("warm5", &[("profile", "warm5")]);
+    assert_eq!(demand(&mut client, &warm5).await.unwrap(), 0.0);
+    assert!(!client.is_active(warm5).await.unwrap().into_inner().result);
+
+    // 20 % of requests over 2 s against a 10 % budget: burn 2 over both windows, so
+    // the term is R x min(2, 1 + 0.25 x (2 - 1)) = 2 x 1.25.
+    let slo = scaled_object("slo", &[("profile", "slo")]);
+    let wanted = demand(&mut client, &slo).await.unwrap();
+    let explanation = explain.explain(slo).await.unwrap().into_inner();
+    let status = &explanation.slos[0];
+    assert!(
+        close(status.short_burn_rate.unwrap(), 2.0) && close(status.long_burn_rate.unwrap(), 2.0),
+        "{explanation:#?}"
+    );
+    assert!(status.burning);
+    assert!(close(wanted, 2.5), "demand {wanted}: {explanation:#?}");
+    assert_eq!(explanation.winning_term, "slo");
+    let metrics = scaler.metrics().await;
+    assert!(
+        metrics.contains(r#"keda_llm_scaler_slo_burn_rate{namespace="inference",scaledobject="slo",slo="ttft-2s",window="long"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"keda_llm_scaler_forecast_tokens_per_second{namespace="inference",scaledobject="warm30"}"#
+    ));
+}
