@@ -128,10 +128,7 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
     let warm30 = scaled_object("warm30", &[("profile", "warm30")]);
     let wanted = demand(&mut client, &warm30).await.unwrap();
     let explanation = explain.explain(warm30.clone()).await.unwrap().into_inner();
-    let forecast = explanation
-        .forecast
-        .clone()
-        .expect("a forecast from history");
+    let forecast = explanation.forecast.expect("a forecast from history");
     assert!(close(forecast.past_peak, 1000.0), "{explanation:#?}");
     assert_eq!(forecast.periods, 3);
     assert!(
