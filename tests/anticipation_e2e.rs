@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::{PrometheusServer, Scaler, demand, scaled_object};
+use common::{PrometheusServer, Scaler, demand, open_activity_stream, scaled_object};
 
 const DAY: i64 = 86_400;
 const STEP: i64 = 15;
@@ -138,17 +138,8 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
     assert_eq!(explanation.winning_term, "forecast");
     let active = client.is_active(warm30.clone()).await.unwrap().into_inner();
     assert!(active.result, "pre-warming from zero");
-    let mut stream = client
-        .stream_is_active(warm30.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.result, "StreamIsActive pushes true for a forecast");
+    let (_stream, first) = open_activity_stream(&mut client, &warm30).await;
+    assert!(first, "StreamIsActive pushes true for a forecast");
 
     let warm5 = scaled_object("warm5", &[("profile", "warm5")]);
     assert_eq!(demand(&mut client, &warm5).await.unwrap(), 0.0);

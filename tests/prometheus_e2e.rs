@@ -5,7 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Exporter, PrometheusServer, Scaler, demand, eventually, metric_name, scaled_object};
+use common::{
+    Exporter, PrometheusServer, Scaler, demand, eventually, metric_name, open_activity_stream,
+    scaled_object,
+};
 use keda_llm_scaler::proto::externalscaler::{GetMetricsRequest, ScaledObjectRef};
 use tonic::Code;
 
@@ -398,17 +401,8 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
     }
 
     // StreamIsActive: true at once; false once the fleet goes idle.
-    let mut stream = client
-        .stream_is_active(seed.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.result);
+    let (mut stream, first) = open_activity_stream(&mut client, &seed).await;
+    assert!(first);
     exporter.set(|e| {
         for pod in ["p0", "p1", "p2"] {
             e.gauge(&format!(r#"llm_queue_depth{{{SEED_MODEL},pod="{pod}"}}"#), 0.0);

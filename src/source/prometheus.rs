@@ -9,7 +9,10 @@ use std::{
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use prometheus_http_query::{Client, Error, response::Data};
+use prometheus_http_query::{
+    Client, Error,
+    response::{Data, PromqlResult},
+};
 
 use super::{MetricsSource, Sample, SourceError};
 use crate::config::PrometheusConfig;
@@ -164,23 +167,28 @@ impl MetricsSource for Prometheus {
             .await
             .map_err(|_| SourceError::Timeout(endpoint.timeout))?;
         let result = answer.map_err(|e| classify(e, &endpoint.url, endpoint.timeout))?;
-        match result.into_inner().0 {
-            Data::Vector(vector) => Ok(vector
-                .into_iter()
-                .map(|series| {
-                    let (labels, sample) = series.into_inner();
-                    Sample {
-                        labels,
-                        value: sample.value(),
-                    }
-                })
-                .collect()),
-            Data::Scalar(sample) => Ok(vec![Sample {
-                labels: Default::default(),
-                value: sample.value(),
-            }]),
-            Data::Matrix(_) => Err(SourceError::BadResponse("a range vector".into())),
-        }
+        samples_from(result)
+    }
+}
+
+/// The samples of an instant query's answer; a range vector is not one.
+pub fn samples_from(result: PromqlResult) -> Result<Vec<Sample>, SourceError> {
+    match result.into_inner().0 {
+        Data::Vector(vector) => Ok(vector
+            .into_iter()
+            .map(|series| {
+                let (labels, sample) = series.into_inner();
+                Sample {
+                    labels,
+                    value: sample.value(),
+                }
+            })
+            .collect()),
+        Data::Scalar(sample) => Ok(vec![Sample {
+            labels: Default::default(),
+            value: sample.value(),
+        }]),
+        Data::Matrix(_) => Err(SourceError::BadResponse("a range vector".into())),
     }
 }
 

@@ -419,6 +419,27 @@ pub async fn metric_name(
     spec.metric_specs[0].metric_name.clone()
 }
 
+/// Opens a StreamIsActive stream and returns it with its first message (sent at once).
+pub async fn open_activity_stream(
+    client: &mut ExternalScalerClient<Channel>,
+    object: &ScaledObjectRef,
+) -> (
+    tonic::Streaming<keda_llm_scaler::proto::externalscaler::IsActiveResponse>,
+    bool,
+) {
+    let mut stream = client
+        .stream_is_active(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("StreamIsActive sends the current state at once")
+        .unwrap()
+        .expect("the stream stays open");
+    (stream, first.result)
+}
+
 /// GetMetricSpec, then GetMetrics with that name, as KEDA calls them: the demand.
 pub async fn demand(
     client: &mut ExternalScalerClient<Channel>,

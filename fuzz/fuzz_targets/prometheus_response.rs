@@ -1,0 +1,60 @@
+//! Any body Prometheus (or something in its place) answers, given to every query of a
+//! plan with SLOs and a forecast: the demand is either an error or a finite number
+//! within [min_demand, max_demand].
+#![no_main]
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use keda_llm_scaler::{
+    config::{Config, metadata},
+    demand::{self, Params},
+    source::{Observation, prometheus::samples_from, promql},
+};
+use libfuzzer_sys::fuzz_target;
+use prometheus_http_query::response::PromqlResult;
+
+const CONFIG: &str = include_str!("../../deploy/config.yaml");
+
+fuzz_target!(|body: &[u8]| {
+    let Ok(result) = serde_json::from_slice::<PromqlResult>(body) else {
+        return;
+    };
+    let config = Config::parse(CONFIG).expect("the example config loads");
+    let metadata: HashMap<String, String> = [
+        ("profile".to_owned(), "llama-70b".to_owned()),
+        ("model".to_owned(), "m".to_owned()),
+    ]
+    .into();
+    let target = metadata::resolve(&config, &metadata).expect("a valid trigger");
+    let planned = promql::plan(config.profile("llama-70b").unwrap(), &target);
+    let answer = samples_from(result).map_err(|e| e.to_string());
+    let observation = Observation {
+        answers: planned
+            .plan
+            .queries
+            .iter()
+            .map(|(signal, _)| (*signal, answer.clone()))
+            .collect(),
+        replica_label: planned.plan.replica_label.clone(),
+        model_label: planned.plan.model_label.clone(),
+        latency_kinds: planned.plan.latency_kinds.clone(),
+        queries: Vec::new(),
+        started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        started: tokio::time::Instant::now(),
+        duration: Duration::ZERO,
+    };
+    let readings = observation.readings(planned.model.as_deref());
+    if let Ok(demand) = demand::compute(&readings.signals(), &Params::from(&target)) {
+        assert!(demand.replicas.is_finite(), "{demand:?}");
+        assert!(
+            (target.min_demand..=target.max_demand).contains(&demand.replicas),
+            "{demand:?}"
+        );
+        for term in &demand.terms {
+            assert!(!term.replicas.is_nan(), "{term:?}");
+        }
+    }
+});
