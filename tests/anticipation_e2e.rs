@@ -5,7 +5,7 @@ mod common;
 
 use std::{
     fmt::Write as _,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use common::{PrometheusServer, Scaler, demand, open_activity_stream, scaled_object};
