@@ -66,6 +66,16 @@ pub enum Command {
         #[command(flatten)]
         tls: ClientTls,
     },
+    /// Check the external triggers of ScaledObject manifests against a config, exactly as
+    /// the service resolves them; exit 1 on any error.
+    CheckScaledobject {
+        /// Manifest files (multi-document YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The scaler's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Replay a rate trace through the forecast the service runs and report its error
     /// at a lead against the last-value and seasonal-naive baselines.
     ForecastEval {
@@ -225,6 +235,38 @@ async fn dispatch(command: Command) -> ExitCode {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::CheckScaledobject { files, config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut failed = false;
+            for file in &files {
+                let shown = file.display().to_string();
+                let findings = match std::fs::read_to_string(file) {
+                    Ok(text) => crate::config::scaledobject::check(&shown, &text, &config),
+                    Err(e) => crate::config::scaledobject::Findings {
+                        ok: Vec::new(),
+                        errors: vec![format!("{shown}: {e}")],
+                    },
+                };
+                for line in &findings.ok {
+                    println!("{line}: ok");
+                }
+                for line in &findings.errors {
+                    eprintln!("{line}");
+                }
+                failed |= !findings.errors.is_empty();
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             }
         }
         Command::CheckConfig { file } => match Config::load(&file) {

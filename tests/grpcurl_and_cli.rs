@@ -257,3 +257,44 @@ fn check_config_accepts_the_example_and_rejects_bad_files() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read config file"));
 }
+
+#[test]
+fn check_scaledobject_passes_the_shipped_manifest_and_names_bad_triggers() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml");
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/scaledobject.yaml");
+    let output = Command::new(BINARY)
+        .args(["check-scaledobject", manifest, "--config", config])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("ScaledObject inference/llama-70b trigger 0: profile llama-70b, metric llm-demand-llama-70b-unified: ok")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "kind: ScaledObject\nmetadata: {name: b, namespace: ml}\nspec:\n  triggers:\n    - type: external\n      metadata: {scalerAddress: \"s:6000\", profile: llama-70b, pool: sideways}\n",
+    )
+    .unwrap();
+    let output = Command::new(BINARY)
+        .arg("check-scaledobject")
+        .arg(manifest)
+        .arg(&bad)
+        .args(["--config", config])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.yaml: ScaledObject ml/b trigger 0: scalerMetadata key `pool`")
+            && stderr.contains("sideways"),
+        "{stderr}"
+    );
+}

@@ -6,6 +6,7 @@ pub mod anticipation;
 pub mod duration;
 pub mod metadata;
 pub mod reload;
+pub mod scaledobject;
 
 use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 

@@ -1,0 +1,160 @@
+//! `check-scaledobject`: the triggers of ScaledObject manifests that point at this
+//! scaler, checked against a config exactly as the gRPC service resolves them.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::{Config, metadata};
+
+/// The trigger types KEDA sends to an external scaler.
+const EXTERNAL_TYPES: &[&str] = &["external", "external-push"];
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<ObjectMeta>,
+    #[serde(default)]
+    spec: Option<ScaledObjectSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ObjectMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ScaledObjectSpec {
+    #[serde(default)]
+    triggers: Vec<Trigger>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Trigger {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+/// What a manifest file holds for this scaler.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Triggers that resolved, as `namespace/name trigger N (profile P, metric M)`.
+    pub ok: Vec<String>,
+    /// Every problem, each naming the ScaledObject and the trigger.
+    pub errors: Vec<String>,
+}
+
+/// Checks every ScaledObject in a multi-document YAML text. `file` prefixes messages.
+pub fn check(file: &str, text: &str, config: &Config) -> Findings {
+    let mut findings = Findings::default();
+    let manifests: Vec<Option<Manifest>> = match serde_saphyr::from_multiple(text) {
+        Ok(manifests) => manifests,
+        Err(e) => {
+            findings
+                .errors
+                .push(format!("{file}: not a manifest this lint can read: {e}"));
+            return findings;
+        }
+    };
+    for manifest in manifests.into_iter().flatten() {
+        if manifest.kind.as_deref() != Some("ScaledObject") {
+            continue;
+        }
+        let meta = manifest.metadata.unwrap_or(ObjectMeta {
+            name: None,
+            namespace: None,
+        });
+        let namespace = meta.namespace.unwrap_or_else(|| "default".to_owned());
+        let name = meta.name.unwrap_or_else(|| "<unnamed>".to_owned());
+        let triggers = manifest.spec.map(|s| s.triggers).unwrap_or_default();
+        for (index, trigger) in triggers.iter().enumerate() {
+            if !EXTERNAL_TYPES.contains(&trigger.kind.as_str()) {
+                continue;
+            }
+            let which = match &trigger.name {
+                Some(trigger_name) => format!("trigger {index} ({trigger_name})"),
+                None => format!("trigger {index}"),
+            };
+            let at = format!("{file}: ScaledObject {namespace}/{name} {which}");
+            if !trigger.metadata.contains_key("scalerAddress") {
+                findings.errors.push(format!(
+                    "{at}: scalerMetadata key `scalerAddress` is required by KEDA: this scaler's gRPC address, host:port"
+                ));
+            }
+            match metadata::resolve_scaled_object(config, &namespace, &trigger.metadata) {
+                Ok(target) => findings.ok.push(format!(
+                    "{at}: profile {}, metric {}",
+                    target.profile_name, target.metric_name
+                )),
+                Err(e) => findings.errors.push(format!("{at}: {e}")),
+            }
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = include_str!("../../deploy/config.yaml");
+
+    #[test]
+    fn the_shipped_scaledobject_passes() {
+        let config = Config::parse(CONFIG).unwrap();
+        let text = include_str!("../../deploy/scaledobject.yaml");
+        let findings = check("scaledobject.yaml", text, &config);
+        assert_eq!(findings.errors, Vec::<String>::new());
+        assert_eq!(findings.ok.len(), 1, "{findings:?}");
+        assert!(findings.ok[0].contains("inference/llama-70b trigger 0"));
+    }
+
+    #[test]
+    fn every_bad_trigger_is_named_with_its_file_object_and_index() {
+        let config = Config::parse(CONFIG).unwrap();
+        let text = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: a, namespace: team}
+spec:
+  scaleTargetRef: {name: a}
+  triggers:
+    - type: cpu
+      metadata: {value: "50"}
+    - type: external
+      name: llm
+      metadata: {scalerAddress: "s:6000", profile: nope}
+    - type: external-push
+      metadata: {profile: llama-70b, queuePerReplica: "-3"}
+---
+"#;
+        let findings = check("so.yaml", text, &config);
+        assert_eq!(findings.ok, Vec::<String>::new());
+        assert_eq!(findings.errors.len(), 3, "{findings:#?}");
+        assert!(
+            findings.errors[0].starts_with("so.yaml: ScaledObject team/a trigger 1 (llm):")
+                && findings.errors[0].contains("`nope` is not a profile"),
+            "{}",
+            findings.errors[0]
+        );
+        assert!(findings.errors[1].contains("trigger 2: scalerMetadata key `scalerAddress`"));
+        assert!(
+            findings.errors[2].contains("queuePerReplica"),
+            "{}",
+            findings.errors[2]
+        );
+    }
+}
