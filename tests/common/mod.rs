@@ -155,6 +155,11 @@ impl PrometheusServer {
             ),
         )
         .unwrap();
+        Self::start_in(dir).await
+    }
+
+    /// Starts Prometheus on a free port with the config and data in `dir`.
+    async fn start_in(dir: tempfile::TempDir) -> Self {
         let mut server = Self {
             port: free_port(),
             dir,
@@ -189,13 +194,7 @@ impl PrometheusServer {
             "promtool refused the history: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let mut server = Self {
-            port: free_port(),
-            dir,
-            child: None,
-        };
-        server.restart().await;
-        server
+        Self::start_in(dir).await
     }
 
     pub fn url(&self) -> String {
