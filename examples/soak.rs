@@ -12,7 +12,6 @@
 mod common;
 
 use std::{
-    collections::HashMap,
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -154,12 +153,7 @@ async fn harness() {
         hpa_sync,
         poll,
         call_timeout: Duration::from_secs(3),
-        metadata: Arc::new(|i| {
-            HashMap::from([
-                ("profile".to_owned(), "seed".to_owned()),
-                ("model".to_owned(), format!("model-{i}")),
-            ])
-        }),
+        metadata: loadgen::one_model_each("seed"),
     })
     .await
     .unwrap();

@@ -38,6 +38,18 @@ pub struct LoadPlan {
     pub metadata: Arc<dyn Fn(usize) -> HashMap<String, String> + Send + Sync>,
 }
 
+/// Metadata for ScaledObjects on one profile, ScaledObject i serving `model-i`.
+pub fn one_model_each(
+    profile: &'static str,
+) -> Arc<dyn Fn(usize) -> HashMap<String, String> + Send + Sync> {
+    Arc::new(move |i| {
+        HashMap::from([
+            ("profile".to_owned(), profile.to_owned()),
+            ("model".to_owned(), format!("model-{i}")),
+        ])
+    })
+}
+
 /// Latencies of one RPC.
 #[derive(Debug, Clone, Default)]
 pub struct Latencies {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use common::{Exporter, PrometheusServer, Scaler, eventually, http_get, metric_sum};
 use keda_llm_scaler::loadgen::{self, LoadPlan};
@@ -49,12 +49,7 @@ async fn kedas_call_pattern_for_fifty_scaled_objects() {
         hpa_sync: Duration::from_millis(1500),
         poll: Duration::from_secs(3),
         call_timeout: Duration::from_secs(3),
-        metadata: Arc::new(|i| {
-            HashMap::from([
-                ("profile".to_owned(), "seed".to_owned()),
-                ("model".to_owned(), format!("model-{i}")),
-            ])
-        }),
+        metadata: loadgen::one_model_each("seed"),
     })
     .await
     .unwrap();

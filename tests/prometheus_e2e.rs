@@ -120,6 +120,33 @@ fn metrics_request(object: &ScaledObjectRef, metric_name: &str) -> GetMetricsReq
     }
 }
 
+/// Waits (up to 30 s) until GetMetrics answers `expected` for the ScaledObject.
+async fn until_demand_is(
+    client: &keda_llm_scaler::proto::externalscaler::external_scaler_client::ExternalScalerClient<
+        tonic::transport::Channel,
+    >,
+    object: &ScaledObjectRef,
+    metric: &str,
+    expected: f64,
+    what: &str,
+) {
+    eventually(Duration::from_secs(30), what, || {
+        let mut client = client.clone();
+        let request = metrics_request(object, metric);
+        async move {
+            let value = client
+                .get_metrics(request)
+                .await
+                .ok()?
+                .into_inner()
+                .metric_values[0]
+                .metric_value_float;
+            close(value, expected, 1e-9).then_some(())
+        }
+    })
+    .await;
+}
+
 fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
     (actual - expected).abs() <= tolerance * expected.abs().max(1e-9)
 }
@@ -444,21 +471,7 @@ async fn prometheus_outage_gives_unavailable_and_the_scaler_recovers() {
         .clone();
 
     // Queue and KV gauges are exact from the first scrape: 3 x 0.9 / 0.75 = 3.6.
-    eventually(Duration::from_secs(30), "the first scrape", || {
-        let mut client = client.clone();
-        let request = metrics_request(&seed, &metric);
-        async move {
-            let value = client
-                .get_metrics(request)
-                .await
-                .ok()?
-                .into_inner()
-                .metric_values[0]
-                .metric_value_float;
-            close(value, 3.6, 1e-9).then_some(())
-        }
-    })
-    .await;
+    until_demand_is(&client, &seed, &metric, 3.6, "the first scrape").await;
 
     // Prometheus refusing a query (here a syntax error) is UNAVAILABLE with its reason.
     let broken = scaled_object("broken", &[("profile", "broken")]);
@@ -540,23 +553,12 @@ async fn prometheus_outage_gives_unavailable_and_the_scaler_recovers() {
 
     prometheus.restart().await;
     // A killed Prometheus may lose its unflushed samples: wait until it has scraped again.
-    eventually(
-        Duration::from_secs(30),
+    until_demand_is(
+        &client,
+        &seed,
+        &metric,
+        3.6,
         "the right demand after Prometheus returns",
-        || {
-            let mut client = client.clone();
-            let request = metrics_request(&seed, &metric);
-            async move {
-                let value = client
-                    .get_metrics(request)
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .metric_values[0]
-                    .metric_value_float;
-                close(value, 3.6, 1e-9).then_some(())
-            }
-        },
     )
     .await;
     scaler.shutdown().await.unwrap();

@@ -1,5 +1,5 @@
 //! Property: whatever a profile's selector value or a ScaledObject's namespace holds,
-//! every query keeps its shape: each value stays one string literal that reads back as
+//! every query (signals, SLO windows, history) keeps its shape: each value stays one string literal that reads back as
 //! exactly that value. A trigger's `model` never enters PromQL at all: the plan groups
 //! by the model label and the scaler picks the model's series from the answer.
 
@@ -22,10 +22,18 @@ profiles:
     engine: seed
     selector: {team: SELECTOR}
     capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+    slos:
+      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}
+      - {name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}
+    predictive: {lead: 5m, history: {periods: 2}}
   vllm:
     engine: vllm
     selector: {team: SELECTOR}
     capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}
+    slos:
+      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}
+      - {name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}
+    predictive: {lead: 5m, history: {periods: 2}}
   custom:
     engine: custom
     selector: {team: SELECTOR}
@@ -35,6 +43,12 @@ profiles:
       output_tokens_per_second: rate(o{$selector}[$rate_window])
       input_tokens_per_second: rate(i{$selector}[$rate_window])
       kv_cache_usage: k{$selector}
+      ttft_buckets: t_bucket{$selector}
+      tpot_buckets: p_bucket{$selector}
+    slos:
+      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}
+      - {name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}
+    predictive: {lead: 5m, history: {periods: 2}}
 "#;
 
 /// Splits a query into its shape (literals replaced by `"_"`) and the literals' values,
@@ -92,14 +106,11 @@ fn plan_for(profile: &str, selector: &str, model: Option<&str>, namespace: &str)
     plan(config.profile(profile).unwrap(), &target)
 }
 
+/// Every query of the plan: the four signals, both windows of each SLO, and the history.
 fn queries(plan: &QueryPlan) -> Vec<&str> {
-    let mut all = vec![
-        plan.query(Signal::Queue).unwrap(),
-        plan.query(Signal::OutputTokens).unwrap(),
-        plan.query(Signal::InputTokens).unwrap(),
-    ];
-    all.extend(plan.query(Signal::KvCache));
-    all
+    assert!(plan.query(Signal::SloLong { slo: 1 }).is_some());
+    assert!(plan.query(Signal::HistoryPeak).is_some());
+    plan.queries.iter().map(|(_, q)| q.as_str()).collect()
 }
 
 proptest! {

@@ -133,6 +133,20 @@ async fn client(addr: std::net::SocketAddr) -> ExternalScalerClient<tonic::trans
     panic!("cannot connect to {addr}");
 }
 
+/// Explain for ScaledObject `a` on profile `seed`.
+async fn explain_seed(
+    addr: std::net::SocketAddr,
+) -> keda_llm_scaler::proto::llmscaler::v1::Explanation {
+    let mut explain = ExplainClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    explain
+        .explain(scaled_object("a", &[("profile", "seed")]))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn metrics_request(name: &str) -> GetMetricsRequest {
     GetMetricsRequest {
         scaled_object_ref: Some(scaled_object(name, &[("profile", "seed")])),
@@ -470,14 +484,7 @@ async fn a_failed_evaluation_answers_from_the_last_complete_one_within_max_stale
         2.0,
         "the last complete evaluation, not a guess"
     );
-    let mut explain = ExplainClient::connect(format!("http://{}", running.addr))
-        .await
-        .unwrap();
-    let e = explain
-        .explain(scaled_object("a", &[("profile", "seed")]))
-        .await
-        .unwrap()
-        .into_inner();
+    let e = explain_seed(running.addr).await;
     assert!(
         e.stale && e.stale_cause.contains("connection refused"),
         "{e:?}"
@@ -510,14 +517,7 @@ async fn on_term_error_skip_leaves_out_only_the_terms_that_need_the_failed_query
         .unwrap()
         .into_inner();
     assert_eq!(answer.metric_values[0].metric_value_float, 2.0);
-    let mut explain = ExplainClient::connect(format!("http://{}", skip.addr))
-        .await
-        .unwrap();
-    let e = explain
-        .explain(scaled_object("a", &[("profile", "seed")]))
-        .await
-        .unwrap()
-        .into_inner();
+    let e = explain_seed(skip.addr).await;
     assert_eq!(e.skipped_terms.len(), 1, "{e:?}");
     assert!(
         e.skipped_terms[0].starts_with("throughput left out: output_tokens query failed"),
