@@ -14,4 +14,5 @@ pub mod forecast_eval;
 pub mod loadgen;
 pub mod proto;
 pub mod server;
+pub mod sim;
 pub mod source;

@@ -31,16 +31,16 @@ use telemetry::Telemetry;
 
 use crate::{
     config::{
-        Config, ConfigError, OnTermError,
+        Config, ConfigError,
         metadata::{self, Target},
         reload::{self, ReloadStatus, Reloader},
     },
-    demand::{self, Demand},
+    demand::Demand,
     proto::{
         externalscaler::{ScaledObjectRef, external_scaler_server::ExternalScalerServer},
         llmscaler::v1::explain_server::ExplainServer,
     },
-    source::{MetricsSource, Observation, QueryPlan, Readings, prometheus::Prometheus, promql},
+    source::{MetricsSource, Observation, QueryPlan, prometheus::Prometheus, promql},
 };
 
 /// The largest request accepted: trigger metadata is a few hundred bytes.
@@ -86,40 +86,6 @@ pub(crate) struct Evaluated {
     pub stale_cause: Option<String>,
     /// Failures that removed terms under `on_term_error: skip`.
     pub skipped: Vec<String>,
-}
-
-/// The demand from one trigger's readings under the term-error policy.
-fn demand_from(
-    readings: &Readings,
-    target: &Target,
-    policy: OnTermError,
-) -> Result<(Demand, Vec<String>), String> {
-    let errors = readings.error_summary();
-    if policy == OnTermError::Fail
-        && let Some(errors) = errors
-    {
-        return Err(errors);
-    }
-    let demand =
-        demand::compute(&readings.signals(), &target.into()).map_err(|e| match &errors {
-            Some(errors) => format!("{e} ({errors})"),
-            None => e.to_string(),
-        })?;
-    let skipped = readings
-        .errors()
-        .into_iter()
-        .map(|(signal, cause)| format!("{} query failed: {cause}", signal.as_str()))
-        .collect::<Vec<_>>();
-    let skipped = if demand.skipped.is_empty() {
-        Vec::new()
-    } else {
-        let terms: Vec<&str> = demand.skipped.iter().map(|t| t.as_str()).collect();
-        skipped
-            .into_iter()
-            .map(|cause| format!("{} left out: {cause}", terms.join(", ")))
-            .collect()
-    };
-    Ok((demand, skipped))
 }
 
 impl<S: MetricsSource> State<S> {
@@ -174,42 +140,46 @@ impl<S: MetricsSource> State<S> {
             .await;
         let policy = evaluation.on_term_error;
         let model = resolved.model.as_deref();
-        let mut evaluated =
-            match demand_from(&observed.current.readings(model), &resolved.target, policy) {
-                Ok((demand, skipped)) => Evaluated {
-                    observation: observed.current,
-                    demand: Ok(demand),
-                    stale_cause: None,
-                    skipped,
-                },
-                Err(cause) => {
-                    // The last complete observation stands in while it is recent enough.
-                    let stale = observed
-                        .last_complete
-                        .filter(|good| good.started.elapsed() <= evaluation.max_staleness.value.0)
-                        .and_then(|good| {
-                            let demand =
-                                demand_from(&good.readings(model), &resolved.target, policy)
-                                    .ok()?
-                                    .0;
-                            Some((good, demand))
-                        });
-                    match stale {
-                        Some((good, demand)) => Evaluated {
-                            observation: good,
-                            demand: Ok(demand),
-                            stale_cause: Some(cause),
-                            skipped: Vec::new(),
-                        },
-                        None => Evaluated {
-                            observation: observed.current,
-                            demand: Err(cause),
-                            stale_cause: None,
-                            skipped: Vec::new(),
-                        },
-                    }
+        let mut evaluated = match observed
+            .current
+            .readings(model)
+            .demand(&resolved.target, policy)
+        {
+            Ok((demand, skipped)) => Evaluated {
+                observation: observed.current,
+                demand: Ok(demand),
+                stale_cause: None,
+                skipped,
+            },
+            Err(cause) => {
+                // The last complete observation stands in while it is recent enough.
+                let stale = observed
+                    .last_complete
+                    .filter(|good| good.started.elapsed() <= evaluation.max_staleness.value.0)
+                    .and_then(|good| {
+                        let demand = good
+                            .readings(model)
+                            .demand(&resolved.target, policy)
+                            .ok()?
+                            .0;
+                        Some((good, demand))
+                    });
+                match stale {
+                    Some((good, demand)) => Evaluated {
+                        observation: good,
+                        demand: Ok(demand),
+                        stale_cause: Some(cause),
+                        skipped: Vec::new(),
+                    },
+                    None => Evaluated {
+                        observation: observed.current,
+                        demand: Err(cause),
+                        stale_cause: None,
+                        skipped: Vec::new(),
+                    },
                 }
-            };
+            }
+        };
         let forgotten = self
             .tracked
             .lock()

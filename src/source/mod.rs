@@ -13,8 +13,9 @@ use std::{
 
 use tokio::time::Instant;
 
+use crate::config::{OnTermError, metadata::Target};
 use crate::demand::{
-    ReplicaValue, Signals, SloWindows,
+    self, Demand, ReplicaValue, Signals, SloWindows,
     forecast::{HistoryWindow, PastPeriod},
     slo::{Bucket, LatencyWindow},
 };
@@ -261,6 +262,41 @@ impl Observation {
 }
 
 impl Readings {
+    /// The demand from these readings under the term-error policy, with the failures
+    /// that removed terms.
+    pub fn demand(
+        &self,
+        target: &Target,
+        policy: OnTermError,
+    ) -> Result<(Demand, Vec<String>), String> {
+        let errors = self.error_summary();
+        if policy == OnTermError::Fail
+            && let Some(errors) = errors
+        {
+            return Err(errors);
+        }
+        let demand =
+            demand::compute(&self.signals(), &target.into()).map_err(|e| match &errors {
+                Some(errors) => format!("{e} ({errors})"),
+                None => e.to_string(),
+            })?;
+        let skipped = self
+            .errors()
+            .into_iter()
+            .map(|(signal, cause)| format!("{} query failed: {cause}", signal.as_str()))
+            .collect::<Vec<_>>();
+        let skipped = if demand.skipped.is_empty() {
+            Vec::new()
+        } else {
+            let terms: Vec<&str> = demand.skipped.iter().map(|t| t.as_str()).collect();
+            skipped
+                .into_iter()
+                .map(|cause| format!("{} left out: {cause}", terms.join(", ")))
+                .collect()
+        };
+        Ok((demand, skipped))
+    }
+
     fn collect_errors(&self, from_queries: Vec<(Signal, String)>) -> Vec<(Signal, String)> {
         let mut errors = from_queries.clone();
         let mut add = |signal: Signal, result: Result<(), &String>| {

@@ -1,0 +1,188 @@
+//! What users felt: TTFT and TPOT per request, against the SLO thresholds.
+
+use super::model::Request;
+
+/// A latency distribution in log-spaced bins (1 % wide), for percentiles of millions of
+/// requests in constant memory.
+#[derive(Debug, Clone)]
+pub struct LogHistogram {
+    bins: Vec<u64>,
+    count: u64,
+}
+
+/// The smallest latency told apart: 0.1 ms.
+const FLOOR: f64 = 1e-4;
+const GROWTH: f64 = 1.01;
+/// Bins up to about 30 hours.
+const BINS: usize = 1_900;
+
+impl Default for LogHistogram {
+    fn default() -> Self {
+        Self {
+            bins: vec![0; BINS],
+            count: 0,
+        }
+    }
+}
+
+impl LogHistogram {
+    pub fn record(&mut self, value: f64) {
+        let index = if value <= FLOOR {
+            0
+        } else {
+            ((value / FLOOR).ln() / GROWTH.ln()).ceil() as usize
+        };
+        self.bins[index.min(BINS - 1)] += 1;
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The value at quantile `q` (0..1), to within 1 %; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (index, &n) in self.bins.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(FLOOR * GROWTH.powi(index as i32));
+            }
+        }
+        None
+    }
+}
+
+/// The SLO thresholds attainment is counted against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SloThresholds {
+    pub ttft: f64,
+    pub tpot: f64,
+}
+
+impl Default for SloThresholds {
+    /// The seed's SLOs: TTFT 2 s, TPOT 50 ms.
+    fn default() -> Self {
+        Self {
+            ttft: 2.0,
+            tpot: 0.050,
+        }
+    }
+}
+
+/// Per-request outcomes of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub thresholds: SloThresholds,
+    pub arrived: u64,
+    pub ttft_met: u64,
+    pub tpot_met: u64,
+    pub finished: u64,
+    /// Requests no replica could ever hold, or that waited past the request timeout.
+    pub refused: u64,
+    /// Requests still in flight when the run ended.
+    pub unfinished: u64,
+    pub ttft: LogHistogram,
+    pub tpot: LogHistogram,
+}
+
+impl Stats {
+    pub fn new(thresholds: SloThresholds) -> Self {
+        Self {
+            thresholds,
+            ..Self::default()
+        }
+    }
+
+    pub fn arrived(&mut self) {
+        self.arrived += 1;
+    }
+
+    pub fn first_token(&mut self, request: &Request) {
+        let ttft = request.first_token - request.arrival;
+        self.ttft.record(ttft);
+        if ttft <= self.thresholds.ttft {
+            self.ttft_met += 1;
+        }
+    }
+
+    pub fn finished(&mut self, request: &Request, at: f64) {
+        self.finished += 1;
+        if request.output <= 1 {
+            self.tpot_met += 1;
+            return;
+        }
+        let tpot = (at - request.first_token) / f64::from(request.output - 1);
+        self.tpot.record(tpot);
+        if tpot <= self.thresholds.tpot {
+            self.tpot_met += 1;
+        }
+    }
+
+    pub fn refused(&mut self, _request: &Request) {
+        self.refused += 1;
+    }
+
+    pub fn unfinished(&mut self, _request: &Request) {
+        self.unfinished += 1;
+    }
+
+    /// Share of arrived requests whose TTFT met the threshold (refused ones did not).
+    pub fn ttft_attainment(&self) -> f64 {
+        ratio(self.ttft_met, self.arrived)
+    }
+
+    pub fn tpot_attainment(&self) -> f64 {
+        ratio(self.tpot_met, self.arrived)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        1.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_one_percent() {
+        let mut histogram = LogHistogram::default();
+        for i in 1..=1000 {
+            histogram.record(f64::from(i) * 0.001);
+        }
+        let p50 = histogram.quantile(0.5).unwrap();
+        let p99 = histogram.quantile(0.99).unwrap();
+        assert!((p50 / 0.5 - 1.0).abs() < 0.011, "{p50}");
+        assert!((p99 / 0.99 - 1.0).abs() < 0.011, "{p99}");
+        assert_eq!(LogHistogram::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn attainment_counts_refused_requests_as_misses() {
+        let mut stats = Stats::new(SloThresholds::default());
+        let mut fast = Request::new(0.0, 100, 11);
+        fast.first_token = 0.5;
+        let mut slow = Request::new(0.0, 100, 11);
+        slow.first_token = 3.0;
+        for request in [&fast, &slow] {
+            stats.arrived();
+            stats.first_token(request);
+        }
+        stats.finished(&fast, 0.5 + 10.0 * 0.04);
+        stats.finished(&slow, 3.0 + 10.0 * 0.06);
+        stats.arrived();
+        stats.refused(&fast);
+        assert_eq!(stats.ttft_met, 1);
+        assert_eq!(stats.tpot_met, 1);
+        assert!((stats.ttft_attainment() - 1.0 / 3.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,536 @@
+//! Traces to replay: request traces (Azure's CSV, Mooncake's JSONL) and rate files
+//! (`window_start_s,rate`) turned into Poisson arrivals with token lengths drawn from a
+//! request trace.
+
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+
+use super::model::Request;
+
+/// A deterministic generator (xoshiro256**, seeded through splitmix64): the same seed
+/// gives the same run on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng([u64; 4]);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Self([next(), next(), next(), next()])
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponential with the given rate (events per second).
+    pub fn exponential(&mut self, rate: f64) -> f64 {
+        -(1.0 - self.uniform()).ln() / rate
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.uniform() * n as f64) as usize % n.max(1)
+    }
+}
+
+/// Why a trace cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot read trace {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {problem}")]
+    Parse {
+        path: String,
+        line: usize,
+        problem: String,
+    },
+    #[error(
+        "{path}: unknown trace format: expected Azure's CSV (header `TIMESTAMP,ContextTokens,GeneratedTokens`), Mooncake's JSONL (`timestamp`, `input_length`, `output_length`) or a rate file (header `window_start_s,<rate>`)"
+    )]
+    UnknownFormat { path: String },
+    #[error("{path}: the trace holds no requests")]
+    Empty { path: String },
+    #[error(
+        "{path} is a rate file: it carries no token lengths, so give a request trace to draw them from (--lengths)"
+    )]
+    NeedsLengths { path: String },
+}
+
+/// Requests with their arrival times, sorted.
+#[derive(Debug, Clone)]
+pub struct RequestTrace {
+    /// (seconds since the first request, input tokens, output tokens).
+    pub requests: Vec<(f64, u32, u32)>,
+    /// The wall-clock time of the first request, when the trace says.
+    pub start: Option<DateTime<Utc>>,
+}
+
+/// Rates per window.
+#[derive(Debug, Clone)]
+pub struct RateTrace {
+    /// (window start in seconds, requests per second).
+    pub windows: Vec<(f64, f64)>,
+}
+
+/// A trace file, by format.
+#[derive(Debug, Clone)]
+pub enum Trace {
+    Requests(RequestTrace),
+    Rates(RateTrace),
+}
+
+impl Trace {
+    pub fn load(path: &Path) -> Result<Self, TraceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(path: &str, text: &str) -> Result<Self, TraceError> {
+        let first = text.lines().next().unwrap_or("").trim();
+        let header: Vec<&str> = first.split(',').map(str::trim).collect();
+        let trace = if header == ["TIMESTAMP", "ContextTokens", "GeneratedTokens"] {
+            Trace::Requests(parse_azure(path, text)?)
+        } else if header.len() == 2 && header[0] == "window_start_s" {
+            Trace::Rates(parse_rates(path, text)?)
+        } else if first.starts_with('{') {
+            Trace::Requests(parse_mooncake(path, text)?)
+        } else {
+            return Err(TraceError::UnknownFormat { path: path.into() });
+        };
+        let empty = match &trace {
+            Trace::Requests(r) => r.requests.is_empty(),
+            Trace::Rates(r) => r.windows.is_empty(),
+        };
+        if empty {
+            return Err(TraceError::Empty { path: path.into() });
+        }
+        Ok(trace)
+    }
+}
+
+fn parse_error(path: &str, line: usize, problem: impl Into<String>) -> TraceError {
+    TraceError::Parse {
+        path: path.into(),
+        line,
+        problem: problem.into(),
+    }
+}
+
+fn tokens(path: &str, line: usize, name: &str, text: &str) -> Result<u32, TraceError> {
+    text.trim().parse::<u32>().map_err(|_| {
+        parse_error(
+            path,
+            line,
+            format!("{name} `{text}` is not a whole number of tokens"),
+        )
+    })
+}
+
+fn parse_azure(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').collect();
+        let [stamp, input, output] = fields[..] else {
+            return Err(parse_error(
+                path,
+                i + 1,
+                format!("expected 3 fields, found {}", fields.len()),
+            ));
+        };
+        let at = NaiveDateTime::parse_from_str(stamp.trim(), "%Y-%m-%d %H:%M:%S%.f")
+            .map_err(|e| parse_error(path, i + 1, format!("TIMESTAMP `{stamp}`: {e}")))?;
+        rows.push((
+            Utc.from_utc_datetime(&at),
+            tokens(path, i + 1, "ContextTokens", input)?,
+            tokens(path, i + 1, "GeneratedTokens", output)?,
+        ));
+    }
+    rows.sort_by_key(|row| row.0);
+    let start = rows.first().map(|row| row.0);
+    let requests = rows
+        .iter()
+        .map(|(at, input, output)| {
+            let offset = (*at - start.expect("rows exist"))
+                .num_microseconds()
+                .unwrap_or(0);
+            (offset as f64 / 1e6, *input, *output)
+        })
+        .collect();
+    Ok(RequestTrace { requests, start })
+}
+
+#[derive(serde::Deserialize)]
+struct MooncakeRow {
+    timestamp: f64,
+    input_length: u32,
+    output_length: u32,
+}
+
+fn parse_mooncake(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
+    let mut requests = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: MooncakeRow = serde_json::from_str(line)
+            .map_err(|e| parse_error(path, i + 1, format!("not a Mooncake request: {e}")))?;
+        if !row.timestamp.is_finite() || row.timestamp < 0.0 {
+            return Err(parse_error(
+                path,
+                i + 1,
+                format!("timestamp {} is not a time in milliseconds", row.timestamp),
+            ));
+        }
+        requests.push((row.timestamp / 1000.0, row.input_length, row.output_length));
+    }
+    requests.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first = requests.first().map_or(0.0, |r| r.0);
+    for request in &mut requests {
+        request.0 -= first;
+    }
+    Ok(RequestTrace {
+        requests,
+        start: None,
+    })
+}
+
+fn parse_rates(path: &str, text: &str) -> Result<RateTrace, TraceError> {
+    let mut windows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (start, rate) = line
+            .split_once(',')
+            .ok_or_else(|| parse_error(path, i + 1, "expected `window_start_s,rate`"))?;
+        let start: f64 = start.trim().parse().map_err(|_| {
+            parse_error(
+                path,
+                i + 1,
+                format!("window start `{start}` is not a number"),
+            )
+        })?;
+        let rate: f64 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+            .ok_or_else(|| {
+                parse_error(
+                    path,
+                    i + 1,
+                    format!("rate `{rate}` is not a number at or above 0"),
+                )
+            })?;
+        if let Some(&(previous, _)) = windows.last()
+            && start <= previous
+        {
+            return Err(parse_error(
+                path,
+                i + 1,
+                format!("window start {start} does not follow {previous}"),
+            ));
+        }
+        windows.push((start, rate));
+    }
+    Ok(RateTrace { windows })
+}
+
+/// How a trace is replayed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Replay {
+    /// Multiplies time: 0.5 plays the trace twice as fast (and twice as dense).
+    pub time_scale: f64,
+    /// Multiplies the request rate, keeping the trace's length and shape.
+    pub rate_scale: f64,
+    pub seed: u64,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self {
+            time_scale: 1.0,
+            rate_scale: 1.0,
+            seed: 1,
+        }
+    }
+}
+
+/// Arrivals, generated lazily in time order.
+pub struct Arrivals {
+    kind: ArrivalKind,
+    rng: Rng,
+    replay: Replay,
+}
+
+enum ArrivalKind {
+    /// Each request of the trace, repeated `rate_scale` times on average (copies spread
+    /// over the gap to the next request).
+    Requests {
+        trace: RequestTrace,
+        next: usize,
+        pending: Vec<Request>,
+    },
+    /// Poisson arrivals at each window's rate.
+    Rates {
+        windows: Vec<(f64, f64)>,
+        lengths: Vec<(u32, u32)>,
+        window: usize,
+        clock: f64,
+    },
+}
+
+impl Arrivals {
+    /// Arrivals of a trace; a rate file draws token lengths from `lengths`.
+    pub fn new(
+        trace: Trace,
+        lengths: Option<&RequestTrace>,
+        replay: Replay,
+    ) -> Result<Self, String> {
+        let kind = match trace {
+            Trace::Requests(trace) => ArrivalKind::Requests {
+                trace,
+                next: 0,
+                pending: Vec::new(),
+            },
+            Trace::Rates(rates) => {
+                let lengths = lengths
+                    .ok_or("a rate file needs a request trace for token lengths")?
+                    .requests
+                    .iter()
+                    .map(|&(_, input, output)| (input, output))
+                    .collect();
+                ArrivalKind::Rates {
+                    windows: rates.windows,
+                    lengths,
+                    window: 0,
+                    clock: 0.0,
+                }
+            }
+        };
+        Ok(Self {
+            kind,
+            rng: Rng::new(replay.seed),
+            replay,
+        })
+    }
+
+    /// The trace's length in replayed seconds.
+    pub fn duration(&self) -> f64 {
+        let raw = match &self.kind {
+            ArrivalKind::Requests { trace, .. } => trace.requests.last().map_or(0.0, |r| r.0),
+            ArrivalKind::Rates { windows, .. } => match windows.as_slice() {
+                [.., (last, _)] if windows.len() > 1 => last + (windows[1].0 - windows[0].0),
+                [(only, _)] => only + 600.0,
+                _ => 0.0,
+            },
+        };
+        raw * self.replay.time_scale
+    }
+}
+
+impl Iterator for Arrivals {
+    type Item = Request;
+
+    fn next(&mut self) -> Option<Request> {
+        let replay = self.replay;
+        match &mut self.kind {
+            ArrivalKind::Requests {
+                trace,
+                next,
+                pending,
+            } => loop {
+                if let Some(request) = pending.pop() {
+                    return Some(request);
+                }
+                let &(at, input, output) = trace.requests.get(*next)?;
+                let gap = trace
+                    .requests
+                    .get(*next + 1)
+                    .map_or(1.0, |r| (r.0 - at).min(1.0));
+                *next += 1;
+                let whole = replay.rate_scale.floor();
+                let copies =
+                    whole as usize + usize::from(self.rng.uniform() < replay.rate_scale - whole);
+                let mut times: Vec<f64> = (0..copies)
+                    .map(|c| {
+                        if c == 0 {
+                            at
+                        } else {
+                            at + self.rng.uniform() * gap
+                        }
+                    })
+                    .collect();
+                // Popped from the back: latest first in the vector.
+                times.sort_by(|a, b| b.total_cmp(a));
+                pending.extend(
+                    times
+                        .into_iter()
+                        .map(|t| Request::new(t * replay.time_scale, input, output)),
+                );
+            },
+            ArrivalKind::Rates {
+                windows,
+                lengths,
+                window,
+                clock,
+            } => loop {
+                let &(start, rate) = windows.get(*window)?;
+                let end = windows.get(*window + 1).map_or(start + 600.0, |w| w.0);
+                *clock = clock.max(start);
+                let rate = rate * replay.rate_scale;
+                if rate > 0.0 {
+                    let candidate = *clock + self.rng.exponential(rate);
+                    if candidate < end {
+                        *clock = candidate;
+                        let (input, output) = lengths[self.rng.below(lengths.len())];
+                        return Some(Request::new(candidate * replay.time_scale, input, output));
+                    }
+                }
+                // Memorylessness: the next window starts afresh.
+                *clock = end;
+                *window += 1;
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AZURE: &str = "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+        2023-11-16 18:15:46.6805900,374,44\n\
+        2023-11-16 18:15:50.9951690,396,109\n\
+        2023-11-16 18:15:47.0000000,10,1";
+
+    #[test]
+    fn azure_rows_sort_and_start_at_zero() {
+        let Trace::Requests(trace) = Trace::parse("t.csv", AZURE).unwrap() else {
+            panic!("a request trace")
+        };
+        assert_eq!(trace.requests.len(), 3);
+        assert_eq!(trace.requests[0], (0.0, 374, 44));
+        assert_eq!(trace.requests[1].1, 10);
+        assert!((trace.requests[2].0 - 4.314579).abs() < 1e-6);
+        assert_eq!(
+            trace.start.unwrap().to_rfc3339(),
+            "2023-11-16T18:15:46.680590+00:00"
+        );
+    }
+
+    #[test]
+    fn mooncake_timestamps_are_milliseconds() {
+        let text = "{\"timestamp\": 2000, \"input_length\": 5, \"output_length\": 7, \"hash_ids\": [1]}\n\
+                    {\"timestamp\": 500, \"input_length\": 3, \"output_length\": 2}\n";
+        let Trace::Requests(trace) = Trace::parse("m.jsonl", text).unwrap() else {
+            panic!("a request trace")
+        };
+        assert_eq!(trace.requests, vec![(0.0, 3, 2), (1.5, 5, 7)]);
+    }
+
+    #[test]
+    fn bad_rows_name_the_line_and_value() {
+        let error = Trace::parse(
+            "t.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,x,3",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "t.csv line 2: ContextTokens `x` is not a whole number of tokens"
+        );
+        let error = Trace::parse("r.csv", "window_start_s,rate\n0,1\n0,2")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "r.csv line 3: window start 0 does not follow 0");
+        assert!(matches!(
+            Trace::parse("x", "a,b,c\n"),
+            Err(TraceError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            Trace::parse("x", "window_start_s,rate\n"),
+            Err(TraceError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn rate_files_give_poisson_arrivals_at_the_window_rate() {
+        let rates = Trace::parse("r.csv", "window_start_s,rate\n0,2\n600,10\n").unwrap();
+        let Trace::Requests(lengths) = Trace::parse("t.csv", AZURE).unwrap() else {
+            panic!()
+        };
+        let arrivals: Vec<Request> = Arrivals::new(rates, Some(&lengths), Replay::default())
+            .unwrap()
+            .collect();
+        let first = arrivals.iter().filter(|r| r.arrival < 600.0).count() as f64;
+        let second = arrivals.iter().filter(|r| r.arrival >= 600.0).count() as f64;
+        // 1200 and 6000 expected; 5 standard deviations.
+        assert!((first - 1200.0).abs() < 5.0 * 1200f64.sqrt(), "{first}");
+        assert!((second - 6000.0).abs() < 5.0 * 6000f64.sqrt(), "{second}");
+        assert!(arrivals.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+        assert!(arrivals.iter().all(|r| r.arrival < 1200.0));
+    }
+
+    #[test]
+    fn replay_is_deterministic_and_scales() {
+        let Trace::Requests(trace) = Trace::parse("t.csv", AZURE).unwrap() else {
+            panic!()
+        };
+        let run = |replay: Replay| -> Vec<(f64, u32, u32)> {
+            Arrivals::new(Trace::Requests(trace.clone()), None, replay)
+                .unwrap()
+                .map(|r| (r.arrival, r.input, r.output))
+                .collect()
+        };
+        let scaled = Replay {
+            rate_scale: 3.0,
+            time_scale: 0.5,
+            seed: 7,
+        };
+        assert_eq!(run(scaled), run(scaled));
+        let arrivals = run(scaled);
+        assert_eq!(arrivals.len(), 9);
+        assert!(arrivals.windows(2).all(|w| w[0].0 <= w[1].0));
+        // Copies of the last request spread over the second after it.
+        assert!(arrivals.iter().all(|r| r.0 <= (4.32 + 1.0) * 0.5));
+        let thinned = run(Replay {
+            rate_scale: 0.0,
+            ..Replay::default()
+        });
+        assert!(thinned.is_empty());
+    }
+}

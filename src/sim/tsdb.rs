@@ -1,0 +1,339 @@
+//! What Prometheus would hold and answer for a simulated pool: a scrape of every
+//! serving replica each `scrape_interval`, and for each signal of a query plan the
+//! samples the plan's PromQL would return: gauges from the last scrape, `rate()` over
+//! the scrapes inside the window, histogram buckets by `le`, and the token rate's
+//! history at `offset`s for the forecast.
+//!
+//! The answers go through the same [`Observation::readings`] and demand code as
+//! Prometheus' answers do in the service.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, SystemTime},
+};
+
+use tokio::time::Instant;
+
+use super::{
+    fleet::Pool,
+    model::{Counters, TPOT_BUCKETS, TTFT_BUCKETS},
+};
+use crate::{
+    config::{LatencySignal, Profile, metadata::Target},
+    source::{LatencyKind, Observation, PERIOD_LABEL, QueryPlan, Sample, Signal},
+};
+
+/// One replica's gauges at a scrape.
+#[derive(Debug, Clone)]
+struct ReplicaGauges {
+    name: String,
+    waiting: f64,
+    kv_usage: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Scrape {
+    at: f64,
+    replicas: Vec<ReplicaGauges>,
+    counters: Counters,
+}
+
+/// Which token counter is the pool's throughput signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tokens {
+    Output,
+    Input,
+}
+
+/// The windows and labels a plan's queries use, from the profile and trigger.
+#[derive(Debug, Clone)]
+pub struct QueryShape {
+    replica_label: String,
+    rate_window: f64,
+    tokens: Tokens,
+    /// Per SLO: its latency and its two windows, in seconds.
+    slos: Vec<(LatencySignal, f64, f64)>,
+    /// period, periods, lead and level window, in seconds.
+    history: Option<(f64, u32, f64, f64)>,
+}
+
+impl QueryShape {
+    pub fn new(profile: &Profile, target: &Target) -> Self {
+        let secs = |d: Duration| d.as_secs_f64();
+        Self {
+            replica_label: profile.replica_label.as_str().to_owned(),
+            rate_window: secs(profile.rate_window.value.0),
+            tokens: match target.pool {
+                crate::config::Pool::Prefill => Tokens::Input,
+                _ => Tokens::Output,
+            },
+            slos: target
+                .slos
+                .iter()
+                .map(|slo| {
+                    (
+                        slo.signal,
+                        secs(slo.short_window().0),
+                        secs(slo.long_window().0),
+                    )
+                })
+                .collect(),
+            history: target.predictive.as_ref().and_then(|p| {
+                p.history.as_ref().map(|h| {
+                    (
+                        secs(h.period.value.0),
+                        h.periods.value,
+                        secs(p.lead.value.0),
+                        secs(h.level_window.value.0),
+                    )
+                })
+            }),
+        }
+    }
+
+    /// The longest range a query reads, for how long scrapes are kept.
+    fn longest_window(&self) -> f64 {
+        self.slos
+            .iter()
+            .map(|s| s.2.max(s.1))
+            .fold(self.rate_window, f64::max)
+    }
+}
+
+/// The scrapes of one pool.
+#[derive(Debug, Clone)]
+pub struct Tsdb {
+    pub scrape_interval: f64,
+    /// Recent scrapes, as far back as the longest range any query reads.
+    recent: VecDeque<Scrape>,
+    retention: f64,
+    /// Every scrape's token rates over the rate window (output, input), for history.
+    rates: Vec<(f64, f64, f64)>,
+    /// Every scrape's cumulative token counters (output, input), for the rates.
+    totals: VecDeque<(f64, f64, f64)>,
+    rate_window: f64,
+}
+
+impl Tsdb {
+    pub fn new(scrape_interval: f64, shape: &QueryShape) -> Self {
+        Self {
+            scrape_interval,
+            recent: VecDeque::new(),
+            retention: shape.longest_window() + 2.0 * scrape_interval,
+            rates: Vec::new(),
+            totals: VecDeque::new(),
+            rate_window: shape.rate_window,
+        }
+    }
+
+    /// Scrapes every serving replica of the pool at `at`.
+    pub fn scrape(&mut self, pool: &Pool, at: f64) {
+        let replicas = pool
+            .serving()
+            .map(|r| ReplicaGauges {
+                name: r.name.clone(),
+                waiting: r.waiting() as f64,
+                kv_usage: r.kv_usage(&pool.model),
+            })
+            .collect();
+        let counters = pool.counters();
+        self.totals
+            .push_back((at, counters.generation_tokens, counters.prompt_tokens));
+        while self
+            .totals
+            .front()
+            .is_some_and(|t| t.0 <= at - self.rate_window - self.scrape_interval)
+        {
+            self.totals.pop_front();
+        }
+        let window = self.totals.iter().filter(|t| t.0 > at - self.rate_window);
+        let (first, last) = (window.clone().next(), window.last());
+        let (output, input) = match (first, last) {
+            (Some(a), Some(b)) if b.0 > a.0 => {
+                ((b.1 - a.1) / (b.0 - a.0), (b.2 - a.2) / (b.0 - a.0))
+            }
+            _ => (0.0, 0.0),
+        };
+        self.rates.push((at, output, input));
+        self.recent.push_back(Scrape {
+            at,
+            replicas,
+            counters,
+        });
+        while self
+            .recent
+            .front()
+            .is_some_and(|s| s.at < at - self.retention)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// What the plan's queries would return at `now`, as the service's observe() builds it.
+    pub fn observe(
+        &self,
+        plan: &QueryPlan,
+        shape: &QueryShape,
+        now: f64,
+        wall_clock: SystemTime,
+    ) -> Observation {
+        let answers = plan
+            .queries
+            .iter()
+            .map(|(signal, _)| (*signal, self.answer(*signal, plan, shape, now)))
+            .collect();
+        Observation {
+            answers,
+            replica_label: plan.replica_label.clone(),
+            model_label: plan.model_label.clone(),
+            latency_kinds: plan.latency_kinds.clone(),
+            queries: Vec::new(),
+            started_at: wall_clock,
+            started: Instant::now(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// One signal's answer at `now`.
+    pub fn answer(
+        &self,
+        signal: Signal,
+        plan: &QueryPlan,
+        shape: &QueryShape,
+        now: f64,
+    ) -> Result<Vec<Sample>, String> {
+        let last = self.recent.iter().rev().find(|s| s.at <= now);
+        let per_replica = |value: fn(&ReplicaGauges) -> f64| -> Vec<Sample> {
+            last.map_or_else(Vec::new, |scrape| {
+                scrape
+                    .replicas
+                    .iter()
+                    .map(|r| sample(&[(&shape.replica_label, &r.name)], value(r)))
+                    .collect()
+            })
+        };
+        let fleet = |value: Option<f64>| value.map_or_else(Vec::new, |v| vec![sample(&[], v)]);
+        Ok(match signal {
+            Signal::Queue => per_replica(|r| r.waiting),
+            Signal::KvCache => per_replica(|r| r.kv_usage),
+            Signal::OutputTokens => {
+                fleet(self.rate(now, shape.rate_window, |c| c.generation_tokens))
+            }
+            Signal::InputTokens => fleet(self.rate(now, shape.rate_window, |c| c.prompt_tokens)),
+            Signal::SloShort { slo } | Signal::SloLong { slo } => {
+                let index = usize::from(slo);
+                let &(latency, short, long) = shape
+                    .slos
+                    .get(index)
+                    .ok_or_else(|| format!("the plan's SLO {index} is not in the profile"))?;
+                let window = if matches!(signal, Signal::SloShort { .. }) {
+                    short
+                } else {
+                    long
+                };
+                let Some(LatencyKind::Histogram { le_scale_millis }) =
+                    plan.latency_kinds.get(index).copied()
+                else {
+                    return Err(
+                        "the simulated fleet exports latency histograms (as vLLM does), not gauges: simulate a profile whose engine has histograms"
+                            .to_owned(),
+                    );
+                };
+                self.buckets(now, window, latency, le_scale_millis)
+            }
+            Signal::HistoryPeak => self.history(now, shape, true)?,
+            Signal::HistoryLevel => self.history(now, shape, false)?,
+        })
+    }
+
+    /// `rate()` of a fleet counter over `window`: no series with fewer than two scrapes.
+    fn rate(&self, now: f64, window: f64, counter: fn(&Counters) -> f64) -> Option<f64> {
+        let mut inside = self
+            .recent
+            .iter()
+            .filter(|s| s.at > now - window && s.at <= now);
+        let first = inside.next()?;
+        let last = inside.last()?;
+        Some((counter(&last.counters) - counter(&first.counters)) / (last.at - first.at))
+    }
+
+    fn buckets(
+        &self,
+        now: f64,
+        window: f64,
+        latency: LatencySignal,
+        le_scale_millis: bool,
+    ) -> Vec<Sample> {
+        let (bounds, pick): (&[f64], fn(&Counters) -> &Vec<f64>) = match latency {
+            LatencySignal::Ttft => (&TTFT_BUCKETS, |c| &c.ttft_buckets),
+            LatencySignal::Tpot => (&TPOT_BUCKETS, |c| &c.tpot_buckets),
+        };
+        let mut inside = self
+            .recent
+            .iter()
+            .filter(|s| s.at > now - window && s.at <= now);
+        let (Some(first), Some(last)) = (inside.next(), inside.last()) else {
+            return Vec::new();
+        };
+        let span = last.at - first.at;
+        let (before, after) = (pick(&first.counters), pick(&last.counters));
+        let mut cumulative = 0.0;
+        (0..=bounds.len())
+            .map(|i| {
+                cumulative += after[i] - before[i];
+                let le = match bounds.get(i) {
+                    Some(bound) if le_scale_millis => format!("{}", bound * 1000.0),
+                    Some(bound) => format!("{bound}"),
+                    None => "+Inf".to_owned(),
+                };
+                sample(&[("le", &le)], cumulative / span)
+            })
+            .collect()
+    }
+
+    /// The forecast's history: per past period k, the peak rate over the lead (k >= 1)
+    /// or the level over the level window (k >= 0), tagged with the period label.
+    fn history(&self, now: f64, shape: &QueryShape, peaks: bool) -> Result<Vec<Sample>, String> {
+        let (period, periods, lead, level_window) =
+            shape.history.ok_or("the profile has no history section")?;
+        let value = |&(_, output, input): &(f64, f64, f64)| match shape.tokens {
+            Tokens::Output => output,
+            Tokens::Input => input,
+        };
+        let between = |from: f64, to: f64| {
+            let start = self.rates.partition_point(|r| r.0 < from);
+            let end = self.rates.partition_point(|r| r.0 <= to);
+            &self.rates[start..end.max(start)]
+        };
+        let mut samples = Vec::new();
+        let first_period = if peaks { 1 } else { 0 };
+        for k in first_period..=periods {
+            let back = now - period * f64::from(k);
+            let points = if peaks {
+                between(back, back + lead)
+            } else {
+                between(back - level_window, back)
+            };
+            if points.is_empty() {
+                continue;
+            }
+            let result = if peaks {
+                points.iter().map(value).fold(0.0, f64::max)
+            } else {
+                points.iter().map(value).sum::<f64>() / points.len() as f64
+            };
+            samples.push(sample(&[(PERIOD_LABEL, &k.to_string())], result));
+        }
+        Ok(samples)
+    }
+}
+
+fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+    Sample {
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        value,
+    }
+}
