@@ -98,6 +98,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a trace through a simulated fleet under this scaler and KEDA's stock
+    /// triggers; print SLO attainment, GPU-hours and scale events, and plot them.
+    Backtest(crate::sim::backtest::BacktestArgs),
 }
 
 fn parse_duration(text: &str) -> Result<crate::config::ConfigDuration, String> {
@@ -202,6 +205,16 @@ async fn dispatch(command: Command) -> ExitCode {
             grpc_addr,
             http_addr,
         } => serve(config, grpc_addr, http_addr).await,
+        Command::Backtest(args) => match crate::sim::backtest::backtest(&args) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::ForecastEval {
             trace,
             lead,

@@ -121,6 +121,33 @@ impl ScaledObjectSpec {
     }
 }
 
+impl ScaledObjectSpec {
+    /// This scaler's recommended ScaledObject (deploy/): a warm pool of 2, max 20,
+    /// polling every 15 s, Kubernetes' fast default scale-up (the demand already says how
+    /// many replicas are needed), and scale-down by one pod a minute after 5 minutes of
+    /// stabilization, so a lull shorter than a cold start does not shed replicas.
+    pub fn recommended() -> Self {
+        Self {
+            polling_interval: 15.0,
+            cooldown_period: 300.0,
+            min_replicas: 2,
+            max_replicas: 20,
+            fallback: Some((3, 6)),
+            scale_up: Rules::default_up(),
+            scale_down: Rules {
+                stabilization: 300.0,
+                select: Select::Max,
+                policies: vec![RatePolicy::Pods {
+                    value: 1,
+                    period: 60.0,
+                }],
+            },
+            tolerance: 0.1,
+            sync_period: 15.0,
+        }
+    }
+}
+
 /// One metric's value for the HPA: `AverageValue` with its target.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetricValue {

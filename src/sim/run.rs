@@ -211,26 +211,23 @@ fn needs(setup: &Setup, arrivals: Arrivals) -> Vec<Vec<u32>> {
     out
 }
 
-/// Runs `policy` over the arrivals `make_arrivals` yields (called twice for the oracle
-/// and the static fleet, which see the whole trace first).
+/// Runs `policy` over the arrivals `make_arrivals` yields (called twice: the oracle and
+/// the static fleet see the whole trace first, and every fleet starts at the size the
+/// first minutes need).
 pub fn run(setup: &Setup, policy: Policy, make_arrivals: &dyn Fn() -> Arrivals) -> Outcome {
     let mut stats = Stats::new(setup.thresholds);
-    let lookahead =
-        matches!(policy, Policy::Oracle | Policy::Static).then(|| needs(setup, make_arrivals()));
+    // Every policy starts from the fleet the first minutes need (as a fleet that has been
+    // serving before the trace would); only the oracle and static fleets look further.
+    let lookahead = needs(setup, make_arrivals());
     let peak: Vec<u32> = (0..setup.pools.len())
-        .map(|p| {
-            lookahead
-                .as_ref()
-                .map_or(1, |needs| needs.iter().map(|n| n[p]).max().unwrap_or(1))
-        })
+        .map(|p| lookahead.iter().map(|n| n[p]).max().unwrap_or(1))
         .collect();
     let oracle_wants = |now: f64, pool: usize| -> u32 {
-        let needs = lookahead.as_ref().expect("the oracle looks ahead");
         let cold = setup.model.cold_start;
         let from = (now / 15.0) as usize;
         let to = ((now + cold) / 15.0) as usize;
         (from..=to)
-            .filter_map(|slot| needs.get(slot).map(|n| n[pool]))
+            .filter_map(|slot| lookahead.get(slot).map(|n| n[pool]))
             .max()
             .unwrap_or(1)
     };
@@ -266,7 +263,10 @@ pub fn run(setup: &Setup, policy: Policy, make_arrivals: &dyn Fn() -> Arrivals) 
         let initial = match policy {
             Policy::Static => peak[index],
             Policy::Oracle => oracle_wants(0.0, index),
-            _ => hpas[index].spec.min_replicas.max(1),
+            _ => {
+                let spec = &hpas[index].spec;
+                oracle_wants(0.0, index).clamp(spec.min_replicas.max(1), spec.max_replicas)
+            }
         };
         pool.start_warm(initial, 0.0);
         pool.scale_events = 0;

@@ -8,6 +8,11 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 
 use super::model::Request;
 
+/// Azure's 2023 conversation trace (traces/README.md), bundled for `demo` and as the
+/// default source of token lengths.
+pub const AZURE_CONV: &str = include_str!("../../traces/azure2023_conv.csv");
+pub const AZURE_CONV_NAME: &str = "azure2023_conv.csv (bundled)";
+
 /// A deterministic generator (xoshiro256**, seeded through splitmix64): the same seed
 /// gives the same run on every machine.
 #[derive(Debug, Clone)]
