@@ -54,6 +54,8 @@ pub struct Target {
     /// Capacity of the pool's token signal, in tokens per second per replica.
     pub output_tokens_per_second: Option<f64>,
     pub input_tokens_per_second: Option<f64>,
+    /// A unified pool that also scales on input tokens (`capacity.input_term`).
+    pub input_term: bool,
     pub kv_target: f64,
     pub kv_aggregate: KvAggregate,
     pub min_demand: f64,
@@ -220,6 +222,7 @@ pub fn resolve(
         queue_per_replica,
         output_tokens_per_second,
         input_tokens_per_second,
+        input_term: profile.capacity.input_term && pool == Pool::Unified,
         kv_target,
         kv_aggregate: profile.kv_cache.aggregate,
         min_demand: profile.min_demand.value.0,

@@ -210,6 +210,11 @@ pub struct Capacity {
     /// Input (prompt) tokens per second one replica prefills within the TTFT SLO (prefill).
     #[serde(default)]
     pub input_tokens_per_second: Option<Positive>,
+    /// Unified pools: also scale on prompt load, T_in / input_tokens_per_second. For
+    /// prompt-heavy workloads, where chunked prefill slows decoding (TPOT) long before
+    /// requests queue, and the output rate stops growing with the load.
+    #[serde(default)]
+    pub input_term: bool,
 }
 
 /// KV-cache headroom.
@@ -739,6 +744,13 @@ impl Config {
                     .is_none()
                     .then_some("output_tokens_per_second"),
             };
+            if capacity.input_term && capacity.input_tokens_per_second.is_none() {
+                problems.push(Problem {
+                    line: 0,
+                    key: format!("profiles.{name}.capacity.input_term"),
+                    message: "is true but capacity.input_tokens_per_second is not set: the input term divides the input token rate by it".into(),
+                });
+            }
             anticipation::check_slos(&mut problems, name.as_str(), &profile.slos);
             for (i, slo) in profile.slos.iter().enumerate() {
                 if let Err(message) = crate::source::promql::latency_support(profile, slo.signal) {

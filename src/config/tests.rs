@@ -277,3 +277,20 @@ fn an_slo_on_a_latency_the_engine_does_not_export_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn input_term_needs_an_input_capacity() {
+    let text = "prometheus:\n  url: http://p:9090\nprofiles:\n  chat:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n      input_term: true\n";
+    let error = Config::parse(text).unwrap_err().to_string();
+    assert!(
+        error.contains("profiles.chat.capacity.input_term")
+            && error.contains("input_tokens_per_second is not set"),
+        "{error}"
+    );
+    let fixed = text.replace(
+        "input_term: true",
+        "input_term: true\n      input_tokens_per_second: 4000",
+    );
+    let config = Config::parse(&fixed).unwrap();
+    assert!(config.profile("chat").unwrap().capacity.input_term);
+}

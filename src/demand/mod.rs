@@ -4,6 +4,7 @@
 //! Terms, in replicas:
 //! - queue = Q / queue_per_replica
 //! - throughput = T_out / output_tokens_per_second (decode, unified), T_in / input_tokens_per_second (prefill)
+//! - input_throughput = T_in / input_tokens_per_second (unified, with `capacity.input_term`)
 //! - kv = R x K / target_ratio (decode, unified): the replicas that bring KV usage back to the target
 //! - slo = R x min(max_boost, 1 + gain x (b_short - 1)) while an SLO's burn rate exceeds
 //!   burn_threshold over both its windows (the largest over the SLOs); see [`slo`]
@@ -84,6 +85,8 @@ pub struct Params {
     pub queue_per_replica: f64,
     pub output_tokens_per_second: Option<f64>,
     pub input_tokens_per_second: Option<f64>,
+    /// A unified pool's input term (`capacity.input_term`).
+    pub input_term: bool,
     pub kv_target: f64,
     pub kv_aggregate: KvAggregate,
     pub min_demand: f64,
@@ -103,6 +106,7 @@ impl From<&Target> for Params {
             queue_per_replica: target.queue_per_replica,
             output_tokens_per_second: target.output_tokens_per_second,
             input_tokens_per_second: target.input_tokens_per_second,
+            input_term: target.input_term,
             kv_target: target.kv_target,
             kv_aggregate: target.kv_aggregate,
             min_demand: target.min_demand,
@@ -142,6 +146,8 @@ impl From<&Target> for Params {
 pub enum TermKind {
     Queue,
     Throughput,
+    /// A unified pool's prompt load (`capacity.input_term`).
+    InputThroughput,
     Kv,
     Slo,
     Schedule,
@@ -150,9 +156,10 @@ pub enum TermKind {
 
 impl TermKind {
     /// Every kind, in tie-break order.
-    pub const ALL: [TermKind; 6] = [
+    pub const ALL: [TermKind; 7] = [
         TermKind::Queue,
         TermKind::Throughput,
+        TermKind::InputThroughput,
         TermKind::Kv,
         TermKind::Slo,
         TermKind::Schedule,
@@ -163,6 +170,7 @@ impl TermKind {
         match self {
             TermKind::Queue => "queue",
             TermKind::Throughput => "throughput",
+            TermKind::InputThroughput => "input_throughput",
             TermKind::Kv => "kv",
             TermKind::Slo => "slo",
             TermKind::Schedule => "schedule",
@@ -334,6 +342,28 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         }),
         (None, Some(_)) => skipped.push(TermKind::Throughput),
         (_, None) => {}
+    }
+    if params.input_term && params.pool == Pool::Unified {
+        match (
+            inputs.input_tokens_per_second,
+            params.input_tokens_per_second,
+        ) {
+            (Some(t), Some(capacity)) => terms.push(Term {
+                kind: TermKind::InputThroughput,
+                replicas: t / capacity,
+                formula: format!(
+                    "T_in / input_tokens_per_second = {} / {}",
+                    num(t),
+                    num(capacity)
+                ),
+                inputs: vec![
+                    ("input_tokens_per_second", t),
+                    ("capacity_input_tokens_per_second", capacity),
+                ],
+            }),
+            (None, Some(_)) => skipped.push(TermKind::InputThroughput),
+            (_, None) => {}
+        }
     }
 
     if params.pool.uses_kv_cache() {

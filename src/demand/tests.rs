@@ -17,6 +17,7 @@ fn params(pool: Pool) -> Params {
         queue_per_replica: 15.0,
         output_tokens_per_second: Some(5000.0),
         input_tokens_per_second: Some(40000.0),
+        input_term: false,
         kv_target: 0.75,
         kv_aggregate: KvAggregate::Mean,
         min_demand: 0.0,
@@ -54,6 +55,42 @@ fn queue_term_is_total_queue_over_capacity() {
     assert_eq!(d.inputs.replicas, Some(3.0));
     assert_eq!(d.replicas, 3.0);
     assert_eq!(d.winner, Winner::Term(TermKind::Queue));
+}
+
+#[test]
+fn the_input_term_counts_prompt_load_in_unified_pools_only_when_asked() {
+    let signals = signals(&[0.0, 0.0], 1000.0, 120_000.0, &[0.1, 0.1]);
+    let off = compute(&signals, &params(Pool::Unified)).unwrap();
+    assert!(off.term(TermKind::InputThroughput).is_none());
+    assert_eq!(off.winner, Winner::Term(TermKind::Kv));
+    let on = Params {
+        input_term: true,
+        ..params(Pool::Unified)
+    };
+    let d = compute(&signals, &on).unwrap();
+    assert_eq!(term(&d, TermKind::InputThroughput), 3.0);
+    assert_eq!(d.replicas, 3.0);
+    assert_eq!(d.winner, Winner::Term(TermKind::InputThroughput));
+    assert_eq!(
+        d.term(TermKind::InputThroughput).unwrap().formula,
+        "T_in / input_tokens_per_second = 120000 / 40000"
+    );
+    // Missing input rate: the term is skipped and named, the others stand.
+    let mut unread = signals.clone();
+    unread.input_tokens_per_second = None;
+    let d = compute(&unread, &on).unwrap();
+    assert_eq!(d.skipped, vec![TermKind::InputThroughput]);
+    // A decode pool does no prefill: the setting does not apply.
+    let decode = Params {
+        input_term: true,
+        ..params(Pool::Decode)
+    };
+    assert!(
+        compute(&signals, &decode)
+            .unwrap()
+            .term(TermKind::InputThroughput)
+            .is_none()
+    );
 }
 
 #[test]

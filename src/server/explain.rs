@@ -35,6 +35,7 @@ fn term_reads(kind: TermKind, pool: crate::config::Pool, signal: Signal) -> bool
             signal == Signal::InputTokens
         }
         TermKind::Throughput => signal == Signal::OutputTokens,
+        TermKind::InputThroughput => signal == Signal::InputTokens,
         TermKind::Kv => matches!(signal, Signal::Queue | Signal::KvCache),
         TermKind::Slo => matches!(
             signal,
