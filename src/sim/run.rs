@@ -168,7 +168,10 @@ pub struct Outcome {
 
 /// Per 15 s slot: the replicas each pool needs for the tokens arriving in the oracle
 /// window from the slot's start.
-fn needs(setup: &Setup, arrivals: Arrivals) -> Vec<Vec<u32>> {
+pub fn needs(
+    setup: &Setup,
+    arrivals: impl Iterator<Item = super::model::Request>,
+) -> Vec<Vec<u32>> {
     const SLOT: f64 = 15.0;
     let mut tokens: Vec<(f64, f64)> = Vec::new();
     for request in arrivals {
@@ -211,163 +214,244 @@ fn needs(setup: &Setup, arrivals: Arrivals) -> Vec<Vec<u32>> {
     out
 }
 
-/// Runs `policy` over the arrivals `make_arrivals` yields (called twice: the oracle and
-/// the static fleet see the whole trace first, and every fleet starts at the size the
-/// first minutes need).
-pub fn run(setup: &Setup, policy: Policy, make_arrivals: &dyn Fn() -> Arrivals) -> Outcome {
-    let mut stats = Stats::new(setup.thresholds);
-    // Every policy starts from the fleet the first minutes need (as a fleet that has been
-    // serving before the trace would); only the oracle and static fleets look further.
-    let lookahead = needs(setup, make_arrivals());
-    let peak: Vec<u32> = (0..setup.pools.len())
-        .map(|p| lookahead.iter().map(|n| n[p]).max().unwrap_or(1))
-        .collect();
-    let oracle_wants = |now: f64, pool: usize| -> u32 {
-        let cold = setup.model.cold_start;
+/// A fleet under one policy, run step by step: `backtest` runs it to the end of a
+/// trace, `demo` in (accelerated) real time while the gRPC service reads its metrics.
+pub struct Simulation {
+    pub setup: Setup,
+    pub policy: Policy,
+    /// Per 15 s slot and pool: the replicas the arriving tokens need (oracle, static).
+    lookahead: Vec<Vec<u32>>,
+    pub pools: Vec<Pool>,
+    hpas: Vec<Hpa>,
+    /// What Prometheus holds, per pool.
+    pub tsdbs: Vec<Tsdb>,
+    pub stats: Stats,
+    handoffs: Vec<Handoff>,
+    /// The replicas the policy last asked for, per pool.
+    demand: Vec<f64>,
+    pub timeline: Vec<Point>,
+    arrived_in_sample: u64,
+    evaluation_errors: u64,
+    next_scrape: f64,
+    next_sync: f64,
+    next_sample: f64,
+    /// Simulated seconds since the start.
+    pub now: f64,
+}
+
+/// The HPA syncs this long after each scrape: its metrics are that old at best.
+const SYNC_OFFSET: f64 = 5.0;
+
+impl Simulation {
+    /// A fleet at the size the first minutes of `lookahead` need (as a fleet that has been
+    /// serving before the trace would), within each ScaledObject's bounds.
+    pub fn new(setup: Setup, policy: Policy, lookahead: Vec<Vec<u32>>) -> Self {
+        let pools: Vec<Pool> = setup
+            .pools
+            .iter()
+            .map(|p| {
+                Pool::new(
+                    p.role,
+                    setup.model.clone(),
+                    setup.router,
+                    setup.request_timeout,
+                )
+            })
+            .collect();
+        let hpas: Vec<Hpa> = setup
+            .pools
+            .iter()
+            .map(|p| {
+                Hpa::new(match policy {
+                    Policy::Scaler => p.scaled_object.clone(),
+                    _ => setup.seed.clone(),
+                })
+            })
+            .collect();
+        let tsdbs = setup
+            .pools
+            .iter()
+            .map(|p| Tsdb::new(setup.scrape_interval, &p.shape))
+            .collect();
+        let mut simulation = Self {
+            stats: Stats::new(setup.thresholds),
+            demand: vec![0.0; pools.len()],
+            setup,
+            policy,
+            lookahead,
+            pools,
+            hpas,
+            tsdbs,
+            handoffs: Vec::new(),
+            timeline: Vec::new(),
+            arrived_in_sample: 0,
+            evaluation_errors: 0,
+            next_scrape: 0.0,
+            next_sync: SYNC_OFFSET,
+            next_sample: 0.0,
+            now: 0.0,
+        };
+        for index in 0..simulation.pools.len() {
+            let initial = match policy {
+                Policy::Static => simulation.peak(index),
+                Policy::Oracle => simulation.oracle_wants(0.0, index),
+                _ => {
+                    let spec = &simulation.hpas[index].spec;
+                    simulation
+                        .oracle_wants(0.0, index)
+                        .clamp(spec.min_replicas.max(1), spec.max_replicas.max(1))
+                }
+            };
+            simulation.pools[index].start_warm(initial, 0.0);
+            simulation.demand[index] = f64::from(initial);
+        }
+        simulation
+    }
+
+    fn peak(&self, pool: usize) -> u32 {
+        self.lookahead.iter().map(|n| n[pool]).max().unwrap_or(1)
+    }
+
+    /// What the oracle runs at `now`: the most any moment until a replica started now
+    /// would serve needs.
+    fn oracle_wants(&self, now: f64, pool: usize) -> u32 {
         let from = (now / 15.0) as usize;
-        let to = ((now + cold) / 15.0) as usize;
+        let to = ((now + self.setup.model.cold_start) / 15.0) as usize;
         (from..=to)
-            .filter_map(|slot| lookahead.get(slot).map(|n| n[pool]))
+            .filter_map(|slot| self.lookahead.get(slot).map(|n| n[pool]))
             .max()
             .unwrap_or(1)
-    };
-
-    let mut pools: Vec<Pool> = setup
-        .pools
-        .iter()
-        .map(|p| {
-            Pool::new(
-                p.role,
-                setup.model.clone(),
-                setup.router,
-                setup.request_timeout,
-            )
-        })
-        .collect();
-    let mut hpas: Vec<Hpa> = setup
-        .pools
-        .iter()
-        .map(|p| {
-            Hpa::new(match policy {
-                Policy::Scaler => p.scaled_object.clone(),
-                _ => setup.seed.clone(),
-            })
-        })
-        .collect();
-    let mut tsdbs: Vec<Tsdb> = setup
-        .pools
-        .iter()
-        .map(|p| Tsdb::new(setup.scrape_interval, &p.shape))
-        .collect();
-    for (index, pool) in pools.iter_mut().enumerate() {
-        let initial = match policy {
-            Policy::Static => peak[index],
-            Policy::Oracle => oracle_wants(0.0, index),
-            _ => {
-                let spec = &hpas[index].spec;
-                oracle_wants(0.0, index).clamp(spec.min_replicas.max(1), spec.max_replicas)
-            }
-        };
-        pool.start_warm(initial, 0.0);
-        pool.scale_events = 0;
     }
 
-    let mut arrivals = make_arrivals();
-    let duration = arrivals.duration();
-    let mut handoffs: Vec<Handoff> = Vec::new();
-    let mut demand: Vec<f64> = pools.iter().map(|p| f64::from(p.pods())).collect();
-    let mut timeline = Vec::new();
-    let mut arrived_in_sample = 0u64;
-    let mut evaluation_errors = 0;
-    let sync_offset = 5.0;
-    let mut next_scrape = 0.0f64;
-    let mut next_sync = sync_offset;
-    let mut next_sample = 0.0;
-    let mut pending = arrivals.next();
-    let mut now = 0.0f64;
-    let last_time = duration + setup.drain_limit;
+    /// A request arrives now (`request.arrival`, not before the simulation's clock).
+    pub fn arrive(&mut self, request: super::model::Request) {
+        self.run_timers(request.arrival);
+        self.now = self.now.max(request.arrival);
+        step_to(
+            &mut self.pools,
+            self.now,
+            &mut self.stats,
+            &mut self.handoffs,
+        );
+        self.stats.arrived();
+        self.arrived_in_sample += 1;
+        self.pools[0].route(request, self.now);
+    }
 
-    loop {
-        let arrival_at = pending.as_ref().map_or(f64::INFINITY, |r| r.arrival);
-        let timer = next_scrape.min(next_sync).min(next_sample);
-        if pending.is_none()
-            && (now > duration && pools.iter().all(Pool::is_idle) || timer > last_time)
-        {
-            break;
-        }
-        if arrival_at < timer {
-            let request = pending.take().expect("an arrival is pending");
-            now = request.arrival;
-            step_to(&mut pools, now, &mut stats, &mut handoffs);
-            stats.arrived();
-            arrived_in_sample += 1;
-            pools[0].route(request, now);
-            pending = arrivals.next();
-            continue;
-        }
-        now = timer;
-        step_to(&mut pools, now, &mut stats, &mut handoffs);
-        if next_scrape <= now {
-            for (tsdb, pool) in tsdbs.iter_mut().zip(&pools) {
-                tsdb.scrape(pool, now);
+    /// Runs scrapes, HPA syncs and samples due up to `until`, and the fleet to `until`.
+    pub fn run_timers(&mut self, until: f64) {
+        loop {
+            let timer = self.next_scrape.min(self.next_sync).min(self.next_sample);
+            if timer > until {
+                break;
             }
-            next_scrape += setup.scrape_interval;
-        }
-        if next_sync <= now {
-            for index in 0..pools.len() {
-                let current = pools[index].pods();
-                let wanted = match policy {
-                    Policy::Static => peak[index],
-                    Policy::Oracle => oracle_wants(now, index),
-                    _ => {
-                        let (metrics, active, asked) =
-                            measure(setup, policy, index, &tsdbs[index], now);
-                        if metrics.is_err() {
-                            evaluation_errors += 1;
-                        }
-                        if let Some(asked) = asked {
-                            demand[index] = asked;
-                        }
-                        let hpa = &mut hpas[index];
-                        match active.and_then(|active| hpa.poll(now, current, active)) {
-                            Some(keda) => keda,
-                            None => hpa.sync(now, current, metrics),
-                        }
-                    }
-                };
-                if matches!(policy, Policy::Static | Policy::Oracle) {
-                    demand[index] = f64::from(wanted);
+            self.now = timer;
+            step_to(&mut self.pools, timer, &mut self.stats, &mut self.handoffs);
+            if self.next_scrape <= timer {
+                for (tsdb, pool) in self.tsdbs.iter_mut().zip(&self.pools) {
+                    tsdb.scrape(pool, timer);
                 }
-                pools[index].scale_to(wanted, now);
+                self.next_scrape += self.setup.scrape_interval;
             }
-            next_sync += 15.0;
+            if self.next_sync <= timer {
+                self.sync(timer);
+                self.next_sync += 15.0;
+            }
+            if self.next_sample <= timer {
+                self.timeline.push(Point {
+                    at: timer,
+                    arrivals: self.arrived_in_sample as f64 / self.setup.sample_every,
+                    pods: self.pools.iter().map(Pool::pods).collect(),
+                    serving: self
+                        .pools
+                        .iter()
+                        .map(|p| p.serving().count() as u32)
+                        .collect(),
+                    demand: self.demand.clone(),
+                });
+                self.arrived_in_sample = 0;
+                self.next_sample += self.setup.sample_every;
+            }
         }
-        if next_sample <= now {
-            timeline.push(Point {
-                at: now,
-                arrivals: arrived_in_sample as f64 / setup.sample_every,
-                pods: pools.iter().map(Pool::pods).collect(),
-                serving: pools.iter().map(|p| p.serving().count() as u32).collect(),
-                demand: demand.clone(),
-            });
-            arrived_in_sample = 0;
-            next_sample += setup.sample_every;
+        if until > self.now {
+            self.now = until;
+            step_to(&mut self.pools, until, &mut self.stats, &mut self.handoffs);
         }
     }
-    for pool in &mut pools {
-        pool.abandon(&mut stats);
+
+    /// One HPA sync (and KEDA poll) for every pool.
+    fn sync(&mut self, now: f64) {
+        for index in 0..self.pools.len() {
+            let current = self.pools[index].pods();
+            let wanted = match self.policy {
+                Policy::Static => self.peak(index),
+                Policy::Oracle => self.oracle_wants(now, index),
+                policy => {
+                    let (metrics, active, asked) =
+                        measure(&self.setup, policy, index, &self.tsdbs[index], now);
+                    if metrics.is_err() {
+                        self.evaluation_errors += 1;
+                    }
+                    if let Some(asked) = asked {
+                        self.demand[index] = asked;
+                    }
+                    let hpa = &mut self.hpas[index];
+                    match active.and_then(|active| hpa.poll(now, current, active)) {
+                        Some(keda) => keda,
+                        None => hpa.sync(now, current, metrics),
+                    }
+                }
+            };
+            if matches!(self.policy, Policy::Static | Policy::Oracle) {
+                self.demand[index] = f64::from(wanted);
+            }
+            self.pools[index].scale_to(wanted, now);
+        }
     }
-    let replica_seconds: f64 = pools.iter().map(|p| p.replica_seconds(now)).sum();
-    Outcome {
-        policy,
-        stats,
-        replica_seconds,
-        gpu_hours: replica_seconds * f64::from(setup.model.gpus) / 3600.0,
-        scale_events: pools.iter().map(|p| p.scale_events).sum(),
-        timeline,
-        simulated: now,
-        evaluation_errors,
+
+    /// True when no request is in flight.
+    pub fn is_idle(&self) -> bool {
+        self.pools.iter().all(Pool::is_idle)
     }
+
+    /// Ends the run: requests still in flight count as unfinished.
+    pub fn finish(mut self) -> Outcome {
+        for pool in &mut self.pools {
+            pool.abandon(&mut self.stats);
+        }
+        let replica_seconds: f64 = self.pools.iter().map(|p| p.replica_seconds(self.now)).sum();
+        Outcome {
+            policy: self.policy,
+            stats: self.stats,
+            replica_seconds,
+            gpu_hours: replica_seconds * f64::from(self.setup.model.gpus) / 3600.0,
+            scale_events: self.pools.iter().map(|p| p.scale_events).sum(),
+            timeline: self.timeline,
+            simulated: self.now,
+            evaluation_errors: self.evaluation_errors,
+        }
+    }
+}
+
+/// Runs `policy` over the arrivals `make_arrivals` yields. It is called twice: the
+/// oracle and the static fleet see the whole trace first, and every fleet starts at the
+/// size the first minutes need.
+pub fn run(setup: &Setup, policy: Policy, make_arrivals: &dyn Fn() -> Arrivals) -> Outcome {
+    let lookahead = needs(setup, make_arrivals());
+    let mut simulation = Simulation::new(setup.clone(), policy, lookahead);
+    let arrivals = make_arrivals();
+    let duration = arrivals.duration();
+    for request in arrivals {
+        simulation.arrive(request);
+    }
+    // In-flight requests finish, up to the drain limit.
+    let last = duration + setup.drain_limit;
+    let mut until = duration.max(simulation.now);
+    while until < last && !(until >= duration && simulation.is_idle()) {
+        until = (until + setup.scrape_interval).min(last);
+        simulation.run_timers(until);
+    }
+    simulation.finish()
 }
 
 /// Runs the pools to `until`, moving prefilled requests to the decode pool.
