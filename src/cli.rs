@@ -101,6 +101,9 @@ pub enum Command {
     /// Replay a trace through a simulated fleet under this scaler and KEDA's stock
     /// triggers; print SLO attainment, GPU-hours and scale events, and plot them.
     Backtest(crate::sim::backtest::BacktestArgs),
+    /// Serve the gRPC service from a simulated vLLM fleet replaying Azure's conversation
+    /// trace: try the scaler with grpcurl and nothing else installed.
+    Demo(crate::sim::demo::DemoArgs),
 }
 
 fn parse_duration(text: &str) -> Result<crate::config::ConfigDuration, String> {
@@ -205,6 +208,7 @@ async fn dispatch(command: Command) -> ExitCode {
             grpc_addr,
             http_addr,
         } => serve(config, grpc_addr, http_addr).await,
+        Command::Demo(args) => demo(args).await,
         Command::Backtest(args) => match crate::sim::backtest::backtest(&args) {
             Ok(report) => {
                 print!("{report}");
@@ -332,6 +336,34 @@ async fn serve(config_path: PathBuf, grpc_addr: SocketAddr, http_addr: SocketAdd
     };
     tracing::info!(%grpc_addr, %http_addr, prometheus = config.prometheus.url.as_str(), "starting");
     match server::run_from_file(&config_path, grpc, Some(http), shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(args: crate::sim::demo::DemoArgs) -> ExitCode {
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let (grpc, http) = match (bind(args.grpc_addr).await, bind(args.http_addr).await) {
+        (Ok(grpc), Ok(http)) => (grpc, http),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        grpc_addr = %args.grpc_addr,
+        http_addr = %args.http_addr,
+        speed = args.speed,
+        "demo: a simulated Llama-3-70B fleet replays Azure's conversation trace"
+    );
+    match crate::sim::demo::serve_demo(&args, grpc, Some(http), shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

