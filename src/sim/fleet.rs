@@ -235,3 +235,115 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::stats::SloThresholds;
+
+    fn pool(router: Router) -> Pool {
+        Pool::new(Role::Unified, ModelProfile::llama3_8b_h100(), router, 300.0)
+    }
+
+    #[test]
+    fn least_outstanding_fills_the_emptiest_replica_and_round_robin_cycles() {
+        let mut stats = Stats::new(SloThresholds::default());
+        let mut least = pool(Router::LeastOutstanding);
+        least.start_warm(3, 0.0);
+        let mut rr = pool(Router::RoundRobin);
+        rr.start_warm(3, 0.0);
+        for pool in [&mut least, &mut rr] {
+            for _ in 0..6 {
+                stats.arrived();
+                pool.route(Request::new(0.0, 100_000, 100), 0.0);
+            }
+        }
+        let held = |p: &Pool| {
+            p.replicas
+                .iter()
+                .map(Replica::outstanding)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(held(&least), [2, 2, 2]);
+        assert_eq!(held(&rr), [2, 2, 2]);
+        // After the first replica drains its two, least-outstanding sends it the next two.
+        least.replicas[0].abandon(&mut stats);
+        least.route(Request::new(0.0, 10, 10), 0.0);
+        least.route(Request::new(0.0, 10, 10), 0.0);
+        assert_eq!(held(&least), [2, 2, 2]);
+        rr.route(Request::new(0.0, 10, 10), 0.0);
+        assert_eq!(held(&rr), [3, 2, 2]);
+    }
+
+    #[test]
+    fn scaling_starts_cold_replicas_and_drains_the_idlest() {
+        let mut stats = Stats::new(SloThresholds::default());
+        let mut pool = pool(Router::LeastOutstanding);
+        pool.start_warm(2, 0.0);
+        pool.scale_to(4, 10.0);
+        assert_eq!(pool.pods(), 4);
+        assert_eq!(pool.serving().count(), 2);
+        pool.advance(49.0, &mut stats, &mut Vec::new());
+        assert_eq!(pool.serving().count(), 2);
+        pool.advance(50.0, &mut stats, &mut Vec::new());
+        assert_eq!(pool.serving().count(), 4, "cold start is 40 s");
+        // Scale-in drains the idlest: the three idle replicas go, the busy one stays.
+        pool.route(Request::new(50.0, 500, 200), 50.0);
+        let busy = pool
+            .replicas
+            .iter()
+            .position(|r| r.outstanding() == 1)
+            .unwrap();
+        let busy = pool.replicas[busy].name.clone();
+        pool.scale_to(1, 50.0);
+        assert_eq!(pool.pods(), 1);
+        pool.advance(51.0, &mut stats, &mut Vec::new());
+        assert_eq!(pool.replicas.len(), 1);
+        assert_eq!(pool.replicas[0].name, busy);
+        assert!(!pool.is_idle());
+        pool.advance(100.0, &mut stats, &mut Vec::new());
+        assert!(pool.is_idle());
+        assert_eq!(stats.finished, 1);
+        // The kept replica 0-100 s; the others until they left at 51 s (two from 0, two from 10).
+        let seconds = pool.replica_seconds(100.0);
+        assert!(
+            (seconds - (100.0 + 51.0 + 41.0 + 41.0)).abs() < 1e-9,
+            "{seconds}"
+        );
+        // Draining a busy replica: its request finishes before it leaves.
+        pool.route(Request::new(100.0, 500, 200), 100.0);
+        pool.scale_to(0, 100.0);
+        assert_eq!(pool.pods(), 0);
+        pool.advance(100.5, &mut stats, &mut Vec::new());
+        assert_eq!(pool.replicas.len(), 1, "still draining");
+        pool.advance(200.0, &mut stats, &mut Vec::new());
+        assert!(pool.replicas.is_empty());
+        assert_eq!(stats.finished, 2);
+        assert_eq!(pool.scale_events, 3);
+    }
+
+    #[test]
+    fn the_router_holds_requests_while_no_replica_serves_and_refuses_them_after_the_timeout() {
+        let mut stats = Stats::new(SloThresholds::default());
+        let mut pool = pool(Router::LeastOutstanding);
+        pool.scale_to(1, 0.0);
+        stats.arrived();
+        pool.route(Request::new(0.0, 10, 2), 0.0);
+        assert_eq!(pool.gateway_len(), 1);
+        pool.advance(41.0, &mut stats, &mut Vec::new());
+        assert_eq!(pool.gateway_len(), 0);
+        pool.advance(42.0, &mut stats, &mut Vec::new());
+        assert_eq!(stats.finished, 1);
+        assert!(stats.ttft.quantile(1.0).unwrap() > 40.0);
+
+        let mut empty = Pool::new(
+            Role::Unified,
+            ModelProfile::llama3_8b_h100(),
+            Router::RoundRobin,
+            300.0,
+        );
+        empty.route(Request::new(0.0, 10, 2), 0.0);
+        empty.advance(301.0, &mut stats, &mut Vec::new());
+        assert_eq!(stats.refused, 1);
+    }
+}

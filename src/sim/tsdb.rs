@@ -337,3 +337,109 @@ fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
         value,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{
+        fleet::Router,
+        hpa::ScaledObjectSpec,
+        model::{ModelProfile, Request, Role},
+        run::PoolSetup,
+        stats::{SloThresholds, Stats},
+    };
+
+    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  chat:\n    engine: vllm\n    replica_label: pod\n    rate_window: 1m\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [1m, 2m]}\n    predictive:\n      lead: 1m\n      history: {period: 1d, periods: 2, level_window: 2m}\n";
+
+    #[test]
+    fn answers_are_what_prometheus_would_return_for_the_plan() {
+        let config = crate::config::Config::parse(CONFIG).unwrap();
+        let setup = PoolSetup::new(&config, "chat", ScaledObjectSpec::recommended()).unwrap();
+        let mut pool = Pool::new(
+            Role::Unified,
+            ModelProfile::llama3_8b_h100(),
+            Router::RoundRobin,
+            300.0,
+        );
+        pool.start_warm(2, 0.0);
+        let mut tsdb = Tsdb::new(15.0, &setup.shape);
+        let mut stats = Stats::new(SloThresholds::default());
+        let answer = |tsdb: &Tsdb, signal: Signal, now: f64| {
+            tsdb.answer(signal, &setup.plan, &setup.shape, now).unwrap()
+        };
+        tsdb.scrape(&pool, 0.0);
+        // One scrape: no rate yet, gauges per replica.
+        assert!(answer(&tsdb, Signal::OutputTokens, 0.0).is_empty());
+        let queue = answer(&tsdb, Signal::Queue, 0.0);
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue[0].labels["pod"], "replica-1");
+        for i in 0..40 {
+            let at = f64::from(i) * 0.5;
+            pool.advance(at, &mut stats, &mut Vec::new());
+            pool.route(Request::new(at, 100, 51), at);
+        }
+        pool.advance(15.0, &mut stats, &mut Vec::new());
+        tsdb.scrape(&pool, 15.0);
+        pool.advance(30.0, &mut stats, &mut Vec::new());
+        tsdb.scrape(&pool, 30.0);
+        // 40 requests x 51 tokens, all out by 30 s: the rate is over the scrapes' span.
+        let generated = pool.counters().generation_tokens;
+        assert_eq!(generated, 40.0 * 51.0);
+        let rate = answer(&tsdb, Signal::OutputTokens, 30.0)[0].value;
+        assert!((rate - generated / 30.0).abs() < 1e-9, "{rate}");
+        let input = answer(&tsdb, Signal::InputTokens, 30.0)[0].value;
+        assert!((input - 4000.0 / 30.0).abs() < 1e-9, "{input}");
+        // TTFT buckets: cumulative per `le`, ending at +Inf with every request.
+        let buckets = answer(&tsdb, Signal::SloShort { slo: 0 }, 30.0);
+        assert_eq!(buckets.last().unwrap().labels["le"], "+Inf");
+        assert!((buckets.last().unwrap().value - 40.0 / 30.0).abs() < 1e-9);
+        assert!(buckets.windows(2).all(|w| w[0].value <= w[1].value));
+        assert_eq!(buckets[11].labels["le"], "1");
+        // Readings from these answers: what the service would compute.
+        let observation = tsdb.observe(&setup.plan, &setup.shape, 30.0, SystemTime::UNIX_EPOCH);
+        let (demand, skipped) = observation
+            .readings(None)
+            .demand(&setup.target, crate::config::OnTermError::Fail)
+            .unwrap();
+        assert!(skipped.is_empty());
+        assert_eq!(demand.inputs.replicas, Some(2.0));
+        assert!((demand.inputs.output_tokens_per_second.unwrap() - rate).abs() < 1e-9);
+        // No day of history yet: the forecast has nothing to go on.
+        assert!(answer(&tsdb, Signal::HistoryPeak, 30.0).is_empty());
+        assert_eq!(answer(&tsdb, Signal::HistoryLevel, 30.0).len(), 1);
+    }
+
+    #[test]
+    fn history_reads_the_same_stretch_of_past_days() {
+        let config = crate::config::Config::parse(CONFIG).unwrap();
+        let setup = PoolSetup::new(&config, "chat", ScaledObjectSpec::recommended()).unwrap();
+        let pool = Pool::new(
+            Role::Unified,
+            ModelProfile::llama3_8b_h100(),
+            Router::RoundRobin,
+            300.0,
+        );
+        let mut tsdb = Tsdb::new(15.0, &setup.shape);
+        // A fleet at zero all along: history exists and is 0, not missing.
+        let day = 86_400.0;
+        let mut at = 0.0;
+        while at <= 2.0 * day + 60.0 {
+            tsdb.scrape(&pool, at);
+            at += 15.0;
+        }
+        let now = 2.0 * day;
+        let peaks = tsdb
+            .answer(Signal::HistoryPeak, &setup.plan, &setup.shape, now)
+            .unwrap();
+        let periods: Vec<&str> = peaks
+            .iter()
+            .map(|s| s.labels[PERIOD_LABEL].as_str())
+            .collect();
+        assert_eq!(periods, ["1", "2"]);
+        assert!(peaks.iter().all(|s| s.value == 0.0));
+        let levels = tsdb
+            .answer(Signal::HistoryLevel, &setup.plan, &setup.shape, now)
+            .unwrap();
+        assert_eq!(levels.len(), 3);
+    }
+}
