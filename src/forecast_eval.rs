@@ -66,9 +66,9 @@ pub fn read_rate_trace(path: &Path) -> Result<RateTrace, String> {
     parse_rate_trace(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn parse_rate_trace(text: &str) -> Result<RateTrace, String> {
-    let mut starts = Vec::new();
-    let mut rates = Vec::new();
+/// The rows of a `window_start_s,rate` file: (line number, window start, rate).
+pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
+    let mut rows = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || (number == 0 && line.starts_with(|c: char| c.is_alphabetic())) {
@@ -90,9 +90,15 @@ pub fn parse_rate_trace(text: &str) -> Result<RateTrace, String> {
             .ok_or_else(|| {
                 format!("line {row}: rate `{rate}` is not allowed: expected a number at or above 0")
             })?;
-        starts.push((row, start));
-        rates.push(rate);
+        rows.push((row, start, rate));
     }
+    Ok(rows)
+}
+
+pub fn parse_rate_trace(text: &str) -> Result<RateTrace, String> {
+    let rows = parse_rate_rows(text)?;
+    let starts: Vec<(usize, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+    let rates: Vec<f64> = rows.iter().map(|r| r.2).collect();
     if rates.len() < 2 {
         return Err("expected at least two windows".to_owned());
     }

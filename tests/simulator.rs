@@ -203,21 +203,27 @@ fn backtest_runs_a_disaggregated_fleet_and_a_rate_file() {
     assert!(peak(column("scaler_pods_1")) >= 3, "{csv}");
 }
 
+/// Runs a backtest that must fail; its stderr.
+fn refused(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = backtest(args);
+    assert!(!ok, "accepted: {stdout}");
+    stderr
+}
+
 #[test]
 fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("p.svg");
     let plot = plot.to_str().unwrap();
-    let (ok, _, stderr) = backtest(&[
+    let stderr = refused(&[
         "--config", CONFIG, "--trace", AZURE, "--policy", "hpa", "--plot", plot,
     ]);
-    assert!(!ok);
     assert!(
         stderr.contains("unknown policy `hpa`: expected static, keda-queue, keda-tokens, keda-seed, scaler, oracle"),
         "{stderr}"
     );
     let missing = dir.path().join("missing.csv");
-    let (ok, _, stderr) = backtest(&[
+    let stderr = refused(&[
         "--config",
         CONFIG,
         "--trace",
@@ -225,7 +231,6 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         "--plot",
         plot,
     ]);
-    assert!(!ok);
     assert!(
         stderr.contains("cannot read trace") && stderr.contains("missing.csv"),
         "{stderr}"
@@ -236,7 +241,7 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.1,12,-3\n",
     )
     .unwrap();
-    let (ok, _, stderr) = backtest(&[
+    let stderr = refused(&[
         "--config",
         CONFIG,
         "--trace",
@@ -244,12 +249,11 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         "--plot",
         plot,
     ]);
-    assert!(!ok);
     assert!(
         stderr.contains("line 2: GeneratedTokens `-3` is not a whole number of tokens"),
         "{stderr}"
     );
-    let (ok, _, stderr) = backtest(&[
+    let stderr = refused(&[
         "--config",
         CONFIG,
         "--trace",
@@ -259,9 +263,8 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         "--plot",
         plot,
     ]);
-    assert!(!ok);
     assert!(stderr.contains("`0` is not a number above 0"), "{stderr}");
-    let (ok, _, stderr) = backtest(&[
+    let stderr = refused(&[
         "--config",
         CONFIG,
         "--trace",
@@ -271,7 +274,6 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         "--plot",
         plot,
     ]);
-    assert!(!ok);
     assert!(stderr.contains("nope"), "{stderr}");
 }
 

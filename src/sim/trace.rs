@@ -77,6 +77,8 @@ pub enum TraceError {
         "{path}: unknown trace format: expected Azure's CSV (header `TIMESTAMP,ContextTokens,GeneratedTokens`), Mooncake's JSONL (`timestamp`, `input_length`, `output_length`) or a rate file (header `window_start_s,<rate>`)"
     )]
     UnknownFormat { path: String },
+    #[error("{path}: {problem}")]
+    Rates { path: String, problem: String },
     #[error("{path}: the trace holds no requests")]
     Empty { path: String },
     #[error(
@@ -231,46 +233,28 @@ fn parse_mooncake(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
 }
 
 fn parse_rates(path: &str, text: &str) -> Result<RateTrace, TraceError> {
-    let mut windows = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let (start, rate) = line
-            .split_once(',')
-            .ok_or_else(|| parse_error(path, i + 1, "expected `window_start_s,rate`"))?;
-        let start: f64 = start.trim().parse().map_err(|_| {
-            parse_error(
-                path,
-                i + 1,
-                format!("window start `{start}` is not a number"),
-            )
+    let rows =
+        crate::forecast_eval::parse_rate_rows(text).map_err(|problem| TraceError::Rates {
+            path: path.into(),
+            problem,
         })?;
-        let rate: f64 = rate
-            .trim()
-            .parse()
-            .ok()
-            .filter(|r: &f64| r.is_finite() && *r >= 0.0)
-            .ok_or_else(|| {
-                parse_error(
-                    path,
-                    i + 1,
-                    format!("rate `{rate}` is not a number at or above 0"),
-                )
-            })?;
-        if let Some(&(previous, _)) = windows.last()
-            && start <= previous
-        {
-            return Err(parse_error(
-                path,
-                i + 1,
-                format!("window start {start} does not follow {previous}"),
-            ));
+    for pair in rows.windows(2) {
+        if pair[1].1 <= pair[0].1 {
+            return Err(TraceError::Rates {
+                path: path.into(),
+                problem: format!(
+                    "line {}: window start {} does not follow {}",
+                    pair[1].0, pair[1].1, pair[0].1
+                ),
+            });
         }
-        windows.push((start, rate));
     }
-    Ok(RateTrace { windows })
+    Ok(RateTrace {
+        windows: rows
+            .into_iter()
+            .map(|(_, start, rate)| (start, rate))
+            .collect(),
+    })
 }
 
 /// How a trace is replayed.
@@ -481,7 +465,7 @@ mod tests {
         let error = Trace::parse("r.csv", "window_start_s,rate\n0,1\n0,2")
             .unwrap_err()
             .to_string();
-        assert_eq!(error, "r.csv line 3: window start 0 does not follow 0");
+        assert_eq!(error, "r.csv: line 3: window start 0 does not follow 0");
         assert!(matches!(
             Trace::parse("x", "a,b,c\n"),
             Err(TraceError::UnknownFormat { .. })
