@@ -167,6 +167,8 @@ pub struct Hpa {
     failures: u32,
     /// The last time a trigger was active, for the cooldown.
     last_active: f64,
+    /// When KEDA polls next (every `polling_interval`).
+    next_poll: f64,
 }
 
 impl Hpa {
@@ -177,6 +179,7 @@ impl Hpa {
             changes: VecDeque::new(),
             failures: 0,
             last_active: 0.0,
+            next_poll: 0.0,
         }
     }
 
@@ -336,9 +339,13 @@ impl Hpa {
         }
     }
 
-    /// KEDA's activation poll: the pod count KEDA sets itself (0 -> 1 when active,
+    /// KEDA's activation poll, when one is due: the pod count KEDA sets itself (0 -> 1 when active,
     /// 1.. -> 0 after the cooldown), or `None` to leave scaling to the HPA.
     pub fn poll(&mut self, now: f64, current: u32, active: bool) -> Option<u32> {
+        if now < self.next_poll {
+            return None;
+        }
+        self.next_poll = now + self.spec.polling_interval;
         if active {
             self.last_active = now;
         }

@@ -140,9 +140,11 @@ fn failed_metrics_hold_the_fleet_then_the_fallback_takes_over() {
 fn keda_activates_from_zero_and_deactivates_after_the_cooldown() {
     let mut hpa = Hpa::new(open(0, 10));
     assert_eq!(hpa.poll(0.0, 0, false), None);
+    // Polls come every pollingInterval (30 s): activity between them waits.
+    assert_eq!(hpa.poll(15.0, 0, true), None);
     assert_eq!(hpa.poll(30.0, 0, true), Some(1));
     assert_eq!(hpa.poll(60.0, 1, false), None);
-    assert_eq!(hpa.poll(329.0, 1, false), None);
+    assert_eq!(hpa.poll(300.0, 1, false), None);
     assert_eq!(hpa.poll(330.0, 1, false), Some(0));
     // With a minimum the HPA owns the count.
     let mut warm = Hpa::new(ScaledObjectSpec::seed());
