@@ -38,6 +38,9 @@ struct Scrape {
     counters: Counters,
 }
 
+/// A histogram's per-bucket counts in a replica's counters.
+type BucketCounts = fn(&Counters) -> &Vec<f64>;
+
 /// Which token counter is the pool's throughput signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tokens {
@@ -146,12 +149,10 @@ impl Tsdb {
         {
             self.totals.pop_front();
         }
-        let window = self.totals.iter().filter(|t| t.0 > at - self.rate_window);
-        let (first, last) = (window.clone().next(), window.last());
+        let mut window = self.totals.iter().filter(|t| t.0 > at - self.rate_window);
+        let (first, last) = (window.next(), window.next_back());
         let (output, input) = match (first, last) {
-            (Some(a), Some(b)) if b.0 > a.0 => {
-                ((b.1 - a.1) / (b.0 - a.0), (b.2 - a.2) / (b.0 - a.0))
-            }
+            (Some(a), Some(b)) => ((b.1 - a.1) / (b.0 - a.0), (b.2 - a.2) / (b.0 - a.0)),
             _ => (0.0, 0.0),
         };
         self.rates.push((at, output, input));
@@ -246,14 +247,18 @@ impl Tsdb {
         })
     }
 
-    /// `rate()` of a fleet counter over `window`: no series with fewer than two scrapes.
-    fn rate(&self, now: f64, window: f64, counter: fn(&Counters) -> f64) -> Option<f64> {
+    /// The first and last scrapes inside (now - window, now], when there are two.
+    fn span(&self, now: f64, window: f64) -> Option<(&Scrape, &Scrape)> {
         let mut inside = self
             .recent
             .iter()
             .filter(|s| s.at > now - window && s.at <= now);
-        let first = inside.next()?;
-        let last = inside.last()?;
+        Some((inside.next()?, inside.next_back()?))
+    }
+
+    /// `rate()` of a fleet counter over `window`: no series with fewer than two scrapes.
+    fn rate(&self, now: f64, window: f64, counter: fn(&Counters) -> f64) -> Option<f64> {
+        let (first, last) = self.span(now, window)?;
         Some((counter(&last.counters) - counter(&first.counters)) / (last.at - first.at))
     }
 
@@ -264,15 +269,11 @@ impl Tsdb {
         latency: LatencySignal,
         le_scale_millis: bool,
     ) -> Vec<Sample> {
-        let (bounds, pick): (&[f64], fn(&Counters) -> &Vec<f64>) = match latency {
+        let (bounds, pick): (&[f64], BucketCounts) = match latency {
             LatencySignal::Ttft => (&TTFT_BUCKETS, |c| &c.ttft_buckets),
             LatencySignal::Tpot => (&TPOT_BUCKETS, |c| &c.tpot_buckets),
         };
-        let mut inside = self
-            .recent
-            .iter()
-            .filter(|s| s.at > now - window && s.at <= now);
-        let (Some(first), Some(last)) = (inside.next(), inside.last()) else {
+        let Some((first, last)) = self.span(now, window) else {
             return Vec::new();
         };
         let span = last.at - first.at;
