@@ -93,3 +93,94 @@ fn the_configmap_carries_exactly_the_example_config() {
     let volume = &deployment["spec"]["template"]["spec"]["volumes"][0];
     assert_eq!(volume["configMap"]["name"], configmap["metadata"]["name"]);
 }
+
+/// The JSON array of an exec-form Dockerfile instruction.
+fn exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {
+    let line = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{instruction} ")))
+        .unwrap_or_else(|| panic!("no {instruction} in the Dockerfile"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{instruction} is not exec form: {e}"))
+}
+
+#[test]
+fn the_image_builds_with_its_own_command_and_runs_serve_as_non_root() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
+    assert!(
+        stages[1].contains("distroless") && stages[1].contains("nonroot"),
+        "{}",
+        stages[1]
+    );
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .unwrap();
+    assert!(
+        user.split(':')
+            .all(|id| id.parse::<u32>().is_ok_and(|id| id > 0)),
+        "numeric non-root: {user}"
+    );
+
+    // The build, exactly as the Dockerfile runs it.
+    let build = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("RUN cargo "))
+        .expect("the build stage runs cargo");
+    let words: Vec<&str> = build.split_whitespace().collect();
+    assert!(
+        words.contains(&"--release") && words.contains(&"--locked"),
+        "{build}"
+    );
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(&words)
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "`cargo {build}` failed");
+    let copied = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("COPY --from=build "))
+        .unwrap();
+    let (from, to) = copied.split_once(' ').unwrap();
+    let built = std::path::Path::new(
+        &std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target")),
+    )
+    .join("release/keda-llm-scaler");
+    assert!(built.exists(), "{}", built.display());
+    assert_eq!(from, "/src/target/release/keda-llm-scaler");
+
+    // ENTRYPOINT is the copied binary; CMD is `serve` with flags the binary has.
+    let entrypoint = exec_form(&dockerfile, "ENTRYPOINT");
+    assert_eq!(entrypoint, [to]);
+    let cmd = exec_form(&dockerfile, "CMD");
+    assert_eq!(cmd[0], "serve");
+    let help = std::process::Command::new(&built)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for arg in &cmd[1..] {
+        let flag = arg.split('=').next().unwrap();
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "`{flag}` is not a flag of serve:\n{help}"
+        );
+    }
+    // The same config path as the Deployment mounts.
+    let deployment = manifest("deployment.yaml").remove(0);
+    let mount =
+        deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert!(cmd.contains(&format!("--config={mount}/config.yaml")));
+    let ignore = std::fs::read_to_string(format!("{root}/.dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target/"));
+}
