@@ -220,7 +220,7 @@ async fn explain_command_prints_terms_inputs_and_promql() {
 
 #[test]
 fn check_config_accepts_the_example_and_rejects_bad_files() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/config.yaml");
     let output = Command::new(BINARY)
         .args(["check-config", example])
         .output()
@@ -260,8 +260,11 @@ fn check_config_accepts_the_example_and_rejects_bad_files() {
 
 #[test]
 fn check_scaledobject_passes_the_shipped_manifest_and_names_bad_triggers() {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.yaml");
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/scaledobject.yaml");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/config.yaml");
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/unified-vllm/scaledobject.yaml"
+    );
     let output = Command::new(BINARY)
         .args(["check-scaledobject", manifest, "--config", config])
         .output()

@@ -10,7 +10,7 @@ use keda_llm_scaler::{
 };
 use libfuzzer_sys::fuzz_target;
 
-const CONFIG: &str = include_str!("../../deploy/config.yaml");
+const CONFIG: &str = include_str!("../../deploy/base/config.yaml");
 
 fuzz_target!(|input: (String, HashMap<String, String>)| {
     let (namespace, metadata) = input;

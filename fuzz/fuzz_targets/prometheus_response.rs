@@ -16,7 +16,7 @@ use keda_llm_scaler::{
 use libfuzzer_sys::fuzz_target;
 use prometheus_http_query::response::PromqlResult;
 
-const CONFIG: &str = include_str!("../../deploy/config.yaml");
+const CONFIG: &str = include_str!("../../deploy/base/config.yaml");
 
 fuzz_target!(|body: &[u8]| {
     let Ok(result) = serde_json::from_slice::<PromqlResult>(body) else {

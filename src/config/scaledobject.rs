@@ -106,12 +106,12 @@ pub fn check(file: &str, text: &str, config: &Config) -> Findings {
 mod tests {
     use super::*;
 
-    const CONFIG: &str = include_str!("../../deploy/config.yaml");
+    const CONFIG: &str = include_str!("../../deploy/base/config.yaml");
 
     #[test]
     fn the_shipped_scaledobject_passes() {
         let config = Config::parse(CONFIG).unwrap();
-        let text = include_str!("../../deploy/scaledobject.yaml");
+        let text = include_str!("../../deploy/examples/unified-vllm/scaledobject.yaml");
         let findings = check("scaledobject.yaml", text, &config);
         assert_eq!(findings.errors, Vec::<String>::new());
         assert_eq!(findings.ok.len(), 1, "{findings:?}");

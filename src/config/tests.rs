@@ -1,6 +1,6 @@
 use super::*;
 
-const EXAMPLE: &str = include_str!("../../deploy/config.yaml");
+const EXAMPLE: &str = include_str!("../../deploy/base/config.yaml");
 
 fn error(text: &str) -> String {
     match Config::parse(text) {

@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::demand::{Demand, TermKind};
+use crate::demand::{Demand, TermKind, Winner};
 use crate::source::Observation;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +80,10 @@ pub struct Telemetry {
     pub term: Gauges<TermLabels>,
     /// 1 when the ScaledObject was last found active.
     pub active: Gauges<ScaledObjectLabels>,
+    /// 1 when the last demand was clamped to max_demand (the fleet may need more).
+    pub at_max: Gauges<ScaledObjectLabels>,
+    /// R: the replicas exporting metrics at the last evaluation, to set against the demand.
+    pub replicas: Gauges<ScaledObjectLabels>,
     /// Prometheus query latency by signal.
     pub query_duration: Histograms<SignalLabels>,
     /// Prometheus queries that failed, by signal and kind.
@@ -134,6 +138,18 @@ impl Telemetry {
             "active",
             "1 when the ScaledObject was last found active",
             active.clone(),
+        );
+        let at_max = Gauges::<ScaledObjectLabels>::default();
+        registry.register(
+            "demand_at_max",
+            "1 when the last demand was clamped to the profile's max_demand",
+            at_max.clone(),
+        );
+        let replicas = Gauges::<ScaledObjectLabels>::default();
+        registry.register(
+            "observed_replicas",
+            "Replicas exporting the engine's metrics at the last evaluation (R)",
+            replicas.clone(),
         );
         let query_duration: Histograms<SignalLabels> =
             Family::new_with_constructor(latency_histogram);
@@ -223,6 +239,8 @@ impl Telemetry {
             demand,
             term,
             active,
+            at_max,
+            replicas,
             query_duration,
             query_errors,
             slo_burn_rate,
@@ -307,6 +325,21 @@ impl Telemetry {
         self.active
             .get_or_create(&labels)
             .set(if demand.active { 1.0 } else { 0.0 });
+        match demand.inputs.replicas {
+            Some(r) => {
+                self.replicas.get_or_create(&labels).set(r);
+            }
+            None => {
+                self.replicas.remove(&labels);
+            }
+        }
+        self.at_max
+            .get_or_create(&labels)
+            .set(if demand.winner == Winner::MaxDemand {
+                1.0
+            } else {
+                0.0
+            });
         for kind in TermKind::ALL {
             let labels = TermLabels {
                 namespace: namespace.to_owned(),
@@ -383,6 +416,8 @@ impl Telemetry {
         };
         self.demand.remove(&labels);
         self.active.remove(&labels);
+        self.at_max.remove(&labels);
+        self.replicas.remove(&labels);
         self.answer_age.remove(&labels);
         self.stale_answers.remove(&labels);
         self.forecast_tokens.remove(&labels);
@@ -445,7 +480,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demand::{Inputs, Winner};
+    use crate::demand::Inputs;
 
     #[test]
     fn forgetting_a_scaled_object_drops_all_its_series() {

@@ -122,28 +122,15 @@ impl ScaledObjectSpec {
 }
 
 impl ScaledObjectSpec {
-    /// This scaler's recommended ScaledObject (deploy/): a warm pool of 2, max 20,
-    /// polling every 15 s, Kubernetes' fast default scale-up (the demand already says how
-    /// many replicas are needed), and scale-down by one pod a minute after 5 minutes of
-    /// stabilization, so a lull shorter than a cold start does not shed replicas.
+    /// This scaler's ScaledObject in deploy/examples: the seed's behavior (a warm pool of
+    /// 2, max 20, up 3 pods a minute, down 1 pod per 2 minutes after 5 minutes of
+    /// stabilization), polling every 15 s, fallback to 6 replicas after 3 failures.
     pub fn recommended() -> Self {
+        let seed = Self::seed();
         Self {
             polling_interval: 15.0,
-            cooldown_period: 300.0,
-            min_replicas: 2,
-            max_replicas: 20,
             fallback: Some((3, 6)),
-            scale_up: Rules::default_up(),
-            scale_down: Rules {
-                stabilization: 300.0,
-                select: Select::Max,
-                policies: vec![RatePolicy::Pods {
-                    value: 1,
-                    period: 60.0,
-                }],
-            },
-            tolerance: 0.1,
-            sync_period: 15.0,
+            ..seed
         }
     }
 }
