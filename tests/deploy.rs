@@ -228,7 +228,12 @@ fn the_deployment_runs_serve_with_the_mounted_config_and_grpc_probes() {
     let deployment = manifest("base/deployment.yaml").remove(0);
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(deployment["spec"]["replicas"], 2);
-    assert!(!pod["topologySpreadConstraints"].as_array().unwrap().is_empty());
+    assert!(
+        !pod["topologySpreadConstraints"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(pod["serviceAccountName"], "keda-llm-scaler");
     let container = &pod["containers"][0];
     let args: Vec<&str> = container["args"]
