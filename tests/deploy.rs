@@ -43,7 +43,8 @@ fn run(command: &mut Command) -> (bool, String) {
 
 /// `kubectl kustomize DIR`: the objects `kubectl apply -k` would send.
 fn kustomize(dir: &str) -> String {
-    let (ok, out) = run(Command::new("kubectl").args(["kustomize", &format!("{ROOT}/{dir}")]));
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let (ok, out) = run(Command::new(kubectl).args(["kustomize", &format!("{ROOT}/{dir}")]));
     assert!(ok, "kubectl kustomize {dir}: {out}");
     out
 }

@@ -275,6 +275,20 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         plot,
     ]);
     assert!(stderr.contains("nope"), "{stderr}");
+    let stderr = refused(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        AZURE,
+        "--max-replicas",
+        "0",
+        "--plot",
+        plot,
+    ]);
+    assert!(
+        stderr.contains("--max-replicas 0: expected at least 1"),
+        "{stderr}"
+    );
 }
 
 /// The demo binary, killed on drop.

@@ -162,6 +162,9 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
             .single()
             .expect("a valid date"),
     });
+    if args.max_replicas == 0 {
+        return Err("--max-replicas 0: expected at least 1".to_owned());
+    }
     if args.min_replicas > args.max_replicas {
         return Err(format!(
             "--min-replicas {} is above --max-replicas {}",

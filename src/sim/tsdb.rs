@@ -110,8 +110,11 @@ pub struct Tsdb {
     /// Recent scrapes, as far back as the longest range any query reads.
     recent: VecDeque<Scrape>,
     retention: f64,
-    /// Every scrape's token rates over the rate window (output, input), for history.
-    rates: Vec<(f64, f64, f64)>,
+    /// Each scrape's token rates over the rate window (output, input), as far back as
+    /// the history queries reach.
+    rates: VecDeque<(f64, f64, f64)>,
+    /// How far back the history queries reach, seconds.
+    history_span: f64,
     /// Every scrape's cumulative token counters (output, input), for the rates.
     totals: VecDeque<(f64, f64, f64)>,
     rate_window: f64,
@@ -123,7 +126,12 @@ impl Tsdb {
             scrape_interval,
             recent: VecDeque::new(),
             retention: shape.longest_window() + 2.0 * scrape_interval,
-            rates: Vec::new(),
+            rates: VecDeque::new(),
+            history_span: shape
+                .history
+                .map_or(0.0, |(period, periods, lead, level_window)| {
+                    period * f64::from(periods) + lead.max(level_window) + 2.0 * scrape_interval
+                }),
             totals: VecDeque::new(),
             rate_window: shape.rate_window,
         }
@@ -155,7 +163,14 @@ impl Tsdb {
             (Some(a), Some(b)) => ((b.1 - a.1) / (b.0 - a.0), (b.2 - a.2) / (b.0 - a.0)),
             _ => (0.0, 0.0),
         };
-        self.rates.push((at, output, input));
+        self.rates.push_back((at, output, input));
+        while self
+            .rates
+            .front()
+            .is_some_and(|r| r.0 < at - self.history_span)
+        {
+            self.rates.pop_front();
+        }
         self.recent.push_back(Scrape {
             at,
             replicas,
@@ -183,16 +198,14 @@ impl Tsdb {
             .iter()
             .map(|(signal, _)| (*signal, self.answer(*signal, plan, shape, now)))
             .collect();
-        Observation {
+        Observation::of_plan(
+            plan,
             answers,
-            replica_label: plan.replica_label.clone(),
-            model_label: plan.model_label.clone(),
-            latency_kinds: plan.latency_kinds.clone(),
-            queries: Vec::new(),
-            started_at: wall_clock,
-            started: Instant::now(),
-            duration: Duration::ZERO,
-        }
+            Vec::new(),
+            wall_clock,
+            Instant::now(),
+            Duration::ZERO,
+        )
     }
 
     /// One signal's answer at `now`.
@@ -304,7 +317,7 @@ impl Tsdb {
         let between = |from: f64, to: f64| {
             let start = self.rates.partition_point(|r| r.0 < from);
             let end = self.rates.partition_point(|r| r.0 <= to);
-            &self.rates[start..end.max(start)]
+            self.rates.range(start..end.max(start))
         };
         let mut samples = Vec::new();
         let first_period = if peaks { 1 } else { 0 };
@@ -315,13 +328,14 @@ impl Tsdb {
             } else {
                 between(back - level_window, back)
             };
-            if points.is_empty() {
+            let count = points.len();
+            if count == 0 {
                 continue;
             }
             let result = if peaks {
-                points.iter().map(value).fold(0.0, f64::max)
+                points.map(value).fold(0.0, f64::max)
             } else {
-                points.iter().map(value).sum::<f64>() / points.len() as f64
+                points.map(value).sum::<f64>() / count as f64
             };
             samples.push(sample(&[(PERIOD_LABEL, &k.to_string())], result));
         }

@@ -171,6 +171,27 @@ impl Observation {
         }
     }
 
+    /// An observation of `plan` made of these answers.
+    pub fn of_plan(
+        plan: &QueryPlan,
+        answers: Vec<(Signal, Result<Vec<Sample>, String>)>,
+        queries: Vec<QueryRecord>,
+        started_at: SystemTime,
+        started: Instant,
+        duration: Duration,
+    ) -> Self {
+        Self {
+            answers,
+            replica_label: plan.replica_label.clone(),
+            model_label: plan.model_label.clone(),
+            latency_kinds: plan.latency_kinds.clone(),
+            queries,
+            started_at,
+            started,
+            duration,
+        }
+    }
+
     /// True when every query was answered.
     pub fn is_complete(&self) -> bool {
         self.answers.iter().all(|(_, answer)| answer.is_ok())
@@ -485,16 +506,14 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
             (signal, answer.map_err(|e| e.to_string()))
         })
         .collect();
-    Observation {
+    Observation::of_plan(
+        plan,
         answers,
-        replica_label: plan.replica_label.clone(),
-        model_label: plan.model_label.clone(),
-        latency_kinds: plan.latency_kinds.clone(),
         queries,
         started_at,
         started,
-        duration: started.elapsed(),
-    }
+        started.elapsed(),
+    )
 }
 
 /// "queue, kv_cache queries failed: X": one line however many queries share a cause.
