@@ -47,7 +47,7 @@ fn main() {
     println!("# {}\n", model.name);
 
     println!("## ShareGPT-like requests (202 in / 179 out)\n");
-    println!("| req/s | TTFT p50 ms | TPOT p50 ms | TPOT mean-ish p90 ms | output tok/s |");
+    println!("| req/s | TTFT p50 ms | TPOT p50 ms | TPOT p90 ms | output tok/s |");
     println!("|---:|---:|---:|---:|---:|");
     let sharegpt = [(202, 179)];
     for rate in [2.0, 8.0, 16.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0] {

@@ -289,6 +289,24 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         stderr.contains("--max-replicas 0: expected at least 1"),
         "{stderr}"
     );
+    let gauges = dir.path().join("seed.yaml");
+    std::fs::write(
+        &gauges,
+        "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  seed:\n    engine: seed\n    capacity: {queue_per_replica: 15, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n",
+    )
+    .unwrap();
+    let stderr = refused(&[
+        "--config",
+        gauges.to_str().unwrap(),
+        "--trace",
+        AZURE,
+        "--plot",
+        plot,
+    ]);
+    assert!(
+        stderr.contains("profile `seed` reads its SLO latencies from gauges (engine seed)"),
+        "{stderr}"
+    );
 }
 
 /// The demo binary, killed on drop.

@@ -525,6 +525,22 @@ mod tests {
             before.contains(r#"keda_llm_scaler_slo_burn_rate{namespace="ns",scaledobject="gone",slo="ttft-2s",window="short"} 2.0"#),
             "{before}"
         );
+        assert!(before.contains(
+            r#"keda_llm_scaler_observed_replicas{namespace="ns",scaledobject="gone"} 1.0"#
+        ));
+        assert!(
+            before.contains(
+                r#"keda_llm_scaler_demand_at_max{namespace="ns",scaledobject="gone"} 0.0"#
+            )
+        );
+        let clamped = Demand {
+            winner: Winner::MaxDemand,
+            ..demand.clone()
+        };
+        telemetry.record_demand("ns", "pinned", &clamped, 0.1, false);
+        assert!(telemetry.encode().contains(
+            r#"keda_llm_scaler_demand_at_max{namespace="ns",scaledobject="pinned"} 1.0"#
+        ));
         telemetry.forget("ns", "gone");
         let text = telemetry.encode();
         assert!(!text.contains(r#"scaledobject="gone""#), "{text}");

@@ -214,6 +214,17 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
         }
     }
     for pool in &pools {
+        if pool
+            .plan
+            .latency_kinds
+            .contains(&crate::source::LatencyKind::Gauge)
+        {
+            return Err(format!(
+                "profile `{}` reads its SLO latencies from gauges (engine {}); the simulated fleet exports vLLM's histograms: simulate it with a profile whose engine has latency histograms, such as vllm",
+                pool.target.profile_name,
+                pool.target.engine.as_str()
+            ));
+        }
         let capacity = match pool.role {
             Role::Prefill => pool.target.input_tokens_per_second,
             _ => pool.target.output_tokens_per_second,
@@ -268,6 +279,15 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
 pub fn backtest(args: &BacktestArgs) -> Result<String, String> {
     let prepared = prepare(args)?;
     let outcomes = prepared.run_all();
+    for outcome in &outcomes {
+        if outcome.evaluation_errors > 0 {
+            eprintln!(
+                "warning: {}: {} evaluations failed (the HPA held the fleet, then KEDA's fallback)",
+                outcome.policy.as_str(),
+                outcome.evaluation_errors
+            );
+        }
+    }
     let title = format!(
         "{} on {} ({}, cold start {} s)",
         file_name(&prepared.trace_name),
