@@ -94,6 +94,10 @@ pub enum Command {
         /// As `predictive.history.level_window`.
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         level_window: crate::config::ConfigDuration,
+        /// What a window of rate 0 is: a gap in the recording (no data, as Prometheus
+        /// would have none) or an idle fleet (a rate of 0).
+        #[arg(long, value_enum, default_value_t = crate::forecast_eval::ZeroRate::Gap)]
+        zeros: crate::forecast_eval::ZeroRate,
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -225,6 +229,7 @@ async fn dispatch(command: Command) -> ExitCode {
             period,
             periods,
             level_window,
+            zeros,
             json,
         } => {
             let settings = crate::forecast_eval::EvalSettings {
@@ -232,6 +237,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 period: period.0,
                 periods,
                 level_window: level_window.0,
+                zeros,
             };
             let report = crate::forecast_eval::read_rate_trace(&trace)
                 .and_then(|trace| crate::forecast_eval::evaluate(&trace, &settings));

@@ -8,9 +8,17 @@
 //! - `last-value`: the rate of window i - 1;
 //! - `seasonal-naive`: the highest rate over the same stretch one period ago.
 //!
+//! A window of rate 0 is, by default, a gap in the recording (`--zeros gap`): Prometheus
+//! has no sample there, so a history query skips it as it skips any missing data (a
+//! past period whose stretch or level window holds only gaps is absent, as its series
+//! would be), and seasonal-naive with nothing one period ago falls back to the last value,
+//! as the shipped forecast does without history. For a fleet that really idles at 0,
+//! `--zeros idle` reads 0 as a rate like any other.
+//!
 //! All methods are scored on the same windows: the first has `periods` full periods (and
-//! the level window) behind it. Windows whose actual rate is 0 (gaps in the recording)
-//! are left out of the scores, since a percentage error of 0 is undefined.
+//! the level window) behind it. Left out of the scores: windows whose actual rate is 0
+//! (a percentage error of 0 is undefined) and, with gaps, windows right after a gap, where
+//! no method has a current reading.
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
@@ -25,6 +33,18 @@ pub struct EvalSettings {
     pub periods: u32,
     /// The stretch the current level is averaged over.
     pub level_window: Duration,
+    /// What a window of rate 0 means.
+    pub zeros: ZeroRate,
+}
+
+/// What a window of rate 0 in a trace means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ZeroRate {
+    /// A gap in the recording: no data, as in Prometheus.
+    #[default]
+    Gap,
+    /// A fleet with no traffic: a rate of 0 like any other.
+    Idle,
 }
 
 /// A rate trace of equal windows.
@@ -57,6 +77,8 @@ pub struct EvalReport {
     pub points: usize,
     /// Windows left out because their actual rate was 0.
     pub zero_windows: usize,
+    /// Windows left out because the window before them was a gap.
+    pub after_gap_windows: usize,
     pub methods: Vec<MethodScore>,
 }
 
@@ -126,8 +148,16 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-fn peak(values: &[f64]) -> f64 {
-    values.iter().copied().fold(0.0, f64::max)
+/// The highest rate recorded in a stretch; `None` when it holds only gaps.
+fn peak(values: &[Option<f64>]) -> Option<f64> {
+    values.iter().flatten().copied().reduce(f64::max)
+}
+
+/// The mean rate recorded in a stretch, as `avg_over_time` skips missing samples;
+/// `None` when it holds only gaps.
+fn recorded_mean(values: &[Option<f64>]) -> Option<f64> {
+    let recorded: Vec<f64> = values.iter().flatten().copied().collect();
+    (!recorded.is_empty()).then(|| mean(&recorded))
 }
 
 /// Replays the trace; an error says which setting does not fit it.
@@ -150,7 +180,11 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
     let level_windows = (windows_of(settings.level_window).round() as usize).max(1);
     let periods = settings.periods.max(1) as usize;
     let first = periods * period + level_windows;
-    let rates = &trace.rates;
+    let rates: Vec<Option<f64>> = trace
+        .rates
+        .iter()
+        .map(|&rate| (rate > 0.0 || settings.zeros == ZeroRate::Idle).then_some(rate))
+        .collect();
     if rates.len() < first + lead_windows {
         return Err(format!(
             "the trace has {} windows: the forecast needs {periods} periods of {period} windows before the first scored one",
@@ -159,28 +193,37 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
     }
     let mut errors: [Vec<(f64, f64)>; 3] = Default::default();
     let mut zero_windows = 0;
+    let mut after_gap_windows = 0;
     for i in first..=rates.len() - lead_windows {
-        let actual = peak(&rates[i..i + lead_windows]);
-        if actual <= 0.0 {
-            zero_windows += 1;
+        let actual = match peak(&rates[i..i + lead_windows]) {
+            Some(actual) if actual > 0.0 => actual,
+            _ => {
+                zero_windows += 1;
+                continue;
+            }
+        };
+        let (Some(last_value), Some(level_now)) =
+            (rates[i - 1], recorded_mean(&rates[i - level_windows..i]))
+        else {
+            after_gap_windows += 1;
             continue;
-        }
+        };
         let history = HistoryWindow {
             past: (1..=periods)
-                .map(|k| {
+                .filter_map(|k| {
                     let back = i - k * period;
-                    PastPeriod {
+                    Some(PastPeriod {
                         periods_back: k as u32,
-                        peak: peak(&rates[back..back + lead_windows]),
-                        level: mean(&rates[back - level_windows..back]),
-                    }
+                        peak: peak(&rates[back..back + lead_windows])?,
+                        level: recorded_mean(&rates[back - level_windows..back])?,
+                    })
                 })
                 .collect(),
-            level_now: mean(&rates[i - level_windows..i]),
+            level_now,
         };
-        let shipped = forecast(&history).map_or(history.level_now, |f| f.rate);
-        let last_value = rates[i - 1];
-        let seasonal_naive = peak(&rates[i - period..i - period + lead_windows]);
+        let shipped = forecast(&history).map_or(level_now, |f| f.rate);
+        let seasonal_naive =
+            peak(&rates[i - period..i - period + lead_windows]).unwrap_or(last_value);
         for (slot, predicted) in errors.iter_mut().zip([shipped, last_value, seasonal_naive]) {
             slot.push((predicted, actual));
         }
@@ -210,6 +253,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         lead_windows,
         points: errors[0].len(),
         zero_windows,
+        after_gap_windows,
         methods,
     })
 }
@@ -222,6 +266,7 @@ impl EvalReport {
             "lead_windows": self.lead_windows,
             "points": self.points,
             "zero_windows": self.zero_windows,
+            "after_gap_windows": self.after_gap_windows,
             "methods": self.methods.iter().map(|m| serde_json::json!({
                 "name": m.name,
                 "mape": m.mape,
@@ -236,11 +281,12 @@ impl EvalReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "lead {} ({} window(s)), {} windows scored, {} zero-rate windows left out\n",
+            "lead {} ({} window(s)), {} windows scored; left out: {} with an actual rate of 0, {} right after a gap\n",
             crate::config::ConfigDuration(self.lead),
             self.lead_windows,
             self.points,
-            self.zero_windows
+            self.zero_windows,
+            self.after_gap_windows
         );
         let _ = writeln!(
             out,
@@ -271,6 +317,7 @@ mod tests {
             period: Duration::from_secs(86_400),
             periods: 3,
             level_window: Duration::from_secs(600),
+            zeros: ZeroRate::Gap,
         }
     }
 
@@ -299,6 +346,46 @@ mod tests {
         assert!(last.mape > 0.01);
         assert_eq!(report.lead_windows, 3);
         assert_eq!(report.points, 10 * 144 - (3 * 144 + 1) - 3 + 1);
+    }
+
+    #[test]
+    fn gaps_are_missing_data_as_in_prometheus() {
+        // Half an hour unrecorded on day 6: days 7 to 9 see it one, two and three periods
+        // back. Read as no data, the other periods still give the season exactly.
+        let mut trace = daily_cycle();
+        let gap = 6 * 144 + 50;
+        trace.rates[gap..gap + 3].fill(0.0);
+        let gaps = evaluate(&trace, &settings(600)).unwrap();
+        assert!(gaps.methods[0].mape < 1e-9, "{gaps:?}");
+        assert_eq!(gaps.zero_windows, 3);
+        assert_eq!(gaps.after_gap_windows, 1);
+        // Read as an idle fleet, the same zeros pull the forecast down on later days.
+        let idle = EvalSettings {
+            zeros: ZeroRate::Idle,
+            ..settings(600)
+        };
+        let zeros = evaluate(&trace, &idle).unwrap();
+        assert!(zeros.methods[0].mape > 1e-4, "{zeros:?}");
+        assert!(zeros.methods[2].mape > gaps.methods[2].mape + 1e-3);
+        assert_eq!(zeros.after_gap_windows, 0);
+        assert_eq!(zeros.points, gaps.points + 1);
+    }
+
+    #[test]
+    fn seasonal_naive_without_its_period_falls_back_to_the_last_value() {
+        // Constant traffic with all of day 3 unrecorded: on day 4 seasonal-naive has
+        // nothing one period ago and predicts the last value, which is exact here.
+        let mut trace = RateTrace {
+            window: Duration::from_secs(600),
+            rates: vec![500.0; 6 * 144],
+        };
+        trace.rates[3 * 144..4 * 144].fill(0.0);
+        let one_period = EvalSettings {
+            periods: 1,
+            ..settings(600)
+        };
+        let report = evaluate(&trace, &one_period).unwrap();
+        assert!(report.methods.iter().all(|m| m.mape < 1e-9), "{report:?}");
     }
 
     #[test]
