@@ -98,6 +98,13 @@ pub enum Command {
         /// would have none) or an idle fleet (a rate of 0).
         #[arg(long, value_enum, default_value_t = crate::forecast_eval::ZeroRate::Gap)]
         zeros: crate::forecast_eval::ZeroRate,
+        /// Replay the trace's shape at this fraction of its rate, each window's requests
+        /// drawn from a Poisson process: the sampling noise a smaller fleet sees.
+        #[arg(long, value_parser = crate::sim::backtest::parse_factor)]
+        rate_scale: Option<f64>,
+        /// Seeds the draws of --rate-scale: the same seed gives the same figures.
+        #[arg(long, default_value_t = 1, requires = "rate_scale")]
+        seed: u64,
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -230,6 +237,8 @@ async fn dispatch(command: Command) -> ExitCode {
             periods,
             level_window,
             zeros,
+            rate_scale,
+            seed,
             json,
         } => {
             let settings = crate::forecast_eval::EvalSettings {
@@ -238,6 +247,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 periods,
                 level_window: level_window.0,
                 zeros,
+                resample: rate_scale.map(|scale| crate::forecast_eval::Resample { scale, seed }),
             };
             let report = crate::forecast_eval::read_rate_trace(&trace)
                 .and_then(|trace| crate::forecast_eval::evaluate(&trace, &settings));

@@ -22,7 +22,10 @@
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
-use crate::demand::forecast::{HistoryWindow, PastPeriod, forecast};
+use crate::{
+    demand::forecast::{HistoryWindow, PastPeriod, forecast},
+    sim::trace::Rng,
+};
 
 /// How the replay is set up.
 #[derive(Debug, Clone)]
@@ -35,6 +38,17 @@ pub struct EvalSettings {
     pub level_window: Duration,
     /// What a window of rate 0 means.
     pub zeros: ZeroRate,
+    /// Replays the trace's shape at another fleet's size.
+    pub resample: Option<Resample>,
+}
+
+/// The trace's shape at another fleet's size: each recorded window's count of requests is
+/// drawn from a Poisson process at `scale` times its rate, so a smaller fleet's sampling
+/// noise is in the rates the methods see. Gaps stay gaps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resample {
+    pub scale: f64,
+    pub seed: u64,
 }
 
 /// What a window of rate 0 in a trace means.
@@ -160,6 +174,20 @@ fn recorded_mean(values: &[Option<f64>]) -> Option<f64> {
     (!recorded.is_empty()).then(|| mean(&recorded))
 }
 
+/// Arrivals within `window` seconds of a Poisson process at `rate` per second.
+fn poisson_count(rng: &mut Rng, rate: f64, window: f64) -> u64 {
+    if rate <= 0.0 {
+        return 0;
+    }
+    let mut count = 0;
+    let mut at = rng.exponential(rate);
+    while at < window {
+        count += 1;
+        at += rng.exponential(rate);
+    }
+    count
+}
+
 /// Replays the trace; an error says which setting does not fit it.
 pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, String> {
     let window = trace.window.as_secs_f64();
@@ -180,11 +208,17 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
     let level_windows = (windows_of(settings.level_window).round() as usize).max(1);
     let periods = settings.periods.max(1) as usize;
     let first = periods * period + level_windows;
-    let rates: Vec<Option<f64>> = trace
+    let mut rates: Vec<Option<f64>> = trace
         .rates
         .iter()
         .map(|&rate| (rate > 0.0 || settings.zeros == ZeroRate::Idle).then_some(rate))
         .collect();
+    if let Some(resample) = settings.resample {
+        let mut rng = Rng::new(resample.seed);
+        for rate in rates.iter_mut().flatten() {
+            *rate = poisson_count(&mut rng, *rate * resample.scale, window) as f64 / window;
+        }
+    }
     if rates.len() < first + lead_windows {
         return Err(format!(
             "the trace has {} windows: the forecast needs {periods} periods of {period} windows before the first scored one",
@@ -318,6 +352,7 @@ mod tests {
             periods: 3,
             level_window: Duration::from_secs(600),
             zeros: ZeroRate::Gap,
+            resample: None,
         }
     }
 
@@ -386,6 +421,32 @@ mod tests {
         };
         let report = evaluate(&trace, &one_period).unwrap();
         assert!(report.methods.iter().all(|m| m.mape < 1e-9), "{report:?}");
+    }
+
+    #[test]
+    fn resampling_adds_a_smaller_fleets_noise_and_keeps_gaps() {
+        let mut trace = RateTrace {
+            window: Duration::from_secs(600),
+            rates: vec![100.0; 6 * 144],
+        };
+        trace.rates[5 * 144..5 * 144 + 2].fill(0.0);
+        let at = |scale: f64, seed: u64| EvalSettings {
+            resample: Some(Resample { scale, seed }),
+            ..settings(600)
+        };
+        let exact = evaluate(&trace, &settings(600)).unwrap();
+        assert!(exact.methods.iter().all(|m| m.mape < 1e-9));
+        // 6,000 requests a window: about 1 % noise, so each window's error is of that order.
+        let noisy = evaluate(&trace, &at(0.1, 7)).unwrap();
+        let last_value = noisy.methods[1].mape;
+        assert!(last_value > 0.005 && last_value < 0.03, "{noisy:?}");
+        assert_eq!(noisy.zero_windows, exact.zero_windows);
+        assert_eq!(noisy.after_gap_windows, exact.after_gap_windows);
+        assert_eq!(noisy, evaluate(&trace, &at(0.1, 7)).unwrap());
+        assert_ne!(noisy, evaluate(&trace, &at(0.1, 8)).unwrap());
+        // Fewer requests, more noise.
+        let smaller = evaluate(&trace, &at(0.01, 7)).unwrap();
+        assert!(smaller.methods[1].mape > 2.0 * last_value, "{smaller:?}");
     }
 
     #[test]

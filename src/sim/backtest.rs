@@ -92,7 +92,8 @@ fn parse_router(text: &str) -> Result<Router, String> {
     })
 }
 
-fn parse_factor(text: &str) -> Result<f64, String> {
+/// A positive finite factor, for command-line flags.
+pub(crate) fn parse_factor(text: &str) -> Result<f64, String> {
     text.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)

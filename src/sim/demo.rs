@@ -42,10 +42,10 @@ pub struct DemoArgs {
     pub http_addr: SocketAddr,
     /// Simulated seconds per second: 10 replays the hour-long trace in 6 minutes (then
     /// again).
-    #[arg(long, default_value_t = 10.0, value_parser = parse_positive)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::sim::backtest::parse_factor)]
     pub speed: f64,
     /// Multiplies the trace's request rate.
-    #[arg(long, default_value_t = 4.0, value_parser = parse_positive)]
+    #[arg(long, default_value_t = 4.0, value_parser = crate::sim::backtest::parse_factor)]
     pub rate_scale: f64,
     /// A config to serve instead of the built-in one (its profile must scale a unified
     /// pool).
@@ -57,13 +57,6 @@ pub struct DemoArgs {
     /// Seeds the replay.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-}
-
-fn parse_positive(text: &str) -> Result<f64, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .ok_or_else(|| format!("`{text}` is not a number above 0"))
 }
 
 /// The simulation and the queries of the profile it answers.
