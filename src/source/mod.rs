@@ -572,3 +572,43 @@ pub fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, String> 
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(period: &str, value: f64) -> Sample {
+        Sample {
+            labels: HashMap::from([(PERIOD_LABEL.to_owned(), period.to_owned())]),
+            value,
+        }
+    }
+
+    #[test]
+    fn a_period_prometheus_has_no_samples_for_is_left_out() {
+        // Period 2 fell in a scrape outage: neither its peak nor its level came back.
+        let peaks = vec![tagged("1", 900.0), tagged("3", 1100.0)];
+        let levels = vec![tagged("0", 500.0), tagged("1", 450.0), tagged("3", 550.0)];
+        let history = history_window(peaks, levels).unwrap();
+        let back: Vec<u32> = history.past.iter().map(|p| p.periods_back).collect();
+        assert_eq!(back, [1, 3]);
+        assert_eq!(history.past[1].peak, 1100.0);
+        assert_eq!(history.past[1].level, 550.0);
+        assert_eq!(history.level_now, 500.0);
+        // A peak without its level is no period either.
+        let history = history_window(vec![tagged("2", 700.0)], vec![tagged("0", 1.0)]).unwrap();
+        assert!(history.past.is_empty());
+    }
+
+    #[test]
+    fn no_series_now_is_a_level_of_zero_and_an_untagged_series_is_an_error() {
+        let history = history_window(vec![tagged("1", 10.0)], vec![tagged("1", 5.0)]).unwrap();
+        assert_eq!(history.level_now, 0.0);
+        let untagged = Sample {
+            labels: HashMap::new(),
+            value: 1.0,
+        };
+        let error = history_window(vec![untagged], Vec::new()).unwrap_err();
+        assert!(error.contains(PERIOD_LABEL), "{error}");
+    }
+}
