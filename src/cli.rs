@@ -508,6 +508,9 @@ fn explanation_json(e: &crate::proto::llmscaler::v1::Explanation) -> String {
             "tokens_per_second": f.tokens_per_second, "past_peak": f.past_peak,
             "past_level": f.past_level, "level_ratio": f.level_ratio,
             "seasonal_change": f.seasonal_change, "agreement": f.agreement, "periods": f.periods,
+            "level_window_tokens_per_second": f.level_window_tokens_per_second,
+            "long_window_tokens_per_second": f.long_window_tokens_per_second,
+            "long_level_ratio": f.long_level_ratio,
         })),
     });
     serde_json::to_string_pretty(&value).expect("JSON values serialize")

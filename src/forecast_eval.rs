@@ -16,14 +16,14 @@
 //! `--zeros idle` reads 0 as a rate like any other.
 //!
 //! All methods are scored on the same windows: the first has `periods` full periods (and
-//! the level window) behind it. Left out of the scores: windows whose actual rate is 0
+//! the long level window) behind it. Left out of the scores: windows whose actual rate is 0
 //! (a percentage error of 0 is undefined) and, with gaps, windows right after a gap, where
 //! no method has a current reading.
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
 use crate::{
-    demand::forecast::{HistoryWindow, PastPeriod, forecast},
+    demand::forecast::{HistoryWindow, LONG_LEVEL_WINDOWS, PastPeriod, forecast},
     sim::trace::Rng,
 };
 
@@ -206,8 +206,9 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         return Err("--lead must be shorter than --period".to_owned());
     }
     let level_windows = (windows_of(settings.level_window).round() as usize).max(1);
+    let long_windows = level_windows * LONG_LEVEL_WINDOWS as usize;
     let periods = settings.periods.max(1) as usize;
-    let first = periods * period + level_windows;
+    let first = periods * period + long_windows;
     let mut rates: Vec<Option<f64>> = trace
         .rates
         .iter()
@@ -250,10 +251,13 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
                         periods_back: k as u32,
                         peak: peak(&rates[back..back + lead_windows])?,
                         level: recorded_mean(&rates[back - level_windows..back])?,
+                        long_level: recorded_mean(&rates[back - long_windows..back]),
                     })
                 })
                 .collect(),
             level_now,
+            // As the server reads it: no series now is a level of 0.
+            long_level_now: recorded_mean(&rates[i - long_windows..i]).unwrap_or(0.0),
         };
         let shipped = forecast(&history).map_or(level_now, |f| f.rate);
         let seasonal_naive =
@@ -380,18 +384,20 @@ mod tests {
         assert!(naive.mape < 1e-9);
         assert!(last.mape > 0.01);
         assert_eq!(report.lead_windows, 3);
-        assert_eq!(report.points, 10 * 144 - (3 * 144 + 1) - 3 + 1);
+        // Scored from the first window with three days and the long level window behind.
+        assert_eq!(report.points, 10 * 144 - (3 * 144 + 3) - 3 + 1);
     }
 
     #[test]
     fn gaps_are_missing_data_as_in_prometheus() {
         // Half an hour unrecorded on day 6: days 7 to 9 see it one, two and three periods
-        // back. Read as no data, the other periods still give the season exactly.
+        // back. Read as no data, the other periods still give the season, but for long
+        // level windows the gap cuts short (their mean is over what was recorded).
         let mut trace = daily_cycle();
         let gap = 6 * 144 + 50;
         trace.rates[gap..gap + 3].fill(0.0);
         let gaps = evaluate(&trace, &settings(600)).unwrap();
-        assert!(gaps.methods[0].mape < 1e-9, "{gaps:?}");
+        assert!(gaps.methods[0].mape < 1e-4, "{gaps:?}");
         assert_eq!(gaps.zero_windows, 3);
         assert_eq!(gaps.after_gap_windows, 1);
         // Read as an idle fleet, the same zeros pull the forecast down on later days.
@@ -400,7 +406,10 @@ mod tests {
             ..settings(600)
         };
         let zeros = evaluate(&trace, &idle).unwrap();
-        assert!(zeros.methods[0].mape > 1e-4, "{zeros:?}");
+        assert!(
+            zeros.methods[0].mape > 10.0 * gaps.methods[0].mape,
+            "{zeros:?}"
+        );
         assert!(zeros.methods[2].mape > gaps.methods[2].mape + 1e-3);
         assert_eq!(zeros.after_gap_windows, 0);
         assert_eq!(zeros.points, gaps.points + 1);

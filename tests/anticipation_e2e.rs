@@ -131,6 +131,12 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
     let forecast = explanation.forecast.expect("a forecast from history");
     assert!(close(forecast.past_peak, 1000.0), "{explanation:#?}");
     assert_eq!(forecast.periods, 3);
+    // Both views read their levels from Prometheus: idle at this time of day in each.
+    assert!(
+        close(forecast.level_window_tokens_per_second, 1000.0)
+            && close(forecast.long_window_tokens_per_second.unwrap(), 1000.0),
+        "{explanation:#?}"
+    );
     assert!(
         close(wanted, 1000.0 * 1.1 / 500.0),
         "demand {wanted}: {explanation:#?}"

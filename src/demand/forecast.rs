@@ -10,11 +10,19 @@
 //! - ratio = clip(level_now / L, 0.5, 2): today against the same time in the past
 //! - g = median(g_k), trusted as far as the periods agree on it:
 //!   w = g^2 / (g^2 + 16 var(g_k) / n)   (with one period, w = 1)
-//! - forecast = L x ratio x e^(w g)
+//! - view = L x ratio x e^(w g)
 //!
-//! Where the past level is 0 (the fleet was idle at this time of day), the forecast is the
+//! The forecast is the mean of two such views: one from the level window and one from a
+//! window three times as long ([`LONG_LEVEL_WINDOWS`]), each with its own levels and
+//! seasonal change. The short view follows the latest change; the long one averages the
+//! sampling noise of a small fleet out of today's level. Without long levels the short
+//! view is the forecast.
+//!
+//! Where the past level is 0 (the fleet was idle at this time of day), a view is the
 //! median peak: a daily spike from zero is still foreseen. No past period at all: no
 //! forecast.
+
+use std::time::Duration;
 
 /// One past period's stretch of the rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +33,8 @@ pub struct PastPeriod {
     pub peak: f64,
     /// The mean rate over the level window ending at now - kP.
     pub level: f64,
+    /// The mean rate over the long level window ending at now - kP, where it was read.
+    pub long_level: Option<f64>,
 }
 
 /// What the forecast is made from.
@@ -33,12 +43,14 @@ pub struct HistoryWindow {
     pub past: Vec<PastPeriod>,
     /// The mean rate over the level window ending now.
     pub level_now: f64,
+    /// The mean rate over the long level window ending now.
+    pub long_level_now: f64,
 }
 
-/// The forecast and its parts, for Explain.
+/// The forecast and its parts, for Explain. The parts are the level window's view.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Forecast {
-    /// The rate expected over [now, now + lead].
+    /// The rate expected over [now, now + lead]: the mean of the views.
     pub rate: f64,
     /// Median of the past periods' peaks.
     pub past_peak: f64,
@@ -52,11 +64,31 @@ pub struct Forecast {
     pub agreement: f64,
     /// Periods that had data.
     pub periods: usize,
+    /// The level window's view of the rate.
+    pub level_window_rate: f64,
+    /// The long level window's view, where long levels were read.
+    pub long_window: Option<LongView>,
+}
+
+/// The long level window's view, for Explain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LongView {
+    pub rate: f64,
+    /// Today's long level against the past periods' long levels, after clipping.
+    pub level_ratio: f64,
 }
 
 /// Bounds on today's level against the past: beyond them, one of the two is not a level
 /// but an outage or a one-off, and the forecast should not follow it all the way.
 pub const LEVEL_RATIO_RANGE: (f64, f64) = (0.5, 2.0);
+
+/// How many level windows the long level window spans.
+pub const LONG_LEVEL_WINDOWS: u32 = 3;
+
+/// The long level window for a level window.
+pub fn long_level_window(level_window: Duration) -> Duration {
+    level_window * LONG_LEVEL_WINDOWS
+}
 
 /// How much disagreement between periods it takes to distrust the seasonal change.
 /// Tuned on the first week of ServeGen's trace (see BENCHMARKS.md).
@@ -76,25 +108,32 @@ fn usable(value: f64) -> bool {
     value.is_finite() && value >= 0.0
 }
 
-/// The forecast; `None` without any usable past period (a new model).
-pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
-    let past: Vec<&PastPeriod> = history
-        .past
+/// One view: the rate over the lead from (peak, level) pairs and today's level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct View {
+    rate: f64,
+    past_peak: f64,
+    past_level: f64,
+    level_ratio: f64,
+    seasonal_change: f64,
+    agreement: f64,
+    periods: usize,
+}
+
+fn view(past: &[(f64, f64)], level_now: f64) -> Option<View> {
+    let past: Vec<(f64, f64)> = past
         .iter()
-        .filter(|p| usable(p.peak) && usable(p.level))
+        .copied()
+        .filter(|&(peak, level)| usable(peak) && usable(level))
         .collect();
     if past.is_empty() {
         return None;
     }
-    let level_now = if usable(history.level_now) {
-        history.level_now
-    } else {
-        0.0
-    };
-    let past_peak = median(&mut past.iter().map(|p| p.peak).collect::<Vec<_>>());
-    let past_level = median(&mut past.iter().map(|p| p.level).collect::<Vec<_>>());
+    let level_now = if usable(level_now) { level_now } else { 0.0 };
+    let past_peak = median(&mut past.iter().map(|p| p.0).collect::<Vec<_>>());
+    let past_level = median(&mut past.iter().map(|p| p.1).collect::<Vec<_>>());
     if past_level <= 0.0 {
-        return Some(Forecast {
+        return Some(View {
             rate: past_peak,
             past_peak,
             past_level,
@@ -107,8 +146,8 @@ pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
     let level_ratio = (level_now / past_level).clamp(LEVEL_RATIO_RANGE.0, LEVEL_RATIO_RANGE.1);
     let mut changes: Vec<f64> = past
         .iter()
-        .filter(|p| p.peak > 0.0 && p.level > 0.0)
-        .map(|p| (p.peak / p.level).ln())
+        .filter(|&&(peak, level)| peak > 0.0 && level > 0.0)
+        .map(|&(peak, level)| (peak / level).ln())
         .collect();
     let (change, agreement) = match changes.len() {
         0 => (0.0, 0.0),
@@ -128,7 +167,7 @@ pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
         }
     };
     let seasonal_change = (agreement * change).exp();
-    Some(Forecast {
+    Some(View {
         rate: past_level * level_ratio * seasonal_change,
         past_peak,
         past_level,
@@ -136,6 +175,33 @@ pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
         seasonal_change,
         agreement,
         periods: past.len(),
+    })
+}
+
+/// The forecast; `None` without any usable past period (a new model).
+pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
+    let short: Vec<(f64, f64)> = history.past.iter().map(|p| (p.peak, p.level)).collect();
+    let short = view(&short, history.level_now)?;
+    let long: Vec<(f64, f64)> = history
+        .past
+        .iter()
+        .filter_map(|p| Some((p.peak, p.long_level?)))
+        .collect();
+    let long = view(&long, history.long_level_now);
+    let rate = long.map_or(short.rate, |long| (short.rate + long.rate) / 2.0);
+    Some(Forecast {
+        rate,
+        past_peak: short.past_peak,
+        past_level: short.past_level,
+        level_ratio: short.level_ratio,
+        seasonal_change: short.seasonal_change,
+        agreement: short.agreement,
+        periods: short.periods,
+        level_window_rate: short.rate,
+        long_window: long.map(|long| LongView {
+            rate: long.rate,
+            level_ratio: long.level_ratio,
+        }),
     })
 }
 
@@ -151,6 +217,21 @@ mod tests {
                 periods_back: i as u32 + 1,
                 peak,
                 level,
+                long_level: None,
+            })
+            .collect()
+    }
+
+    /// Past periods with long levels too: (peak, level, long level).
+    fn past_long(values: &[(f64, f64, f64)]) -> Vec<PastPeriod> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &(peak, level, long_level))| PastPeriod {
+                periods_back: i as u32 + 1,
+                peak,
+                level,
+                long_level: Some(long_level),
             })
             .collect()
     }
@@ -164,6 +245,7 @@ mod tests {
         let history = HistoryWindow {
             past: past(&[(1000.0, 100.0), (1000.0, 100.0), (1000.0, 100.0)]),
             level_now: 100.0,
+            long_level_now: 0.0,
         };
         let f = forecast(&history).unwrap();
         assert!(close(f.rate, 1000.0), "{f:?}");
@@ -180,6 +262,7 @@ mod tests {
         let history = HistoryWindow {
             past: past(&[(200.0, 100.0); 3]),
             level_now: 1000.0,
+            long_level_now: 0.0,
         };
         let f = forecast(&history).unwrap();
         assert_eq!(f.level_ratio, LEVEL_RATIO_RANGE.1);
@@ -203,6 +286,7 @@ mod tests {
                 (9000.0, 500.0),
             ]),
             level_now: 500.0,
+            long_level_now: 0.0,
         };
         let f = forecast(&history).unwrap();
         assert_eq!(f.past_peak, 1000.0);
@@ -214,10 +298,12 @@ mod tests {
         let agree = HistoryWindow {
             past: past(&[(200.0, 100.0), (200.0, 100.0), (200.0, 100.0)]),
             level_now: 100.0,
+            long_level_now: 0.0,
         };
         let disagree = HistoryWindow {
             past: past(&[(200.0, 100.0), (400.0, 100.0), (60.0, 100.0)]),
             level_now: 100.0,
+            long_level_now: 0.0,
         };
         let a = forecast(&agree).unwrap();
         let d = forecast(&disagree).unwrap();
@@ -231,9 +317,64 @@ mod tests {
         let history = HistoryWindow {
             past: past(&[(800.0, 0.0), (900.0, 0.0), (1000.0, 0.0)]),
             level_now: 0.0,
+            long_level_now: 0.0,
         };
         let f = forecast(&history).unwrap();
         assert_eq!(f.rate, 900.0);
+    }
+
+    #[test]
+    fn the_forecast_is_the_mean_of_the_level_and_long_level_views() {
+        // The last level window ran 30 % above its usual level, the long window did not:
+        // the short view follows it all the way, the long one not at all.
+        let history = HistoryWindow {
+            past: past_long(&[(200.0, 100.0, 100.0); 3]),
+            level_now: 130.0,
+            long_level_now: 100.0,
+        };
+        let f = forecast(&history).unwrap();
+        assert!(close(f.level_window_rate, 260.0), "{f:?}");
+        let long = f.long_window.unwrap();
+        assert!(
+            close(long.rate, 200.0) && close(long.level_ratio, 1.0),
+            "{f:?}"
+        );
+        assert!(close(f.rate, 230.0), "{f:?}");
+        // The parts Explain shows are the level window's.
+        assert!(close(f.level_ratio, 1.3) && close(f.seasonal_change, 2.0));
+        // Each view has its own seasonal change: here the long window ends lower in a
+        // rising hour, so its change to the peak is larger and its view the same.
+        let rising = HistoryWindow {
+            past: past_long(&[(200.0, 100.0, 80.0); 3]),
+            level_now: 100.0,
+            long_level_now: 80.0,
+        };
+        let f = forecast(&rising).unwrap();
+        assert!(close(f.rate, 200.0) && close(f.long_window.unwrap().rate, 200.0));
+    }
+
+    #[test]
+    fn without_long_levels_the_level_window_is_the_forecast() {
+        let mut periods = past_long(&[(200.0, 100.0, 100.0); 3]);
+        let history = HistoryWindow {
+            past: past(&[(200.0, 100.0); 3]),
+            level_now: 130.0,
+            long_level_now: 100.0,
+        };
+        let f = forecast(&history).unwrap();
+        assert_eq!(f.long_window, None);
+        assert!(close(f.rate, 260.0), "{f:?}");
+        // A period without its long level leaves the long view to the others.
+        periods[1].long_level = None;
+        periods[2].long_level = Some(50.0);
+        let f = forecast(&HistoryWindow {
+            past: periods,
+            ..history
+        })
+        .unwrap();
+        let long = f.long_window.unwrap();
+        assert!(close(long.level_ratio, 100.0 / 75.0), "{f:?}");
+        assert_eq!(f.periods, 3);
     }
 
     #[test]
@@ -241,11 +382,13 @@ mod tests {
         let empty = HistoryWindow {
             past: Vec::new(),
             level_now: 300.0,
+            long_level_now: 0.0,
         };
         assert_eq!(forecast(&empty), None);
         let unusable = HistoryWindow {
             past: past(&[(f64::NAN, 1.0), (-1.0, 1.0)]),
             level_now: 300.0,
+            long_level_now: 0.0,
         };
         assert_eq!(forecast(&unusable), None);
     }

@@ -423,9 +423,11 @@ profiles:
                 periods_back: k,
                 peak: 1000.0,
                 level: 0.0,
+                long_level: Some(0.0),
             })
             .collect(),
         level_now: 0.0,
+        long_level_now: 0.0,
     });
     let d = compute(&s, &p).unwrap();
     assert_eq!(term(&d, TermKind::Schedule), 3.0);
@@ -437,6 +439,7 @@ profiles:
     s.history = Some(forecast::HistoryWindow {
         past: Vec::new(),
         level_now: 0.0,
+        long_level_now: 0.0,
     });
     let d = compute(&s, &p).unwrap();
     assert!(d.term(TermKind::Forecast).is_none() && !d.skipped.contains(&TermKind::Forecast));

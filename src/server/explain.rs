@@ -210,6 +210,9 @@ fn fill_demand(
         seasonal_change: f.seasonal_change,
         agreement: f.agreement,
         periods: u32::try_from(f.periods).unwrap_or(u32::MAX),
+        level_window_tokens_per_second: f.level_window_rate,
+        long_window_tokens_per_second: f.long_window.map(|l| l.rate),
+        long_level_ratio: f.long_window.map(|l| l.level_ratio),
     });
 }
 
@@ -354,6 +357,17 @@ pub fn render_explanation(e: &Explanation) -> String {
             f.seasonal_change,
             f.periods
         );
+        let _ = match (f.long_window_tokens_per_second, f.long_level_ratio) {
+            (Some(rate), Some(ratio)) => writeln!(
+                out,
+                "           mean of the level window's {:.3} and the long window's {:.3} (long level ratio {:.3})",
+                f.level_window_tokens_per_second, rate, ratio
+            ),
+            _ => writeln!(
+                out,
+                "           from the level window alone (no long levels)"
+            ),
+        };
     }
     let _ = writeln!(
         out,

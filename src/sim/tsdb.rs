@@ -20,7 +20,10 @@ use super::{
 };
 use crate::{
     config::{LatencySignal, Profile, metadata::Target},
-    source::{LatencyKind, Observation, PERIOD_LABEL, QueryPlan, Sample, Signal},
+    demand::forecast::LONG_LEVEL_WINDOWS,
+    source::{
+        LEVEL_LABEL, LONG_LEVEL, LatencyKind, Observation, PERIOD_LABEL, QueryPlan, Sample, Signal,
+    },
 };
 
 /// One replica's gauges at a scrape.
@@ -130,7 +133,8 @@ impl Tsdb {
             history_span: shape
                 .history
                 .map_or(0.0, |(period, periods, lead, level_window)| {
-                    period * f64::from(periods) + lead.max(level_window) + 2.0 * scrape_interval
+                    let long_window = level_window * f64::from(LONG_LEVEL_WINDOWS);
+                    period * f64::from(periods) + lead.max(long_window) + 2.0 * scrape_interval
                 }),
             totals: VecDeque::new(),
             rate_window: shape.rate_window,
@@ -306,7 +310,8 @@ impl Tsdb {
     }
 
     /// The forecast's history: per past period k, the peak rate over the lead (k >= 1)
-    /// or the level over the level window (k >= 0), tagged with the period label.
+    /// or the levels over the level window and the long level window (k >= 0), tagged
+    /// with the period label (and the long level's label).
     fn history(&self, now: f64, shape: &QueryShape, peaks: bool) -> Result<Vec<Sample>, String> {
         let (period, periods, lead, level_window) =
             shape.history.ok_or("the profile has no history section")?;
@@ -320,24 +325,35 @@ impl Tsdb {
             self.rates.range(start..end.max(start))
         };
         let mut samples = Vec::new();
-        let first_period = if peaks { 1 } else { 0 };
-        for k in first_period..=periods {
-            let back = now - period * f64::from(k);
-            let points = if peaks {
-                between(back, back + lead)
-            } else {
-                between(back - level_window, back)
-            };
-            let count = points.len();
-            if count == 0 {
-                continue;
+        if peaks {
+            for k in 1..=periods {
+                let back = now - period * f64::from(k);
+                let points = between(back, back + lead);
+                if points.len() > 0 {
+                    let peak = points.map(value).fold(0.0, f64::max);
+                    samples.push(sample(&[(PERIOD_LABEL, &k.to_string())], peak));
+                }
             }
-            let result = if peaks {
-                points.map(value).fold(0.0, f64::max)
-            } else {
-                points.map(value).sum::<f64>() / count as f64
-            };
-            samples.push(sample(&[(PERIOD_LABEL, &k.to_string())], result));
+            return Ok(samples);
+        }
+        let long_window = level_window * f64::from(LONG_LEVEL_WINDOWS);
+        for (window, long) in [(level_window, false), (long_window, true)] {
+            for k in 0..=periods {
+                let back = now - period * f64::from(k);
+                let points = between(back - window, back);
+                let count = points.len();
+                if count == 0 {
+                    continue;
+                }
+                let level = points.map(value).sum::<f64>() / count as f64;
+                let k = k.to_string();
+                let labels: &[(&str, &str)] = if long {
+                    &[(PERIOD_LABEL, &k), (LEVEL_LABEL, LONG_LEVEL)]
+                } else {
+                    &[(PERIOD_LABEL, &k)]
+                };
+                samples.push(sample(labels, level));
+            }
         }
         Ok(samples)
     }
@@ -421,7 +437,8 @@ mod tests {
         assert!((demand.inputs.output_tokens_per_second.unwrap() - rate).abs() < 1e-9);
         // No day of history yet: the forecast has nothing to go on.
         assert!(answer(&tsdb, Signal::HistoryPeak, 30.0).is_empty());
-        assert_eq!(answer(&tsdb, Signal::HistoryLevel, 30.0).len(), 1);
+        // Today's level over the level window and the long one.
+        assert_eq!(answer(&tsdb, Signal::HistoryLevel, 30.0).len(), 2);
     }
 
     #[test]
@@ -455,6 +472,15 @@ mod tests {
         let levels = tsdb
             .answer(Signal::HistoryLevel, &setup.plan, &setup.shape, now)
             .unwrap();
-        assert_eq!(levels.len(), 3);
+        let long = |s: &&Sample| s.labels.get(LEVEL_LABEL).map(String::as_str) == Some(LONG_LEVEL);
+        assert_eq!(levels.iter().filter(|s| !long(s)).count(), 3);
+        assert_eq!(levels.iter().filter(long).count(), 3);
+        let history = tsdb
+            .observe(&setup.plan, &setup.shape, now, SystemTime::UNIX_EPOCH)
+            .readings(None)
+            .history
+            .unwrap()
+            .unwrap();
+        assert!(history.past.iter().all(|p| p.long_level == Some(0.0)));
     }
 }

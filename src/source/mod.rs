@@ -440,6 +440,11 @@ fn parse_le(text: &str) -> Option<f64> {
 /// The label the history queries tag each past period with (0 = now).
 pub const PERIOD_LABEL: &str = "llm_scaler_period";
 
+/// The label the level query tags the long level window's series with, as
+/// `llm_scaler_level="long"`; the level window's series have none.
+pub const LEVEL_LABEL: &str = "llm_scaler_level";
+pub const LONG_LEVEL: &str = "long";
+
 fn by_period(samples: &[Sample], what: &str) -> Result<Vec<(u32, f64)>, String> {
     samples
         .iter()
@@ -456,23 +461,31 @@ fn by_period(samples: &[Sample], what: &str) -> Result<Vec<(u32, f64)>, String> 
 
 fn history_window(peaks: Vec<Sample>, levels: Vec<Sample>) -> Result<HistoryWindow, String> {
     let peaks = by_period(&peaks, "history peak")?;
+    let (long_levels, levels): (Vec<Sample>, Vec<Sample>) = levels
+        .into_iter()
+        .partition(|s| s.labels.get(LEVEL_LABEL).is_some_and(|l| l == LONG_LEVEL));
     let levels = by_period(&levels, "history level")?;
+    let long_levels = by_period(&long_levels, "history long level")?;
+    let at = |series: &[(u32, f64)], k: u32| series.iter().find(|(l, _)| *l == k).map(|l| l.1);
     let mut past: Vec<PastPeriod> = peaks
         .iter()
         .filter(|(k, _)| *k > 0)
         .filter_map(|&(k, peak)| {
-            let level = levels.iter().find(|(l, _)| *l == k)?.1;
             Some(PastPeriod {
                 periods_back: k,
                 peak,
-                level,
+                level: at(&levels, k)?,
+                long_level: at(&long_levels, k),
             })
         })
         .collect();
     past.sort_by_key(|p| p.periods_back);
     // A fleet with no traffic now has no series now: its level is 0.
-    let level_now = levels.iter().find(|(k, _)| *k == 0).map_or(0.0, |l| l.1);
-    Ok(HistoryWindow { past, level_now })
+    Ok(HistoryWindow {
+        past,
+        level_now: at(&levels, 0).unwrap_or(0.0),
+        long_level_now: at(&long_levels, 0).unwrap_or(0.0),
+    })
 }
 
 /// Runs every query of the plan concurrently. A query that fails leaves its signal

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use std::time::Duration;
 
-use super::{LatencyKind, PERIOD_LABEL, Signal};
+use super::{LEVEL_LABEL, LONG_LEVEL, LatencyKind, PERIOD_LABEL, Signal};
 use crate::config::{
     ConfigDuration, CustomQueries, Engine, LatencySignal, Profile, anticipation::HistoryConfig,
     metadata::Target,
@@ -548,22 +548,30 @@ fn history_queries(rate: &str, history: &HistoryConfig, lead: Duration) -> (Stri
         .collect::<Vec<_>>()
         .join(" or ");
     let level_window = history.level_window.value.0;
+    let level = |k: u32, window: Duration| {
+        let offset = if k == 0 {
+            String::new()
+        } else {
+            format!(" offset {}", ConfigDuration(period * k))
+        };
+        tag(
+            k,
+            format!(
+                "avg_over_time(({rate})[{}:{}]{offset})",
+                ConfigDuration(window),
+                subquery_step(window)
+            ),
+        )
+    };
+    let long_window = crate::demand::forecast::long_level_window(level_window);
     let levels = (0..=history.periods.value)
-        .map(|k| {
-            let offset = if k == 0 {
-                String::new()
-            } else {
-                format!(" offset {}", ConfigDuration(period * k))
-            };
-            tag(
-                k,
-                format!(
-                    "avg_over_time(({rate})[{}:{}]{offset})",
-                    ConfigDuration(level_window),
-                    subquery_step(level_window)
-                ),
+        .map(|k| level(k, level_window))
+        .chain((0..=history.periods.value).map(|k| {
+            format!(
+                r#"label_replace({}, "{LEVEL_LABEL}", "{LONG_LEVEL}", "", "")"#,
+                level(k, long_window)
             )
-        })
+        }))
         .collect::<Vec<_>>()
         .join(" or ");
     (peaks, levels)

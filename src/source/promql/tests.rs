@@ -393,7 +393,7 @@ fn history_reads_each_past_periods_peak_over_the_lead_and_the_levels() {
     assert_eq!(
         plan.query(Signal::HistoryLevel).unwrap(),
         format!(
-            r#"label_replace(avg_over_time(({rate})[10m:15s]), "llm_scaler_period", "0", "", "") or label_replace(avg_over_time(({rate})[10m:15s] offset 1d), "llm_scaler_period", "1", "", "") or label_replace(avg_over_time(({rate})[10m:15s] offset 2d), "llm_scaler_period", "2", "", "")"#
+            r#"label_replace(avg_over_time(({rate})[10m:15s]), "llm_scaler_period", "0", "", "") or label_replace(avg_over_time(({rate})[10m:15s] offset 1d), "llm_scaler_period", "1", "", "") or label_replace(avg_over_time(({rate})[10m:15s] offset 2d), "llm_scaler_period", "2", "", "") or label_replace(label_replace(avg_over_time(({rate})[30m:15s]), "llm_scaler_period", "0", "", ""), "llm_scaler_level", "long", "", "") or label_replace(label_replace(avg_over_time(({rate})[30m:15s] offset 1d), "llm_scaler_period", "1", "", ""), "llm_scaler_level", "long", "", "") or label_replace(label_replace(avg_over_time(({rate})[30m:15s] offset 2d), "llm_scaler_period", "2", "", ""), "llm_scaler_level", "long", "", "")"#
         )
     );
     // A prefill pool forecasts its input tokens.
