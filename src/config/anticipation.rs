@@ -228,7 +228,7 @@ pub struct HistoryConfig {
     #[serde(default = "default_headroom")]
     pub headroom: Positive,
     /// The stretch over which the current level is compared with the same stretch of
-    /// past periods.
+    /// past periods; the forecast also compares over three times this stretch.
     #[serde(default = "default_level_window")]
     pub level_window: Spanned<ConfigDuration>,
 }
