@@ -2,27 +2,19 @@
 //! the JSON contract, and the forecast against its baselines at the leads the predictive
 //! term is for.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use serde_json::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_keda-llm-scaler");
+mod common;
+
 const SERVEGEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/traces/servegen_m-small_rate_10min.csv"
 );
 
 fn forecast_eval(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(BINARY)
-        .arg("forecast-eval")
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::run_binary(&[&["forecast-eval"], args].concat())
 }
 
 /// Each method's MAPE by name.

@@ -38,16 +38,7 @@ fn azure_slice(dir: &Path, minutes: i64) -> std::path::PathBuf {
 }
 
 fn backtest(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(BINARY)
-        .arg("backtest")
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::run_binary(&[&["backtest"], args].concat())
 }
 
 #[test]
