@@ -23,8 +23,11 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
 /// Runs the built `keda-llm-scaler` with these arguments: (success, stdout, stderr).
+/// Integration tests only: cargo names the binary to them, not to examples.
 pub fn run_binary(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_keda-llm-scaler"))
+    let binary = option_env!("CARGO_BIN_EXE_keda-llm-scaler")
+        .expect("cargo names the binary to integration tests");
+    let output = Command::new(binary)
         .args(args)
         .output()
         .expect("the binary runs");
