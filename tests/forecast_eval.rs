@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-mod common;
+mod cli;
 
 const SERVEGEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -14,7 +14,7 @@ const SERVEGEN: &str = concat!(
 );
 
 fn forecast_eval(args: &[&str]) -> (bool, String, String) {
-    common::run_binary(&[&["forecast-eval"], args].concat())
+    cli::run_binary(&[&["forecast-eval"], args].concat())
 }
 
 /// Each method's MAPE by name.

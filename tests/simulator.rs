@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod cli;
 mod common;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_keda-llm-scaler");
@@ -38,7 +39,7 @@ fn azure_slice(dir: &Path, minutes: i64) -> std::path::PathBuf {
 }
 
 fn backtest(args: &[&str]) -> (bool, String, String) {
-    common::run_binary(&[&["backtest"], args].concat())
+    cli::run_binary(&[&["backtest"], args].concat())
 }
 
 #[test]

@@ -22,22 +22,6 @@ use keda_llm_scaler::{
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
-/// Runs the built `keda-llm-scaler` with these arguments: (success, stdout, stderr).
-/// Integration tests only: cargo names the binary to them, not to examples.
-pub fn run_binary(args: &[&str]) -> (bool, String, String) {
-    let binary = option_env!("CARGO_BIN_EXE_keda-llm-scaler")
-        .expect("cargo names the binary to integration tests");
-    let output = Command::new(binary)
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// A free loopback port (bound, then released for a child process to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
