@@ -388,3 +388,43 @@ pub fn render_explanation(e: &Explanation) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_forecast(forecast: Forecast) -> String {
+        render_explanation(&Explanation {
+            forecast: Some(forecast),
+            ..Explanation::default()
+        })
+    }
+
+    #[test]
+    fn the_forecast_shows_both_views_or_says_there_was_one() {
+        let both = Forecast {
+            tokens_per_second: 230.0,
+            past_peak: 200.0,
+            past_level: 100.0,
+            level_ratio: 1.3,
+            seasonal_change: 2.0,
+            agreement: 1.0,
+            periods: 3,
+            level_window_tokens_per_second: 260.0,
+            long_window_tokens_per_second: Some(200.0),
+            long_level_ratio: Some(1.0),
+        };
+        let text = with_forecast(both);
+        assert!(text.contains("forecast   230.000 tokens/s"), "{text}");
+        assert!(
+            text.contains("mean of the level window's 260.000 and the long window's 200.000 (long level ratio 1.000)"),
+            "{text}"
+        );
+        let short_only = Forecast {
+            long_window_tokens_per_second: None,
+            long_level_ratio: None,
+            ..both
+        };
+        assert!(with_forecast(short_only).contains("from the level window alone"));
+    }
+}
