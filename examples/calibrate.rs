@@ -27,8 +27,9 @@ fn load(
         }
         replica.advance(t, model, &mut stats, &mut Vec::new());
         let (input, output) = lengths[rng.below(lengths.len())];
-        stats.arrived();
-        replica.accept(Request::new(t, input, output), t);
+        let request = Request::new(t, input, output);
+        stats.arrived(&request);
+        replica.accept(request, t);
     }
     replica.advance(seconds, model, &mut stats, &mut Vec::new());
     let output = replica.counters.generation_tokens / seconds;

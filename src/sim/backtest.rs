@@ -9,7 +9,8 @@ use super::{
     fleet::Router,
     hpa::ScaledObjectSpec,
     model::ModelProfile,
-    run::{Outcome, Policy, PoolSetup, Setup, run},
+    run::{Found, Outcome, Policy, PoolSetup, Setup},
+    search::evaluate,
     stats::SloThresholds,
     trace::{AZURE_CONV, AZURE_CONV_NAME, Arrivals, Replay, RequestTrace, Trace},
 };
@@ -32,8 +33,8 @@ pub struct BacktestArgs {
     /// disaggregated fleet (default: the config's only profile).
     #[arg(long = "profile")]
     pub profiles: Vec<String>,
-    /// Policies to run, in order (default: all): static, keda-queue, keda-tokens,
-    /// keda-seed, scaler, oracle.
+    /// Policies to run, in order (default: all): static, static-best, keda-queue,
+    /// keda-tokens, keda-seed, keda-tuned, scaler, just-in-time, oracle.
     #[arg(long = "policy", value_parser = parse_policy)]
     pub policies: Vec<Policy>,
     /// The replica model: llama-3-70b-tp4-h100 (70b) or llama-3-8b-h100 (8b).
@@ -71,9 +72,21 @@ pub struct BacktestArgs {
     /// demand, per pool) as CSV.
     #[arg(long)]
     pub timeline: Option<PathBuf>,
+    /// The feasible attainment the searched references (static-best, keda-tuned,
+    /// oracle) must reach, between 0 and 1.
+    #[arg(long, default_value_t = 0.99, value_parser = parse_target)]
+    pub target: f64,
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A target attainment: strictly between 0 and 1.
+pub(crate) fn parse_target(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && *v < 1.0)
+        .ok_or_else(|| format!("`{text}` is not a number between 0 and 1 (exclusive)"))
 }
 
 fn parse_policy(text: &str) -> Result<Policy, String> {
@@ -124,11 +137,12 @@ impl Prepared {
             .expect("lengths were loaded for rate files")
     }
 
-    /// Runs every policy.
-    pub fn run_all(&self) -> Vec<Outcome> {
+    /// Runs every policy (in parallel; the outcomes in the policies' order).
+    pub fn run_all(&self, target: f64) -> Vec<Outcome> {
+        use rayon::prelude::*;
         self.policies
-            .iter()
-            .map(|policy| run(&self.setup, *policy, &|| self.arrivals()))
+            .par_iter()
+            .map(|policy| evaluate(&self.setup, *policy, &|| self.arrivals(), target))
             .collect()
     }
 }
@@ -260,6 +274,7 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
         sample_every: (duration / 1500.0).max(15.0).ceil(),
         drain_limit: 1800.0,
         oracle_window: 60.0,
+        keda: super::run::KedaThresholds::SEED,
     };
     let policies = if args.policies.is_empty() {
         Policy::ALL.to_vec()
@@ -279,7 +294,7 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
 /// Runs a backtest: the table or JSON to print; the plot is written to `args.plot`.
 pub fn backtest(args: &BacktestArgs) -> Result<String, String> {
     let prepared = prepare(args)?;
-    let outcomes = prepared.run_all();
+    let outcomes = prepared.run_all(args.target);
     for outcome in &outcomes {
         if outcome.evaluation_errors > 0 {
             eprintln!(
@@ -309,11 +324,16 @@ pub fn backtest(args: &BacktestArgs) -> Result<String, String> {
             .map_err(|e| format!("cannot write the timeline to {}: {e}", path.display()))?;
     }
     Ok(if args.json {
-        serde_json::to_string_pretty(&to_json(&prepared.trace_name, &prepared.setup, &outcomes))
-            .expect("JSON values serialize")
+        serde_json::to_string_pretty(&to_json(
+            &prepared.trace_name,
+            &prepared.setup,
+            args.target,
+            &outcomes,
+        ))
+        .expect("JSON values serialize")
             + "\n"
     } else {
-        to_table(&prepared.setup, &outcomes)
+        to_table(&prepared.setup, &outcomes) + &found_lines(&outcomes)
     })
 }
 
@@ -322,10 +342,10 @@ fn file_name(path: &str) -> &str {
 }
 
 /// The figures of one policy, as the table and JSON give them.
-fn figures(outcome: &Outcome) -> serde_json::Value {
+fn figures(outcome: &Outcome, pools: &[super::model::Role], target: f64) -> serde_json::Value {
     let stats = &outcome.stats;
     let quantile = |h: &super::stats::LogHistogram, q: f64| h.quantile(q);
-    json!({
+    let mut figures = json!({
         "name": outcome.policy.as_str(),
         "ttft_attainment": stats.ttft_attainment(),
         "tpot_attainment": stats.tpot_attainment(),
@@ -340,18 +360,119 @@ fn figures(outcome: &Outcome) -> serde_json::Value {
         "refused": stats.refused,
         "unfinished": stats.unfinished,
         "evaluation_errors": outcome.evaluation_errors,
-    })
+        "ttft_attainment_feasible": stats.feasible.ttft_attainment(),
+        "tpot_attainment_feasible": stats.feasible.tpot_attainment(),
+        "windows_below_target": super::search::missed_windows(outcome, target).len(),
+    });
+    let object = figures.as_object_mut().expect("an object");
+    match &outcome.found {
+        Some(Found::Replicas { replicas, reached }) => {
+            // One pool: its count; a disaggregated fleet: prefill then decode.
+            object.insert(
+                "replicas".into(),
+                match replicas.as_slice() {
+                    [one] => json!(one),
+                    many => json!(many),
+                },
+            );
+            object.insert("reached".into(), json!(reached));
+        }
+        Some(Found::Thresholds {
+            thresholds,
+            reached,
+        }) => {
+            let mut chosen = json!({
+                "queue": thresholds.queue,
+                "output_tokens_per_second": thresholds.output_tokens,
+            });
+            if pools.iter().any(|p| *p == super::model::Role::Prefill) {
+                chosen["input_tokens_per_second"] = json!(thresholds.input_tokens);
+            }
+            object.insert("thresholds".into(), chosen);
+            object.insert("reached".into(), json!(reached));
+        }
+        Some(Found::Windows { windows, capped }) => {
+            object.insert("windows".into(), json!(windows));
+            object.insert("capped_windows".into(), json!(capped));
+        }
+        None => {}
+    }
+    figures
 }
 
-/// The report as JSON: `{"trace", "model", "simulated_s", "policies": [...]}`.
-pub fn to_json(trace: &str, setup: &Setup, outcomes: &[Outcome]) -> serde_json::Value {
+/// The share of the trace's requests feasible for each SLO (the same for every policy:
+/// they replay the same arrivals).
+pub fn feasible_shares(outcomes: &[Outcome]) -> (f64, f64) {
+    let Some(first) = outcomes.first() else {
+        return (1.0, 1.0);
+    };
+    let counts = &first.stats.feasible;
+    let share = |part: u64| {
+        if counts.arrived == 0 {
+            1.0
+        } else {
+            part as f64 / counts.arrived as f64
+        }
+    };
+    (share(counts.ttft_feasible), share(counts.tpot_feasible))
+}
+
+/// What the searched references chose, one line each, after the table.
+pub fn found_lines(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    let (ttft, tpot) = feasible_shares(outcomes);
+    let _ = writeln!(
+        out,
+        "\nfeasible requests (alone on an idle replica they meet the SLO): TTFT {:.2} %, TPOT {:.2} %",
+        ttft * 100.0,
+        tpot * 100.0
+    );
+    for outcome in outcomes {
+        let name = outcome.policy.as_str();
+        let missed = |reached: bool| if reached { "" } else { " (misses the target)" };
+        match &outcome.found {
+            Some(Found::Replicas { replicas, reached }) => {
+                let _ = writeln!(out, "{name}: {replicas:?} replicas{}", missed(*reached));
+            }
+            Some(Found::Thresholds {
+                thresholds,
+                reached,
+            }) => {
+                let _ = writeln!(
+                    out,
+                    "{name}: queue {} and {} output tokens/s per replica{}",
+                    thresholds.queue,
+                    thresholds.output_tokens,
+                    missed(*reached)
+                );
+            }
+            Some(Found::Windows { windows, capped }) => {
+                let _ = writeln!(
+                    out,
+                    "{name}: {windows} windows of {} s, {capped} capped at maxReplicaCount",
+                    super::search::ORACLE_WINDOW
+                );
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// The report as JSON: `{"trace", "model", "simulated_s", "target", "feasible",
+/// "policies": [...]}`.
+pub fn to_json(trace: &str, setup: &Setup, target: f64, outcomes: &[Outcome]) -> serde_json::Value {
+    let (ttft_share, tpot_share) = feasible_shares(outcomes);
+    let roles: Vec<_> = setup.pools.iter().map(|p| p.role).collect();
     json!({
         "trace": trace,
+        "target": target,
+        "feasible": {"ttft_share": ttft_share, "tpot_share": tpot_share},
         "model": setup.model.name,
         "cold_start_s": setup.model.cold_start,
         "simulated_s": outcomes.iter().map(|o| o.simulated).fold(0.0, f64::max),
         "thresholds": {"ttft_s": setup.thresholds.ttft, "tpot_s": setup.thresholds.tpot},
-        "policies": outcomes.iter().map(figures).collect::<Vec<_>>(),
+        "policies": outcomes.iter().map(|o| figures(o, &roles, target)).collect::<Vec<_>>(),
     })
 }
 
@@ -368,19 +489,21 @@ pub fn to_table(setup: &Setup, outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| policy | TTFT <= {} | TPOT <= {} | TTFT p50 / p99 | TPOT p50 / p99 | GPU-hours | scale events | refused |",
+        "| policy | TTFT <= {} | TPOT <= {} | feasible TTFT / TPOT | TTFT p50 / p99 | TPOT p50 / p99 | GPU-hours | scale events | refused |",
         seconds(Some(setup.thresholds.ttft)),
         seconds(Some(setup.thresholds.tpot))
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for outcome in outcomes {
         let stats = &outcome.stats;
         let _ = writeln!(
             out,
-            "| {} | {:.2} % | {:.2} % | {} / {} | {} / {} | {:.1} | {} | {} |",
+            "| {} | {:.2} % | {:.2} % | {:.2} / {:.2} % | {} / {} | {} / {} | {:.1} | {} | {} |",
             outcome.policy.as_str(),
             stats.ttft_attainment() * 100.0,
             stats.tpot_attainment() * 100.0,
+            stats.feasible.ttft_attainment() * 100.0,
+            stats.feasible.tpot_attainment() * 100.0,
             seconds(stats.ttft.quantile(0.5)),
             seconds(stats.ttft.quantile(0.99)),
             seconds(stats.tpot.quantile(0.5)),
@@ -435,8 +558,10 @@ pub fn to_csv(outcomes: &[Outcome]) -> String {
     out
 }
 
-const COLORS: [&str; 6] = [
-    "#7f7f7f", "#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#2ca02c",
+/// One color per policy, in [`Policy::ALL`]'s order.
+const COLORS: [&str; 9] = [
+    "#7f7f7f", "#bcbd22", "#1f77b4", "#ff7f0e", "#9467bd", "#17becf", "#d62728", "#8c564b",
+    "#2ca02c",
 ];
 
 fn color(policy: Policy) -> &'static str {

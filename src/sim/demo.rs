@@ -155,6 +155,7 @@ pub async fn serve_demo(
         sample_every: f64::INFINITY,
         drain_limit: 0.0,
         oracle_window: 60.0,
+        keda: super::run::KedaThresholds::SEED,
     };
     let lookahead = needs(&setup, arrivals());
     let live = Arc::new(Mutex::new(Live {

@@ -130,6 +130,21 @@ impl Pool {
         }
     }
 
+    /// Scales to `target` pods serving at `now`: new ones were created one cold start
+    /// earlier and are billed from then (perfect foresight); surplus ones go as in
+    /// [`Self::scale_to`].
+    pub fn scale_ready(&mut self, target: u32, now: f64) {
+        let pods = self.pods();
+        if target <= pods {
+            self.scale_to(target, now);
+            return;
+        }
+        self.scale_events += 1;
+        for _ in pods..target {
+            self.create(now - self.model.cold_start, now);
+        }
+    }
+
     /// Runs every replica up to `until`; drained replicas leave.
     pub fn advance(&mut self, until: f64, stats: &mut Stats, handoffs: &mut Vec<Handoff>) {
         for replica in &mut self.replicas {
@@ -254,8 +269,9 @@ mod tests {
         rr.start_warm(3, 0.0);
         for pool in [&mut least, &mut rr] {
             for _ in 0..6 {
-                stats.arrived();
-                pool.route(Request::new(0.0, 100_000, 100), 0.0);
+                let request = Request::new(0.0, 100_000, 100);
+                stats.arrived(&request);
+                pool.route(request, 0.0);
             }
         }
         let held = |p: &Pool| {
@@ -327,8 +343,9 @@ mod tests {
         let mut stats = Stats::new(SloThresholds::default());
         let mut pool = pool(Router::LeastOutstanding);
         pool.scale_to(1, 0.0);
-        stats.arrived();
-        pool.route(Request::new(0.0, 10, 2), 0.0);
+        let request = Request::new(0.0, 10, 2);
+        stats.arrived(&request);
+        pool.route(request, 0.0);
         assert_eq!(pool.gateway_len(), 1);
         pool.advance(41.0, &mut stats, &mut Vec::new());
         assert_eq!(pool.gateway_len(), 0);

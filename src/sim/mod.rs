@@ -5,10 +5,12 @@
 
 pub mod backtest;
 pub mod demo;
+pub mod feasible;
 pub mod fleet;
 pub mod hpa;
 pub mod model;
 pub mod run;
+pub mod search;
 pub mod stats;
 pub mod trace;
 pub mod tsdb;

@@ -27,7 +27,7 @@ use std::{
     collections::{BinaryHeap, VecDeque},
 };
 
-use super::stats::Stats;
+use super::{feasible::Feasible, stats::Stats};
 
 /// Decode steps run as one block at most: context grows inside a block, and the block's
 /// duration accounts for it exactly.
@@ -151,6 +151,8 @@ pub struct Request {
     pub output: u32,
     /// When its first token came out; NaN before.
     pub first_token: f64,
+    /// Which SLOs it can meet at all (alone on an idle replica).
+    pub feasible: Feasible,
 }
 
 impl Request {
@@ -160,6 +162,7 @@ impl Request {
             input,
             output: output.max(1),
             first_token: f64::NAN,
+            feasible: Feasible::BOTH,
         }
     }
 }

@@ -20,44 +20,72 @@ use crate::{
 /// The scaling policies a backtest compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Policy {
-    /// Enough replicas for the trace's peak, all the time.
+    /// Enough replicas for the trace's peak by the profile's capacity, all the time.
     Static,
+    /// The smallest fixed fleet whose feasible attainment reaches the target (searched).
+    StaticBest,
     /// KEDA's Prometheus trigger on `sum(llm_queue_depth)`, threshold 15.
     KedaQueue,
     /// KEDA's Prometheus trigger on output tokens/s, threshold 5000.
     KedaTokens,
     /// Both triggers, as the seed's ScaledObject has them.
     KedaSeed,
+    /// Both triggers with thresholds chosen with hindsight on the trace (searched).
+    KedaTuned,
     /// This scaler, through KEDA and the HPA.
     Scaler,
-    /// Knows future arrivals and starts replicas one cold start ahead: the cost floor.
+    /// Knows future arrivals and starts replicas one cold start ahead, sized by the
+    /// profile's capacity.
+    JustInTime,
+    /// Knows future arrivals; per window the fewest replicas the simulator shows reach
+    /// the target (searched): the cost floor.
     Oracle,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 9] = [
         Policy::Static,
+        Policy::StaticBest,
         Policy::KedaQueue,
         Policy::KedaTokens,
         Policy::KedaSeed,
+        Policy::KedaTuned,
         Policy::Scaler,
+        Policy::JustInTime,
         Policy::Oracle,
     ];
-    pub const NAMES: &'static str = "static, keda-queue, keda-tokens, keda-seed, scaler, oracle";
+    pub const NAMES: &'static str = "static, static-best, keda-queue, keda-tokens, keda-seed, keda-tuned, scaler, just-in-time, oracle";
 
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::Static => "static",
+            Policy::StaticBest => "static-best",
             Policy::KedaQueue => "keda-queue",
             Policy::KedaTokens => "keda-tokens",
             Policy::KedaSeed => "keda-seed",
+            Policy::KedaTuned => "keda-tuned",
             Policy::Scaler => "scaler",
+            Policy::JustInTime => "just-in-time",
             Policy::Oracle => "oracle",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// Policies whose fleet size is set from outside the HPA loop (a plan or a search):
+    /// they read no metrics.
+    fn is_planned(self) -> bool {
+        matches!(
+            self,
+            Policy::Static | Policy::StaticBest | Policy::JustInTime | Policy::Oracle
+        )
+    }
+
+    /// Policies that follow a fleet size given to them and hold it between changes.
+    fn holds(self) -> bool {
+        matches!(self, Policy::StaticBest | Policy::Oracle)
     }
 }
 
@@ -66,6 +94,26 @@ impl Policy {
 pub const SEED_QUEUE_THRESHOLD: f64 = 15.0;
 pub const SEED_OUTPUT_TOKENS_THRESHOLD: f64 = 5000.0;
 pub const SEED_INPUT_TOKENS_THRESHOLD: f64 = 40000.0;
+
+/// The thresholds of the stock KEDA triggers (`keda-*` policies), per replica.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KedaThresholds {
+    /// Of `sum(llm_queue_depth)`.
+    pub queue: f64,
+    /// Of the output token rate (unified and decode pools).
+    pub output_tokens: f64,
+    /// Of the input token rate (a prefill pool).
+    pub input_tokens: f64,
+}
+
+impl KedaThresholds {
+    /// The seed's ScaledObject's.
+    pub const SEED: Self = Self {
+        queue: SEED_QUEUE_THRESHOLD,
+        output_tokens: SEED_OUTPUT_TOKENS_THRESHOLD,
+        input_tokens: SEED_INPUT_TOKENS_THRESHOLD,
+    };
+}
 
 /// One pool of the fleet and the scaler's view of it.
 #[derive(Debug, Clone)]
@@ -104,14 +152,6 @@ impl PoolSetup {
             scaled_object,
         })
     }
-
-    /// Tokens per second one replica sustains on the pool's signal, from the profile.
-    fn capacity(&self) -> Option<(f64, bool)> {
-        match self.role {
-            Role::Prefill => self.target.input_tokens_per_second.map(|c| (c, false)),
-            _ => self.target.output_tokens_per_second.map(|c| (c, true)),
-        }
-    }
 }
 
 /// Everything a run needs besides its policy and arrivals.
@@ -134,8 +174,10 @@ pub struct Setup {
     pub sample_every: f64,
     /// Seconds after the last arrival for in-flight requests to finish.
     pub drain_limit: f64,
-    /// The oracle's look-ahead for the rate it provisions for, seconds.
+    /// The just-in-time reference's look-ahead for the rate it provisions for, seconds.
     pub oracle_window: f64,
+    /// The stock triggers' thresholds.
+    pub keda: KedaThresholds,
 }
 
 /// One point of the timeline.
@@ -164,6 +206,22 @@ pub struct Outcome {
     pub simulated: f64,
     /// Failed evaluations of this scaler (the HPA saw an error).
     pub evaluation_errors: u64,
+    /// What a searched reference found.
+    pub found: Option<Found>,
+}
+
+/// What the search of a reference policy chose.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// `static-best`: the fixed fleet per pool, and whether it reaches the target.
+    Replicas { replicas: Vec<u32>, reached: bool },
+    /// `keda-tuned`: the chosen thresholds, and whether they reach the target.
+    Thresholds {
+        thresholds: KedaThresholds,
+        reached: bool,
+    },
+    /// `oracle`: windows searched, and those where maxReplicaCount kept it from the target.
+    Windows { windows: u64, capped: u64 },
 }
 
 /// Per 15 s slot: the replicas each pool needs for the tokens arriving in the oracle
@@ -216,6 +274,8 @@ pub fn needs(
 
 /// A fleet under one policy, run step by step: `backtest` runs it to the end of a
 /// trace, `demo` in (accelerated) real time while the gRPC service reads its metrics.
+/// The oracle's search clones it to try fleet sizes from the same state.
+#[derive(Clone)]
 pub struct Simulation {
     pub setup: Setup,
     pub policy: Policy,
@@ -246,6 +306,21 @@ impl Simulation {
     /// A fleet at the size the first minutes of `lookahead` need (as a fleet that has been
     /// serving before the trace would), within each ScaledObject's bounds.
     pub fn new(setup: Setup, policy: Policy, lookahead: Vec<Vec<u32>>) -> Self {
+        Self::build(setup, policy, lookahead, None)
+    }
+
+    /// A fleet that starts warm at `fleet` replicas per pool and holds them until told
+    /// otherwise ([`Self::set_fleet`]): the searched references.
+    pub fn with_fleet(setup: Setup, policy: Policy, fleet: &[u32]) -> Self {
+        Self::build(setup, policy, Vec::new(), Some(fleet))
+    }
+
+    fn build(
+        setup: Setup,
+        policy: Policy,
+        lookahead: Vec<Vec<u32>>,
+        fleet: Option<&[u32]>,
+    ) -> Self {
         let pools: Vec<Pool> = setup
             .pools
             .iter()
@@ -274,7 +349,7 @@ impl Simulation {
             .map(|p| Tsdb::new(setup.scrape_interval, &p.shape))
             .collect();
         let mut simulation = Self {
-            stats: Stats::new(setup.thresholds),
+            stats: Stats::windowed(setup.thresholds, super::search::ORACLE_WINDOW),
             demand: vec![0.0; pools.len()],
             setup,
             policy,
@@ -292,9 +367,10 @@ impl Simulation {
             now: 0.0,
         };
         for index in 0..simulation.pools.len() {
-            let initial = match policy {
-                Policy::Static => simulation.peak(index),
-                Policy::Oracle => simulation.oracle_wants(0.0, index),
+            let initial = match (policy, fleet) {
+                (_, Some(fleet)) => fleet[index],
+                (Policy::Static, None) => simulation.peak(index),
+                (Policy::JustInTime, None) => simulation.oracle_wants(0.0, index),
                 _ => {
                     let spec = &simulation.hpas[index].spec;
                     simulation
@@ -323,8 +399,20 @@ impl Simulation {
             .unwrap_or(1)
     }
 
+    /// Sets pool `index` to `replicas` serving from `now`, new ones created one cold
+    /// start earlier (billed from then): perfect foresight.
+    pub fn set_fleet(&mut self, index: usize, replicas: u32, now: f64) {
+        self.run_timers(now);
+        self.pools[index].scale_ready(replicas, now);
+        self.demand[index] = f64::from(replicas);
+    }
+
     /// A request arrives now (`request.arrival`, not before the simulation's clock).
-    pub fn arrive(&mut self, request: super::model::Request) {
+    pub fn arrive(&mut self, mut request: super::model::Request) {
+        request.feasible =
+            self.setup
+                .model
+                .feasible(request.input, request.output, self.setup.thresholds);
         self.run_timers(request.arrival);
         self.now = self.now.max(request.arrival);
         step_to(
@@ -333,7 +421,7 @@ impl Simulation {
             &mut self.stats,
             &mut self.handoffs,
         );
-        self.stats.arrived();
+        self.stats.arrived(&request);
         self.arrived_in_sample += 1;
         self.pools[0].route(request, self.now);
     }
@@ -348,8 +436,11 @@ impl Simulation {
             self.now = timer;
             step_to(&mut self.pools, timer, &mut self.stats, &mut self.handoffs);
             if self.next_scrape <= timer {
-                for (tsdb, pool) in self.tsdbs.iter_mut().zip(&self.pools) {
-                    tsdb.scrape(pool, timer);
+                // Policies that read no metrics keep no history (and clone cheaply).
+                if !self.policy.is_planned() {
+                    for (tsdb, pool) in self.tsdbs.iter_mut().zip(&self.pools) {
+                        tsdb.scrape(pool, timer);
+                    }
                 }
                 self.next_scrape += self.setup.scrape_interval;
             }
@@ -385,7 +476,8 @@ impl Simulation {
             let current = self.pools[index].pods();
             let wanted = match self.policy {
                 Policy::Static => self.peak(index),
-                Policy::Oracle => self.oracle_wants(now, index),
+                Policy::JustInTime => self.oracle_wants(now, index),
+                policy if policy.holds() => current,
                 policy => {
                     let (metrics, active, asked) =
                         measure(&self.setup, policy, index, &self.tsdbs[index], now);
@@ -402,7 +494,7 @@ impl Simulation {
                     }
                 }
             };
-            if matches!(self.policy, Policy::Static | Policy::Oracle) {
+            if self.policy.is_planned() {
                 self.demand[index] = f64::from(wanted);
             }
             self.pools[index].scale_to(wanted, now);
@@ -429,33 +521,46 @@ impl Simulation {
             timeline: self.timeline,
             simulated: self.now,
             evaluation_errors: self.evaluation_errors,
+            found: None,
         }
     }
 }
 
 /// Runs `policy` over the arrivals `make_arrivals` yields. It is called twice: the
-/// oracle and the static fleet see the whole trace first, and every fleet starts at the
-/// size the first minutes need.
+/// just-in-time reference and the static fleet see the whole trace first, and every
+/// fleet starts at the size the first minutes need.
 pub fn run(setup: &Setup, policy: Policy, make_arrivals: &dyn Fn() -> Arrivals) -> Outcome {
     let lookahead = needs(setup, make_arrivals());
-    let mut simulation = Simulation::new(setup.clone(), policy, lookahead);
-    let arrivals = make_arrivals();
+    let simulation = Simulation::new(setup.clone(), policy, lookahead);
+    drive(simulation, make_arrivals())
+}
+
+/// Feeds every arrival to `simulation`, lets in-flight requests finish (up to the drain
+/// limit) and ends the run.
+pub fn drive(mut simulation: Simulation, arrivals: Arrivals) -> Outcome {
     let duration = arrivals.duration();
     for request in arrivals {
         simulation.arrive(request);
     }
-    // In-flight requests finish, up to the drain limit.
-    let last = duration + setup.drain_limit;
-    let mut until = duration.max(simulation.now);
-    while until < last && !(until >= duration && simulation.is_idle()) {
-        until = (until + setup.scrape_interval).min(last);
-        simulation.run_timers(until);
+    simulation.drain(duration)
+}
+
+impl Simulation {
+    /// After the last arrival (the trace lasts `duration`): runs until nothing is in
+    /// flight or the drain limit, then ends the run.
+    pub fn drain(mut self, duration: f64) -> Outcome {
+        let last = duration + self.setup.drain_limit;
+        let mut until = duration.max(self.now);
+        while until < last && !(until >= duration && self.is_idle()) {
+            until = (until + self.setup.scrape_interval).min(last);
+            self.run_timers(until);
+        }
+        self.finish()
     }
-    simulation.finish()
 }
 
 /// Runs the pools to `until`, moving prefilled requests to the decode pool.
-fn step_to(pools: &mut [Pool], until: f64, stats: &mut Stats, handoffs: &mut Vec<Handoff>) {
+pub(super) fn step_to(pools: &mut [Pool], until: f64, stats: &mut Stats, handoffs: &mut Vec<Handoff>) {
     pools[0].advance(until, stats, handoffs);
     if pools.len() < 2 {
         handoffs.clear();
@@ -503,21 +608,28 @@ fn measure(
             .unwrap_or(0.0)
     };
     let mut metrics = Vec::new();
-    if matches!(policy, Policy::KedaQueue | Policy::KedaSeed) {
+    let thresholds = setup.keda;
+    if matches!(
+        policy,
+        Policy::KedaQueue | Policy::KedaSeed | Policy::KedaTuned
+    ) {
         metrics.push(MetricValue {
             value: value(Signal::Queue),
-            target: SEED_QUEUE_THRESHOLD,
+            target: thresholds.queue,
         });
     }
-    if matches!(policy, Policy::KedaTokens | Policy::KedaSeed) {
-        metrics.push(match pool.capacity() {
-            Some((_, false)) => MetricValue {
+    if matches!(
+        policy,
+        Policy::KedaTokens | Policy::KedaSeed | Policy::KedaTuned
+    ) {
+        metrics.push(match pool.role {
+            Role::Prefill => MetricValue {
                 value: value(Signal::InputTokens),
-                target: SEED_INPUT_TOKENS_THRESHOLD,
+                target: thresholds.input_tokens,
             },
             _ => MetricValue {
                 value: value(Signal::OutputTokens),
-                target: SEED_OUTPUT_TOKENS_THRESHOLD,
+                target: thresholds.output_tokens,
             },
         });
     }

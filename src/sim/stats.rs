@@ -1,5 +1,7 @@
 //! What users felt: TTFT and TPOT per request, against the SLO thresholds.
 
+use std::collections::BTreeMap;
+
 use super::model::Request;
 
 /// A latency distribution in log-spaced bins (1 % wide), for percentiles of millions of
@@ -74,6 +76,42 @@ impl Default for SloThresholds {
     }
 }
 
+/// Attainment over the requests that can meet an SLO at all (see [`super::feasible`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeasibleCounts {
+    /// Arrived requests feasible for the TTFT SLO.
+    pub ttft_feasible: u64,
+    /// Of those, the ones whose TTFT met the threshold.
+    pub ttft_met: u64,
+    pub tpot_feasible: u64,
+    pub tpot_met: u64,
+    /// Arrived requests (feasible or not).
+    pub arrived: u64,
+    /// Requests finished or refused: a window is complete when this reaches `arrived`.
+    pub done: u64,
+}
+
+impl FeasibleCounts {
+    /// The share of TTFT-feasible requests that met the TTFT SLO (1 when none is).
+    pub fn ttft_attainment(&self) -> f64 {
+        ratio(self.ttft_met, self.ttft_feasible)
+    }
+
+    pub fn tpot_attainment(&self) -> f64 {
+        ratio(self.tpot_met, self.tpot_feasible)
+    }
+
+    /// Both feasible attainments reach `target`.
+    pub fn reaches(&self, target: f64) -> bool {
+        self.ttft_attainment() >= target && self.tpot_attainment() >= target
+    }
+
+    /// Every arrived request has finished or been refused.
+    pub fn is_complete(&self) -> bool {
+        self.done >= self.arrived
+    }
+}
+
 /// Per-request outcomes of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -81,6 +119,15 @@ pub struct Stats {
     pub arrived: u64,
     pub ttft_met: u64,
     pub tpot_met: u64,
+    /// Over feasible requests only.
+    pub feasible: FeasibleCounts,
+    /// When set, feasible counts per window of this many seconds of arrival time, keyed
+    /// by window index (the oracle's search reads them).
+    pub window: Option<f64>,
+    pub windows: BTreeMap<u64, FeasibleCounts>,
+    /// Sums of every TTFT and TPOT recorded, seconds, for means.
+    pub ttft_sum: f64,
+    pub tpot_sum: f64,
     pub finished: u64,
     /// Requests no replica could ever hold, or that waited past the request timeout.
     pub refused: u64,
@@ -98,33 +145,68 @@ impl Stats {
         }
     }
 
-    pub fn arrived(&mut self) {
+    /// Counts per window of `seconds` of arrival time too.
+    pub fn windowed(thresholds: SloThresholds, seconds: f64) -> Self {
+        Self {
+            window: Some(seconds),
+            ..Self::new(thresholds)
+        }
+    }
+
+    /// Applies `change` to the overall feasible counts and to the request's window's.
+    fn count(&mut self, request: &Request, change: impl Fn(&mut FeasibleCounts)) {
+        change(&mut self.feasible);
+        if let Some(window) = self.window {
+            let index = (request.arrival / window).max(0.0) as u64;
+            change(self.windows.entry(index).or_default());
+        }
+    }
+
+    pub fn arrived(&mut self, request: &Request) {
         self.arrived += 1;
+        let feasible = request.feasible;
+        self.count(request, |c| {
+            c.arrived += 1;
+            c.ttft_feasible += u64::from(feasible.ttft);
+            c.tpot_feasible += u64::from(feasible.tpot);
+        });
     }
 
     pub fn first_token(&mut self, request: &Request) {
         let ttft = request.first_token - request.arrival;
         self.ttft.record(ttft);
+        self.ttft_sum += ttft;
         if ttft <= self.thresholds.ttft {
             self.ttft_met += 1;
+            if request.feasible.ttft {
+                self.count(request, |c| c.ttft_met += 1);
+            }
         }
     }
 
     pub fn finished(&mut self, request: &Request, at: f64) {
         self.finished += 1;
-        if request.output <= 1 {
+        let met = if request.output <= 1 {
+            true
+        } else {
+            let tpot = (at - request.first_token) / f64::from(request.output - 1);
+            self.tpot.record(tpot);
+            self.tpot_sum += tpot;
+            tpot <= self.thresholds.tpot
+        };
+        let feasible = met && request.feasible.tpot;
+        if met {
             self.tpot_met += 1;
-            return;
         }
-        let tpot = (at - request.first_token) / f64::from(request.output - 1);
-        self.tpot.record(tpot);
-        if tpot <= self.thresholds.tpot {
-            self.tpot_met += 1;
-        }
+        self.count(request, |c| {
+            c.done += 1;
+            c.tpot_met += u64::from(feasible);
+        });
     }
 
-    pub fn refused(&mut self, _request: &Request) {
+    pub fn refused(&mut self, request: &Request) {
         self.refused += 1;
+        self.count(request, |c| c.done += 1);
     }
 
     pub fn unfinished(&mut self, _request: &Request) {
@@ -138,6 +220,11 @@ impl Stats {
 
     pub fn tpot_attainment(&self) -> f64 {
         ratio(self.tpot_met, self.arrived)
+    }
+
+    /// The counts of requests that arrived in window `index` (empty when none did).
+    pub fn window_counts(&self, index: u64) -> FeasibleCounts {
+        self.windows.get(&index).copied().unwrap_or_default()
     }
 }
 
@@ -174,12 +261,12 @@ mod tests {
         let mut slow = Request::new(0.0, 100, 11);
         slow.first_token = 3.0;
         for request in [&fast, &slow] {
-            stats.arrived();
+            stats.arrived(request);
             stats.first_token(request);
         }
         stats.finished(&fast, 0.5 + 10.0 * 0.04);
         stats.finished(&slow, 3.0 + 10.0 * 0.06);
-        stats.arrived();
+        stats.arrived(&fast);
         stats.refused(&fast);
         assert_eq!(stats.ttft_met, 1);
         assert_eq!(stats.tpot_met, 1);

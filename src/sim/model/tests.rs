@@ -5,7 +5,7 @@ fn run_one(model: &ModelProfile, role: Role, request: Request) -> (Replica, Stat
     let mut replica = Replica::new("r".into(), role, 0.0, 0.0);
     let mut stats = Stats::new(SloThresholds::default());
     let mut handoffs = Vec::new();
-    stats.arrived();
+    stats.arrived(&request);
     replica.accept(request, request.arrival);
     replica.advance(100.0, model, &mut stats, &mut handoffs);
     (replica, stats, handoffs)
@@ -59,7 +59,7 @@ fn requests_wait_for_kv_cache_and_oversized_ones_are_refused() {
         Request::new(0.0, 500, 500),
         Request::new(0.0, 1000, 501),
     ] {
-        stats.arrived();
+        stats.arrived(&request);
         replica.accept(request, 0.0);
     }
     replica.advance(0.001, &model, &mut stats, &mut handoffs);
@@ -130,7 +130,7 @@ fn a_long_run_conserves_tokens_and_kv() {
         let request = Request::new(t, 50 + rng.below(3000) as u32, 1 + rng.below(400) as u32);
         input += u64::from(request.input);
         output += u64::from(request.output);
-        stats.arrived();
+        stats.arrived(&request);
         replica.accept(request, t);
     }
     replica.advance(t + 3600.0, &model, &mut stats, &mut Vec::new());
