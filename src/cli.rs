@@ -112,6 +112,10 @@ pub enum Command {
     /// Replay a trace through a simulated fleet under this scaler and KEDA's stock
     /// triggers; print SLO attainment, GPU-hours and scale events, and plot them.
     Backtest(crate::sim::backtest::BacktestArgs),
+    /// Score this scaler against the searched references (oracle, static-best,
+    /// keda-tuned) and the seed's KEDA triggers over a manifest of traces, one config
+    /// for all of them.
+    Scorecard(crate::sim::scorecard::ScorecardArgs),
     /// Serve the gRPC service from a simulated vLLM fleet replaying Azure's conversation
     /// trace: try the scaler with grpcurl and nothing else installed.
     Demo(crate::sim::demo::DemoArgs),
@@ -212,6 +216,20 @@ pub fn main() -> ExitCode {
     runtime.block_on(dispatch(cli.command))
 }
 
+/// Prints an offline command's report, or its error.
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Serve {
@@ -220,16 +238,8 @@ async fn dispatch(command: Command) -> ExitCode {
             http_addr,
         } => serve(config, grpc_addr, http_addr).await,
         Command::Demo(args) => demo(args).await,
-        Command::Backtest(args) => match crate::sim::backtest::backtest(&args) {
-            Ok(report) => {
-                print!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Backtest(args) => report(crate::sim::backtest::backtest(&args)),
+        Command::Scorecard(args) => report(crate::sim::scorecard::scorecard(&args)),
         Command::ForecastEval {
             trace,
             lead,

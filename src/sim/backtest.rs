@@ -244,9 +244,11 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
             Role::Prefill => pool.target.input_tokens_per_second,
             _ => pool.target.output_tokens_per_second,
         };
-        if capacity.is_none() {
+        let sized = [Policy::Static, Policy::JustInTime];
+        let wanted = |p: &Policy| args.policies.is_empty() || args.policies.contains(p);
+        if capacity.is_none() && sized.iter().any(wanted) {
             return Err(format!(
-                "profile `{}` has no capacity for its pool's tokens: the oracle and static fleets are sized from it",
+                "profile `{}` has no capacity for its pool's tokens: the static and just-in-time fleets are sized from it (leave them out with --policy)",
                 pool.target.profile_name
             ));
         }
@@ -342,7 +344,7 @@ fn file_name(path: &str) -> &str {
 }
 
 /// The figures of one policy, as the table and JSON give them.
-fn figures(outcome: &Outcome, pools: &[super::model::Role], target: f64) -> serde_json::Value {
+pub(crate) fn figures(outcome: &Outcome, pools: &[super::model::Role], target: f64) -> serde_json::Value {
     let stats = &outcome.stats;
     let quantile = |h: &super::stats::LogHistogram, q: f64| h.quantile(q);
     let mut figures = json!({
@@ -417,6 +419,31 @@ pub fn feasible_shares(outcomes: &[Outcome]) -> (f64, f64) {
     (share(counts.ttft_feasible), share(counts.tpot_feasible))
 }
 
+/// What a searched reference chose, in words (empty for the other policies).
+pub(crate) fn found_text(outcome: &Outcome) -> String {
+    let missed = |reached: bool| if reached { "" } else { " (misses the target)" };
+    match &outcome.found {
+        Some(Found::Replicas { replicas, reached }) => {
+            let counts: Vec<String> = replicas.iter().map(u32::to_string).collect();
+            format!("{} replicas{}", counts.join(" + "), missed(*reached))
+        }
+        Some(Found::Thresholds {
+            thresholds,
+            reached,
+        }) => format!(
+            "queue {}, {} output tokens/s per replica{}",
+            thresholds.queue,
+            thresholds.output_tokens,
+            missed(*reached)
+        ),
+        Some(Found::Windows { windows, capped }) => format!(
+            "{windows} windows of {} s, {capped} capped at maxReplicaCount",
+            super::search::ORACLE_WINDOW
+        ),
+        None => String::new(),
+    }
+}
+
 /// What the searched references chose, one line each, after the table.
 pub fn found_lines(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
@@ -428,32 +455,8 @@ pub fn found_lines(outcomes: &[Outcome]) -> String {
         tpot * 100.0
     );
     for outcome in outcomes {
-        let name = outcome.policy.as_str();
-        let missed = |reached: bool| if reached { "" } else { " (misses the target)" };
-        match &outcome.found {
-            Some(Found::Replicas { replicas, reached }) => {
-                let _ = writeln!(out, "{name}: {replicas:?} replicas{}", missed(*reached));
-            }
-            Some(Found::Thresholds {
-                thresholds,
-                reached,
-            }) => {
-                let _ = writeln!(
-                    out,
-                    "{name}: queue {} and {} output tokens/s per replica{}",
-                    thresholds.queue,
-                    thresholds.output_tokens,
-                    missed(*reached)
-                );
-            }
-            Some(Found::Windows { windows, capped }) => {
-                let _ = writeln!(
-                    out,
-                    "{name}: {windows} windows of {} s, {capped} capped at maxReplicaCount",
-                    super::search::ORACLE_WINDOW
-                );
-            }
-            None => {}
+        if outcome.found.is_some() {
+            let _ = writeln!(out, "{}: {}", outcome.policy.as_str(), found_text(outcome));
         }
     }
     out
@@ -564,7 +567,7 @@ const COLORS: [&str; 9] = [
     "#2ca02c",
 ];
 
-fn color(policy: Policy) -> &'static str {
+pub(crate) fn color(policy: Policy) -> &'static str {
     let index = Policy::ALL.iter().position(|p| *p == policy).unwrap_or(0);
     COLORS[index]
 }
@@ -731,7 +734,7 @@ pub fn to_svg(title: &str, outcomes: &[Outcome]) -> String {
 }
 
 /// A round axis maximum at or above `value`.
-fn nice(value: f64) -> f64 {
+pub(crate) fn nice(value: f64) -> f64 {
     if value <= 0.0 {
         return 1.0;
     }
@@ -743,12 +746,12 @@ fn nice(value: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-fn trim(value: f64) -> String {
+pub(crate) fn trim(value: f64) -> String {
     let rounded = (value * 100.0).round() / 100.0;
     format!("{rounded}")
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod hpa;
 pub mod model;
 pub mod run;
+pub mod scorecard;
 pub mod search;
 pub mod stats;
 pub mod trace;

@@ -28,10 +28,12 @@ use super::{
 pub const ORACLE_WINDOW: f64 = 300.0;
 
 /// Queue thresholds `keda-tuned` tries (the seed's 15 among them).
-pub const QUEUE_GRID: [f64; 6] = [0.5, 1.0, 2.0, 4.0, 8.0, 15.0];
+pub const QUEUE_GRID: [f64; 7] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0];
 /// Output-token thresholds it tries, per replica (the seed's 5,000 among them); a
 /// prefill pool's input-token threshold is [`INPUT_FACTOR`] times as large, as the seed's.
-pub const TOKENS_GRID: [f64; 7] = [250.0, 400.0, 650.0, 1000.0, 1600.0, 2500.0, 5000.0];
+pub const TOKENS_GRID: [f64; 9] = [
+    25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3000.0, 5000.0,
+];
 /// The seed's input-token threshold over its output-token threshold.
 pub const INPUT_FACTOR: f64 = 8.0;
 

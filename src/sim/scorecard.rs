@@ -1,0 +1,422 @@
+//! `scorecard`: the scaler against the searched references over a set of traces, one
+//! config for all of them.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::{
+    backtest::{BacktestArgs, Prepared, feasible_shares, figures, parse_target, prepare},
+    fleet::Router,
+    model::ModelProfile,
+    run::{Outcome, Policy},
+    trace::Trace,
+};
+
+/// `keda-llm-scaler scorecard`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScorecardArgs {
+    /// The scaler's config file, used unchanged for every trace.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The manifest (YAML): a list of `{name, trace, lengths?, rate_scale?, time_scale?,
+    /// start?, max_replicas?, min_replicas?, model?, seed?}`, or a mapping whose
+    /// `traces` key holds that list. Paths are relative to the manifest's folder.
+    #[arg(long)]
+    pub traces: PathBuf,
+    /// The feasible attainment the references must reach, between 0 and 1.
+    #[arg(long, default_value_t = 0.99, value_parser = parse_target)]
+    pub target: f64,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also plot, per trace, each policy's GPU-hours against its attainment (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// The policies a scorecard compares, in its order.
+pub const POLICIES: [Policy; 5] = [
+    Policy::Scaler,
+    Policy::Oracle,
+    Policy::StaticBest,
+    Policy::KedaTuned,
+    Policy::KedaSeed,
+];
+
+/// The keys a manifest entry may have.
+const KEYS: [&str; 10] = [
+    "name",
+    "trace",
+    "lengths",
+    "rate_scale",
+    "time_scale",
+    "start",
+    "max_replicas",
+    "min_replicas",
+    "model",
+    "seed",
+];
+
+/// One entry of the manifest, checked.
+struct Entry {
+    name: String,
+    args: BacktestArgs,
+}
+
+/// Reads and checks the manifest; every error names the entry and the key.
+fn read_manifest(args: &ScorecardArgs) -> Result<Vec<Entry>, String> {
+    let path = &args.traces;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--traces {}: cannot read: {e}", path.display()))?;
+    let document: Value = serde_saphyr::from_str(&text)
+        .map_err(|e| format!("--traces {}: not YAML: {e}", path.display()))?;
+    let list = match document {
+        Value::Array(list) => list,
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("traces") => {
+            match map.remove("traces") {
+                Some(Value::Array(list)) => list,
+                _ => return Err(format!("--traces {}: `traces` must be a list", path.display())),
+            }
+        }
+        _ => {
+            return Err(format!(
+                "--traces {}: expected a list of entries, or a mapping with only `traces`",
+                path.display()
+            ));
+        }
+    };
+    if list.is_empty() {
+        return Err(format!("--traces {}: the manifest lists no trace", path.display()));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut entries: Vec<Entry> = Vec::new();
+    for (index, value) in list.into_iter().enumerate() {
+        let entry = read_entry(index, value, base, args)
+            .map_err(|e| format!("--traces {}: {e}", path.display()))?;
+        if entries.iter().any(|e| e.name == entry.name) {
+            return Err(format!(
+                "--traces {}: entry `{}`: `name` repeats an earlier entry's",
+                path.display(),
+                entry.name
+            ));
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// One entry: its keys checked against [`KEYS`], each value's type and range.
+fn read_entry(index: usize, value: Value, base: &Path, args: &ScorecardArgs) -> Result<Entry, String> {
+    let Value::Object(map) = value else {
+        return Err(format!("entry {}: expected a mapping of keys, found {value}", index + 1));
+    };
+    let map: BTreeMap<String, Value> = map.into_iter().collect();
+    let label = match map.get("name") {
+        Some(Value::String(name)) if !name.is_empty() => format!("entry `{name}`"),
+        Some(other) => return Err(format!("entry {}: `name`: expected a non-empty string, found {other}", index + 1)),
+        None => return Err(format!("entry {}: `name` is missing", index + 1)),
+    };
+    let fail = |key: &str, problem: String| format!("{label}: `{key}`: {problem}");
+    if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(fail(key, format!("unknown key: expected one of {}", KEYS.join(", "))));
+    }
+    let path = |key: &str| -> Result<Option<PathBuf>, String> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => {
+                let path = base.join(text);
+                if path.is_file() {
+                    Ok(Some(path))
+                } else {
+                    Err(fail(key, format!("{} is not a readable file", path.display())))
+                }
+            }
+            Some(other) => Err(fail(key, format!("expected a file path, found {other}"))),
+        }
+    };
+    let factor = |key: &str| -> Result<f64, String> {
+        match map.get(key) {
+            None => Ok(1.0),
+            Some(value) => value
+                .as_f64()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| fail(key, format!("expected a number above 0, found {value}"))),
+        }
+    };
+    let count = |key: &str, default: u64, least: u64| -> Result<u64, String> {
+        match map.get(key) {
+            None => Ok(default),
+            Some(value) => value.as_u64().filter(|v| *v >= least).ok_or_else(|| {
+                fail(key, format!("expected a whole number of at least {least}, found {value}"))
+            }),
+        }
+    };
+    let trace = path("trace")?.ok_or_else(|| fail("trace", "is missing".to_owned()))?;
+    let lengths = path("lengths")?;
+    if lengths.is_none() && matches!(Trace::load(&trace), Ok(Trace::Rates(_))) {
+        return Err(fail(
+            "lengths",
+            format!(
+                "{} is a rate file, which has no token lengths: give a request trace in `lengths`",
+                trace.display()
+            ),
+        ));
+    }
+    let max_replicas = count("max_replicas", 20, 1)?;
+    let min_replicas = count("min_replicas", 2.min(max_replicas), 0)?;
+    if min_replicas > max_replicas {
+        return Err(fail("min_replicas", format!("{min_replicas} is above max_replicas {max_replicas}")));
+    }
+    let start = match map.get("start") {
+        None => None,
+        Some(Value::String(text)) => Some(text.parse::<DateTime<Utc>>().map_err(|e| {
+            fail("start", format!("`{text}` is not an RFC 3339 time such as 2026-01-05T00:00:00Z: {e}"))
+        })?),
+        Some(other) => return Err(fail("start", format!("expected an RFC 3339 time, found {other}"))),
+    };
+    let model = match map.get("model") {
+        None => ModelProfile::llama3_70b_tp4_h100(),
+        Some(Value::String(name)) => ModelProfile::preset(name)
+            .ok_or_else(|| fail("model", format!("unknown model `{name}`: expected {}", ModelProfile::PRESETS)))?,
+        Some(other) => return Err(fail("model", format!("expected a model name, found {other}"))),
+    };
+    let bounded = |key: &str, value: u64| u32::try_from(value).map_err(|_| fail(key, format!("{value} is too large")));
+    let args = BacktestArgs {
+        config: args.config.clone(),
+        trace,
+        lengths,
+        profiles: Vec::new(),
+        policies: POLICIES.to_vec(),
+        model,
+        cold_start: None,
+        router: Router::LeastOutstanding,
+        rate_scale: factor("rate_scale")?,
+        time_scale: factor("time_scale")?,
+        seed: count("seed", 1, 0)?,
+        min_replicas: bounded("min_replicas", min_replicas)?,
+        max_replicas: bounded("max_replicas", max_replicas)?,
+        start,
+        plot: PathBuf::new(),
+        timeline: None,
+        target: args.target,
+        json: args.json,
+    };
+    let name = label["entry `".len()..label.len() - 1].to_owned();
+    Ok(Entry { name, args })
+}
+
+/// One trace's result.
+struct Scored {
+    name: String,
+    prepared: Prepared,
+    outcomes: Vec<Outcome>,
+}
+
+impl Scored {
+    fn gpu_hours(&self, policy: Policy) -> Option<f64> {
+        self.outcomes.iter().find(|o| o.policy == policy).map(|o| o.gpu_hours)
+    }
+}
+
+/// Runs a scorecard: the table or JSON to print; the plot goes to `args.plot`.
+pub fn scorecard(args: &ScorecardArgs) -> Result<String, String> {
+    let entries = read_manifest(args)?;
+    // Every entry is checked and loaded before anything runs or is written.
+    let prepared = entries
+        .into_iter()
+        .map(|entry| {
+            prepare(&entry.args)
+                .map(|prepared| (entry.name.clone(), prepared))
+                .map_err(|e| format!("--traces {}: entry `{}`: {e}", args.traces.display(), entry.name))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let scored: Vec<Scored> = prepared
+        .into_iter()
+        .map(|(name, prepared)| Scored {
+            outcomes: prepared.run_all(args.target),
+            name,
+            prepared,
+        })
+        .collect();
+    if let Some(path) = &args.plot {
+        std::fs::write(path, to_svg(&scored, args.target))
+            .map_err(|e| format!("cannot write the plot to {}: {e}", path.display()))?;
+    }
+    Ok(if args.json {
+        serde_json::to_string_pretty(&to_json(&scored, args.target)).expect("JSON values serialize")
+            + "\n"
+    } else {
+        to_table(&scored, args.target)
+    })
+}
+
+/// `{"target", "traces": [{"name", "feasible", "policies"}]}`.
+fn to_json(scored: &[Scored], target: f64) -> Value {
+    let traces: Vec<Value> = scored
+        .iter()
+        .map(|s| {
+            let (ttft_share, tpot_share) = feasible_shares(&s.outcomes);
+            let roles: Vec<_> = s.prepared.setup.pools.iter().map(|p| p.role).collect();
+            json!({
+                "name": s.name,
+                "feasible": {"ttft_share": ttft_share, "tpot_share": tpot_share},
+                "policies": s.outcomes.iter().map(|o| figures(o, &roles, target)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"target": target, "traces": traces})
+}
+
+/// `a / b` to two places, or `-` when either is missing or `b` is 0.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".to_owned(),
+    }
+}
+
+/// One markdown table over every trace; the scaler's row carries its ratios.
+fn to_table(scored: &[Scored], target: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| trace | policy | feasible TTFT | feasible TPOT | windows < {:.0} % | GPU-hours | / oracle | / keda-tuned | chosen |",
+        target * 100.0
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+    for s in scored {
+        let (ttft, tpot) = feasible_shares(&s.outcomes);
+        for outcome in &s.outcomes {
+            let scaler = outcome.policy == Policy::Scaler;
+            let feasible = &outcome.stats.feasible;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} % | {:.2} % | {} | {:.1} | {} | {} | {} |",
+                if scaler { s.name.clone() } else { String::new() },
+                outcome.policy.as_str(),
+                feasible.ttft_attainment() * 100.0,
+                feasible.tpot_attainment() * 100.0,
+                super::search::missed_windows(outcome, target).len(),
+                outcome.gpu_hours,
+                if scaler { ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::Oracle)) } else { String::new() },
+                if scaler { ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::KedaTuned)) } else { String::new() },
+                super::backtest::found_text(outcome),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| | feasible share | {:.2} % | {:.2} % | | | | | |",
+            ttft * 100.0,
+            tpot * 100.0
+        );
+    }
+    out
+}
+
+/// Per trace a panel: each policy a point of GPU-hours (x) against the lower of its two
+/// feasible attainments (y), with the target as a line.
+fn to_svg(scored: &[Scored], target: f64) -> String {
+    const PANEL_W: f64 = 340.0;
+    const PANEL_H: f64 = 260.0;
+    const LEFT: f64 = 60.0;
+    const TOP: f64 = 50.0;
+    const GAP: f64 = 40.0;
+    const LEGEND: f64 = 150.0;
+    let columns = scored.len().clamp(1, 3);
+    let rows = scored.len().div_ceil(columns).max(1);
+    let width = LEFT + columns as f64 * (PANEL_W + GAP + LEFT) + LEGEND;
+    let height = TOP + rows as f64 * (PANEL_H + GAP + 40.0);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">GPU-hours against feasible attainment (the lower of TTFT and TPOT); target {}</text>"##,
+        target
+    );
+    for (index, s) in scored.iter().enumerate() {
+        let x0 = LEFT + (index % columns) as f64 * (PANEL_W + GAP + LEFT);
+        let y0 = TOP + (index / columns) as f64 * (PANEL_H + GAP + 40.0);
+        panel(&mut svg, s, target, (x0, y0, PANEL_W, PANEL_H));
+    }
+    let legend_x = width - LEGEND + 10.0;
+    for (i, policy) in POLICIES.iter().enumerate() {
+        let y = TOP + 20.0 + i as f64 * 18.0;
+        let _ = writeln!(
+            svg,
+            r##"<circle cx="{legend_x}" cy="{y}" r="5" fill="{}"/><text x="{}" y="{}">{}</text>"##,
+            super::backtest::color(*policy),
+            legend_x + 10.0,
+            y + 4.0,
+            policy.as_str()
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One trace's panel at `(x, y, width, height)`.
+fn panel(svg: &mut String, s: &Scored, target: f64, (x0, y0, w, h): (f64, f64, f64, f64)) {
+    let points: Vec<(Policy, f64, f64)> = s
+        .outcomes
+        .iter()
+        .map(|o| {
+            let f = &o.stats.feasible;
+            (o.policy, o.gpu_hours, f.ttft_attainment().min(f.tpot_attainment()))
+        })
+        .collect();
+    let x_max = super::backtest::nice(points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.05);
+    let y_min = points.iter().map(|p| p.2).fold(target, f64::min);
+    let y_min = ((y_min - 0.005) * 100.0).floor() / 100.0;
+    let x = |v: f64| x0 + v / x_max * w;
+    let y = |v: f64| y0 + h - (v - y_min) / (1.0 - y_min) * h;
+    let _ = writeln!(
+        svg,
+        r##"<text x="{x0}" y="{}" font-weight="bold">{}</text><rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#ccc"/>"##,
+        y0 - 8.0,
+        super::backtest::escape(&s.name)
+    );
+    for i in 0..=4 {
+        let xv = x_max * f64::from(i) / 4.0;
+        let yv = y_min + (1.0 - y_min) * f64::from(i) / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end">{:.1} %</text>"##,
+            x(xv),
+            y0 + h + 16.0,
+            super::backtest::trim(xv),
+            x0 - 4.0,
+            y(yv) + 4.0,
+            yv * 100.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{x0}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4 3"/><text x="{}" y="{}" text-anchor="middle">GPU-hours</text>"##,
+        x0 + w,
+        y(target),
+        y(target),
+        x0 + w / 2.0,
+        y0 + h + 32.0
+    );
+    for (policy, gpu_hours, attainment) in points {
+        let _ = writeln!(
+            svg,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="5" fill="{}" fill-opacity="0.85"><title>{}: {:.1} GPU-h, {:.2} %</title></circle>"##,
+            x(gpu_hours),
+            y(attainment),
+            super::backtest::color(policy),
+            policy.as_str(),
+            gpu_hours,
+            attainment * 100.0
+        );
+    }
+}
