@@ -77,10 +77,13 @@ fn backtest_compares_every_policy_deterministically() {
         names,
         [
             "static",
+            "static-best",
             "keda-queue",
             "keda-tokens",
             "keda-seed",
+            "keda-tuned",
             "scaler",
+            "just-in-time",
             "oracle"
         ]
     );
@@ -100,9 +103,21 @@ fn backtest_compares_every_policy_deterministically() {
     }
     let gpu_hours = |name: &str| by_name(name)["gpu_hours"].as_f64().unwrap();
     assert_eq!(by_name("static")["scale_events"], 0);
-    assert!(gpu_hours("oracle") < gpu_hours("static"));
+    assert!(gpu_hours("just-in-time") < gpu_hours("static"));
+    assert!(gpu_hours("oracle") <= gpu_hours("static-best"));
+    assert_eq!(report["target"], 0.99);
+    assert_eq!(
+        report["feasible"]["ttft_share"], 1.0,
+        "short chats are all feasible"
+    );
+    assert!(by_name("static-best")["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(by_name("oracle")["capped_windows"], 0);
+    assert_eq!(by_name("oracle")["windows_below_target"], 0);
+    let thresholds = &by_name("keda-tuned")["thresholds"];
+    assert!(thresholds["queue"].as_f64().unwrap() > 0.0, "{thresholds}");
+    assert!(thresholds["output_tokens_per_second"].as_f64().unwrap() > 0.0);
     // The scaler holds the SLOs the seed's stock thresholds miss on this prompt-heavy
-    // workload, within a quarter of the oracle's cost.
+    // workload, within a quarter of the capacity-sized just-in-time fleet's cost.
     let scaler = by_name("scaler");
     assert!(
         scaler["ttft_attainment"].as_f64().unwrap() >= 0.99,
@@ -113,7 +128,7 @@ fn backtest_compares_every_policy_deterministically() {
         "{scaler}"
     );
     assert!(
-        gpu_hours("scaler") <= 1.25 * gpu_hours("oracle"),
+        gpu_hours("scaler") <= 1.25 * gpu_hours("just-in-time"),
         "{report}"
     );
     assert!(
@@ -124,8 +139,8 @@ fn backtest_compares_every_policy_deterministically() {
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg"));
     assert!(svg.trim_end().ends_with("</svg>"));
-    // Load, six policies' pods and the scaler's demand.
-    assert_eq!(svg.matches("<polyline").count(), 8);
+    // Load, nine policies' pods and the scaler's demand.
+    assert_eq!(svg.matches("<polyline").count(), 11);
     let csv = std::fs::read_to_string(&timeline).unwrap();
     assert!(csv.starts_with("at_s,arrivals_per_s,static_pods_0,static_serving_0,static_demand_0,"));
     assert!(csv.lines().count() > 40);
@@ -136,7 +151,10 @@ fn backtest_compares_every_policy_deterministically() {
         table.starts_with("| policy | TTFT <= 2.00 s | TPOT <= 50 ms |"),
         "{table}"
     );
-    assert_eq!(table.lines().count(), 8);
+    let rows = table.lines().filter(|l| l.starts_with("| ")).count();
+    assert_eq!(rows, 10, "{table}");
+    assert!(table.contains("\nstatic-best: "), "{table}");
+    assert!(table.contains("\noracle: "), "{table}");
 }
 
 #[test]
@@ -211,7 +229,7 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         "--config", CONFIG, "--trace", AZURE, "--policy", "hpa", "--plot", plot,
     ]);
     assert!(
-        stderr.contains("unknown policy `hpa`: expected static, keda-queue, keda-tokens, keda-seed, scaler, oracle"),
+        stderr.contains("unknown policy `hpa`: expected static, static-best, keda-queue, keda-tokens, keda-seed, keda-tuned, scaler, just-in-time, oracle"),
         "{stderr}"
     );
     let missing = dir.path().join("missing.csv");

@@ -344,7 +344,11 @@ fn file_name(path: &str) -> &str {
 }
 
 /// The figures of one policy, as the table and JSON give them.
-pub(crate) fn figures(outcome: &Outcome, pools: &[super::model::Role], target: f64) -> serde_json::Value {
+pub(crate) fn figures(
+    outcome: &Outcome,
+    pools: &[super::model::Role],
+    target: f64,
+) -> serde_json::Value {
     let stats = &outcome.stats;
     let quantile = |h: &super::stats::LogHistogram, q: f64| h.quantile(q);
     let mut figures = json!({
@@ -387,7 +391,7 @@ pub(crate) fn figures(outcome: &Outcome, pools: &[super::model::Role], target: f
                 "queue": thresholds.queue,
                 "output_tokens_per_second": thresholds.output_tokens,
             });
-            if pools.iter().any(|p| *p == super::model::Role::Prefill) {
+            if pools.contains(&super::model::Role::Prefill) {
                 chosen["input_tokens_per_second"] = json!(thresholds.input_tokens);
             }
             object.insert("thresholds".into(), chosen);

@@ -98,7 +98,7 @@ mod tests {
         replica.accept(request, 0.0);
         replica.advance(1e6, model, &mut stats, &mut Vec::new());
         assert_eq!(stats.finished, 1);
-        (stats.ttft_sum, (output > 1).then(|| stats.tpot_sum))
+        (stats.ttft_sum, (output > 1).then_some(stats.tpot_sum))
     }
 
     #[test]
@@ -110,7 +110,10 @@ mod tests {
             for (input, output) in [(1, 1), (100, 2), (1000, 130), (5000, 1500), (40_000, 70)] {
                 let alone = model.alone(input, output);
                 let (ttft, tpot) = simulated(&model, input, output);
-                assert!((alone.ttft - ttft).abs() < 1e-9, "{input}/{output}: {alone:?} {ttft}");
+                assert!(
+                    (alone.ttft - ttft).abs() < 1e-9,
+                    "{input}/{output}: {alone:?} {ttft}"
+                );
                 match (alone.tpot, tpot) {
                     (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{a} {b}"),
                     (None, None) => {}

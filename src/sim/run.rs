@@ -560,7 +560,12 @@ impl Simulation {
 }
 
 /// Runs the pools to `until`, moving prefilled requests to the decode pool.
-pub(super) fn step_to(pools: &mut [Pool], until: f64, stats: &mut Stats, handoffs: &mut Vec<Handoff>) {
+pub(super) fn step_to(
+    pools: &mut [Pool],
+    until: f64,
+    stats: &mut Stats,
+    handoffs: &mut Vec<Handoff>,
+) {
     pools[0].advance(until, stats, handoffs);
     if pools.len() < 2 {
         handoffs.clear();

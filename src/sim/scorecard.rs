@@ -81,7 +81,12 @@ fn read_manifest(args: &ScorecardArgs) -> Result<Vec<Entry>, String> {
         Value::Object(mut map) if map.len() == 1 && map.contains_key("traces") => {
             match map.remove("traces") {
                 Some(Value::Array(list)) => list,
-                _ => return Err(format!("--traces {}: `traces` must be a list", path.display())),
+                _ => {
+                    return Err(format!(
+                        "--traces {}: `traces` must be a list",
+                        path.display()
+                    ));
+                }
             }
         }
         _ => {
@@ -92,7 +97,10 @@ fn read_manifest(args: &ScorecardArgs) -> Result<Vec<Entry>, String> {
         }
     };
     if list.is_empty() {
-        return Err(format!("--traces {}: the manifest lists no trace", path.display()));
+        return Err(format!(
+            "--traces {}: the manifest lists no trace",
+            path.display()
+        ));
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let mut entries: Vec<Entry> = Vec::new();
@@ -112,19 +120,35 @@ fn read_manifest(args: &ScorecardArgs) -> Result<Vec<Entry>, String> {
 }
 
 /// One entry: its keys checked against [`KEYS`], each value's type and range.
-fn read_entry(index: usize, value: Value, base: &Path, args: &ScorecardArgs) -> Result<Entry, String> {
+fn read_entry(
+    index: usize,
+    value: Value,
+    base: &Path,
+    args: &ScorecardArgs,
+) -> Result<Entry, String> {
     let Value::Object(map) = value else {
-        return Err(format!("entry {}: expected a mapping of keys, found {value}", index + 1));
+        return Err(format!(
+            "entry {}: expected a mapping of keys, found {value}",
+            index + 1
+        ));
     };
     let map: BTreeMap<String, Value> = map.into_iter().collect();
     let label = match map.get("name") {
         Some(Value::String(name)) if !name.is_empty() => format!("entry `{name}`"),
-        Some(other) => return Err(format!("entry {}: `name`: expected a non-empty string, found {other}", index + 1)),
+        Some(other) => {
+            return Err(format!(
+                "entry {}: `name`: expected a non-empty string, found {other}",
+                index + 1
+            ));
+        }
         None => return Err(format!("entry {}: `name` is missing", index + 1)),
     };
     let fail = |key: &str, problem: String| format!("{label}: `{key}`: {problem}");
     if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(fail(key, format!("unknown key: expected one of {}", KEYS.join(", "))));
+        return Err(fail(
+            key,
+            format!("unknown key: expected one of {}", KEYS.join(", ")),
+        ));
     }
     let path = |key: &str| -> Result<Option<PathBuf>, String> {
         match map.get(key) {
@@ -134,7 +158,10 @@ fn read_entry(index: usize, value: Value, base: &Path, args: &ScorecardArgs) -> 
                 if path.is_file() {
                     Ok(Some(path))
                 } else {
-                    Err(fail(key, format!("{} is not a readable file", path.display())))
+                    Err(fail(
+                        key,
+                        format!("{} is not a readable file", path.display()),
+                    ))
                 }
             }
             Some(other) => Err(fail(key, format!("expected a file path, found {other}"))),
@@ -153,7 +180,10 @@ fn read_entry(index: usize, value: Value, base: &Path, args: &ScorecardArgs) -> 
         match map.get(key) {
             None => Ok(default),
             Some(value) => value.as_u64().filter(|v| *v >= least).ok_or_else(|| {
-                fail(key, format!("expected a whole number of at least {least}, found {value}"))
+                fail(
+                    key,
+                    format!("expected a whole number of at least {least}, found {value}"),
+                )
             }),
         }
     };
@@ -171,22 +201,44 @@ fn read_entry(index: usize, value: Value, base: &Path, args: &ScorecardArgs) -> 
     let max_replicas = count("max_replicas", 20, 1)?;
     let min_replicas = count("min_replicas", 2.min(max_replicas), 0)?;
     if min_replicas > max_replicas {
-        return Err(fail("min_replicas", format!("{min_replicas} is above max_replicas {max_replicas}")));
+        return Err(fail(
+            "min_replicas",
+            format!("{min_replicas} is above max_replicas {max_replicas}"),
+        ));
     }
     let start = match map.get("start") {
         None => None,
         Some(Value::String(text)) => Some(text.parse::<DateTime<Utc>>().map_err(|e| {
-            fail("start", format!("`{text}` is not an RFC 3339 time such as 2026-01-05T00:00:00Z: {e}"))
+            fail(
+                "start",
+                format!("`{text}` is not an RFC 3339 time such as 2026-01-05T00:00:00Z: {e}"),
+            )
         })?),
-        Some(other) => return Err(fail("start", format!("expected an RFC 3339 time, found {other}"))),
+        Some(other) => {
+            return Err(fail(
+                "start",
+                format!("expected an RFC 3339 time, found {other}"),
+            ));
+        }
     };
     let model = match map.get("model") {
         None => ModelProfile::llama3_70b_tp4_h100(),
-        Some(Value::String(name)) => ModelProfile::preset(name)
-            .ok_or_else(|| fail("model", format!("unknown model `{name}`: expected {}", ModelProfile::PRESETS)))?,
-        Some(other) => return Err(fail("model", format!("expected a model name, found {other}"))),
+        Some(Value::String(name)) => ModelProfile::preset(name).ok_or_else(|| {
+            fail(
+                "model",
+                format!("unknown model `{name}`: expected {}", ModelProfile::PRESETS),
+            )
+        })?,
+        Some(other) => {
+            return Err(fail(
+                "model",
+                format!("expected a model name, found {other}"),
+            ));
+        }
     };
-    let bounded = |key: &str, value: u64| u32::try_from(value).map_err(|_| fail(key, format!("{value} is too large")));
+    let bounded = |key: &str, value: u64| {
+        u32::try_from(value).map_err(|_| fail(key, format!("{value} is too large")))
+    };
     let args = BacktestArgs {
         config: args.config.clone(),
         trace,
@@ -220,7 +272,10 @@ struct Scored {
 
 impl Scored {
     fn gpu_hours(&self, policy: Policy) -> Option<f64> {
-        self.outcomes.iter().find(|o| o.policy == policy).map(|o| o.gpu_hours)
+        self.outcomes
+            .iter()
+            .find(|o| o.policy == policy)
+            .map(|o| o.gpu_hours)
     }
 }
 
@@ -233,7 +288,13 @@ pub fn scorecard(args: &ScorecardArgs) -> Result<String, String> {
         .map(|entry| {
             prepare(&entry.args)
                 .map(|prepared| (entry.name.clone(), prepared))
-                .map_err(|e| format!("--traces {}: entry `{}`: {e}", args.traces.display(), entry.name))
+                .map_err(|e| {
+                    format!(
+                        "--traces {}: entry `{}`: {e}",
+                        args.traces.display(),
+                        entry.name
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let scored: Vec<Scored> = prepared
@@ -298,14 +359,26 @@ fn to_table(scored: &[Scored], target: f64) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {} | {:.2} % | {:.2} % | {} | {:.1} | {} | {} | {} |",
-                if scaler { s.name.clone() } else { String::new() },
+                if scaler {
+                    s.name.clone()
+                } else {
+                    String::new()
+                },
                 outcome.policy.as_str(),
                 feasible.ttft_attainment() * 100.0,
                 feasible.tpot_attainment() * 100.0,
                 super::search::missed_windows(outcome, target).len(),
                 outcome.gpu_hours,
-                if scaler { ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::Oracle)) } else { String::new() },
-                if scaler { ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::KedaTuned)) } else { String::new() },
+                if scaler {
+                    ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::Oracle))
+                } else {
+                    String::new()
+                },
+                if scaler {
+                    ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::KedaTuned))
+                } else {
+                    String::new()
+                },
                 super::backtest::found_text(outcome),
             );
         }
@@ -370,7 +443,11 @@ fn panel(svg: &mut String, s: &Scored, target: f64, (x0, y0, w, h): (f64, f64, f
         .iter()
         .map(|o| {
             let f = &o.stats.feasible;
-            (o.policy, o.gpu_hours, f.ttft_attainment().min(f.tpot_attainment()))
+            (
+                o.policy,
+                o.gpu_hours,
+                f.ttft_attainment().min(f.tpot_attainment()),
+            )
         })
         .collect();
     let x_max = super::backtest::nice(points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.05);

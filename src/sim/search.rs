@@ -331,7 +331,12 @@ impl OracleRun<'_> {
             simulation.set_fleet(index, n, start);
         }
         let end = start + ORACLE_WINDOW;
-        while self.upcoming.buffer.front().is_some_and(|r| r.arrival < end) {
+        while self
+            .upcoming
+            .buffer
+            .front()
+            .is_some_and(|r| r.arrival < end)
+        {
             let request = self.upcoming.buffer.pop_front().expect("front exists");
             simulation.arrive(request);
         }
@@ -369,9 +374,7 @@ pub fn oracle(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
         }
         state.commit(window, &fleet);
     }
-    let mut simulation = state
-        .simulation
-        .expect("at least one window was committed");
+    let mut simulation = state.simulation.expect("at least one window was committed");
     state.timeline.append(&mut simulation.timeline);
     simulation.timeline = state.timeline;
     // Arrivals at the trace's very end (past the last window's start) still arrive.
