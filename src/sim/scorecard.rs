@@ -119,6 +119,90 @@ fn read_manifest(args: &ScorecardArgs) -> Result<Vec<Entry>, String> {
     Ok(entries)
 }
 
+/// An entry's keys, read one by one; every error names the entry and the key.
+struct Fields<'a> {
+    map: BTreeMap<String, Value>,
+    /// "entry `name`", for errors.
+    label: String,
+    /// Paths are relative to this folder.
+    base: &'a Path,
+}
+
+impl Fields<'_> {
+    fn fail(&self, key: &str, problem: impl std::fmt::Display) -> String {
+        format!("{}: `{key}`: {problem}", self.label)
+    }
+
+    /// An existing file, relative to the manifest's folder.
+    fn path(&self, key: &str) -> Result<Option<PathBuf>, String> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => {
+                let path = self.base.join(text);
+                if path.is_file() {
+                    Ok(Some(path))
+                } else {
+                    Err(self.fail(key, format!("{} is not a readable file", path.display())))
+                }
+            }
+            Some(other) => Err(self.fail(key, format!("expected a file path, found {other}"))),
+        }
+    }
+
+    /// A positive finite factor, 1 when absent.
+    fn factor(&self, key: &str) -> Result<f64, String> {
+        match self.map.get(key) {
+            None => Ok(1.0),
+            Some(value) => value
+                .as_f64()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| self.fail(key, format!("expected a number above 0, found {value}"))),
+        }
+    }
+
+    /// A whole number of at least `least`, `default` when absent.
+    fn count(&self, key: &str, default: u64, least: u64) -> Result<u64, String> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(value) => value.as_u64().filter(|v| *v >= least).ok_or_else(|| {
+                let problem = format!("expected a whole number of at least {least}, found {value}");
+                self.fail(key, problem)
+            }),
+        }
+    }
+
+    /// A replica count, which fits a u32.
+    fn replicas(&self, key: &str, default: u64, least: u64) -> Result<u32, String> {
+        let value = self.count(key, default, least)?;
+        u32::try_from(value).map_err(|_| self.fail(key, format!("{value} is too large")))
+    }
+
+    fn start(&self) -> Result<Option<DateTime<Utc>>, String> {
+        match self.map.get("start") {
+            None => Ok(None),
+            Some(Value::String(text)) => text.parse().map(Some).map_err(|e| {
+                let problem =
+                    format!("`{text}` is not an RFC 3339 time such as 2026-01-05T00:00:00Z: {e}");
+                self.fail("start", problem)
+            }),
+            Some(other) => {
+                Err(self.fail("start", format!("expected an RFC 3339 time, found {other}")))
+            }
+        }
+    }
+
+    fn model(&self) -> Result<ModelProfile, String> {
+        match self.map.get("model") {
+            None => Ok(ModelProfile::llama3_70b_tp4_h100()),
+            Some(Value::String(name)) => ModelProfile::preset(name).ok_or_else(|| {
+                let problem = format!("unknown model `{name}`: expected {}", ModelProfile::PRESETS);
+                self.fail("model", problem)
+            }),
+            Some(other) => Err(self.fail("model", format!("expected a model name, found {other}"))),
+        }
+    }
+}
+
 /// One entry: its keys checked against [`KEYS`], each value's type and range.
 fn read_entry(
     index: usize,
@@ -132,9 +216,8 @@ fn read_entry(
             index + 1
         ));
     };
-    let map: BTreeMap<String, Value> = map.into_iter().collect();
-    let label = match map.get("name") {
-        Some(Value::String(name)) if !name.is_empty() => format!("entry `{name}`"),
+    let name = match map.get("name") {
+        Some(Value::String(name)) if !name.is_empty() => name.clone(),
         Some(other) => {
             return Err(format!(
                 "entry {}: `name`: expected a non-empty string, found {other}",
@@ -143,123 +226,54 @@ fn read_entry(
         }
         None => return Err(format!("entry {}: `name` is missing", index + 1)),
     };
-    let fail = |key: &str, problem: String| format!("{label}: `{key}`: {problem}");
-    if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(fail(
+    let fields = Fields {
+        map: map.into_iter().collect(),
+        label: format!("entry `{name}`"),
+        base,
+    };
+    if let Some(key) = fields.map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(fields.fail(
             key,
             format!("unknown key: expected one of {}", KEYS.join(", ")),
         ));
     }
-    let path = |key: &str| -> Result<Option<PathBuf>, String> {
-        match map.get(key) {
-            None => Ok(None),
-            Some(Value::String(text)) => {
-                let path = base.join(text);
-                if path.is_file() {
-                    Ok(Some(path))
-                } else {
-                    Err(fail(
-                        key,
-                        format!("{} is not a readable file", path.display()),
-                    ))
-                }
-            }
-            Some(other) => Err(fail(key, format!("expected a file path, found {other}"))),
-        }
-    };
-    let factor = |key: &str| -> Result<f64, String> {
-        match map.get(key) {
-            None => Ok(1.0),
-            Some(value) => value
-                .as_f64()
-                .filter(|v| v.is_finite() && *v > 0.0)
-                .ok_or_else(|| fail(key, format!("expected a number above 0, found {value}"))),
-        }
-    };
-    let count = |key: &str, default: u64, least: u64| -> Result<u64, String> {
-        match map.get(key) {
-            None => Ok(default),
-            Some(value) => value.as_u64().filter(|v| *v >= least).ok_or_else(|| {
-                fail(
-                    key,
-                    format!("expected a whole number of at least {least}, found {value}"),
-                )
-            }),
-        }
-    };
-    let trace = path("trace")?.ok_or_else(|| fail("trace", "is missing".to_owned()))?;
-    let lengths = path("lengths")?;
+    let trace = fields
+        .path("trace")?
+        .ok_or_else(|| fields.fail("trace", "is missing"))?;
+    let lengths = fields.path("lengths")?;
     if lengths.is_none() && matches!(Trace::load(&trace), Ok(Trace::Rates(_))) {
-        return Err(fail(
-            "lengths",
-            format!(
-                "{} is a rate file, which has no token lengths: give a request trace in `lengths`",
-                trace.display()
-            ),
-        ));
+        let problem = format!(
+            "{} is a rate file, which has no token lengths: give a request trace in `lengths`",
+            trace.display()
+        );
+        return Err(fields.fail("lengths", problem));
     }
-    let max_replicas = count("max_replicas", 20, 1)?;
-    let min_replicas = count("min_replicas", 2.min(max_replicas), 0)?;
+    let max_replicas = fields.replicas("max_replicas", 20, 1)?;
+    let min_replicas = fields.replicas("min_replicas", 2.min(u64::from(max_replicas)), 0)?;
     if min_replicas > max_replicas {
-        return Err(fail(
-            "min_replicas",
-            format!("{min_replicas} is above max_replicas {max_replicas}"),
-        ));
+        let problem = format!("{min_replicas} is above max_replicas {max_replicas}");
+        return Err(fields.fail("min_replicas", problem));
     }
-    let start = match map.get("start") {
-        None => None,
-        Some(Value::String(text)) => Some(text.parse::<DateTime<Utc>>().map_err(|e| {
-            fail(
-                "start",
-                format!("`{text}` is not an RFC 3339 time such as 2026-01-05T00:00:00Z: {e}"),
-            )
-        })?),
-        Some(other) => {
-            return Err(fail(
-                "start",
-                format!("expected an RFC 3339 time, found {other}"),
-            ));
-        }
-    };
-    let model = match map.get("model") {
-        None => ModelProfile::llama3_70b_tp4_h100(),
-        Some(Value::String(name)) => ModelProfile::preset(name).ok_or_else(|| {
-            fail(
-                "model",
-                format!("unknown model `{name}`: expected {}", ModelProfile::PRESETS),
-            )
-        })?,
-        Some(other) => {
-            return Err(fail(
-                "model",
-                format!("expected a model name, found {other}"),
-            ));
-        }
-    };
-    let bounded = |key: &str, value: u64| {
-        u32::try_from(value).map_err(|_| fail(key, format!("{value} is too large")))
-    };
     let args = BacktestArgs {
         config: args.config.clone(),
         trace,
         lengths,
         profiles: Vec::new(),
         policies: POLICIES.to_vec(),
-        model,
+        model: fields.model()?,
         cold_start: None,
         router: Router::LeastOutstanding,
-        rate_scale: factor("rate_scale")?,
-        time_scale: factor("time_scale")?,
-        seed: count("seed", 1, 0)?,
-        min_replicas: bounded("min_replicas", min_replicas)?,
-        max_replicas: bounded("max_replicas", max_replicas)?,
-        start,
+        rate_scale: fields.factor("rate_scale")?,
+        time_scale: fields.factor("time_scale")?,
+        seed: fields.count("seed", 1, 0)?,
+        min_replicas,
+        max_replicas,
+        start: fields.start()?,
         plot: PathBuf::new(),
         timeline: None,
         target: args.target,
         json: args.json,
     };
-    let name = label["entry `".len()..label.len() - 1].to_owned();
     Ok(Entry { name, args })
 }
 
