@@ -283,6 +283,9 @@ pub enum SignalError {
     KvOutOfRange { replica: String, value: f64 },
     #[error("no term could be computed: every signal they need is missing")]
     NoTerms,
+    /// Finite inputs whose arithmetic is not: a sum that overflows, or a term that does.
+    #[error("{what} is {value}: finite inputs gave a number that is not finite")]
+    Overflow { what: &'static str, value: f64 },
     #[error("a latency histogram has no `+Inf` bucket, so its request count is unknown")]
     NoInfBucket,
 }
@@ -415,6 +418,14 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
     let forecast = forecast_term(signals, params, capacity, &mut terms, &mut skipped);
     if terms.is_empty() {
         return Err(SignalError::NoTerms);
+    }
+    // A term that overflowed would win and be clamped to max_demand: a number nobody
+    // measured. Refuse it instead, so KEDA's fallback decides.
+    if let Some(term) = terms.iter().find(|t| !t.replicas.is_finite()) {
+        return Err(SignalError::Overflow {
+            what: "a term's replicas",
+            value: term.replicas,
+        });
     }
 
     // Ties go to the earlier term, in TermKind::ALL order.
@@ -578,6 +589,13 @@ fn aggregate(signals: &Signals, kv_aggregate: KvAggregate) -> Result<Inputs, Sig
                     });
                 }
                 total += entry.value;
+            }
+            // Each replica's value is finite; their sum can still overflow.
+            if !total.is_finite() {
+                return Err(SignalError::Overflow {
+                    what: "queue depth summed over replicas",
+                    value: total,
+                });
             }
             Some(total)
         }

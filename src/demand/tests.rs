@@ -256,6 +256,32 @@ fn untrustworthy_signals_are_errors_not_numbers() {
 }
 
 #[test]
+fn sums_and_terms_that_overflow_are_errors_not_max_demand() {
+    let p = params(Pool::Unified);
+    // Each replica's queue is finite; their sum is not.
+    let e = compute(&signals(&[1e308, 1e308], 0.0, 0.0, &[]), &p).unwrap_err();
+    assert!(
+        matches!(e, SignalError::Overflow { value, .. } if value == f64::INFINITY),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("queue depth summed over replicas is inf"),
+        "{e}"
+    );
+    // A finite token rate over a tiny capacity overflows the term.
+    let tiny = Params {
+        output_tokens_per_second: Some(1e-300),
+        ..params(Pool::Unified)
+    };
+    let e = compute(&signals(&[], 1e10, 0.0, &[]), &tiny).unwrap_err();
+    assert!(matches!(e, SignalError::Overflow { .. }), "{e}");
+    // Large finite values still give a demand (clamped as documented).
+    let d = compute(&signals(&[1e300, 1e300], 0.0, 0.0, &[]), &p).unwrap();
+    assert_eq!(d.replicas, p.max_demand);
+}
+
+#[test]
 fn prefill_ignores_kv_values_it_was_not_asked_for() {
     let mut s = signals(&[0.0], 0.0, 0.0, &[]);
     s.kv_by_replica = None;
