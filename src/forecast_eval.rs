@@ -102,6 +102,13 @@ pub fn read_rate_trace(path: &Path) -> Result<RateTrace, String> {
     parse_rate_trace(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The latest window start a rate file may have: ten years of seconds. Later ones are
+/// typos or milliseconds, and would overflow the replay's clock.
+pub const MAX_WINDOW_START_S: f64 = 10.0 * 366.0 * 86_400.0;
+/// The highest rate a rate file may give, requests per second: a million, far past any
+/// fleet, so that a typo cannot make a replay draw arrivals without end.
+pub const MAX_RATE: f64 = 1e6;
+
 /// The rows of a `window_start_s,rate` file: (line number, window start, rate).
 pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
     let mut rows = Vec::new();
@@ -114,17 +121,22 @@ pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
         let (start, rate) = line
             .split_once(',')
             .ok_or_else(|| format!("line {row}: expected `window_start_s,rate`, got `{line}`"))?;
-        let start: f64 = start
-            .trim()
+        let text = start.trim();
+        let start: f64 = text
             .parse()
             .map_err(|_| format!("line {row}: window_start_s `{start}` is not a number"))?;
+        if !(0.0..=MAX_WINDOW_START_S).contains(&start) {
+            return Err(format!(
+                "line {row}: window_start_s `{text}` is not allowed: expected seconds from 0 to {MAX_WINDOW_START_S} (10 years)"
+            ));
+        }
         let rate: f64 = rate
             .trim()
             .parse()
             .ok()
-            .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+            .filter(|r: &f64| (0.0..=MAX_RATE).contains(r))
             .ok_or_else(|| {
-                format!("line {row}: rate `{rate}` is not allowed: expected a number at or above 0")
+                format!("line {row}: rate `{rate}` is not allowed: expected requests per second from 0 to {MAX_RATE}")
             })?;
         rows.push((row, start, rate));
     }
@@ -372,6 +384,22 @@ mod tests {
             window: Duration::from_secs(600),
             rates,
         }
+    }
+
+    #[test]
+    fn absurd_window_starts_and_rates_are_refused_naming_the_line() {
+        let e = parse_rate_rows("window_start_s,rate\n0,5\n1e20,5\n").unwrap_err();
+        assert!(
+            e.starts_with("line 3: window_start_s `1e20` is not allowed"),
+            "{e}"
+        );
+        for start in ["-600", "inf", "NaN"] {
+            let text = format!("window_start_s,rate\n0,5\n{start},5\n");
+            assert!(parse_rate_rows(&text).is_err(), "{start}");
+        }
+        let e = parse_rate_rows("window_start_s,rate\n0,1e300\n").unwrap_err();
+        assert!(e.contains("rate `1e300` is not allowed"), "{e}");
+        assert_eq!(parse_rate_rows("w,r\n0,5\n600,0\n").unwrap().len(), 2);
     }
 
     #[test]
