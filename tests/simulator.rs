@@ -213,6 +213,56 @@ fn backtest_runs_a_disaggregated_fleet_and_a_rate_file() {
     assert!(peak(column("scaler_pods_1")) >= 3, "{csv}");
 }
 
+#[test]
+fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
+    // Prompts of 40,000 tokens need 4.2 s of prefill on any replica: every TTFT misses
+    // its 2 s SLO, and no fleet size changes that.
+    let dir = tempfile::tempdir().unwrap();
+    let lengths = dir.path().join("long.csv");
+    let rows: Vec<String> = (0..50)
+        .map(|i| format!("2026-01-05 00:00:{:02}.000000,40000,50", i % 60))
+        .collect();
+    std::fs::write(
+        &lengths,
+        format!("TIMESTAMP,ContextTokens,GeneratedTokens\n{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    let rates = dir.path().join("rates.csv");
+    let windows: Vec<String> = (0..6).map(|i| format!("{},0.1", i * 600)).collect();
+    std::fs::write(&rates, format!("window_start_s,rate\n{}\n", windows.join("\n"))).unwrap();
+    let plot = dir.path().join("plot.svg");
+    let timeline = dir.path().join("timeline.csv");
+    let (ok, out, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        rates.to_str().unwrap(),
+        "--lengths",
+        lengths.to_str().unwrap(),
+        "--policy",
+        "scaler",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--timeline",
+        timeline.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["feasible"]["ttft_share"], 0.0, "{report}");
+    let csv = std::fs::read_to_string(&timeline).unwrap();
+    let peak = csv
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(',').nth(2)?.parse::<u32>().ok())
+        .max()
+        .unwrap();
+    // The SLO burns all hour; the term scales the load (one to three replicas as the
+    // Poisson arrivals bunch, times max_boost 2), not the fleet it has, which would
+    // ratchet to 20.
+    assert!(peak <= 8, "peak {peak} pods of 20: {csv}");
+}
+
 /// Runs a backtest that must fail; its stderr.
 fn refused(args: &[&str]) -> String {
     let (ok, stdout, stderr) = backtest(args);

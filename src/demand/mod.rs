@@ -6,8 +6,9 @@
 //! - throughput = T_out / output_tokens_per_second (decode, unified), T_in / input_tokens_per_second (prefill)
 //! - input_throughput = T_in / input_tokens_per_second (unified, with `capacity.input_term`)
 //! - kv = R x K / target_ratio (decode, unified): the replicas that bring KV usage back to the target
-//! - slo = R x min(max_boost, 1 + gain x (b_short - 1)) while an SLO's burn rate exceeds
-//!   burn_threshold over both its windows (the largest over the SLOs); see [`slo`]
+//! - slo = max(L, 1) x min(max_boost, 1 + gain x (b_short - 1)) while an SLO's burn rate
+//!   exceeds burn_threshold over both its windows (the largest over the SLOs), L the
+//!   largest of the terms above (the load-based demand); see [`slo`]
 //! - schedule = the largest min_replicas of the cron windows overlapping [now, now + lead]
 //! - forecast = forecast token rate x headroom / per-replica capacity; see [`forecast`]
 //!
@@ -389,7 +390,21 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
             _ => skipped.push(TermKind::Kv),
         }
     }
-    let slos = slo_term(signals, params, &inputs, &mut terms, &mut skipped)?;
+    // The SLO term scales the load-based demand, never the fleet it has: a burn that
+    // more replicas do not cure cannot ratchet the fleet up to max_demand.
+    let load = terms
+        .iter()
+        .map(|t| t.replicas)
+        .fold(None, |best: Option<f64>, r| {
+            Some(best.map_or(r, |b| b.max(r)))
+        });
+    let slos = slo_term(
+        signals,
+        params,
+        (inputs.replicas, load),
+        &mut terms,
+        &mut skipped,
+    )?;
     let schedule = match (params.schedules.is_empty(), signals.now) {
         (true, _) => None,
         (false, None) => {
@@ -468,7 +483,7 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
 fn slo_term(
     signals: &Signals,
     params: &Params,
-    inputs: &Inputs,
+    (fleet, load): (Option<f64>, Option<f64>),
     terms: &mut Vec<Term>,
     skipped: &mut Vec<TermKind>,
 ) -> Result<Vec<SloStatus>, SignalError> {
@@ -488,25 +503,29 @@ fn slo_term(
             && long_burn.is_some_and(|b| b > slo.burn_threshold);
         let mut replicas = None;
         if burning {
-            match (inputs.replicas, short_burn) {
+            match (fleet, short_burn) {
                 (Some(r), Some(b)) => {
                     let boost = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
-                    let value = r * boost;
+                    // At least one replica's worth of load: a fleet whose load terms
+                    // read 0 still serves the requests that burn.
+                    let l = load.unwrap_or(0.0).max(1.0);
+                    let value = l * boost;
                     replicas = Some(value);
                     if best.as_ref().is_none_or(|t| value > t.replicas) {
                         best = Some(Term {
                             kind: TermKind::Slo,
                             replicas: value,
                             formula: format!(
-                                "{}: R x min(max_boost, 1 + gain x (b_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
+                                "{}: max(L, 1) x min(max_boost, 1 + gain x (b_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
                                 slo.name,
-                                num(r),
+                                num(l),
                                 num(slo.max_boost),
                                 num(slo.gain),
                                 num(b)
                             ),
                             inputs: vec![
                                 ("replicas", r),
+                                ("load_replicas", l),
                                 ("burn_short", b),
                                 ("burn_long", long_burn.unwrap_or(0.0)),
                                 ("burn_threshold", slo.burn_threshold),

@@ -363,14 +363,15 @@ fn slow_share(short: f64, long: f64) -> Option<SloWindows> {
 }
 
 #[test]
-fn slo_term_boosts_r_while_both_windows_burn() {
+fn slo_term_boosts_the_load_while_both_windows_burn() {
     let mut p = params(Pool::Unified);
     p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
-    let mut s = signals(&[0.0, 0.0, 0.0, 0.0], 0.0, 0.0, &[0.1; 4]);
+    // A queue of 60 at 15 a replica: the load needs L = 4 replicas.
+    let mut s = signals(&[15.0, 15.0, 15.0, 15.0], 0.0, 0.0, &[0.1; 4]);
     // 5 % slow against a 1 % budget: burn 5 over the short window, 2 over the long one.
     s.slos = vec![slow_share(0.05, 0.02)];
     let d = compute(&s, &p).unwrap();
-    // R x min(2, 1 + 0.25 x (5 - 1)) = 4 x 2 = 8
+    // L x min(2, 1 + 0.25 x (5 - 1)) = 4 x 2 = 8
     assert_eq!(rounded(&d, TermKind::Slo), 8.0);
     assert_eq!(d.winner, Winner::Term(TermKind::Slo));
     assert!(d.slos[0].burning);
@@ -395,13 +396,39 @@ fn slo_term_boosts_r_while_both_windows_burn() {
 }
 
 #[test]
+fn the_slo_term_follows_the_load_not_the_fleet_it_has() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    // The same burn and the same load (a queue of 30: L = 2) on 2 replicas and on 20.
+    let burn = slow_share(0.05, 0.05);
+    let mut small = signals(&[15.0, 15.0], 0.0, 0.0, &[]);
+    small.slos = vec![burn.clone()];
+    let mut large = signals(&[1.5; 20], 0.0, 0.0, &[]);
+    large.slos = vec![burn];
+    for s in [small, large] {
+        let d = compute(&s, &p).unwrap();
+        assert_eq!(rounded(&d, TermKind::Slo), 4.0, "{:?}", d.terms);
+        assert!(
+            d.term(TermKind::Slo)
+                .unwrap()
+                .formula
+                .contains("max(L, 1) x min")
+        );
+    }
+    // A load under one replica counts as one: the requests that burn are being served.
+    let mut idle = signals(&[0.0; 6], 0.0, 0.0, &[]);
+    idle.slos = vec![slow_share(0.05, 0.05)];
+    assert_eq!(rounded(&compute(&idle, &p).unwrap(), TermKind::Slo), 2.0);
+}
+
+#[test]
 fn an_unread_slo_is_skipped_and_others_still_count() {
     let mut p = params(Pool::Unified);
     p.slos = vec![
         slo("ttft-2s", LatencySignal::Ttft),
         slo("tpot-50ms", LatencySignal::Tpot),
     ];
-    let mut s = signals(&[0.0, 0.0], 0.0, 0.0, &[0.1; 2]);
+    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
     s.slos = vec![None, slow_share(0.05, 0.05)];
     let d = compute(&s, &p).unwrap();
     assert!(d.skipped.contains(&TermKind::Slo));
