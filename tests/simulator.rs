@@ -224,12 +224,19 @@ fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
         .collect();
     std::fs::write(
         &lengths,
-        format!("TIMESTAMP,ContextTokens,GeneratedTokens\n{}\n", rows.join("\n")),
+        format!(
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n{}\n",
+            rows.join("\n")
+        ),
     )
     .unwrap();
     let rates = dir.path().join("rates.csv");
     let windows: Vec<String> = (0..6).map(|i| format!("{},0.1", i * 600)).collect();
-    std::fs::write(&rates, format!("window_start_s,rate\n{}\n", windows.join("\n"))).unwrap();
+    std::fs::write(
+        &rates,
+        format!("window_start_s,rate\n{}\n", windows.join("\n")),
+    )
+    .unwrap();
     let plot = dir.path().join("plot.svg");
     let timeline = dir.path().join("timeline.csv");
     let (ok, out, stderr) = backtest(&[
