@@ -1,6 +1,7 @@
-//! Any body Prometheus (or something in its place) answers, given to every query of a
-//! plan with SLOs and a forecast: the demand is either an error or a finite number
-//! within [min_demand, max_demand].
+//! Any body Prometheus (or something in its place) answers, with any status, read with
+//! small limits and given to every query of a plan with SLOs and a forecast: the reader
+//! never panics, never returns more series than allowed, and the demand is either an
+//! error or a finite number within [min_demand, max_demand].
 #![no_main]
 
 use std::{
@@ -11,17 +12,26 @@ use std::{
 use keda_llm_scaler::{
     config::{Config, metadata},
     demand::{self, Params},
-    source::{Observation, prometheus::samples_from, promql},
+    source::{Observation, prometheus::parse_answer, promql},
 };
 use libfuzzer_sys::fuzz_target;
-use prometheus_http_query::response::PromqlResult;
 
 const CONFIG: &str = include_str!("../../deploy/base/config.yaml");
 
-fuzz_target!(|body: &[u8]| {
-    let Ok(result) = serde_json::from_slice::<PromqlResult>(body) else {
+/// The most series a fuzzed answer may hold.
+const MAX_SERIES: u64 = 16;
+
+fuzz_target!(|input: &[u8]| {
+    // The first byte picks the status: mostly 200, sometimes an error or a redirect.
+    let Some((&pick, body)) = input.split_first() else {
         return;
     };
+    let status = [200, 200, 200, 204, 302, 400, 422, 503][usize::from(pick % 8)];
+    let answer = parse_answer(status, body, MAX_SERIES);
+    if let Ok(samples) = &answer {
+        assert!(samples.len() as u64 <= MAX_SERIES);
+        assert!((200..300).contains(&status), "a {status} was read as data");
+    }
     let config = Config::parse(CONFIG).expect("the example config loads");
     let metadata: HashMap<String, String> = [
         ("profile".to_owned(), "llama-70b".to_owned()),
@@ -30,7 +40,7 @@ fuzz_target!(|body: &[u8]| {
     .into();
     let target = metadata::resolve(&config, &metadata).expect("a valid trigger");
     let planned = promql::plan(config.profile("llama-70b").unwrap(), &target);
-    let answer = samples_from(result).map_err(|e| e.to_string());
+    let answer = answer.map_err(|e| e.to_string());
     let observation = Observation {
         answers: planned
             .plan

@@ -104,7 +104,24 @@ pub struct PrometheusConfig {
     /// Extra headers on every query, e.g. `X-Scope-OrgID` for Mimir, Cortex or Thanos.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The largest answer read, in bytes: a larger one is refused while it is read.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// The most series one answer may hold.
+    #[serde(default = "default_max_series")]
+    pub max_series: u64,
+    /// The most queries (and so connections) open to this Prometheus at once; more wait
+    /// for one to finish, within `timeout`.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
 }
+
+/// The ranges `prometheus.max_*` accept: (key, least, most).
+pub const PROMETHEUS_LIMITS: [(&str, u64, u64); 3] = [
+    ("max_response_bytes", 1024, 1 << 30),
+    ("max_series", 1, 10_000_000),
+    ("max_connections", 1, 10_000),
+];
 
 /// HTTP basic auth for Prometheus.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -472,6 +489,17 @@ impl TryFrom<String> for HttpUrl {
     }
 }
 
+/// 16 MiB: far above any answer a fleet's plan gets (a few series per replica).
+fn default_max_response_bytes() -> u64 {
+    16 << 20
+}
+fn default_max_series() -> u64 {
+    100_000
+}
+/// Prometheus' own `--web.max-connections` default is 512: leave room for others.
+fn default_max_connections() -> u64 {
+    64
+}
 fn default_prometheus_timeout() -> Spanned<ConfigDuration> {
     unspanned(ConfigDuration(Duration::from_secs(2)))
 }
@@ -654,6 +682,20 @@ impl Config {
             });
         }
         let prometheus = &self.prometheus;
+        for (key, least, most) in PROMETHEUS_LIMITS {
+            let value = match key {
+                "max_response_bytes" => prometheus.max_response_bytes,
+                "max_series" => prometheus.max_series,
+                _ => prometheus.max_connections,
+            };
+            if !(least..=most).contains(&value) {
+                problems.push(Problem {
+                    line: 0,
+                    key: format!("prometheus.{key}"),
+                    message: format!("{value} is out of range: expected from {least} to {most}"),
+                });
+            }
+        }
         if prometheus.bearer_token_file.is_some() && prometheus.basic_auth.is_some() {
             problems.push(Problem {
                 line: 0,

@@ -28,6 +28,23 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// How much of a text from outside (an answer, a label) errors and logs echo.
+pub const ECHO_LIMIT: usize = 200;
+
+/// `text` cut to [`ECHO_LIMIT`] bytes (on a character boundary) and escaped, so that a
+/// hostile answer cannot flood a log line or an error.
+pub fn truncated(text: &str) -> String {
+    let mut end = text.len().min(ECHO_LIMIT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = text[..end].escape_debug().to_string();
+    if end < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Anything that answers instant PromQL queries.
 pub trait MetricsSource: Send + Sync + 'static {
     fn query(&self, promql: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send;

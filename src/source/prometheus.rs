@@ -1,18 +1,26 @@
 //! The Prometheus HTTP API as a [`MetricsSource`].
+//!
+//! Every answer is bounded before it is trusted: read at most `max_response_bytes`
+//! (refused while it streams in, never buffered past the limit), at most `max_series`
+//! series, only a 2xx status carries data, two series with one label set are a malformed
+//! answer, and redirects are followed only within the configured origin (so headers and
+//! credentials never leave it). At most `max_connections` queries are in flight at once.
 
 use std::{
+    collections::{HashMap, HashSet},
     error::Error as _,
+    fmt,
     path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-
-use prometheus_http_query::{
-    Client, Error,
-    response::{Data, PromqlResult},
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor},
 };
+use tokio::sync::Semaphore;
 
 use super::{MetricsSource, Sample, SourceError};
 use crate::config::PrometheusConfig;
@@ -25,14 +33,38 @@ pub struct Prometheus {
 
 /// One configuration of the endpoint.
 struct Endpoint {
-    client: Client,
+    http: reqwest::Client,
+    /// `<url>/api/v1/query`.
+    query_url: reqwest::Url,
     /// The base URL, named in errors instead of each query's full URL.
     url: String,
-    /// Upper bound on a whole query, connection included.
+    /// Upper bound on a whole query, waiting for a connection and the body included.
     timeout: Duration,
     auth: Auth,
+    limits: Limits,
+    /// One permit per query in flight: at most `max_connections`.
+    connections: Semaphore,
     /// The section this endpoint was built from, to skip rebuilding when it is unchanged.
     config: PrometheusConfig,
+}
+
+/// What one answer may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of body.
+    pub max_bytes: u64,
+    /// Series in the result.
+    pub max_series: u64,
+}
+
+impl Limits {
+    /// The limits a config sets.
+    pub fn of(config: &PrometheusConfig) -> Self {
+        Self {
+            max_bytes: config.max_response_bytes,
+            max_series: config.max_series,
+        }
+    }
 }
 
 /// Credentials, read from their files on every query so rotation needs no restart.
@@ -78,17 +110,20 @@ impl Endpoint {
                 .map_err(|e| format!("prometheus.headers `{name}`: {e}"))?;
             headers.insert(name, value);
         }
-        let mut builder = prometheus_http_query::reqwest::Client::builder()
+        let base = reqwest::Url::parse(config.url.as_str())
+            .map_err(|e| format!("prometheus.url `{}`: {e}", config.url.as_str()))?;
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .default_headers(headers)
+            .redirect(same_origin_redirects(&base))
+            .pool_max_idle_per_host(config.max_connections as usize)
             .user_agent(concat!("keda-llm-scaler/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &config.ca_file {
             let pem = std::fs::read(ca_file)
                 .map_err(|e| format!("prometheus.ca_file {}: {e}", ca_file.display()))?;
-            let certificates =
-                prometheus_http_query::reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| format!("prometheus.ca_file {}: {e}", ca_file.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("prometheus.ca_file {}: {e}", ca_file.display()))?;
             if certificates.is_empty() {
                 return Err(format!(
                     "prometheus.ca_file {}: no PEM certificate in it",
@@ -102,8 +137,6 @@ impl Endpoint {
         let http = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let client = Client::from(http, config.url.as_str())
-            .map_err(|e| format!("prometheus.url `{}`: {e}", config.url.as_str()))?;
         let auth = match (&config.bearer_token_file, &config.basic_auth) {
             (Some(file), _) => Auth::Bearer(file.clone()),
             (None, Some(basic)) => Auth::Basic {
@@ -113,10 +146,13 @@ impl Endpoint {
             (None, None) => Auth::None,
         };
         Ok(Self {
-            client,
+            http,
+            query_url: query_url(&base),
             url: config.url.as_str().to_owned(),
             timeout,
             auth,
+            limits: Limits::of(config),
+            connections: Semaphore::new(config.max_connections.max(1) as usize),
             config: config.clone(),
         })
     }
@@ -155,65 +191,276 @@ impl Endpoint {
     }
 }
 
+/// `<base>/api/v1/query`, keeping a path prefix the base URL has (a proxy's, Mimir's).
+fn query_url(base: &reqwest::Url) -> reqwest::Url {
+    let mut url = base.clone();
+    let path = format!("{}/api/v1/query", base.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url
+}
+
+/// Follows a redirect only to the configured origin (scheme, host and port), at most
+/// five times: a redirect elsewhere is answered as the 3xx it is, which is not data.
+fn same_origin_redirects(base: &reqwest::Url) -> reqwest::redirect::Policy {
+    let origin = base.origin();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 || attempt.url().origin() != origin {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 impl MetricsSource for Prometheus {
     async fn query(&self, promql: &str) -> Result<Vec<Sample>, SourceError> {
         let endpoint = self.current();
-        let mut request = endpoint.client.query(promql);
-        if let Some(authorization) = endpoint.authorization()? {
+        // The client's timeout covers the transfer; this one also covers waiting for a
+        // connection and a body that trickles in.
+        tokio::time::timeout(endpoint.timeout, endpoint.query(promql))
+            .await
+            .map_err(|_| SourceError::Timeout(endpoint.timeout))?
+    }
+}
+
+impl Endpoint {
+    async fn query(&self, promql: &str) -> Result<Vec<Sample>, SourceError> {
+        let _permit = self
+            .connections
+            .acquire()
+            .await
+            .map_err(|_| SourceError::Unreachable("the client is closing".into()))?;
+        let mut request = self
+            .http
+            .get(self.query_url.clone())
+            .query(&[("query", promql)]);
+        if let Some(authorization) = self.authorization()? {
             request = request.header(http::header::AUTHORIZATION, authorization);
         }
-        // The HTTP client's timeout covers the transfer; this one also covers a slow body.
-        let answer = tokio::time::timeout(endpoint.timeout, request.get())
+        let response = request
+            .send()
             .await
-            .map_err(|_| SourceError::Timeout(endpoint.timeout))?;
-        let result = answer.map_err(|e| classify(e, &endpoint.url, endpoint.timeout))?;
-        samples_from(result)
-    }
-}
-
-/// The samples of an instant query's answer; a range vector is not one.
-pub fn samples_from(result: PromqlResult) -> Result<Vec<Sample>, SourceError> {
-    match result.into_inner().0 {
-        Data::Vector(vector) => Ok(vector
-            .into_iter()
-            .map(|series| {
-                let (labels, sample) = series.into_inner();
-                Sample {
-                    labels,
-                    value: sample.value(),
-                }
-            })
-            .collect()),
-        Data::Scalar(sample) => Ok(vec![Sample {
-            labels: Default::default(),
-            value: sample.value(),
-        }]),
-        Data::Matrix(_) => Err(SourceError::BadResponse("a range vector".into())),
-    }
-}
-
-fn classify(error: Error, url: &str, timeout: Duration) -> SourceError {
-    match &error {
-        Error::Prometheus(e) => SourceError::Query {
-            kind: e.error_type().to_string(),
-            message: e.message().to_owned(),
-        },
-        Error::Client(e) => match e.inner() {
-            Some(inner) if inner.is_timeout() => SourceError::Timeout(timeout),
-            Some(inner) if inner.is_connect() || inner.is_request() => {
-                SourceError::Unreachable(format!("{url}: {}", causes(inner)))
+            .map_err(|e| classify(&e, &self.url, self.timeout))?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_limited(response, self.limits.max_bytes, &self.url, self.timeout).await?;
+        parse_answer(status, &body, self.limits.max_series).map_err(|e| match (e, location) {
+            (SourceError::BadResponse(message), Some(location)) if (300..400).contains(&status) => {
+                SourceError::BadResponse(format!(
+                    "{message}; the redirect to {} is not followed: it leaves {}",
+                    super::truncated(&location),
+                    self.url
+                ))
             }
-            // A body that is not Prometheus JSON: a proxy's HTML page, a wrong URL.
-            Some(inner) => SourceError::BadResponse(format!("{url}: {e}: {}", causes(inner))),
-            None => SourceError::BadResponse(format!("{url}: {e}")),
-        },
-        _ => SourceError::BadResponse(format!("{url}: {error}")),
+            (e, _) => e,
+        })
+    }
+}
+
+/// The body, refused as soon as it passes `max_bytes` (announced or streamed).
+async fn read_limited(
+    mut response: reqwest::Response,
+    max_bytes: u64,
+    url: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, SourceError> {
+    let too_large = |size: String| {
+        SourceError::BadResponse(format!(
+            "{url}: the answer is {size} bytes, over prometheus.max_response_bytes ({max_bytes})"
+        ))
+    };
+    if let Some(length) = response.content_length()
+        && length > max_bytes
+    {
+        return Err(too_large(length.to_string()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| classify(&e, url, timeout))?
+    {
+        if body.len() as u64 + chunk.len() as u64 > max_bytes {
+            return Err(too_large(format!("more than {max_bytes}")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An answer of the query API, as Prometheus writes it.
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<RawData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `data` before its result is read: the result's shape depends on `resultType`.
+#[derive(Deserialize)]
+struct RawData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Box<serde_json::value::RawValue>,
+}
+
+/// One series of an instant vector.
+#[derive(Deserialize)]
+struct Series {
+    #[serde(default)]
+    metric: HashMap<String, String>,
+    value: (f64, String),
+}
+
+/// Reads a vector's series, failing at the first one past the limit.
+struct BoundedSeries(u64);
+
+impl<'de> DeserializeSeed<'de> for BoundedSeries {
+    type Value = Vec<Series>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedSeries {
+    type Value = Vec<Series>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a list of at most {} series", self.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut series = Vec::new();
+        while let Some(one) = seq.next_element::<Series>()? {
+            if series.len() as u64 >= self.0 {
+                return Err(serde::de::Error::custom(format!(
+                    "more than prometheus.max_series ({}) series",
+                    self.0
+                )));
+            }
+            series.push(one);
+        }
+        Ok(series)
+    }
+}
+
+/// The samples of an answer with HTTP status `status`: only a 2xx `success` with an
+/// instant vector (or a scalar) is data.
+pub fn parse_answer(status: u16, body: &[u8], max_series: u64) -> Result<Vec<Sample>, SourceError> {
+    let answer: Answer = match serde_json::from_slice(body) {
+        Ok(answer) => answer,
+        Err(_) if !(200..300).contains(&status) => {
+            return Err(SourceError::BadResponse(format!(
+                "HTTP {status}, and the body is not Prometheus' JSON"
+            )));
+        }
+        Err(e) => {
+            return Err(SourceError::BadResponse(format!(
+                "not Prometheus' JSON: {e}"
+            )));
+        }
+    };
+    if answer.status == "error" {
+        return Err(SourceError::Query {
+            kind: answer.error_type.unwrap_or_else(|| "unknown".into()),
+            message: super::truncated(&answer.error.unwrap_or_default()),
+        });
+    }
+    if !(200..300).contains(&status) {
+        return Err(SourceError::BadResponse(format!(
+            "HTTP {status}: an answer with a non-2xx status is not data, whatever its body says"
+        )));
+    }
+    let data = match (answer.status.as_str(), answer.data) {
+        ("success", Some(data)) => data,
+        (other, _) => {
+            return Err(SourceError::BadResponse(format!(
+                "status `{}` without data",
+                super::truncated(other)
+            )));
+        }
+    };
+    match data.result_type.as_str() {
+        "vector" => {
+            let mut deserializer = serde_json::Deserializer::from_str(data.result.get());
+            let series = BoundedSeries(max_series)
+                .deserialize(&mut deserializer)
+                .map_err(|e| SourceError::BadResponse(format!("a malformed vector: {e}")))?;
+            vector_samples(series)
+        }
+        "scalar" => {
+            let (_, value): (f64, String) = serde_json::from_str(data.result.get())
+                .map_err(|e| SourceError::BadResponse(format!("a malformed scalar: {e}")))?;
+            Ok(vec![Sample {
+                labels: HashMap::new(),
+                value: parse_value(&value)?,
+            }])
+        }
+        other => {
+            let _: Result<IgnoredAny, _> = serde_json::from_str(data.result.get());
+            Err(SourceError::BadResponse(format!(
+                "a {}, not an instant vector",
+                super::truncated(other)
+            )))
+        }
+    }
+}
+
+/// The samples of a vector; two series with the same labels make it malformed
+/// (Prometheus never answers that; a proxy merging answers can).
+fn vector_samples(series: Vec<Series>) -> Result<Vec<Sample>, SourceError> {
+    let mut seen: HashSet<Vec<(String, String)>> = HashSet::with_capacity(series.len());
+    let mut samples = Vec::with_capacity(series.len());
+    for one in series {
+        let mut key: Vec<(String, String)> = one.metric.clone().into_iter().collect();
+        key.sort();
+        if !seen.insert(key) {
+            return Err(SourceError::BadResponse(format!(
+                "two series with the same labels {}",
+                super::truncated(&format!("{:?}", one.metric))
+            )));
+        }
+        samples.push(Sample {
+            labels: one.metric,
+            value: parse_value(&one.value.1)?,
+        });
+    }
+    Ok(samples)
+}
+
+/// A sample value as Prometheus writes it: `"1.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`. A
+/// non-finite value is passed on: the demand model refuses it with the signal's name.
+fn parse_value(text: &str) -> Result<f64, SourceError> {
+    text.parse::<f64>().map_err(|_| {
+        SourceError::BadResponse(format!(
+            "sample value `{}` is not a number",
+            super::truncated(text)
+        ))
+    })
+}
+
+fn classify(error: &reqwest::Error, url: &str, timeout: Duration) -> SourceError {
+    if error.is_timeout() {
+        SourceError::Timeout(timeout)
+    } else if error.is_connect() || error.is_request() {
+        SourceError::Unreachable(format!("{url}: {}", causes(error)))
+    } else {
+        SourceError::BadResponse(format!("{url}: {}", causes(error)))
     }
 }
 
 /// What went wrong under a reqwest error, on one line, without the query's URL
 /// (it repeats the PromQL, which Explain already shows).
-fn causes(error: &prometheus_http_query::reqwest::Error) -> String {
+fn causes(error: &reqwest::Error) -> String {
     let mut parts = Vec::new();
     let mut source = error.source();
     while let Some(cause) = source {

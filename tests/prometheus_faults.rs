@@ -1,0 +1,325 @@
+//! The Prometheus client against a fault-injecting fake Prometheus on loopback: answers
+//! past the size and series limits, duplicate series, non-2xx bodies, redirects to
+//! another origin, and more concurrent queries than `max_connections`. Each is refused
+//! (or bounded) with an error that names the limit; a good answer still reads.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use keda_llm_scaler::{
+    config::Config,
+    source::{MetricsSource, SourceError, prometheus::Prometheus},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+/// What the fake answers: the status line's code, extra headers, and the body.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Send the body in chunks of this size without a Content-Length.
+    chunked: Option<usize>,
+    /// Wait this long before answering.
+    delay: Duration,
+}
+
+impl Reply {
+    fn json(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+            chunked: None,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A fake Prometheus: answers every request with `reply(path_and_query)`, and records
+/// the request heads and the most connections open at once.
+struct Fake {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    most_open: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Fake {
+    async fn start(reply: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let most_open = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let reply = Arc::new(reply);
+        let (log, most) = (requests.clone(), most_open.clone());
+        let task = tokio::spawn(async move {
+            // Bounded: a test makes a handful of requests.
+            for _ in 0..64 {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (reply, log, open, most) =
+                    (reply.clone(), log.clone(), open.clone(), most.clone());
+                tokio::spawn(async move {
+                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 65_536 {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            break;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    log.lock().unwrap().push(head);
+                    let reply = reply(&path);
+                    tokio::time::sleep(reply.delay).await;
+                    let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
+                    for (name, value) in &reply.headers {
+                        out.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    match reply.chunked {
+                        None => {
+                            out.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+                            let _ = stream.write_all(out.as_bytes()).await;
+                            let _ = stream.write_all(&reply.body).await;
+                        }
+                        Some(size) => {
+                            out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+                            let _ = stream.write_all(out.as_bytes()).await;
+                            for chunk in reply.body.chunks(size) {
+                                let frame = format!("{:x}\r\n", chunk.len());
+                                if stream.write_all(frame.as_bytes()).await.is_err()
+                                    || stream.write_all(chunk).await.is_err()
+                                    || stream.write_all(b"\r\n").await.is_err()
+                                {
+                                    break;
+                                }
+                            }
+                            let _ = stream.write_all(b"0\r\n\r\n").await;
+                        }
+                    }
+                    let _ = stream.shutdown().await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            url,
+            requests,
+            most_open,
+            task,
+        }
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A client of `url` with the given extra `prometheus` keys.
+fn client(url: &str, extra: &str) -> Prometheus {
+    let text = format!(
+        "prometheus:\n  url: {url}\n  timeout: 5s\n  headers: {{X-Scope-OrgID: tenant-a}}\n{extra}profiles:\n  p: {{engine: vllm, capacity: {{queue_per_replica: 2, output_tokens_per_second: 700}}}}\n"
+    );
+    let config = Config::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    Prometheus::new(&config.prometheus).unwrap()
+}
+
+fn vector(series: &[&str]) -> String {
+    let result: Vec<String> = series
+        .iter()
+        .map(|labels| format!(r#"{{"metric":{labels},"value":[1700000000,"3"]}}"#))
+        .collect();
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+        result.join(",")
+    )
+}
+
+fn bad(result: Result<Vec<keda_llm_scaler::source::Sample>, SourceError>) -> String {
+    match result {
+        Err(SourceError::BadResponse(message)) => message,
+        other => panic!("expected a bad response, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_good_answer_reads_and_answers_past_a_limit_are_refused_naming_it() {
+    let good = vector(&[r#"{"pod":"a"}"#, r#"{"pod":"b"}"#]);
+    let fake = Fake::start(move |_| Reply::json(200, &good)).await;
+    let samples = client(&fake.url, "").query("up").await.unwrap();
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[0].value, 3.0);
+    let head = fake.requests.lock().unwrap()[0].clone();
+    assert!(head.starts_with("GET /api/v1/query?query=up "), "{head}");
+    assert!(
+        head.to_lowercase().contains("x-scope-orgid: tenant-a"),
+        "{head}"
+    );
+
+    // Two series are within max_series 2; three are not.
+    let two = client(&fake.url, "  max_series: 2\n")
+        .query("up")
+        .await
+        .unwrap();
+    assert_eq!(two.len(), 2);
+    let three = vector(&[r#"{"pod":"a"}"#, r#"{"pod":"b"}"#, r#"{"pod":"c"}"#]);
+    let fake = Fake::start(move |_| Reply::json(200, &three)).await;
+    let error = bad(client(&fake.url, "  max_series: 2\n").query("up").await);
+    assert!(error.contains("prometheus.max_series (2)"), "{error}");
+
+    // 5,000 bytes against max_response_bytes 1024, announced and streamed.
+    let big = vector(&[r#"{"pod":"x"}"#]) + &" ".repeat(5_000);
+    for chunked in [None, Some(100)] {
+        let body = big.clone();
+        let fake = Fake::start(move |_| Reply {
+            chunked,
+            ..Reply::json(200, &body)
+        })
+        .await;
+        let error = bad(client(&fake.url, "  max_response_bytes: 1024\n")
+            .query("up")
+            .await);
+        assert!(
+            error.contains("over prometheus.max_response_bytes (1024)"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicates_and_non_2xx_bodies_are_never_data() {
+    let twice = vector(&[r#"{"pod":"a"}"#, r#"{"pod":"a"}"#]);
+    let fake = Fake::start(move |_| Reply::json(200, &twice)).await;
+    let error = bad(client(&fake.url, "").query("up").await);
+    assert!(error.contains("two series with the same labels"), "{error}");
+
+    // A proxy's 503 around a success body.
+    let body = vector(&[r#"{"pod":"a"}"#]);
+    let fake = Fake::start(move |_| Reply::json(503, &body)).await;
+    let error = bad(client(&fake.url, "").query("up").await);
+    assert!(error.contains("HTTP 503"), "{error}");
+
+    // Prometheus' own error answer keeps its kind and message.
+    let fake = Fake::start(|_| {
+        Reply::json(
+            422,
+            r#"{"status":"error","errorType":"execution","error":"query timed out"}"#,
+        )
+    })
+    .await;
+    match client(&fake.url, "").query("up").await {
+        Err(SourceError::Query { kind, message }) => {
+            assert_eq!(kind, "execution");
+            assert_eq!(message, "query timed out");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An HTML error page.
+    let fake = Fake::start(|_| Reply {
+        headers: vec![("Content-Type".into(), "text/html".into())],
+        ..Reply::json(502, "<html>Bad gateway</html>")
+    })
+    .await;
+    let error = bad(client(&fake.url, "").query("up").await);
+    assert!(error.contains("HTTP 502"), "{error}");
+}
+
+#[tokio::test]
+async fn redirects_are_followed_within_the_origin_only() {
+    let good = vector(&[r#"{"pod":"a"}"#]);
+    let elsewhere = {
+        let good = good.clone();
+        Fake::start(move |_| Reply::json(200, &good)).await
+    };
+    let target = format!("{}/api/v1/query?query=up", elsewhere.url);
+    let away = Fake::start(move |_| Reply {
+        headers: vec![("Location".into(), target.clone())],
+        ..Reply::json(302, "")
+    })
+    .await;
+    let error = bad(client(&away.url, "").query("up").await);
+    assert!(error.contains("is not followed"), "{error}");
+    assert!(
+        elsewhere.requests.lock().unwrap().is_empty(),
+        "neither the query nor the tenant header reached another origin"
+    );
+
+    // Within the origin: followed, headers included.
+    let home = Fake::start(move |path| {
+        if path.starts_with("/moved") {
+            Reply::json(200, &good)
+        } else {
+            Reply {
+                headers: vec![("Location".into(), "/moved/api/v1/query?query=up".into())],
+                ..Reply::json(307, "")
+            }
+        }
+    })
+    .await;
+    let samples = client(&home.url, "").query("up").await.unwrap();
+    assert_eq!(samples.len(), 1);
+    let requests = home.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests[1]
+            .to_lowercase()
+            .contains("x-scope-orgid: tenant-a")
+    );
+}
+
+#[tokio::test]
+async fn at_most_max_connections_queries_are_open_at_once() {
+    let good = vector(&[r#"{"pod":"a"}"#]);
+    let fake = Fake::start(move |_| Reply {
+        delay: Duration::from_millis(100),
+        ..Reply::json(200, &good)
+    })
+    .await;
+    let prometheus = Arc::new(client(&fake.url, "  max_connections: 2\n"));
+    let queries: Vec<_> = (0..6)
+        .map(|_| {
+            let prometheus = prometheus.clone();
+            tokio::spawn(async move { prometheus.query("up").await })
+        })
+        .collect();
+    for query in queries {
+        assert!(query.await.unwrap().is_ok());
+    }
+    assert_eq!(fake.requests.lock().unwrap().len(), 6);
+    assert!(fake.most_open.load(Ordering::SeqCst) <= 2);
+}
+
+#[test]
+fn the_limits_are_checked_in_the_config() {
+    for (key, value) in [
+        ("max_series", "0"),
+        ("max_response_bytes", "10"),
+        ("max_connections", "100000"),
+    ] {
+        let text = format!(
+            "prometheus:\n  url: http://127.0.0.1:9090\n  {key}: {value}\nprofiles:\n  p: {{engine: vllm, capacity: {{queue_per_replica: 2, output_tokens_per_second: 700}}}}\n"
+        );
+        let error = Config::parse(&text).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("prometheus.{key}: {value} is out of range")),
+            "{error}"
+        );
+    }
+}
