@@ -612,3 +612,42 @@ async fn tenancy_scopes_queries_to_the_namespace_and_refuses_other_teams() {
         Code::PermissionDenied
     );
 }
+
+#[tokio::test]
+async fn names_kubernetes_would_refuse_are_invalid_argument_and_leave_no_trace() {
+    let running = start("5s").await;
+    let mut client = client(running.addr).await;
+    let huge = "a".repeat(500_000);
+    let cases = [
+        (huge, "inference".to_owned(), "500000 bytes"),
+        ("a".repeat(254), "inference".to_owned(), "254 bytes"),
+        ("Llama".to_owned(), "inference".to_owned(), "`Llama`"),
+        ("-llama".to_owned(), "inference".to_owned(), "`-llama`"),
+        (String::new(), "inference".to_owned(), "name ``"),
+        ("llama".to_owned(), "n".repeat(64), "64 bytes"),
+        ("llama".to_owned(), "in.ference".to_owned(), "`in.ference`"),
+    ];
+    for (name, namespace, shown) in cases {
+        let mut object = scaled_object(&name, &[("profile", "seed")]);
+        object.namespace = namespace.clone();
+        let request = GetMetricsRequest {
+            scaled_object_ref: Some(object.clone()),
+            metric_name: "llm-demand-seed-unified".into(),
+        };
+        let status = client.get_metrics(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().contains(shown), "{}", status.message());
+        // The error echoes at most a bounded, escaped prefix of what was sent.
+        assert!(
+            status.message().len() < 600,
+            "{} bytes",
+            status.message().len()
+        );
+        let status = client.is_active(object).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+    // The longest names Kubernetes allows still work.
+    let mut object = scaled_object(&"a".repeat(253), &[("profile", "seed")]);
+    object.namespace = "n".repeat(63);
+    assert!(client.is_active(object).await.is_ok());
+}

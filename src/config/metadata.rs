@@ -36,10 +36,46 @@ pub struct MetadataError {
 impl MetadataError {
     fn new(key: &str, problem: impl Into<String>) -> Self {
         Self {
-            key: key.to_owned(),
+            // A key comes from the caller: echo a bounded, escaped form of it.
+            key: printable(key),
             problem: problem.into(),
         }
     }
+}
+
+/// The longest ScaledObject name Kubernetes allows (a DNS subdomain, RFC 1123).
+pub const MAX_NAME_LEN: usize = 253;
+/// The longest namespace Kubernetes allows (a DNS label, RFC 1123).
+pub const MAX_NAMESPACE_LEN: usize = 63;
+
+/// Checks a ScaledObject's name and namespace as Kubernetes would: a name of at most
+/// 253 characters of lowercase letters, digits, `-` and `.`, a namespace of at most 63
+/// of lowercase letters, digits and `-`, each starting and ending with a letter or
+/// digit. An empty namespace passes (callers outside Kubernetes may send none). Names
+/// become metric labels and cache keys: without this a caller could grow both without
+/// bound.
+pub fn check_scaled_object_name(name: &str, namespace: &str) -> Result<(), String> {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let shape = |text: &str, extra: &[char]| {
+        text.chars().all(|c| alnum(c) || extra.contains(&c))
+            && text.starts_with(alnum)
+            && text.ends_with(alnum)
+    };
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !shape(name, &['-', '.']) {
+        return Err(format!(
+            "ScaledObject name `{}` ({} bytes) is not a Kubernetes name: expected 1 to {MAX_NAME_LEN} lowercase letters, digits, `-` or `.`, starting and ending with a letter or digit",
+            printable(name),
+            name.len()
+        ));
+    }
+    if !namespace.is_empty() && (namespace.len() > MAX_NAMESPACE_LEN || !shape(namespace, &['-'])) {
+        return Err(format!(
+            "namespace `{}` ({} bytes) is not a Kubernetes namespace: expected 1 to {MAX_NAMESPACE_LEN} lowercase letters, digits or `-`, starting and ending with a letter or digit",
+            printable(namespace),
+            namespace.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Everything needed to evaluate one trigger, derived from metadata and config alone.

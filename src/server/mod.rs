@@ -105,6 +105,8 @@ impl<S: MetricsSource> State<S> {
 
     /// Reads a trigger's metadata against the current config; bad metadata is INVALID_ARGUMENT.
     pub(crate) fn resolve(&self, scaled_object: &ScaledObjectRef) -> Result<Resolved, Status> {
+        metadata::check_scaled_object_name(&scaled_object.name, &scaled_object.namespace)
+            .map_err(Status::invalid_argument)?;
         let config = self.config.borrow().clone();
         let target = metadata::resolve_scaled_object(
             &config,
