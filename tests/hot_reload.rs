@@ -188,3 +188,94 @@ async fn a_plain_file_rewritten_in_place_reloads_too() {
     wait_for_spec(&scaler, &object, "llm-demand-chat-decode").await;
     scaler.shutdown().await.unwrap();
 }
+
+/// Explain's `config_error` for `object`.
+async fn config_error(scaler: &Scaler, object: &ScaledObjectRef) -> String {
+    scaler
+        .explain_client()
+        .await
+        .explain(object.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .config_error
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_path_that_hangs_or_never_ends_is_refused_and_the_service_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: &Path = &dir.path().join("config.yaml");
+    let good = config("unified");
+    std::fs::write(path, &good).unwrap();
+    let scaler = Scaler::start_from_file(path).await;
+    let object = scaled_object("chat", &[("profile", "chat")]);
+    wait_for_spec(&scaler, &object, "llm-demand-chat-unified").await;
+    let mut client = scaler.client().await;
+
+    // An endless file: refused at the size limit, not read without end.
+    std::fs::remove_file(path).unwrap();
+    symlink("/dev/zero", path).unwrap();
+    let error = eventually(Duration::from_secs(20), "/dev/zero refused", || async {
+        let error = config_error(&scaler, &object).await;
+        error.contains("larger than").then_some(error)
+    })
+    .await;
+    assert!(error.contains("4194304 bytes"), "{error}");
+
+    // The same good file again: the error clears (its text equals the config in force).
+    std::fs::remove_file(path).unwrap();
+    std::fs::write(path, &good).unwrap();
+    eventually(Duration::from_secs(20), "the error to clear", || async {
+        config_error(&scaler, &object)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+
+    // A FIFO nobody writes to: the read gives up, gRPC and Explain keep answering, and
+    // shutdown does not wait for the stuck read.
+    std::fs::remove_file(path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let error = eventually(Duration::from_secs(30), "the FIFO refused", || async {
+        let error = config_error(&scaler, &object).await;
+        error.contains("took longer than").then_some(error)
+    })
+    .await;
+    assert!(error.contains("FIFO"), "{error}");
+    assert_eq!(
+        metric_name(&mut client, &object).await,
+        "llm-demand-chat-unified"
+    );
+    // Refusals are counted every time they happen.
+    let failures =
+        |metrics: &str| read_metric(metrics, "keda_llm_scaler_config_reload_failures_total");
+    let before = failures(&scaler.metrics().await).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "another refusal counted",
+        || async { (failures(&scaler.metrics().await).unwrap() > before).then_some(()) },
+    )
+    .await;
+    // The FIFO's read still hangs; a good file in its place is read by a new one.
+    std::fs::remove_file(path).unwrap();
+    std::fs::write(path, config("decode")).unwrap();
+    wait_for_spec(&scaler, &object, "llm-demand-chat-decode").await;
+    assert_eq!(config_error(&scaler, &object).await, "");
+    // And another FIFO: shutdown does not wait for its hung read.
+    std::fs::remove_file(path).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), scaler.shutdown()).await;
+    assert!(matches!(stopped, Ok(Ok(()))), "{stopped:?}");
+}

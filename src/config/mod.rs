@@ -546,6 +546,22 @@ pub enum ConfigError {
     },
     #[error("invalid config:\n{0}")]
     Invalid(String),
+    /// Not readable as a config: too large, not text, or too slow to read.
+    #[error("cannot read the config: {0}")]
+    Unreadable(reload::ReadError),
+}
+
+impl From<reload::ReadError> for ConfigError {
+    fn from(error: reload::ReadError) -> Self {
+        match error {
+            reload::ReadError::Io { path, source } => ConfigError::Read { path, source },
+            reload::ReadError::NotFound(path) => ConfigError::Read {
+                path,
+                source: std::io::ErrorKind::NotFound.into(),
+            },
+            other => ConfigError::Unreadable(other),
+        }
+    }
 }
 
 /// One problem with a value that parsed, pointing at its line.
@@ -610,10 +626,7 @@ fn check_duration(
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = reload::read_bounded(path).map_err(ConfigError::from)?;
         Self::parse(&text)
     }
 

@@ -5,13 +5,20 @@
 //! keeps serving, and the errors are logged, counted and shown in Explain.
 
 use std::{
+    io::Read as _,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::Config;
@@ -21,6 +28,103 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Events come in bursts (a swap is several renames): wait for the burst to end.
 const SETTLE: Duration = Duration::from_millis(100);
+
+/// The largest config file read: a larger one (or an endless one, such as a device) is
+/// refused like an invalid file.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// How long one read of the config file may take: a FIFO nobody writes to or a hung
+/// network filesystem is refused after it, and the service keeps serving meanwhile.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads that may hang at once: each keeps a thread until the process ends (a FIFO's
+/// open returns only when a writer comes), so they are bounded.
+pub const MAX_HUNG_READS: usize = 4;
+
+/// The same refusal is logged at most this often (it is counted every time).
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Why the file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Mid-swap the path can briefly dangle; the next event or tick reads it.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is larger than {MAX_CONFIG_BYTES} bytes: a config is a few KiB")]
+    TooLarge(String),
+    #[error("{0} is not UTF-8 text")]
+    NotText(String),
+    #[error(
+        "reading {0} took longer than {READ_TIMEOUT:?} (a FIFO, a device or a hung filesystem?)"
+    )]
+    Timeout(String),
+}
+
+/// Reads a config file of at most [`MAX_CONFIG_BYTES`] as text. It blocks: call it off
+/// the async runtime (see [`read_off_runtime`]).
+pub fn read_bounded(path: &Path) -> Result<String, ReadError> {
+    let shown = || path.display().to_string();
+    let io = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ReadError::NotFound(shown())
+        } else {
+            ReadError::Io {
+                path: shown(),
+                source,
+            }
+        }
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ReadError::TooLarge(shown()));
+    }
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText(shown()))
+}
+
+/// [`read_bounded`] on a thread of its own, given up after [`READ_TIMEOUT`]. A read that
+/// never returns keeps only its thread; `in_flight` counts them, and at
+/// [`MAX_HUNG_READS`] no new one starts. The thread is not the runtime's, so shutdown
+/// never waits for it.
+pub async fn read_off_runtime(
+    path: &Path,
+    in_flight: &Arc<AtomicUsize>,
+) -> Result<String, ReadError> {
+    let shown = path.display().to_string();
+    if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_HUNG_READS {
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        return Err(ReadError::Timeout(shown));
+    }
+    let busy = in_flight;
+    let (tx, rx) = oneshot::channel();
+    let (owned, flag) = (path.to_path_buf(), busy.clone());
+    let spawned = std::thread::Builder::new()
+        .name("config-read".into())
+        .spawn(move || {
+            let result = read_bounded(&owned);
+            flag.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send(result);
+        });
+    if let Err(source) = spawned {
+        busy.fetch_sub(1, Ordering::SeqCst);
+        return Err(ReadError::Io {
+            path: shown,
+            source,
+        });
+    }
+    match tokio::time::timeout(READ_TIMEOUT, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) | Err(_) => Err(ReadError::Timeout(shown)),
+    }
+}
 
 /// The outcome of the latest reload attempts, for Explain and /metrics.
 #[derive(Debug, Clone)]
@@ -87,7 +191,11 @@ impl Reloader {
                 None
             }
         };
-        let mut last_seen = loaded;
+        let mut seen = Seen {
+            text: loaded,
+            logged: None,
+            busy: Arc::new(AtomicUsize::new(0)),
+        };
         let mut ticker = tokio::time::interval(self.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -99,21 +207,27 @@ impl Reloader {
                     while events.try_recv().is_ok() {}
                 }
             }
-            self.check(&mut last_seen);
+            // A read that hangs must not hold shutdown up.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.check(&mut seen) => {}
+            }
         }
     }
 
     /// Reads the file; when its content changed, validates it and swaps it in.
-    fn check(&self, last_seen: &mut String) {
-        let text = match std::fs::read_to_string(&self.path) {
+    async fn check(&self, seen: &mut Seen) {
+        let text = match read_off_runtime(&self.path, &seen.busy).await {
             Ok(text) => text,
-            // Mid-swap the path can briefly dangle; the next event or tick reads it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(ReadError::NotFound(_)) => return,
             Err(e) => {
-                self.refuse(format!("cannot read {}: {e}", self.path.display()));
+                // Whatever is read next is new: the same good file restored clears this.
+                seen.text.clear();
+                self.refuse(e.to_string(), &mut seen.logged);
                 return;
             }
         };
+        let last_seen = &mut seen.text;
         if text == *last_seen {
             return;
         }
@@ -132,22 +246,38 @@ impl Reloader {
             }
             Err(e) => {
                 *last_seen = text;
-                self.refuse(e.to_string());
+                self.refuse(e.to_string(), &mut seen.logged);
             }
         }
     }
 
-    fn refuse(&self, error: String) {
+    /// Counts a refused file (every time) and logs it (the same error at most once per
+    /// [`LOG_EVERY`]).
+    fn refuse(&self, error: String, logged: &mut Option<(String, Instant)>) {
+        let repeat = logged
+            .as_ref()
+            .is_some_and(|(last, at)| *last == error && at.elapsed() < LOG_EVERY);
+        if !repeat {
+            tracing::error!(path = %self.path.display(), %error, "new config refused; the last good config keeps serving");
+            *logged = Some((error.clone(), Instant::now()));
+        }
         let status = {
             let mut status = self.status.lock().expect("status lock");
-            if status.last_error.as_deref() == Some(error.as_str()) {
-                return; // the same problem, seen again: counted once
-            }
-            tracing::error!(path = %self.path.display(), %error, "new config refused; the last good config keeps serving");
             status.failures += 1;
             status.last_error = Some(error);
             status.clone()
         };
         (self.on_reload)(&status);
     }
+}
+
+/// What the reloader has seen of the file.
+struct Seen {
+    /// The text last parsed (empty after a read error, so that any text read next counts
+    /// as new).
+    text: String,
+    /// The refusal last logged, and when.
+    logged: Option<(String, Instant)>,
+    /// Reads in flight (hung ones included).
+    busy: Arc<AtomicUsize>,
 }

@@ -262,10 +262,12 @@ pub async fn run_from_file(
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    // Off the runtime and bounded, as every later read: a FIFO or a device at the path
+    // is refused instead of freezing the start.
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let text = reload::read_off_runtime(path, &busy)
+        .await
+        .map_err(ConfigError::from)?;
     let config = Config::parse(&text)?;
     let source = Arc::new(Prometheus::new(&config.prometheus).map_err(ServeError::Source)?);
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
