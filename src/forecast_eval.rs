@@ -75,6 +75,10 @@ pub struct MethodScore {
     pub name: &'static str,
     /// Mean absolute percentage error, as a fraction (0.07 = 7 %).
     pub mape: f64,
+    /// Weighted absolute percentage error: the sum of absolute errors over the sum of
+    /// actual rates, as a fraction. Unlike MAPE, a few near-zero windows cannot dominate
+    /// it: each window weighs as much as its traffic.
+    pub wape: f64,
     /// The share of forecasts below the actual rate.
     pub under_rate: f64,
     /// How far below, on average over those forecasts, as a fraction of the actual rate.
@@ -285,6 +289,9 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         .map(|(name, pairs)| {
             let n = pairs.len().max(1) as f64;
             let mape = pairs.iter().map(|(f, a)| (f - a).abs() / a).sum::<f64>() / n;
+            let actual: f64 = pairs.iter().map(|(_, a)| a).sum();
+            let missed: f64 = pairs.iter().map(|(f, a)| (f - a).abs()).sum();
+            let wape = if actual > 0.0 { missed / actual } else { 0.0 };
             let under: Vec<f64> = pairs
                 .iter()
                 .filter(|(f, a)| f < a)
@@ -293,6 +300,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
             MethodScore {
                 name,
                 mape,
+                wape,
                 under_rate: under.len() as f64 / n,
                 under_mean: if under.is_empty() { 0.0 } else { mean(&under) },
             }
@@ -309,7 +317,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
 }
 
 impl EvalReport {
-    /// `{"lead_s": N, "methods": [{"name", "mape", "under_rate", ...}]}`.
+    /// `{"lead_s": N, "methods": [{"name", "mape", "wape", "under_rate", ...}]}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "lead_s": self.lead.as_secs_f64(),
@@ -320,6 +328,7 @@ impl EvalReport {
             "methods": self.methods.iter().map(|m| serde_json::json!({
                 "name": m.name,
                 "mape": m.mape,
+                "wape": m.wape,
                 "under_rate": m.under_rate,
                 "under_mean": m.under_mean,
             })).collect::<Vec<_>>(),
@@ -340,15 +349,16 @@ impl EvalReport {
         );
         let _ = writeln!(
             out,
-            "| method | MAPE | under-predicted | mean shortfall when under |"
+            "| method | MAPE | WAPE | under-predicted | mean shortfall when under |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
         for m in &self.methods {
             let _ = writeln!(
                 out,
-                "| {} | {:.2} % | {:.1} % | {:.2} % |",
+                "| {} | {:.2} % | {:.2} % | {:.1} % | {:.2} % |",
                 m.name,
                 m.mape * 100.0,
+                m.wape * 100.0,
                 m.under_rate * 100.0,
                 m.under_mean * 100.0
             );
@@ -411,6 +421,7 @@ mod tests {
         assert!(shipped.mape < 1e-9, "{report:?}");
         assert!(naive.mape < 1e-9);
         assert!(last.mape > 0.01);
+        assert!(shipped.wape < 1e-9 && naive.wape < 1e-9 && last.wape > 0.01);
         assert_eq!(report.lead_windows, 3);
         // Scored from the first window with three days and the long level window behind.
         assert_eq!(report.points, 10 * 144 - (3 * 144 + 3) - 3 + 1);

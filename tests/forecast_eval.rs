@@ -64,7 +64,7 @@ fn the_json_report_has_every_field_of_the_contract() {
         .collect();
     assert_eq!(names, ["shipped", "last-value", "seasonal-naive"]);
     for method in methods {
-        for field in ["mape", "under_rate", "under_mean"] {
+        for field in ["mape", "wape", "under_rate", "under_mean"] {
             let value = method[field].as_f64().unwrap();
             assert!(
                 (0.0..=1.0).contains(&value),
