@@ -500,6 +500,39 @@ async fn a_failed_evaluation_answers_from_the_last_complete_one_within_max_stale
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrustworthy_reading_answers_from_the_last_good_one_within_max_staleness() {
+    let running = start_with(&config_with("0s", 15, "max_staleness: 1s")).await;
+    let mut client = client(running.addr).await;
+    let value = |r: GetMetricsResponse| r.metric_values[0].metric_value_float;
+    let good = client.get_metrics(metrics_request("a")).await.unwrap();
+    assert_eq!(value(good.into_inner()), 2.0);
+    // Prometheus answers, but with values the demand model refuses.
+    for bad in [f64::NAN, -5.0, f64::INFINITY] {
+        *running.source.queue.lock().unwrap() = bad;
+        let stale = client.get_metrics(metrics_request("a")).await.unwrap();
+        assert_eq!(
+            value(stale.into_inner()),
+            2.0,
+            "{bad}: the last good evaluation"
+        );
+        let e = explain_seed(running.addr).await;
+        assert!(e.stale && e.stale_cause.contains("queue depth"), "{e:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let status = client.get_metrics(metrics_request("a")).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unavailable,
+        "past max_staleness: {status:?}"
+    );
+    assert!(status.message().contains("queue depth"), "{status:?}");
+    // A good reading again is used at once.
+    *running.source.queue.lock().unwrap() = 60.0;
+    let fresh = client.get_metrics(metrics_request("a")).await.unwrap();
+    assert_eq!(value(fresh.into_inner()), 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_term_error_skip_leaves_out_only_the_terms_that_need_the_failed_query() {
     // Throughput's query fails; queue (30 / 15 = 2) still answers under skip.
     let skip = start_with(&config_with(

@@ -20,10 +20,11 @@ use crate::source::{MetricsSource, Observation, QueryPlan, observe};
 /// Slots not asked for this long are dropped, so ScaledObjects that went away cost nothing.
 const IDLE_EVICTION: Duration = Duration::from_secs(600);
 
-/// What a caller gets: the newest observation, and the last one that read every signal.
+/// What a caller gets: the newest observation, and the last good one (see
+/// [`Evaluator::mark_good`]).
 pub struct Observed {
     pub current: Arc<Observation>,
-    pub last_complete: Option<Arc<Observation>>,
+    pub last_good: Option<Arc<Observation>>,
 }
 
 /// At most this many distinct plans are cached; past it the least recently used goes.
@@ -35,8 +36,8 @@ type InFlight = Shared<BoxFuture<'static, Arc<Observation>>>;
 struct Slot {
     /// The last finished observation.
     last: Option<Arc<Observation>>,
-    /// The last observation that read every signal, for stale answers.
-    last_complete: Option<Arc<Observation>>,
+    /// The last observation that read every signal and gave a demand, for stale answers.
+    last_good: Option<Arc<Observation>>,
     /// The observation being made, which late callers join.
     in_flight: Option<InFlight>,
     /// When a caller last asked, for eviction.
@@ -71,7 +72,7 @@ impl<S: MetricsSource> Evaluator<S> {
             {
                 return Observed {
                     current: last.clone(),
-                    last_complete: slot.last_complete.clone(),
+                    last_good: slot.last_good.clone(),
                 };
             }
             match &slot.in_flight {
@@ -84,10 +85,25 @@ impl<S: MetricsSource> Evaluator<S> {
             }
         };
         let current = in_flight.await;
-        let last_complete = slot_ref.lock().expect("slot lock").last_complete.clone();
-        Observed {
-            current,
-            last_complete,
+        let last_good = slot_ref.lock().expect("slot lock").last_good.clone();
+        Observed { current, last_good }
+    }
+
+    /// Records that `observation` of `plan` read every signal and gave a demand: it may
+    /// stand in for later ones that fail (a query error, or a value the demand model
+    /// refuses: NaN, negative, out of range), within `max_staleness`.
+    pub fn mark_good(&self, plan: &QueryPlan, observation: &Arc<Observation>) {
+        if !observation.is_complete() {
+            return;
+        }
+        let slot = self.slot(plan);
+        let mut slot = slot.lock().expect("slot lock");
+        let newer = slot
+            .last_good
+            .as_ref()
+            .is_none_or(|good| good.started <= observation.started);
+        if newer {
+            slot.last_good = Some(observation.clone());
         }
     }
 
@@ -126,9 +142,6 @@ impl<S: MetricsSource> Evaluator<S> {
         let finish = |slot: &std::sync::Weak<Mutex<Slot>>, observation: &Arc<Observation>| {
             if let Some(slot) = slot.upgrade() {
                 let mut slot = slot.lock().expect("slot lock");
-                if observation.is_complete() {
-                    slot.last_complete = Some(observation.clone());
-                }
                 slot.last = Some(observation.clone());
                 slot.in_flight = None;
             }

@@ -147,16 +147,19 @@ impl<S: MetricsSource> State<S> {
             .readings(model)
             .demand(&resolved.target, policy)
         {
-            Ok((demand, skipped)) => Evaluated {
-                observation: observed.current,
-                demand: Ok(demand),
-                stale_cause: None,
-                skipped,
-            },
+            Ok((demand, skipped)) => {
+                self.evaluator.mark_good(&resolved.plan, &observed.current);
+                Evaluated {
+                    observation: observed.current,
+                    demand: Ok(demand),
+                    stale_cause: None,
+                    skipped,
+                }
+            }
             Err(cause) => {
-                // The last complete observation stands in while it is recent enough.
+                // The last good observation stands in while it is recent enough.
                 let stale = observed
-                    .last_complete
+                    .last_good
                     .filter(|good| good.started.elapsed() <= evaluation.max_staleness.value.0)
                     .and_then(|good| {
                         let demand = good
