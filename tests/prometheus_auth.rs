@@ -81,7 +81,9 @@ struct TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Io = keda_llm_scaler::server::guard::Guarded<
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    >;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -125,8 +127,10 @@ async fn ca_file_lets_the_scaler_trust_a_private_ca() {
         reload_interval: Duration::from_secs(60),
         alpn_protocols: vec![b"http/1.1".to_vec()],
     };
+    let limits = keda_llm_scaler::server::guard::Limits::new(Duration::from_secs(10), 64);
     let incoming =
-        keda_llm_scaler::server::tls::incoming(listener, files, Default::default()).unwrap();
+        keda_llm_scaler::server::tls::incoming(listener, files, limits, Default::default())
+            .unwrap();
     let app = guarded_app(Arc::new(Mutex::new(Expected::default())));
     tokio::spawn(async move {
         axum::serve(TlsListener { incoming, addr }, app)

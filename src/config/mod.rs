@@ -47,6 +47,13 @@ pub struct ServerSection {
     /// and keeps a stream open per `external-push` trigger).
     #[serde(default = "default_max_concurrent_streams")]
     pub max_concurrent_streams: u32,
+    /// A connection that has not sent its opening (TLS handshake, HTTP/2 preface, or an
+    /// HTTP request's headers) within this is closed.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Spanned<ConfigDuration>,
+    /// Connections open at once, per listener; one more is closed when accepted.
+    #[serde(default = "default_max_connections_per_listener")]
+    pub max_connections: u32,
 }
 
 impl Default for ServerSection {
@@ -54,8 +61,19 @@ impl Default for ServerSection {
         Self {
             tls: None,
             max_concurrent_streams: default_max_concurrent_streams(),
+            handshake_timeout: default_handshake_timeout(),
+            max_connections: default_max_connections_per_listener(),
         }
     }
+}
+
+fn default_handshake_timeout() -> Spanned<ConfigDuration> {
+    unspanned(ConfigDuration(Duration::from_secs(10)))
+}
+
+/// Far above what KEDA needs (one connection per operator replica and scaler address).
+fn default_max_connections_per_listener() -> u32 {
+    4096
 }
 
 /// PEM files for the gRPC listener, matching KEDA's trigger settings `enableTLS`,
@@ -684,6 +702,23 @@ impl Config {
             Duration::from_millis(100),
             Duration::from_secs(3600),
         );
+        check_duration(
+            &mut problems,
+            "server.handshake_timeout".into(),
+            &self.server.handshake_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        );
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            problems.push(Problem {
+                line: 0,
+                key: "server.max_connections".into(),
+                message: format!(
+                    "{} is out of range: expected from 1 to 1000000",
+                    self.server.max_connections
+                ),
+            });
+        }
         if !(1..=1_000_000).contains(&self.server.max_concurrent_streams) {
             problems.push(Problem {
                 line: 0,

@@ -4,6 +4,7 @@
 mod deadline;
 mod evaluator;
 mod explain;
+pub mod guard;
 mod http;
 mod scaler;
 pub mod telemetry;
@@ -21,7 +22,6 @@ use std::{
 
 use futures::FutureExt;
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -49,6 +49,11 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// How long in-flight calls may take to finish once shutdown begins; well inside
 /// Kubernetes' default 30 s termination grace period.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// HTTP/2 and TCP keepalive on the gRPC listener: a ping every 30 s, and a peer that
+/// does not answer within 20 s is gone.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What the gRPC service, the HTTP endpoints and the streams share.
 pub struct State<S> {
@@ -362,9 +367,17 @@ pub async fn serve<S: MetricsSource>(
         });
     }
 
+    let server_section = state.config.borrow().server.clone();
+    let limits = || {
+        guard::Limits::new(
+            server_section.handshake_timeout.value.0,
+            server_section.max_connections,
+        )
+    };
     let http_task = http.map(|listener| {
         let router = http::router(state.clone());
         let token = token.clone();
+        let listener = guard::HttpListener::new(listener, limits());
         tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { token.cancelled().await })
@@ -372,9 +385,13 @@ pub async fn serve<S: MetricsSource>(
         })
     });
 
-    let server_section = state.config.borrow().server.clone();
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(server_section.max_concurrent_streams)
+        // Pings notice a peer that went away without closing (a node lost): its
+        // connection and streams are dropped instead of held.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -392,12 +409,12 @@ pub async fn serve<S: MetricsSource>(
     };
     let grpc_server = match &server_section.tls {
         None => router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), signal)
+            .serve_with_incoming_shutdown(guard::incoming(grpc, limits(), token.clone()), signal)
             .boxed(),
         Some(section) => {
             let mut files = tls::TlsFiles::from(section);
             files.reload_interval = state.tls_reload_interval;
-            let incoming = tls::incoming(grpc, files, token.clone()).map_err(|e| {
+            let incoming = tls::incoming(grpc, files, limits(), token.clone()).map_err(|e| {
                 token.cancel();
                 ServeError::Tls(e)
             })?;

@@ -27,9 +27,6 @@ use crate::config::TlsSection;
 /// How often the files are compared with what is in use.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A client that connects and never finishes its handshake is dropped after this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The listener's TLS files and how often to look for new ones.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -128,13 +125,15 @@ fn server_config(
 }
 
 /// Accepted TLS connections, for tonic's `serve_with_incoming_shutdown`.
-pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>>;
+pub type Incoming =
+    ReceiverStream<Result<super::guard::Guarded<TlsStream<TcpStream>>, std::io::Error>>;
 
 /// Starts accepting TLS connections on `listener` until `shutdown`; fails at once when
 /// the files do not make a valid configuration.
 pub fn incoming(
     listener: TcpListener,
     files: TlsFiles,
+    limits: super::guard::Limits,
     shutdown: CancellationToken,
 ) -> Result<Incoming, String> {
     let (contents, config) = files.load()?;
@@ -147,12 +146,13 @@ pub fn incoming(
     ));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
+        let mut refused_log = None;
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => return,
-                accepted = listener.accept() => accepted,
+                accepted = super::guard::accept(&listener, &limits, &mut refused_log) => accepted,
             };
-            let (tcp, peer) = match accepted {
+            let (tcp, permit) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -160,12 +160,20 @@ pub fn incoming(
                     continue;
                 }
             };
+            let peer = tcp
+                .peer_addr()
+                .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
             let acceptor = TlsAcceptor::from(current.read().expect("TLS config lock").clone());
             let tx = tx.clone();
+            // The TLS handshake and the HTTP/2 opening share one budget.
+            let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let opening =
+                            super::guard::Opening::Bytes(super::guard::HTTP2_OPENING_BYTES);
+                        let guarded = super::guard::Guarded::new(stream, permit, opening, deadline);
+                        let _ = tx.send(Ok(guarded)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake refused"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
