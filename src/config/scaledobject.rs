@@ -90,16 +90,62 @@ pub fn check(file: &str, text: &str, config: &Config) -> Findings {
                     "{at}: scalerMetadata key `scalerAddress` is required by KEDA: this scaler's gRPC address, host:port"
                 ));
             }
-            match metadata::resolve_scaled_object(config, &namespace, &trigger.metadata) {
+            match resolve_all(config, &namespace, &trigger.metadata) {
                 Ok(target) => findings.ok.push(format!(
                     "{at}: profile {}, metric {}",
                     target.profile_name, target.metric_name
                 )),
-                Err(e) => findings.errors.push(format!("{at}: {e}")),
+                Err(problems) => findings
+                    .errors
+                    .extend(problems.into_iter().map(|e| format!("{at}: {e}"))),
             }
         }
     }
     findings
+}
+
+/// Trigger keys whose values are checked the same whatever the profile.
+const PROFILE_FREE_KEYS: [&str; 4] = [
+    "queuePerReplica",
+    "outputTokensPerSecond",
+    "inputTokensPerSecond",
+    "kvCacheTarget",
+];
+
+/// Resolves a trigger as the service would, but reports every problem, not the first:
+/// each key found wrong is set aside and the rest resolved again, until the metadata
+/// resolves or the namespace is refused. When the profile is the problem, the values
+/// that do not depend on it are still checked (against the config's first profile).
+fn resolve_all(
+    config: &Config,
+    namespace: &str,
+    trigger: &HashMap<String, String>,
+) -> Result<metadata::Target, Vec<String>> {
+    let mut metadata = trigger.clone();
+    let mut problems = Vec::new();
+    // Each round removes a key or stops: at most one round per key, and one more.
+    for _ in 0..=trigger.len() + 1 {
+        match metadata::resolve_scaled_object(config, namespace, &metadata) {
+            Ok(target) if problems.is_empty() => return Ok(target),
+            Ok(_) => return Err(problems),
+            Err(e) => {
+                let key = match &e {
+                    metadata::ResolveError::Metadata(error) => Some(error.key.clone()),
+                    metadata::ResolveError::Forbidden(_) => None,
+                };
+                problems.push(e.to_string());
+                match (key.as_deref(), config.profile_names().first()) {
+                    (Some("profile"), Some(first)) => {
+                        metadata.retain(|k, _| PROFILE_FREE_KEYS.contains(&k.as_str()));
+                        metadata.insert("profile".into(), (*first).to_owned());
+                    }
+                    (Some(key), _) if key != "profile" && metadata.remove(key).is_some() => {}
+                    _ => return Err(problems),
+                }
+            }
+        }
+    }
+    Err(problems)
 }
 
 #[cfg(test)]
@@ -155,6 +201,38 @@ spec:
             findings.errors[2].contains("queuePerReplica"),
             "{}",
             findings.errors[2]
+        );
+    }
+
+    #[test]
+    fn every_problem_of_one_trigger_is_reported() {
+        let config = Config::parse(CONFIG).unwrap();
+        let text = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: b, namespace: team}
+spec:
+  scaleTargetRef: {name: b}
+  triggers:
+    - type: external
+      metadata: {scalerAddress: "s:6000", profle: llama-70b, queuePerReplica: "-3", kvCacheTarget: "2", profile: nope}
+"#;
+        let findings = check("so.yaml", text, &config);
+        let all = findings.errors.join("\n");
+        assert_eq!(findings.errors.len(), 4, "{all}");
+        for expected in [
+            "`profle`",
+            "queuePerReplica",
+            "kvCacheTarget",
+            "`nope` is not a profile",
+        ] {
+            assert!(all.contains(expected), "{expected}: {all}");
+        }
+        assert!(
+            findings
+                .errors
+                .iter()
+                .all(|e| e.starts_with("so.yaml: ScaledObject team/b trigger 0:"))
         );
     }
 }

@@ -578,9 +578,10 @@ pub(crate) fn color(policy: Policy) -> &'static str {
 
 /// A plot of load, pods per policy and this scaler's demand over time, as SVG.
 pub fn to_svg(title: &str, outcomes: &[Outcome]) -> String {
-    const WIDTH: f64 = 1100.0;
+    const WIDTH: f64 = 1160.0;
     const LEFT: f64 = 70.0;
-    const RIGHT: f64 = 170.0;
+    // Room for the longest legend entry, "just-in-time (12,345.6 GPU-h)", at 12 px.
+    const RIGHT: f64 = 230.0;
     const TOP: f64 = 40.0;
     const LOAD_HEIGHT: f64 = 150.0;
     const GAP: f64 = 50.0;

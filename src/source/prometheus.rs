@@ -157,10 +157,12 @@ impl Endpoint {
         })
     }
 
-    /// The Authorization header for this query, from the current credential files.
-    fn authorization(&self) -> Result<Option<HeaderValue>, SourceError> {
-        let read = |path: &PathBuf, what: &str| {
-            std::fs::read_to_string(path)
+    /// The Authorization header for this query, from the current credential files (read
+    /// without blocking the runtime).
+    async fn authorization(&self) -> Result<Option<HeaderValue>, SourceError> {
+        async fn read(path: &PathBuf, what: &str) -> Result<String, SourceError> {
+            tokio::fs::read_to_string(path)
+                .await
                 .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
                 .map_err(|e| {
                     SourceError::Auth(format!(
@@ -168,16 +170,16 @@ impl Endpoint {
                         path.display()
                     ))
                 })
-        };
+        }
         let value = match &self.auth {
             Auth::None => return Ok(None),
-            Auth::Bearer(file) => format!("Bearer {}", read(file, "bearer token")?),
+            Auth::Bearer(file) => format!("Bearer {}", read(file, "bearer token").await?),
             Auth::Basic {
                 username,
                 password_file,
             } => {
                 use base64::Engine as _;
-                let password = read(password_file, "password")?;
+                let password = read(password_file, "password").await?;
                 let encoded = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{password}"));
                 format!("Basic {encoded}")
@@ -234,7 +236,7 @@ impl Endpoint {
             .http
             .get(self.query_url.clone())
             .query(&[("query", promql)]);
-        if let Some(authorization) = self.authorization()? {
+        if let Some(authorization) = self.authorization().await? {
             request = request.header(http::header::AUTHORIZATION, authorization);
         }
         let response = request
