@@ -17,6 +17,22 @@ use tokio::time::Instant;
 use super::telemetry::Telemetry;
 use crate::source::{MetricsSource, Observation, QueryPlan, observe};
 
+/// Whether a failure with `cause` is logged now, recording it when it is.
+fn should_warn(slot: &std::sync::Weak<Mutex<Slot>>, cause: &str) -> bool {
+    let Some(slot) = slot.upgrade() else {
+        return true;
+    };
+    let mut slot = slot.lock().expect("slot lock");
+    let repeat = slot
+        .last_warned
+        .as_ref()
+        .is_some_and(|(last, at)| last == cause && at.elapsed() < WARN_EVERY);
+    if !repeat {
+        slot.last_warned = Some((cause.to_owned(), Instant::now()));
+    }
+    !repeat
+}
+
 /// Slots not asked for this long are dropped, so ScaledObjects that went away cost nothing.
 const IDLE_EVICTION: Duration = Duration::from_secs(600);
 
@@ -42,7 +58,13 @@ struct Slot {
     in_flight: Option<InFlight>,
     /// When a caller last asked, for eviction.
     last_used: Option<Instant>,
+    /// The failure last logged for this plan, and when: the same one is logged at most
+    /// once per [`WARN_EVERY`] (every failure is counted in /metrics).
+    last_warned: Option<(String, Instant)>,
 }
+
+/// How often the same evaluation failure of one plan is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs query plans against a source, with sharing and caching.
 pub struct Evaluator<S> {
@@ -150,11 +172,13 @@ impl<S: MetricsSource> Evaluator<S> {
         let task = tokio::spawn(async move {
             let observation = Arc::new(observe(source.as_ref(), &plan).await);
             telemetry.record_observation(&observation);
-            if let Some(cause) = observation.error_summary() {
+            if let Some(cause) = observation.error_summary()
+                && should_warn(&task_slot, &cause)
+            {
                 tracing::warn!(
                     queue_query = plan.query(crate::source::Signal::Queue),
                     %cause,
-                    "evaluation failed"
+                    "evaluation failed (the same failure of this plan is logged at most once a minute)"
                 );
             }
             finish(&task_slot, &observation);

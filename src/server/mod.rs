@@ -374,17 +374,6 @@ pub async fn serve<S: MetricsSource>(
             server_section.max_connections,
         )
     };
-    let http_task = http.map(|listener| {
-        let router = http::router(state.clone());
-        let token = token.clone();
-        let listener = guard::HttpListener::new(listener, limits());
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-        })
-    });
-
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(server_section.max_concurrent_streams)
         // Pings notice a peer that went away without closing (a node lost): its
@@ -424,6 +413,17 @@ pub async fn serve<S: MetricsSource>(
         }
     };
     state.ready.store(true, Ordering::SeqCst);
+    // /readyz answers from here on: never "not ready" once the gRPC side can serve.
+    let http_task = http.map(|listener| {
+        let router = http::router(state.clone());
+        let token = token.clone();
+        let listener = guard::HttpListener::new(listener, limits());
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        })
+    });
     tracing::info!("serving");
     // Streams of ours end at shutdown; a client's own long call (a health Watch) would
     // hold the drain open, so it gets DRAIN_GRACE and no more.

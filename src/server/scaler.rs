@@ -192,12 +192,16 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
 }
 
 /// Sends the activity at once, then on transitions only; returns the code the stream ended with.
+/// How often a stream logs the same failure.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn push_activity<S: MetricsSource>(
     state: &State<S>,
     scaled_object: &ScaledObjectRef,
     tx: &mpsc::Sender<Result<IsActiveResponse, Status>>,
 ) -> tonic::Code {
     let mut last_sent: Option<bool> = None;
+    let mut warned: Option<(String, tokio::time::Instant)> = None;
     loop {
         match state.demand(scaled_object).await {
             Ok((_, demand)) if last_sent != Some(demand.active) => {
@@ -220,17 +224,27 @@ async fn push_activity<S: MetricsSource>(
                 return code;
             }
             Err(status) => {
-                // Keep the stream: KEDA ignores `false`, and a guessed `true` would scale a fleet.
-                tracing::warn!(
-                    namespace = scaled_object.namespace,
-                    name = scaled_object.name,
-                    error = status.message(),
-                    "StreamIsActive: no trustworthy activity this round"
-                );
+                // Keep the stream: KEDA ignores `false`, and a guessed `true` would scale a
+                // fleet. The same problem is logged once a minute per stream.
+                let repeat =
+                    warned
+                        .as_ref()
+                        .is_some_and(|(last, at): &(String, tokio::time::Instant)| {
+                            last == status.message() && at.elapsed() < WARN_EVERY
+                        });
+                if !repeat {
+                    tracing::warn!(
+                        namespace = scaled_object.namespace,
+                        name = scaled_object.name,
+                        error = status.message(),
+                        "StreamIsActive: no trustworthy activity this round"
+                    );
+                    warned = Some((status.message().to_owned(), tokio::time::Instant::now()));
+                }
             }
         }
-        if wait(state, tx, state.push_interval()).await.is_break() {
-            return tonic::Code::Ok;
+        if let std::ops::ControlFlow::Break(code) = wait(state, tx, state.push_interval()).await {
+            return code;
         }
     }
 }
@@ -280,10 +294,11 @@ async fn wait<S, T>(
     state: &State<S>,
     tx: &mpsc::Sender<T>,
     period: Duration,
-) -> std::ops::ControlFlow<()> {
+) -> std::ops::ControlFlow<tonic::Code> {
     tokio::select! {
         () = tokio::time::sleep(period) => std::ops::ControlFlow::Continue(()),
-        () = state.shutdown.cancelled() => std::ops::ControlFlow::Break(()),
-        () = tx.closed() => std::ops::ControlFlow::Break(()),
+        // Our shutdown ends the stream cleanly; a caller that went away cancelled it.
+        () = state.shutdown.cancelled() => std::ops::ControlFlow::Break(tonic::Code::Ok),
+        () = tx.closed() => std::ops::ControlFlow::Break(tonic::Code::Cancelled),
     }
 }
