@@ -7,7 +7,7 @@
 //! credentials never leave it). At most `max_connections` queries are in flight at once.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     error::Error as _,
     fmt,
     path::PathBuf,
@@ -296,22 +296,24 @@ async fn read_limited(
 
 /// An answer of the query API, as Prometheus writes it.
 #[derive(Deserialize)]
-struct Answer {
+struct Answer<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<RawData>,
+    #[serde(default, borrow)]
+    data: Option<RawData<'a>>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
 }
 
-/// `data` before its result is read: the result's shape depends on `resultType`.
+/// `data` before its result is read: the result's shape depends on `resultType`. The
+/// result stays a slice of the body, not a copy.
 #[derive(Deserialize)]
-struct RawData {
+struct RawData<'a> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: Box<serde_json::value::RawValue>,
+    #[serde(borrow)]
+    result: &'a serde_json::value::RawValue,
 }
 
 /// One series of an instant vector.
@@ -418,19 +420,27 @@ pub fn parse_answer(status: u16, body: &[u8], max_series: u64) -> Result<Vec<Sam
 }
 
 /// The samples of a vector; two series with the same labels make it malformed
-/// (Prometheus never answers that; a proxy merging answers can).
+/// (Prometheus never answers that; a proxy merging answers can). Label sets are told
+/// apart by a hash (no copy of them is kept), compared in full on a collision.
 fn vector_samples(series: Vec<Series>) -> Result<Vec<Sample>, SourceError> {
-    let mut seen: HashSet<Vec<(String, String)>> = HashSet::with_capacity(series.len());
-    let mut samples = Vec::with_capacity(series.len());
+    use std::hash::BuildHasher;
+    let hasher = std::collections::hash_map::RandomState::new();
+    let fingerprint = |labels: &HashMap<String, String>| {
+        let mut pairs: Vec<(&String, &String)> = labels.iter().collect();
+        pairs.sort();
+        hasher.hash_one(&pairs)
+    };
+    let mut seen: HashMap<u64, Vec<usize>> = HashMap::with_capacity(series.len());
+    let mut samples: Vec<Sample> = Vec::with_capacity(series.len());
     for one in series {
-        let mut key: Vec<(String, String)> = one.metric.clone().into_iter().collect();
-        key.sort();
-        if !seen.insert(key) {
+        let same = seen.entry(fingerprint(&one.metric)).or_default();
+        if same.iter().any(|&i| samples[i].labels == one.metric) {
             return Err(SourceError::BadResponse(format!(
                 "two series with the same labels {}",
                 super::truncated(&format!("{:?}", one.metric))
             )));
         }
+        same.push(samples.len());
         samples.push(Sample {
             labels: one.metric,
             value: parse_value(&one.value.1)?,
