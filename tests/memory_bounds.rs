@@ -13,14 +13,15 @@ use std::{
 };
 
 use common::{demand, free_port, scaled_object};
-use fake_prometheus::{Fake, Reply};
+use fake_prometheus::{Fake, Reply, now};
 use keda_llm_scaler::proto::externalscaler::external_scaler_client::ExternalScalerClient;
 
 /// A vector of `n` queue series with pod names of about `pad` bytes, value 3 each.
 fn queue_vector(n: usize, pad: usize) -> String {
     let padding = "p".repeat(pad);
+    let at = now();
     let series: Vec<String> = (0..n)
-        .map(|i| format!(r#"{{"metric":{{"pod":"{padding}-{i}"}},"value":[1700000000,"3"]}}"#))
+        .map(|i| format!(r#"{{"metric":{{"pod":"{padding}-{i}"}},"value":[{at},"3"]}}"#))
         .collect();
     format!(
         r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,

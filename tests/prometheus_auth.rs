@@ -53,9 +53,13 @@ fn guarded_app(expected: Arc<Mutex<Expected>>) -> axum::Router {
                 }
                 let query = query.0.unwrap_or_default();
                 let result = if query.contains("llm_queue_depth") {
-                    r#"[{"metric":{"pod":"a"},"value":[1700000000,"30"]}]"#
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    format!(r#"[{{"metric":{{"pod":"a"}},"value":[{now},"30"]}}]"#)
                 } else {
-                    "[]"
+                    "[]".to_owned()
                 };
                 let body = format!(
                     r#"{{"status":"success","data":{{"resultType":"vector","result":{result}}}}}"#

@@ -197,3 +197,44 @@ fn the_limits_are_checked_in_the_config() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_trickling_body_times_out_and_a_stale_or_skewed_answer_is_refused() {
+    // One byte every 50 ms: the 1 s query timeout covers the body, not just the headers.
+    let body = vector(&[r#"{"pod":"a"}"#]);
+    let fake = Fake::start(move |_| Reply {
+        chunked: Some(1),
+        chunk_delay: Duration::from_millis(50),
+        ..Reply::json(200, &body)
+    })
+    .await;
+    let text = format!(
+        "prometheus:\n  url: {}\n  timeout: 1s\nprofiles:\n  p: {{engine: vllm, capacity: {{queue_per_replica: 2, output_tokens_per_second: 700}}}}\n",
+        fake.url
+    );
+    let prometheus = Prometheus::new(&Config::parse(&text).unwrap().prometheus).unwrap();
+    let started = std::time::Instant::now();
+    match prometheus.query("up").await {
+        Err(SourceError::Timeout(limit)) => assert_eq!(limit, Duration::from_secs(1)),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // An answer stamped an hour ago (a cache in front of Prometheus, or a skewed clock).
+    let old = fake_prometheus::now() - 3600.0;
+    let stale = format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"pod":"a"}},"value":[{old},"3"]}}]}}}}"#
+    );
+    let fake = Fake::start(move |_| Reply::json(200, &stale)).await;
+    let error = bad(client(&fake.url, "").query("up").await);
+    assert!(error.contains("-3600 s from now"), "{error}");
+
+    // Warnings do not discard an answer.
+    let warned = vector(&[r#"{"pod":"a"}"#]).replacen(
+        r#"{"status":"success","#,
+        r#"{"status":"success","warnings":["store-gateway timed out: partial result"],"#,
+        1,
+    );
+    let fake = Fake::start(move |_| Reply::json(200, &warned)).await;
+    assert_eq!(client(&fake.url, "").query("up").await.unwrap().len(), 1);
+}

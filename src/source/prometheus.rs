@@ -46,6 +46,8 @@ struct Endpoint {
     connections: Semaphore,
     /// The section this endpoint was built from, to skip rebuilding when it is unchanged.
     config: PrometheusConfig,
+    /// The warnings last logged, and when.
+    warned: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 /// What one answer may hold.
@@ -154,6 +156,7 @@ impl Endpoint {
             limits: Limits::of(config),
             connections: Semaphore::new(config.max_connections.max(1) as usize),
             config: config.clone(),
+            warned: std::sync::Mutex::new(None),
         })
     }
 
@@ -250,16 +253,41 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = read_limited(response, self.limits.max_bytes, &self.url, self.timeout).await?;
-        parse_answer(status, &body, self.limits.max_series).map_err(|e| match (e, location) {
-            (SourceError::BadResponse(message), Some(location)) if (300..400).contains(&status) => {
-                SourceError::BadResponse(format!(
-                    "{message}; the redirect to {} is not followed: it leaves {}",
-                    super::truncated(&location),
-                    self.url
-                ))
-            }
-            (e, _) => e,
-        })
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let answered =
+            parse_answer(status, &body, self.limits.max_series, now).map_err(|e| {
+                match (e, location) {
+                    (SourceError::BadResponse(message), Some(location))
+                        if (300..400).contains(&status) =>
+                    {
+                        SourceError::BadResponse(format!(
+                            "{message}; the redirect to {} is not followed: it leaves {}",
+                            super::truncated(&location),
+                            self.url
+                        ))
+                    }
+                    (e, _) => e,
+                }
+            })?;
+        if !answered.warnings.is_empty() {
+            self.warn(&answered.warnings.join("; "));
+        }
+        Ok(answered.samples)
+    }
+
+    /// Logs Prometheus' warnings about an answer it gave (the same text at most once a
+    /// minute): the answer is used, but whoever reads the log should know.
+    fn warn(&self, warnings: &str) {
+        let mut last = self.warned.lock().expect("warned lock");
+        let repeat = last
+            .as_ref()
+            .is_some_and(|(text, at)| text == warnings && at.elapsed() < Duration::from_secs(60));
+        if !repeat {
+            tracing::warn!(url = %self.url, %warnings, "Prometheus answered with warnings");
+            *last = Some((warnings.to_owned(), std::time::Instant::now()));
+        }
     }
 }
 
@@ -304,6 +332,22 @@ struct Answer<'a> {
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    /// What Prometheus says about an answer it gave anyway (a partial result from a
+    /// store that timed out, say).
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+/// How far a sample's timestamp may be from now. An instant query's samples carry the
+/// time Prometheus evaluated it at: far from now is a cached or replayed answer, or two
+/// clocks that disagree, and either way not the fleet as it is.
+pub const MAX_SAMPLE_SKEW_S: f64 = 300.0;
+
+/// A successful answer: its samples, and the warnings Prometheus gave with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub samples: Vec<Sample>,
+    pub warnings: Vec<String>,
 }
 
 /// `data` before its result is read: the result's shape depends on `resultType`. The
@@ -357,9 +401,15 @@ impl<'de> Visitor<'de> for BoundedSeries {
     }
 }
 
-/// The samples of an answer with HTTP status `status`: only a 2xx `success` with an
-/// instant vector (or a scalar) is data.
-pub fn parse_answer(status: u16, body: &[u8], max_series: u64) -> Result<Vec<Sample>, SourceError> {
+/// The samples of an answer with HTTP status `status` read at `now` (Unix seconds): only
+/// a 2xx `success` with an instant vector (or a scalar) stamped within
+/// [`MAX_SAMPLE_SKEW_S`] of `now` is data.
+pub fn parse_answer(
+    status: u16,
+    body: &[u8],
+    max_series: u64,
+    now: f64,
+) -> Result<Answered, SourceError> {
     let answer: Answer = match serde_json::from_slice(body) {
         Ok(answer) => answer,
         Err(_) if !(200..300).contains(&status) => {
@@ -393,30 +443,54 @@ pub fn parse_answer(status: u16, body: &[u8], max_series: u64) -> Result<Vec<Sam
             )));
         }
     };
-    match data.result_type.as_str() {
+    let samples = match data.result_type.as_str() {
         "vector" => {
             let mut deserializer = serde_json::Deserializer::from_str(data.result.get());
             let series = BoundedSeries(max_series)
                 .deserialize(&mut deserializer)
                 .map_err(|e| SourceError::BadResponse(format!("a malformed vector: {e}")))?;
-            vector_samples(series)
+            if let Some(one) = series
+                .iter()
+                .find(|s| (s.value.0 - now).abs() > MAX_SAMPLE_SKEW_S)
+            {
+                return Err(skewed(one.value.0, now));
+            }
+            vector_samples(series)?
         }
         "scalar" => {
-            let (_, value): (f64, String) = serde_json::from_str(data.result.get())
+            let (at, value): (f64, String) = serde_json::from_str(data.result.get())
                 .map_err(|e| SourceError::BadResponse(format!("a malformed scalar: {e}")))?;
-            Ok(vec![Sample {
+            if (at - now).abs() > MAX_SAMPLE_SKEW_S {
+                return Err(skewed(at, now));
+            }
+            vec![Sample {
                 labels: HashMap::new(),
                 value: parse_value(&value)?,
-            }])
+            }]
         }
         other => {
             let _: Result<IgnoredAny, _> = serde_json::from_str(data.result.get());
-            Err(SourceError::BadResponse(format!(
+            return Err(SourceError::BadResponse(format!(
                 "a {}, not an instant vector",
                 super::truncated(other)
-            )))
+            )));
         }
-    }
+    };
+    Ok(Answered {
+        samples,
+        warnings: answer
+            .warnings
+            .iter()
+            .map(|w| super::truncated(w))
+            .collect(),
+    })
+}
+
+fn skewed(at: f64, now: f64) -> SourceError {
+    SourceError::BadResponse(format!(
+        "a sample is stamped {:.0} s from now: a cached or replayed answer, or Prometheus' clock and the scaler's disagree (they must agree within {MAX_SAMPLE_SKEW_S} s)",
+        at - now
+    ))
 }
 
 /// The samples of a vector; two series with the same labels make it malformed

@@ -27,6 +27,8 @@ pub struct Reply {
     pub chunked: Option<usize>,
     /// Wait this long before answering.
     pub delay: Duration,
+    /// With `chunked`: wait this long between chunks (a body that trickles in).
+    pub chunk_delay: Duration,
 }
 
 impl Reply {
@@ -37,6 +39,7 @@ impl Reply {
             body: body.as_bytes().to_vec(),
             chunked: None,
             delay: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
         }
     }
 }
@@ -97,6 +100,7 @@ impl Fake {
                             out.push_str("Transfer-Encoding: chunked\r\n\r\n");
                             let _ = stream.write_all(out.as_bytes()).await;
                             for chunk in reply.body.chunks(size) {
+                                tokio::time::sleep(reply.chunk_delay).await;
                                 let frame = format!("{:x}\r\n", chunk.len());
                                 if stream.write_all(frame.as_bytes()).await.is_err()
                                     || stream.write_all(chunk).await.is_err()
@@ -132,10 +136,18 @@ impl Drop for Fake {
 pub fn vector(series: &[&str]) -> String {
     let result: Vec<String> = series
         .iter()
-        .map(|labels| format!(r#"{{"metric":{labels},"value":[1700000000,"3"]}}"#))
+        .map(|labels| format!(r#"{{"metric":{labels},"value":[{},"3"]}}"#, now()))
         .collect();
     format!(
         r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
         result.join(",")
     )
+}
+
+/// Now, in Unix seconds, as Prometheus stamps an instant query's samples.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
