@@ -116,3 +116,73 @@ async fn a_client_that_opened_properly_may_idle_longer_than_the_timeout() {
         "llm-demand-chat-unified"
     );
 }
+
+/// This process's resident memory, MiB (the scaler runs in it).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connections_that_never_open_cost_little_and_go() {
+    let config = CONFIG.replace("max_connections: 8", "max_connections: 4096");
+    let scaler = Scaler::start(&config).await;
+    let mut client = scaler.client().await;
+    let object = scaled_object("chat", &[("profile", "chat")]);
+    assert_eq!(
+        metric_name(&mut client, &object).await,
+        "llm-demand-chat-unified"
+    );
+    let before = rss_mib();
+    // 500 silent gRPC connections, 250 HTTP/2 prefaces without SETTINGS, 250 partial
+    // HTTP requests: bounded in count and in time.
+    let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let partial: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\n";
+    let mut open = Vec::new();
+    for i in 0..1000 {
+        let (addr, bytes) = match i % 4 {
+            0 | 1 => (scaler.grpc_addr, &b""[..]),
+            2 => (scaler.grpc_addr, preface),
+            _ => (scaler.http_addr, partial),
+        };
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        open.push(stream);
+    }
+    // Other callers are served meanwhile.
+    assert_eq!(
+        metric_name(&mut client, &object).await,
+        "llm-demand-chat-unified"
+    );
+    let during = rss_mib();
+    // Every one is closed by the server after the 1 s handshake timeout.
+    let closed = futures::future::join_all(open.iter_mut().map(|stream| async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }))
+    .await;
+    assert!(
+        closed.iter().all(|c| *c),
+        "{} still open",
+        closed.iter().filter(|c| !**c).count()
+    );
+    drop(open);
+    eprintln!("RSS before {before:.1} MiB, with 1,000 waiting connections {during:.1} MiB");
+    assert!(during - before < 64.0, "{before:.1} -> {during:.1} MiB");
+    assert_eq!(
+        metric_name(&mut client, &object).await,
+        "llm-demand-chat-unified"
+    );
+}
