@@ -12,7 +12,11 @@ use std::{
 use keda_llm_scaler::{
     config::{Config, metadata},
     demand::{self, Params},
-    source::{Observation, prometheus::parse_answer, promql},
+    source::{
+        Observation,
+        prometheus::{LimitedBody, parse_answer},
+        promql,
+    },
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -27,6 +31,23 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let status = [200, 200, 200, 204, 302, 400, 422, 503][usize::from(pick % 8)];
+    // The body arrives in chunks the input's bytes cut, against a small byte limit: it
+    // never holds more than the limit, and is refused exactly when it would.
+    const MAX_BYTES: u64 = 4096;
+    let mut limited = LimitedBody::new(MAX_BYTES, None).expect("no announced length");
+    let mut total = 0u64;
+    let mut refused = false;
+    for chunk in body.chunks(usize::from(pick).max(1)) {
+        total += chunk.len() as u64;
+        if limited.push(chunk).is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert_eq!(refused, total > MAX_BYTES);
+    let read = limited.into_bytes();
+    assert!(read.len() as u64 <= MAX_BYTES);
+    assert!(LimitedBody::new(MAX_BYTES, Some(MAX_BYTES + 1)).is_err());
     // Any time: skewed samples are refused, the others read.
     let answer = parse_answer(status, body, MAX_SERIES, 1_800_000_000.0).map(|a| a.samples);
     if let Ok(samples) = &answer {

@@ -303,23 +303,62 @@ async fn read_limited(
             "{url}: the answer is {size} bytes, over prometheus.max_response_bytes ({max_bytes})"
         ))
     };
-    if let Some(length) = response.content_length()
-        && length > max_bytes
-    {
-        return Err(too_large(length.to_string()));
-    }
-    let mut body = Vec::new();
+    let mut body = LimitedBody::new(max_bytes, response.content_length())
+        .map_err(|length| too_large(length.to_string()))?;
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| classify(&e, url, timeout))?
     {
-        if body.len() as u64 + chunk.len() as u64 > max_bytes {
-            return Err(too_large(format!("more than {max_bytes}")));
-        }
-        body.extend_from_slice(&chunk);
+        body.push(&chunk)
+            .map_err(|OverLimit(limit)| too_large(format!("more than {limit}")))?;
     }
-    Ok(body)
+    Ok(body.into_bytes())
+}
+
+/// A body passed its limit (the limit, in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the answer is more than {0} bytes")]
+pub struct OverLimit(pub u64);
+
+/// A body read chunk by chunk that never holds more than its limit.
+#[derive(Debug)]
+pub struct LimitedBody {
+    max_bytes: u64,
+    bytes: Vec<u8>,
+}
+
+impl LimitedBody {
+    /// A body of at most `max_bytes`; one announced as larger (`Content-Length`) is
+    /// refused before a byte is read, with its announced length.
+    pub fn new(max_bytes: u64, announced: Option<u64>) -> Result<Self, u64> {
+        match announced {
+            Some(length) if length > max_bytes => Err(length),
+            // Trust an announcement only as far as the limit.
+            Some(length) => Ok(Self {
+                max_bytes,
+                bytes: Vec::with_capacity(length as usize),
+            }),
+            None => Ok(Self {
+                max_bytes,
+                bytes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Appends a chunk, or refuses it (keeping nothing of it) when it would pass the
+    /// limit.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), OverLimit> {
+        if self.bytes.len() as u64 + chunk.len() as u64 > self.max_bytes {
+            return Err(OverLimit(self.max_bytes));
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 /// An answer of the query API, as Prometheus writes it.
@@ -557,5 +596,48 @@ fn causes(error: &reqwest::Error) -> String {
         error.to_string()
     } else {
         parts.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_never_holds_more_than_its_limit() {
+        assert_eq!(LimitedBody::new(10, Some(11)).unwrap_err(), 11);
+        let mut body = LimitedBody::new(10, None).unwrap();
+        body.push(b"01234").unwrap();
+        body.push(b"5678").unwrap();
+        assert_eq!(body.push(b"9a"), Err(OverLimit(10)));
+        body.push(b"9").unwrap();
+        assert_eq!(body.into_bytes(), b"0123456789");
+    }
+
+    #[test]
+    fn only_a_2xx_success_stamped_now_is_data() {
+        let now = 1_800_000_000.0;
+        let answer = |at: f64| {
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"pod":"a"}},"value":[{at},"1.5"]}}]}}}}"#
+            )
+        };
+        let good = parse_answer(200, answer(now - 10.0).as_bytes(), 10, now).unwrap();
+        assert_eq!(good.samples[0].value, 1.5);
+        assert!(parse_answer(503, answer(now).as_bytes(), 10, now).is_err());
+        assert!(parse_answer(200, answer(now - 301.0).as_bytes(), 10, now).is_err());
+        assert!(parse_answer(200, answer(now).as_bytes(), 0, now).is_err());
+        let scalar = format!(
+            r#"{{"status":"success","data":{{"resultType":"scalar","result":[{now},"NaN"]}}}}"#
+        );
+        assert!(
+            parse_answer(200, scalar.as_bytes(), 10, now)
+                .unwrap()
+                .samples[0]
+                .value
+                .is_nan()
+        );
+        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(parse_answer(200, matrix.as_bytes(), 10, now).is_err());
     }
 }
