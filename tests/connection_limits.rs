@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Scaler, metric_name, scaled_object};
+use common::{Scaler, metric_name, rss_mib, scaled_object};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -115,18 +115,6 @@ async fn a_client_that_opened_properly_may_idle_longer_than_the_timeout() {
         metric_name(&mut client, &object).await,
         "llm-demand-chat-unified"
     );
-}
-
-/// This process's resident memory, MiB (the scaler runs in it).
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

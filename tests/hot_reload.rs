@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Scaler, eventually, metric_name, scaled_object};
+use common::{Scaler, eventually, metric_name, rss_mib, scaled_object};
 use keda_llm_scaler::proto::externalscaler::ScaledObjectRef;
 
 /// A ConfigMap volume: `config.yaml -> ..data/config.yaml`, `..data -> ..<version>`.
@@ -213,6 +213,7 @@ async fn a_config_path_that_hangs_or_never_ends_is_refused_and_the_service_keeps
     let mut client = scaler.client().await;
 
     // An endless file: refused at the size limit, not read without end.
+    let before = rss_mib();
     std::fs::remove_file(path).unwrap();
     symlink("/dev/zero", path).unwrap();
     let error = eventually(Duration::from_secs(20), "/dev/zero refused", || async {
@@ -221,6 +222,9 @@ async fn a_config_path_that_hangs_or_never_ends_is_refused_and_the_service_keeps
     })
     .await;
     assert!(error.contains("4194304 bytes"), "{error}");
+    // The scaler runs in this process: at most the 4 MiB read stayed.
+    let after = rss_mib();
+    assert!(after - before < 32.0, "RSS {before:.1} -> {after:.1} MiB");
 
     // The same good file again: the error clears (its text equals the config in force).
     std::fs::remove_file(path).unwrap();

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Scaler, scaled_object};
+use common::{Scaler, rss_mib, scaled_object};
 use keda_llm_scaler::{
     config::Config,
     proto::{
@@ -683,4 +683,21 @@ async fn names_kubernetes_would_refuse_are_invalid_argument_and_leave_no_trace()
     let mut object = scaled_object(&"a".repeat(253), &[("profile", "seed")]);
     object.namespace = "n".repeat(63);
     assert!(client.is_active(object).await.is_ok());
+    // Fifty more half-megabyte names leave nothing behind (the scaler runs in this
+    // process), and other callers keep their answers.
+    let before = rss_mib();
+    for i in 0..50 {
+        let name = format!("{i}{}", "a".repeat(500_000));
+        let request = GetMetricsRequest {
+            scaled_object_ref: Some(scaled_object(&name, &[("profile", "seed")])),
+            metric_name: "llm-demand-seed-unified".into(),
+        };
+        assert_eq!(
+            client.get_metrics(request).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+    }
+    let after = rss_mib();
+    assert!(after - before < 32.0, "RSS {before:.1} -> {after:.1} MiB");
+    assert!(client.get_metrics(metrics_request("a")).await.is_ok());
 }

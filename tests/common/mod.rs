@@ -502,3 +502,15 @@ pub fn grpcurl(args: &[&str]) -> (bool, String) {
     );
     (output.status.success(), text)
 }
+
+/// This process's resident memory (VmRSS), MiB: the in-process scaler's included.
+pub fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
