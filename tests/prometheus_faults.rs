@@ -3,6 +3,7 @@
 //! another origin, and more concurrent queries than `max_connections`. Each is refused
 //! (or bounded) with an error that names the limit; a good answer still reads.
 
+mod common;
 mod fake_prometheus;
 
 use std::{
@@ -237,4 +238,33 @@ async fn a_trickling_body_times_out_and_a_stale_or_skewed_answer_is_refused() {
     );
     let fake = Fake::start(move |_| Reply::json(200, &warned)).await;
     assert_eq!(client(&fake.url, "").query("up").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finite_queues_whose_sum_overflows_are_unavailable_through_the_service() {
+    // Two replicas each with a queue of 1e308: every sample is finite, the sum is not.
+    let overflow = vector(&[r#"{"pod":"a"}"#, r#"{"pod":"b"}"#]).replace(r#""3""#, r#""1e308""#);
+    let fake = Fake::start(move |path| {
+        if path.contains("llm_queue_depth") {
+            Reply::json(200, &overflow)
+        } else {
+            Reply::json(200, &vector(&[]))
+        }
+    })
+    .await;
+    let scaler = common::Scaler::start(&format!(
+        "prometheus:\n  url: {}\nevaluation:\n  max_staleness: 0s\nprofiles:\n  p:\n    engine: seed\n    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}\n",
+        fake.url
+    ))
+    .await;
+    let mut client = scaler.client().await;
+    let object = common::scaled_object("overflow", &[("profile", "p")]);
+    let status = common::demand(&mut client, &object).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("queue depth summed over replicas is inf"),
+        "{status:?}"
+    );
 }

@@ -147,7 +147,9 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
             if !request.metric_name.eq_ignore_ascii_case(expected) {
                 return Err(Status::not_found(format!(
                     "metric `{}` is not served for {}/{}: expected `{expected}`",
-                    request.metric_name, scaled_object.namespace, scaled_object.name
+                    crate::source::truncated(&request.metric_name),
+                    scaled_object.namespace,
+                    scaled_object.name
                 )));
             }
             let (_, demand) = deadline::within(timeout, self.state.demand(scaled_object)).await?;
