@@ -412,6 +412,9 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
     );
 
     // A pod restart resets its counters: rate() accounts for it, and T_out stays right.
+    // Within 10 %: rate()'s extrapolation across the reset, with scrapes landing where
+    // they land on a loaded machine, dips a few percent (5.3 % seen once); a reset that
+    // was not accounted for would lose p2's half of the rate.
     exporter.set(|e| {
         e.reset_counter(&format!(
             r#"llm_tokens_processed_total{{{SEED_MODEL},pod="p2",token_type="output"}}"#
@@ -422,7 +425,7 @@ async fn answers_equal_the_formulas_for_seed_and_vllm_fleets() {
         let e = explain.explain(seed.clone()).await.unwrap().into_inner();
         let t_out = e.inputs.unwrap().output_tokens_per_second.unwrap();
         assert!(
-            close(t_out, 10_000.0, 0.05),
+            close(t_out, 10_000.0, 0.10),
             "T_out {t_out} after a counter reset"
         );
     }
