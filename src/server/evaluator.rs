@@ -41,6 +41,27 @@ const IDLE_EVICTION: Duration = Duration::from_secs(600);
 pub struct Observed {
     pub current: Arc<Observation>,
     pub last_good: Option<Arc<Observation>>,
+    /// The plan's slot, so that marking the observation good needs no second lookup.
+    slot: Arc<Mutex<Slot>>,
+}
+
+impl Observed {
+    /// Records that the current observation read every signal and gave a demand: it may
+    /// stand in for later ones that fail (a query error, or a value the demand model
+    /// refuses: NaN, negative, out of range), within `max_staleness`.
+    pub fn mark_good(&self) {
+        if !self.current.is_complete() {
+            return;
+        }
+        let mut slot = self.slot.lock().expect("slot lock");
+        let newer = slot
+            .last_good
+            .as_ref()
+            .is_none_or(|good| good.started < self.current.started);
+        if newer {
+            slot.last_good = Some(self.current.clone());
+        }
+    }
 }
 
 /// At most this many distinct plans are cached; past it the least recently used goes.
@@ -95,6 +116,7 @@ impl<S: MetricsSource> Evaluator<S> {
                 return Observed {
                     current: last.clone(),
                     last_good: slot.last_good.clone(),
+                    slot: slot_ref.clone(),
                 };
             }
             match &slot.in_flight {
@@ -108,24 +130,10 @@ impl<S: MetricsSource> Evaluator<S> {
         };
         let current = in_flight.await;
         let last_good = slot_ref.lock().expect("slot lock").last_good.clone();
-        Observed { current, last_good }
-    }
-
-    /// Records that `observation` of `plan` read every signal and gave a demand: it may
-    /// stand in for later ones that fail (a query error, or a value the demand model
-    /// refuses: NaN, negative, out of range), within `max_staleness`.
-    pub fn mark_good(&self, plan: &QueryPlan, observation: &Arc<Observation>) {
-        if !observation.is_complete() {
-            return;
-        }
-        let slot = self.slot(plan);
-        let mut slot = slot.lock().expect("slot lock");
-        let newer = slot
-            .last_good
-            .as_ref()
-            .is_none_or(|good| good.started <= observation.started);
-        if newer {
-            slot.last_good = Some(observation.clone());
+        Observed {
+            current,
+            last_good,
+            slot: slot_ref,
         }
     }
 

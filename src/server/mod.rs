@@ -153,7 +153,7 @@ impl<S: MetricsSource> State<S> {
             .demand(&resolved.target, policy)
         {
             Ok((demand, skipped)) => {
-                self.evaluator.mark_good(&resolved.plan, &observed.current);
+                observed.mark_good();
                 Evaluated {
                     observation: observed.current,
                     demand: Ok(demand),
