@@ -508,6 +508,10 @@ fn explanation_json(e: &crate::proto::llmscaler::v1::Explanation) -> String {
             "name": s.name, "signal": s.signal,
             "short_error_ratio": s.short_error_ratio, "long_error_ratio": s.long_error_ratio,
             "short_burn_rate": s.short_burn_rate, "long_burn_rate": s.long_burn_rate,
+            "short_unfixable_ratio": s.short_unfixable_ratio,
+            "long_unfixable_ratio": s.long_unfixable_ratio,
+            "short_fixable_burn_rate": s.short_fixable_burn_rate,
+            "long_fixable_burn_rate": s.long_fixable_burn_rate,
             "burning": s.burning, "replicas": s.replicas,
         })).collect::<Vec<_>>(),
         "schedule": e.schedule.as_ref().map(|w| json!({

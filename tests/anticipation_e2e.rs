@@ -60,21 +60,62 @@ fn history(now: i64) -> String {
         for (le, per_second) in [("0.5", 4.0), ("1.0", 6.0), ("2.5", 9.0), ("+Inf", 10.0)] {
             counter(
                 &mut out,
-                &format!(r#"vllm:time_to_first_token_seconds_bucket{{pod="{pod}",le="{le}"}}"#),
+                &format!(
+                    r#"vllm:time_to_first_token_seconds_bucket{{model_name="base",pod="{pod}",le="{le}"}}"#
+                ),
                 start,
                 end,
                 |_| per_second,
             );
         }
     }
+    // Two more vLLM fleets with 30 % of TTFTs over 2 s, whose prefill times say why:
+    // `split` has 10 % of prefills over 2 s (two thirds of the misses are queueing),
+    // `unfixable` 30 % (every miss is a prompt too long for 2 s on any replica).
+    for (model, prefill_within_2s) in [("split", 9.0), ("unfixable", 7.0)] {
+        for pod in ["q1", "q2"] {
+            let labels = format!(r#"model_name="{model}",pod="{model}-{pod}""#);
+            for (le, per_second) in [("1", 5.0), ("2", 7.0), ("+Inf", 10.0)] {
+                counter(
+                    &mut out,
+                    &format!(r#"vllm:time_to_first_token_seconds_bucket{{{labels},le="{le}"}}"#),
+                    start,
+                    end,
+                    |_| per_second,
+                );
+            }
+            for (le, per_second) in [("1", 5.0), ("2", prefill_within_2s), ("+Inf", 10.0)] {
+                counter(
+                    &mut out,
+                    &format!(r#"vllm:request_prefill_time_seconds_bucket{{{labels},le="{le}"}}"#),
+                    start,
+                    end,
+                    |_| per_second,
+                );
+            }
+        }
+    }
     for pod in ["p1", "p2"] {
         gauge(
             &mut out,
-            &format!(r#"vllm:num_requests_waiting{{pod="{pod}"}}"#),
+            &format!(r#"vllm:num_requests_waiting{{model_name="base",pod="{pod}"}}"#),
             start,
             end,
             0.0,
         );
+    }
+    for model in ["split", "unfixable"] {
+        for pod in ["q1", "q2"] {
+            gauge(
+                &mut out,
+                &format!(
+                    r#"vllm:num_requests_waiting{{model_name="{model}",pod="{model}-{pod}"}}"#
+                ),
+                start,
+                end,
+                0.0,
+            );
+        }
     }
     out.push_str("# EOF\n");
     out
@@ -100,6 +141,19 @@ profiles:
       history: {{period: 1d, periods: 3, headroom: 1.1}}
   slo:
     engine: vllm
+    selector: {{model_name: base}}
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
+    slos:
+      - {{name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.9, windows: [5m, 1h], gain: 0.25, max_boost: 2}}
+  split:
+    engine: vllm
+    selector: {{model_name: split}}
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
+    slos:
+      - {{name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.9, windows: [5m, 1h], gain: 0.25, max_boost: 2}}
+  unfixable:
+    engine: vllm
+    selector: {{model_name: unfixable}}
     capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
     slos:
       - {{name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.9, windows: [5m, 1h], gain: 0.25, max_boost: 2}}
@@ -173,4 +227,85 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
     assert!(metrics.contains(
         r#"keda_llm_scaler_forecast_tokens_per_second{namespace="inference",scaledobject="warm30"}"#
     ));
+}
+
+/// TTFT misses split by the prefill-time histogram, through a real Prometheus: the term
+/// acts on the share queueing caused, and not at all when every miss is a prompt too
+/// long for the threshold on any replica.
+#[tokio::test]
+async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let now = now - now % STEP;
+    let prometheus = PrometheusServer::start_with_history(&history(now)).await;
+    let scaler = Scaler::start(&config(&prometheus.url())).await;
+    let mut client = scaler.client().await;
+    let mut explain = scaler.explain_client().await;
+
+    // 30 % of TTFTs over 2 s (burn 3 against a 10 % budget), 10 % of prefills over
+    // 2 s: fixable 20 %, burn 2, so max(L, 1) x min(2, 1 + 0.25 x (2 - 1)) = 1.25
+    // (the whole burn would have asked for 1.5).
+    let split = scaled_object("split", &[("profile", "split")]);
+    let wanted = demand(&mut client, &split).await.unwrap();
+    let explanation = explain.explain(split).await.unwrap().into_inner();
+    let status = &explanation.slos[0];
+    assert!(
+        close(status.short_burn_rate.unwrap(), 3.0),
+        "{explanation:#?}"
+    );
+    assert!(
+        close(status.short_unfixable_ratio.unwrap(), 0.1),
+        "{explanation:#?}"
+    );
+    assert!(
+        close(status.long_unfixable_ratio.unwrap(), 0.1),
+        "{explanation:#?}"
+    );
+    assert!(
+        close(status.short_fixable_burn_rate.unwrap(), 2.0),
+        "{explanation:#?}"
+    );
+    assert!(
+        close(status.long_fixable_burn_rate.unwrap(), 2.0),
+        "{explanation:#?}"
+    );
+    assert!(status.burning);
+    assert!(close(wanted, 1.25), "demand {wanted}: {explanation:#?}");
+    let slo_term = explanation.terms.iter().find(|t| t.name == "slo").unwrap();
+    assert!(
+        slo_term.formula.contains("b_fixable_short"),
+        "{slo_term:#?}"
+    );
+
+    // Every miss is a long prompt: burn 3, fixable 0, no term; the idle fleet wants 0.
+    let unfixable = scaled_object("unfixable", &[("profile", "unfixable")]);
+    let wanted = demand(&mut client, &unfixable).await.unwrap();
+    let explanation = explain.explain(unfixable).await.unwrap().into_inner();
+    let status = &explanation.slos[0];
+    assert!(
+        close(status.short_burn_rate.unwrap(), 3.0),
+        "{explanation:#?}"
+    );
+    assert!(
+        close(status.short_unfixable_ratio.unwrap(), 0.3),
+        "{explanation:#?}"
+    );
+    assert_eq!(
+        status.short_fixable_burn_rate,
+        Some(0.0),
+        "{explanation:#?}"
+    );
+    assert!(!status.burning);
+    assert_eq!(wanted, 0.0, "{explanation:#?}");
+    let metrics = scaler.metrics().await;
+    assert!(
+        metrics.contains(r#"keda_llm_scaler_slo_unfixable_ratio{namespace="inference",scaledobject="unfixable",slo="ttft-2s",window="short"} 0.3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"keda_llm_scaler_slo_fixable_burn_rate{namespace="inference",scaledobject="unfixable",slo="ttft-2s",window="short"} 0.0"#),
+        "{metrics}"
+    );
 }

@@ -293,6 +293,11 @@ pub struct CustomQueries {
     /// The same for TPOT (for `tpot` SLOs).
     #[serde(default)]
     pub tpot_buckets: Option<String>,
+    /// Optional: the `_bucket` series of each request's prefill-time histogram in seconds
+    /// (vLLM's `request_prefill_time_seconds`). With it, a `ttft` SLO acts only on the
+    /// misses queueing caused, not on prompts whose prefill alone exceeds the threshold.
+    #[serde(default)]
+    pub prefill_time_buckets: Option<String>,
 }
 
 /// The serving engines with built-in series presets.

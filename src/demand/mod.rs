@@ -64,6 +64,12 @@ pub struct Signals {
 pub struct SloWindows {
     pub short: LatencyWindow,
     pub long: LatencyWindow,
+    /// For a TTFT SLO on an engine that exports each request's prefill time (vLLM's
+    /// `request_prefill_time_seconds`): that histogram over the same two windows. A
+    /// request whose prefill alone exceeds the threshold misses however many replicas
+    /// there are; `None` where the engine has no such histogram (every miss counts as
+    /// one replicas can fix).
+    pub prefill: Option<(LatencyWindow, LatencyWindow)>,
 }
 
 /// One SLO's settings, as the term uses them.
@@ -191,7 +197,17 @@ pub struct SloStatus {
     /// error_ratio / (1 - objective); `None` without requests.
     pub short_burn: Option<f64>,
     pub long_burn: Option<f64>,
-    /// Both windows burn above burn_threshold: the SLO asks for replicas.
+    /// Share of requests whose prefill alone took longer than the threshold: misses
+    /// more replicas do not remove. `None` without a split (see [`SloWindows::prefill`])
+    /// or without requests.
+    pub short_unfixable_ratio: Option<f64>,
+    pub long_unfixable_ratio: Option<f64>,
+    /// The burn rate of the misses replicas can fix:
+    /// max(0, error_ratio - unfixable_ratio) / (1 - objective). Equal to the burn rate
+    /// without a split.
+    pub short_fixable_burn: Option<f64>,
+    pub long_fixable_burn: Option<f64>,
+    /// Both windows' fixable burn is above burn_threshold: the SLO asks for replicas.
     pub burning: bool,
     /// The replicas it asks for while burning.
     pub replicas: Option<f64>,
@@ -495,15 +511,19 @@ fn slo_term(
             unread = true;
             continue;
         };
-        let short_error_ratio = slo::error_ratio(&windows.short, slo.threshold)?;
-        let long_error_ratio = slo::error_ratio(&windows.long, slo.threshold)?;
-        let short_burn = short_error_ratio.map(|e| slo::burn_rate(e, slo.objective));
-        let long_burn = long_error_ratio.map(|e| slo::burn_rate(e, slo.objective));
-        let burning = short_burn.is_some_and(|b| b > slo.burn_threshold)
-            && long_burn.is_some_and(|b| b > slo.burn_threshold);
+        let read = slo::read_windows(windows, slo.threshold, slo.objective)?;
+        let burning = read
+            .short
+            .fixable_burn
+            .is_some_and(|b| b > slo.burn_threshold)
+            && read
+                .long
+                .fixable_burn
+                .is_some_and(|b| b > slo.burn_threshold);
+        let long_burn = read.long.fixable_burn;
         let mut replicas = None;
         if burning {
-            match (fleet, short_burn) {
+            match (fleet, read.short.fixable_burn) {
                 (Some(r), Some(b)) => {
                     let boost = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
                     // At least one replica's worth of load: a fleet whose load terms
@@ -516,7 +536,7 @@ fn slo_term(
                             kind: TermKind::Slo,
                             replicas: value,
                             formula: format!(
-                                "{}: max(L, 1) x min(max_boost, 1 + gain x (b_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
+                                "{}: max(L, 1) x min(max_boost, 1 + gain x (b_fixable_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
                                 slo.name,
                                 num(l),
                                 num(slo.max_boost),
@@ -526,8 +546,14 @@ fn slo_term(
                             inputs: vec![
                                 ("replicas", r),
                                 ("load_replicas", l),
-                                ("burn_short", b),
-                                ("burn_long", long_burn.unwrap_or(0.0)),
+                                ("burn_short", read.short.burn.unwrap_or(0.0)),
+                                ("burn_long", read.long.burn.unwrap_or(0.0)),
+                                ("fixable_burn_short", b),
+                                ("fixable_burn_long", long_burn.unwrap_or(0.0)),
+                                (
+                                    "unfixable_ratio_short",
+                                    read.short.unfixable_ratio.unwrap_or(0.0),
+                                ),
                                 ("burn_threshold", slo.burn_threshold),
                                 ("gain", slo.gain),
                                 ("max_boost", slo.max_boost),
@@ -541,10 +567,14 @@ fn slo_term(
         statuses.push(SloStatus {
             name: slo.name.clone(),
             signal: slo.signal,
-            short_error_ratio,
-            long_error_ratio,
-            short_burn,
-            long_burn,
+            short_error_ratio: read.short.error_ratio,
+            long_error_ratio: read.long.error_ratio,
+            short_burn: read.short.burn,
+            long_burn: read.long.burn,
+            short_unfixable_ratio: read.short.unfixable_ratio,
+            long_unfixable_ratio: read.long.unfixable_ratio,
+            short_fixable_burn: read.short.fixable_burn,
+            long_fixable_burn: read.long.fixable_burn,
             burning,
             replicas,
         });

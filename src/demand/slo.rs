@@ -105,6 +105,59 @@ pub fn burn_rate(error_ratio: f64, objective: f64) -> f64 {
     error_ratio / (1.0 - objective)
 }
 
+/// One window of an SLO, read: all misses, and the part replicas can fix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowReading {
+    pub error_ratio: Option<f64>,
+    pub burn: Option<f64>,
+    /// Share of requests whose prefill alone exceeded the threshold; `None` without a split.
+    pub unfixable_ratio: Option<f64>,
+    pub fixable_burn: Option<f64>,
+}
+
+/// Both windows of an SLO, read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub short: WindowReading,
+    pub long: WindowReading,
+}
+
+/// Reads both windows. TTFT is queueing plus prefill, so TTFT >= prefill: every request
+/// whose prefill alone exceeds the threshold misses, and the misses above that share
+/// (prefill within the threshold, TTFT over it) are the ones queueing caused, which
+/// more replicas remove. vLLM records a request's prefill time when it finishes and its
+/// TTFT at the first token, so the two histograms count slightly different requests in
+/// a window; over minutes of traffic their shares agree. The prefill slowdown that sharing a replica causes counts with
+/// the unfixable share here: the split never asks for replicas a miss may not need.
+pub fn read_windows(
+    windows: &super::SloWindows,
+    threshold: f64,
+    objective: f64,
+) -> Result<Reading, SignalError> {
+    let read = |latency: &LatencyWindow, prefill: Option<&LatencyWindow>| {
+        let misses = error_ratio(latency, threshold)?;
+        let unfixable_ratio = match prefill {
+            Some(prefill) => error_ratio(prefill, threshold)?,
+            None => None,
+        };
+        let fixable = misses.map(|e| (e - unfixable_ratio.unwrap_or(0.0)).max(0.0));
+        Ok::<_, SignalError>(WindowReading {
+            error_ratio: misses,
+            burn: misses.map(|e| burn_rate(e, objective)),
+            unfixable_ratio: misses.and(unfixable_ratio),
+            fixable_burn: fixable.map(|e| burn_rate(e, objective)),
+        })
+    };
+    let (short_prefill, long_prefill) = match &windows.prefill {
+        Some((short, long)) => (Some(short), Some(long)),
+        None => (None, None),
+    };
+    Ok(Reading {
+        short: read(&windows.short, short_prefill)?,
+        long: read(&windows.long, long_prefill)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

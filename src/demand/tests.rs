@@ -359,7 +359,96 @@ fn slow_share(short: f64, long: f64) -> Option<SloWindows> {
     Some(SloWindows {
         short: slo::LatencyWindow::SlowShare(Some(short)),
         long: slo::LatencyWindow::SlowShare(Some(long)),
+        prefill: None,
     })
+}
+
+/// A histogram window from (le, cumulative requests per second) pairs.
+fn histogram(points: &[(f64, f64)]) -> slo::LatencyWindow {
+    slo::LatencyWindow::Buckets(
+        points
+            .iter()
+            .map(|&(le, rate)| slo::Bucket { le, rate })
+            .collect(),
+    )
+}
+
+/// TTFT and prefill-time histograms, the same in both windows: 100 requests/s.
+fn ttft_and_prefill(ttft: &[(f64, f64)], prefill: &[(f64, f64)]) -> Option<SloWindows> {
+    Some(SloWindows {
+        short: histogram(ttft),
+        long: histogram(ttft),
+        prefill: Some((histogram(prefill), histogram(prefill))),
+    })
+}
+
+#[test]
+fn misses_from_prompts_too_long_for_any_replica_ask_for_nothing() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
+    // 10 % of requests over 2 s, and the same 10 % took over 2 s in prefill alone:
+    // their prompts are too long for 2 s on any replica.
+    let ttft = [
+        (1.0, 80.0),
+        (2.0, 90.0),
+        (5.0, 95.0),
+        (f64::INFINITY, 100.0),
+    ];
+    let prefill = [
+        (1.0, 85.0),
+        (2.0, 90.0),
+        (5.0, 96.0),
+        (f64::INFINITY, 100.0),
+    ];
+    s.slos = vec![ttft_and_prefill(&ttft, &prefill)];
+    let d = compute(&s, &p).unwrap();
+    assert!(d.term(TermKind::Slo).is_none(), "{:?}", d.terms);
+    let status = &d.slos[0];
+    assert!(!status.burning);
+    assert_eq!(
+        status.short_burn.map(|b| (b * 1e9).round() / 1e9),
+        Some(10.0)
+    );
+    assert_eq!(
+        status
+            .short_unfixable_ratio
+            .map(|u| (u * 1e9).round() / 1e9),
+        Some(0.1)
+    );
+    assert_eq!(status.short_fixable_burn, Some(0.0));
+}
+
+#[test]
+fn misses_from_queueing_ask_for_replicas() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    // L = 2 replicas of queue.
+    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
+    // 10 % over 2 s; every prefill took under 1 s: all of the misses are queueing.
+    let ttft = [
+        (1.0, 80.0),
+        (2.0, 90.0),
+        (5.0, 95.0),
+        (f64::INFINITY, 100.0),
+    ];
+    let prefill = [(1.0, 100.0), (2.0, 100.0), (f64::INFINITY, 100.0)];
+    s.slos = vec![ttft_and_prefill(&ttft, &prefill)];
+    let d = compute(&s, &p).unwrap();
+    // Fixable burn 0.1 / 0.01 = 10: 2 x min(2, 1 + 0.25 x 9) = 4.
+    assert_eq!(rounded(&d, TermKind::Slo), 4.0);
+    assert!(d.slos[0].burning);
+    // 7 % of the prefills took over 2 s: 3 % fixable, burn 3: 2 x (1 + 0.25 x 2) = 3.
+    let prefill = [(1.0, 90.0), (2.0, 93.0), (f64::INFINITY, 100.0)];
+    s.slos = vec![ttft_and_prefill(&ttft, &prefill)];
+    let d = compute(&s, &p).unwrap();
+    assert_eq!(rounded(&d, TermKind::Slo), 3.0);
+    assert_eq!(
+        d.slos[0]
+            .short_fixable_burn
+            .map(|b| (b * 1e9).round() / 1e9),
+        Some(3.0)
+    );
 }
 
 #[test]
@@ -391,6 +480,7 @@ fn slo_term_boosts_the_load_while_both_windows_burn() {
     s.slos = vec![Some(SloWindows {
         short: slo::LatencyWindow::SlowShare(None),
         long: slo::LatencyWindow::SlowShare(Some(0.5)),
+        prefill: None,
     })];
     assert!(compute(&s, &p).unwrap().term(TermKind::Slo).is_none());
 }

@@ -39,7 +39,11 @@ fn term_reads(kind: TermKind, pool: crate::config::Pool, signal: Signal) -> bool
         TermKind::Kv => matches!(signal, Signal::Queue | Signal::KvCache),
         TermKind::Slo => matches!(
             signal,
-            Signal::Queue | Signal::SloShort { .. } | Signal::SloLong { .. }
+            Signal::Queue
+                | Signal::SloShort { .. }
+                | Signal::SloLong { .. }
+                | Signal::SloPrefillShort { .. }
+                | Signal::SloPrefillLong { .. }
         ),
         TermKind::Schedule => false,
         TermKind::Forecast => matches!(signal, Signal::HistoryPeak | Signal::HistoryLevel),
@@ -192,6 +196,10 @@ fn fill_demand(
             long_error_ratio: slo.long_error_ratio,
             short_burn_rate: slo.short_burn,
             long_burn_rate: slo.long_burn,
+            short_unfixable_ratio: slo.short_unfixable_ratio,
+            long_unfixable_ratio: slo.long_unfixable_ratio,
+            short_fixable_burn_rate: slo.short_fixable_burn,
+            long_fixable_burn_rate: slo.long_fixable_burn,
             burning: slo.burning,
             replicas: slo.replicas,
         })
@@ -337,6 +345,19 @@ pub fn render_explanation(e: &Explanation) -> String {
                 burn(slo.long_burn_rate),
                 if slo.burning { "  BURNING" } else { "" }
             );
+            // With a split: how much of the miss replicas can remove, which the term acts on.
+            if let (Some(short), Some(long)) = (slo.short_unfixable_ratio, slo.long_unfixable_ratio)
+            {
+                let _ = writeln!(
+                    out,
+                    "  {:<14}       unfixable (prefill alone over the threshold) {:.2} % / {:.2} %; fixable burn short {}  long {}",
+                    "",
+                    short * 100.0,
+                    long * 100.0,
+                    burn(slo.short_fixable_burn_rate),
+                    burn(slo.long_fixable_burn_rate),
+                );
+            }
         }
     }
     if let Some(w) = &e.schedule {

@@ -106,6 +106,11 @@ pub struct Telemetry {
     pub config_last_reload_success: Gauge<f64, AtomicU64>,
     /// Each SLO's burn rate per ScaledObject and window (absent without requests).
     pub slo_burn_rate: Gauges<BurnLabels>,
+    /// The part of it replicas can fix, which the SLO term acts on.
+    pub slo_fixable_burn_rate: Gauges<BurnLabels>,
+    /// Share of requests whose prefill alone exceeded the threshold (TTFT SLOs on engines
+    /// exporting per-request prefill time; absent otherwise).
+    pub slo_unfixable_ratio: Gauges<BurnLabels>,
     /// The forecast token rate over the lead per ScaledObject.
     pub forecast_tokens: Gauges<ScaledObjectLabels>,
     /// The SLO names each ScaledObject has burn-rate series for, to drop them later.
@@ -228,6 +233,18 @@ impl Telemetry {
             "Error-budget burn rate per SLO and window (1 = burning exactly the budget)",
             slo_burn_rate.clone(),
         );
+        let slo_fixable_burn_rate = Gauges::<BurnLabels>::default();
+        registry.register(
+            "slo_fixable_burn_rate",
+            "The burn rate of the misses more replicas remove, per SLO and window: what the SLO term acts on",
+            slo_fixable_burn_rate.clone(),
+        );
+        let slo_unfixable_ratio = Gauges::<BurnLabels>::default();
+        registry.register(
+            "slo_unfixable_ratio",
+            "Share of requests whose prefill alone took longer than the TTFT threshold, per SLO and window",
+            slo_unfixable_ratio.clone(),
+        );
         let forecast_tokens = Gauges::<ScaledObjectLabels>::default();
         registry.register(
             "forecast_tokens_per_second",
@@ -244,6 +261,8 @@ impl Telemetry {
             query_duration,
             query_errors,
             slo_burn_rate,
+            slo_fixable_burn_rate,
+            slo_unfixable_ratio,
             forecast_tokens,
             slo_names: Default::default(),
             evaluations,
@@ -368,16 +387,35 @@ impl Telemetry {
         self.forget_burn_rates(namespace, name);
         let mut names = Vec::with_capacity(demand.slos.len());
         for slo in &demand.slos {
-            for (window, burn) in [("short", slo.short_burn), ("long", slo.long_burn)] {
-                if let Some(burn) = burn {
-                    self.slo_burn_rate
-                        .get_or_create(&BurnLabels {
-                            namespace: namespace.to_owned(),
-                            scaledobject: name.to_owned(),
-                            slo: slo.name.clone(),
-                            window: window.to_owned(),
-                        })
-                        .set(burn);
+            let windows = [
+                (
+                    "short",
+                    slo.short_burn,
+                    slo.short_fixable_burn,
+                    slo.short_unfixable_ratio,
+                ),
+                (
+                    "long",
+                    slo.long_burn,
+                    slo.long_fixable_burn,
+                    slo.long_unfixable_ratio,
+                ),
+            ];
+            for (window, burn, fixable, unfixable) in windows {
+                let labels = BurnLabels {
+                    namespace: namespace.to_owned(),
+                    scaledobject: name.to_owned(),
+                    slo: slo.name.clone(),
+                    window: window.to_owned(),
+                };
+                for (gauges, value) in [
+                    (&self.slo_burn_rate, burn),
+                    (&self.slo_fixable_burn_rate, fixable),
+                    (&self.slo_unfixable_ratio, unfixable),
+                ] {
+                    if let Some(value) = value {
+                        gauges.get_or_create(&labels).set(value);
+                    }
                 }
             }
             names.push(slo.name.clone());
@@ -398,12 +436,15 @@ impl Telemetry {
             .remove(&(namespace.to_owned(), name.to_owned()));
         for slo in names.into_iter().flatten() {
             for window in ["short", "long"] {
-                self.slo_burn_rate.remove(&BurnLabels {
+                let labels = BurnLabels {
                     namespace: namespace.to_owned(),
                     scaledobject: name.to_owned(),
                     slo: slo.clone(),
                     window: window.to_owned(),
-                });
+                };
+                self.slo_burn_rate.remove(&labels);
+                self.slo_fixable_burn_rate.remove(&labels);
+                self.slo_unfixable_ratio.remove(&labels);
             }
         }
     }
@@ -511,6 +552,10 @@ mod tests {
                 long_error_ratio: Some(0.02),
                 short_burn: Some(2.0),
                 long_burn: Some(2.0),
+                short_unfixable_ratio: Some(0.005),
+                long_unfixable_ratio: Some(0.005),
+                short_fixable_burn: Some(1.5),
+                long_fixable_burn: Some(1.5),
                 burning: true,
                 replicas: Some(1.25),
             }],
@@ -523,6 +568,14 @@ mod tests {
         assert!(before.contains(r#"scaledobject="gone""#));
         assert!(
             before.contains(r#"keda_llm_scaler_slo_burn_rate{namespace="ns",scaledobject="gone",slo="ttft-2s",window="short"} 2.0"#),
+            "{before}"
+        );
+        assert!(
+            before.contains(r#"keda_llm_scaler_slo_fixable_burn_rate{namespace="ns",scaledobject="gone",slo="ttft-2s",window="long"} 1.5"#),
+            "{before}"
+        );
+        assert!(
+            before.contains(r#"keda_llm_scaler_slo_unfixable_ratio{namespace="ns",scaledobject="gone",slo="ttft-2s",window="short"} 0.005"#),
             "{before}"
         );
         assert!(before.contains(

@@ -149,6 +149,8 @@ pub struct Request {
     pub arrival: f64,
     pub input: u32,
     pub output: u32,
+    /// When a replica first scheduled it (its queue time ends); NaN before.
+    pub scheduled: f64,
     /// When its first token came out; NaN before.
     pub first_token: f64,
     /// Which SLOs it can meet at all (alone on an idle replica).
@@ -161,6 +163,7 @@ impl Request {
             arrival,
             input,
             output: output.max(1),
+            scheduled: f64::NAN,
             first_token: f64::NAN,
             feasible: Feasible::BOTH,
         }
@@ -189,6 +192,12 @@ pub struct Counters {
     pub ttft_buckets: Vec<f64>,
     /// Per bucket of [`TPOT_BUCKETS`], then the overflow.
     pub tpot_buckets: Vec<f64>,
+    /// Per bucket of [`REQUEST_TIME_BUCKETS`], then the overflow: each request's prefill
+    /// time, from its first schedule to its first token (`request_prefill_time_seconds`).
+    pub prefill_buckets: Vec<f64>,
+    /// The same for each request's time waiting before that schedule
+    /// (`request_queue_time_seconds`).
+    pub queue_buckets: Vec<f64>,
 }
 
 /// vLLM's `time_to_first_token_seconds` bucket bounds.
@@ -202,11 +211,19 @@ pub const TPOT_BUCKETS: [f64; 19] = [
     40.0, 80.0,
 ];
 
+/// vLLM's bucket bounds for its per-request phase times (queue, prefill, decode).
+pub const REQUEST_TIME_BUCKETS: [f64; 21] = [
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
+];
+
 impl Counters {
     pub fn new() -> Self {
         Self {
             ttft_buckets: vec![0.0; TTFT_BUCKETS.len() + 1],
             tpot_buckets: vec![0.0; TPOT_BUCKETS.len() + 1],
+            prefill_buckets: vec![0.0; REQUEST_TIME_BUCKETS.len() + 1],
+            queue_buckets: vec![0.0; REQUEST_TIME_BUCKETS.len() + 1],
             ..Self::default()
         }
     }
@@ -219,6 +236,12 @@ impl Counters {
             *a += b;
         }
         for (a, b) in self.tpot_buckets.iter_mut().zip(&other.tpot_buckets) {
+            *a += b;
+        }
+        for (a, b) in self.prefill_buckets.iter_mut().zip(&other.prefill_buckets) {
+            *a += b;
+        }
+        for (a, b) in self.queue_buckets.iter_mut().zip(&other.queue_buckets) {
             *a += b;
         }
     }
@@ -343,10 +366,13 @@ impl Replica {
             {
                 return;
             }
-            let request = self.waiting.pop_front().expect("front exists");
+            let mut request = self.waiting.pop_front().expect("front exists");
             self.kv_reserved += need;
             match self.role {
-                Role::Unified | Role::Prefill => self.prefilling.push_back((request, 0)),
+                Role::Unified | Role::Prefill => {
+                    request.scheduled = self.clock;
+                    self.prefilling.push_back((request, 0));
+                }
                 Role::Decode => {
                     if request.output <= 1 {
                         self.kv_reserved -= need;
@@ -378,11 +404,32 @@ impl Replica {
 
     fn finish(&mut self, request: Request, at: f64, stats: &mut Stats) {
         self.counters.requests_finished += 1.0;
+        self.observe_phases(&request);
         if request.output > 1 {
             let tpot = (at - request.first_token) / f64::from(request.output - 1);
             observe(&mut self.counters.tpot_buckets, &TPOT_BUCKETS, tpot);
         }
         stats.finished(&request, at);
+    }
+
+    /// A finished request's queue and prefill time, recorded when it finishes as vLLM
+    /// does; a decode replica took neither (the prefill replica recorded them).
+    fn observe_phases(&mut self, request: &Request) {
+        if self.role == Role::Decode || request.scheduled.is_nan() {
+            return;
+        }
+        let queue = request.scheduled - request.arrival;
+        let prefill = request.first_token - request.scheduled;
+        observe(
+            &mut self.counters.queue_buckets,
+            &REQUEST_TIME_BUCKETS,
+            queue,
+        );
+        observe(
+            &mut self.counters.prefill_buckets,
+            &REQUEST_TIME_BUCKETS,
+            prefill,
+        );
     }
 
     fn context(&self) -> u64 {
@@ -466,6 +513,7 @@ impl Replica {
                 Role::Prefill => {
                     self.kv_reserved -= self.kv_need(&request);
                     self.counters.requests_finished += 1.0;
+                    self.observe_phases(&request);
                     handoffs.push(Handoff {
                         at: self.clock,
                         request,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::{
     fleet::Pool,
-    model::{Counters, TPOT_BUCKETS, TTFT_BUCKETS},
+    model::{Counters, REQUEST_TIME_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS},
 };
 use crate::{
     config::{LatencySignal, Profile, metadata::Target},
@@ -259,6 +259,25 @@ impl Tsdb {
                 };
                 self.buckets(now, window, latency, le_scale_millis)
             }
+            Signal::SloPrefillShort { slo } | Signal::SloPrefillLong { slo } => {
+                let index = usize::from(slo);
+                let &(_, short, long) = shape
+                    .slos
+                    .get(index)
+                    .ok_or_else(|| format!("the plan's SLO {index} is not in the profile"))?;
+                let window = if matches!(signal, Signal::SloPrefillShort { .. }) {
+                    short
+                } else {
+                    long
+                };
+                self.histogram(
+                    now,
+                    window,
+                    &REQUEST_TIME_BUCKETS,
+                    |c| &c.prefill_buckets,
+                    false,
+                )
+            }
             Signal::HistoryPeak => self.history(now, shape, true)?,
             Signal::HistoryLevel => self.history(now, shape, false)?,
         })
@@ -290,6 +309,18 @@ impl Tsdb {
             LatencySignal::Ttft => (&TTFT_BUCKETS, |c| &c.ttft_buckets),
             LatencySignal::Tpot => (&TPOT_BUCKETS, |c| &c.tpot_buckets),
         };
+        self.histogram(now, window, bounds, pick, le_scale_millis)
+    }
+
+    /// `sum by (le) (rate(<histogram>_bucket[window]))` of a fleet histogram.
+    fn histogram(
+        &self,
+        now: f64,
+        window: f64,
+        bounds: &[f64],
+        pick: BucketCounts,
+        le_scale_millis: bool,
+    ) -> Vec<Sample> {
         let Some((first, last)) = self.span(now, window) else {
             return Vec::new();
         };

@@ -100,6 +100,14 @@ pub enum Signal {
     SloLong {
         slo: u16,
     },
+    /// For a TTFT SLO: the per-request prefill-time histogram over its short window.
+    SloPrefillShort {
+        slo: u16,
+    },
+    /// The same over the long window.
+    SloPrefillLong {
+        slo: u16,
+    },
     /// The token rate's peak over the lead, one series per past period.
     HistoryPeak,
     /// The token rate's level now and at the same time in past periods.
@@ -116,6 +124,8 @@ impl Signal {
             Signal::KvCache => "kv_cache",
             Signal::SloShort { .. } => "slo_short",
             Signal::SloLong { .. } => "slo_long",
+            Signal::SloPrefillShort { .. } => "slo_prefill_short",
+            Signal::SloPrefillLong { .. } => "slo_prefill_long",
             Signal::HistoryPeak => "history_peak",
             Signal::HistoryLevel => "history_level",
         }
@@ -273,9 +283,20 @@ impl Observation {
                 let slo = u16::try_from(i).unwrap_or(u16::MAX);
                 let short = own(Signal::SloShort { slo }).unwrap_or_else(missing);
                 let long = own(Signal::SloLong { slo }).unwrap_or_else(missing);
+                let prefill = match (
+                    own(Signal::SloPrefillShort { slo }),
+                    own(Signal::SloPrefillLong { slo }),
+                ) {
+                    (Some(short), Some(long)) => Some((
+                        latency_window(*kind, short?)?,
+                        latency_window(*kind, long?)?,
+                    )),
+                    _ => None,
+                };
                 Ok(SloWindows {
                     short: latency_window(*kind, short?)?,
                     long: latency_window(*kind, long?)?,
+                    prefill,
                 })
             })
             .collect();
@@ -356,7 +377,8 @@ impl Readings {
         for (i, slo) in self.slos.iter().enumerate() {
             let slo_index = u16::try_from(i).unwrap_or(u16::MAX);
             if from_queries.iter().any(|(s, _)| {
-                matches!(s, Signal::SloShort { slo } | Signal::SloLong { slo } if *slo == slo_index)
+                matches!(s, Signal::SloShort { slo } | Signal::SloLong { slo }
+                    | Signal::SloPrefillShort { slo } | Signal::SloPrefillLong { slo } if *slo == slo_index)
             }) {
                 continue;
             }

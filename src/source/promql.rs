@@ -75,6 +75,9 @@ struct Preset {
     kv_cache: KvSeries,
     ttft: Latency,
     tpot: Latency,
+    /// Each request's prefill time (histograms in the TTFT's unit), which splits a TTFT
+    /// SLO's misses into those replicas fix and those they don't; empty: no split.
+    prefill_time: &'static [Series],
 }
 
 /// How an engine exports a latency.
@@ -112,6 +115,7 @@ const SEED: Preset = Preset {
     kv_cache: KvSeries::Ratio(&[series("llm_kv_cache_usage_ratio")]),
     ttft: Latency::Gauge(series("llm_ttft_seconds")),
     tpot: Latency::Gauge(series("llm_tpot_seconds")),
+    prefill_time: &[],
 };
 
 const VLLM: Preset = Preset {
@@ -128,6 +132,7 @@ const VLLM: Preset = Preset {
         series("vllm:inter_token_latency_seconds"),
         series("vllm:time_per_output_token_seconds"),
     ]),
+    prefill_time: &[series("vllm:request_prefill_time_seconds")],
 };
 
 const SGLANG: Preset = Preset {
@@ -153,6 +158,7 @@ const SGLANG: Preset = Preset {
         series("sglang:inter_token_latency_seconds"),
         series("sglang_inter_token_latency_seconds"),
     ]),
+    prefill_time: &[],
 };
 
 const TGI: Preset = Preset {
@@ -166,6 +172,7 @@ const TGI: Preset = Preset {
     },
     ttft: Latency::None("TGI exports no time-to-first-token histogram"),
     tpot: seconds(&[series("tgi_request_mean_time_per_token_duration")]),
+    prefill_time: &[],
 };
 
 const TRTLLM: Preset = Preset {
@@ -200,6 +207,7 @@ const TRTLLM: Preset = Preset {
         millis: true,
     },
     tpot: Latency::None("TensorRT-LLM behind Triton exports no time-per-output-token histogram"),
+    prefill_time: &[],
 };
 
 const DYNAMO: Preset = Preset {
@@ -210,6 +218,7 @@ const DYNAMO: Preset = Preset {
     kv_cache: KvSeries::Ratio(&[series("dynamo_component_kvstats_gpu_cache_usage_percent")]),
     ttft: seconds(&[series("dynamo_frontend_time_to_first_token_seconds")]),
     tpot: seconds(&[series("dynamo_frontend_inter_token_latency_seconds")]),
+    prefill_time: &[],
 };
 
 fn preset(engine: Engine) -> Option<Preset> {
@@ -382,10 +391,25 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
             }
             .expect("config validation requires the bucket query of every SLO signal");
             let index = u16::try_from(i).unwrap_or(u16::MAX);
-            for (signal, range) in [
-                (Signal::SloShort { slo: index }, slo.short_window()),
-                (Signal::SloLong { slo: index }, slo.long_window()),
-            ] {
+            let mut windows = vec![
+                (buckets, Signal::SloShort { slo: index }, slo.short_window()),
+                (buckets, Signal::SloLong { slo: index }, slo.long_window()),
+            ];
+            if let (LatencySignal::Ttft, Some(prefill)) =
+                (slo.signal, queries.prefill_time_buckets.as_deref())
+            {
+                windows.push((
+                    prefill,
+                    Signal::SloPrefillShort { slo: index },
+                    slo.short_window(),
+                ));
+                windows.push((
+                    prefill,
+                    Signal::SloPrefillLong { slo: index },
+                    slo.long_window(),
+                ));
+            }
+            for (buckets, signal, range) in windows {
                 let selector = buckets
                     .replace("$selector", &matchers)
                     .replace("$rate_window", &range.to_string());
@@ -436,10 +460,45 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
             },
         ));
     }
+    let by_le = match model_label {
+        Some(model_label) => format!("{model_label}, le"),
+        None => "le".to_owned(),
+    };
+    // The bucket rates of a histogram over `range`, summed over its alternative names.
+    let histogram = |alternatives: &[Series], range: ConfigDuration| {
+        let rate = |s: &Series| {
+            let bucket = format!("{}_bucket", s.name);
+            format!("rate({}[{range}])", selector_named(&bucket, s.matchers, &m))
+        };
+        match alternatives {
+            [only] => format!("sum by ({by_le}) ({})", rate(only)),
+            _ => format!(
+                "sum by ({by_le}) ({})",
+                alternatives
+                    .iter()
+                    .map(|s| format!("sum by ({by}, le) ({})", rate(s)))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        }
+    };
     let mut latency_kinds = Vec::new();
     for (i, slo) in target.slos.iter().enumerate() {
         let index = u16::try_from(i).unwrap_or(u16::MAX);
         let latency = latency_of(&preset, slo.signal);
+        if slo.signal == LatencySignal::Ttft
+            && !preset.prefill_time.is_empty()
+            && matches!(latency, Latency::Histogram { .. })
+        {
+            queries.push((
+                Signal::SloPrefillShort { slo: index },
+                histogram(preset.prefill_time, slo.short_window()),
+            ));
+            queries.push((
+                Signal::SloPrefillLong { slo: index },
+                histogram(preset.prefill_time, slo.long_window()),
+            ));
+        }
         for (signal, range) in [
             (Signal::SloShort { slo: index }, slo.short_window()),
             (Signal::SloLong { slo: index }, slo.long_window()),
@@ -461,27 +520,7 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
                         None => format!("avg({share})"),
                     }
                 }
-                Latency::Histogram { alternatives, .. } => {
-                    let by_le = match model_label {
-                        Some(model_label) => format!("{model_label}, le"),
-                        None => "le".to_owned(),
-                    };
-                    let rate = |s: &Series| {
-                        let bucket = format!("{}_bucket", s.name);
-                        format!("rate({}[{range}])", selector_named(&bucket, s.matchers, &m))
-                    };
-                    match alternatives {
-                        [only] => format!("sum by ({by_le}) ({})", rate(only)),
-                        _ => format!(
-                            "sum by ({by_le}) ({})",
-                            alternatives
-                                .iter()
-                                .map(|s| format!("sum by ({by}, le) ({})", rate(s)))
-                                .collect::<Vec<_>>()
-                                .join(" or ")
-                        ),
-                    }
-                }
+                Latency::Histogram { alternatives, .. } => histogram(alternatives, range),
             };
             queries.push((signal, query));
         }

@@ -342,6 +342,26 @@ fn histogram_slos_read_bucket_rates_by_le_over_each_window() {
 }
 
 #[test]
+fn a_vllm_ttft_slo_also_reads_prefill_times_to_split_its_misses() {
+    let plan = anticipating("vllm", "unified", None);
+    assert_eq!(
+        plan.query(Signal::SloPrefillShort { slo: 0 }).unwrap(),
+        "sum by (le) (rate(vllm:request_prefill_time_seconds_bucket[5m]))"
+    );
+    assert_eq!(
+        plan.query(Signal::SloPrefillLong { slo: 0 }).unwrap(),
+        "sum by (le) (rate(vllm:request_prefill_time_seconds_bucket[1h]))"
+    );
+    // TPOT has no such split; nor have engines without a per-request prefill histogram.
+    assert!(plan.query(Signal::SloPrefillShort { slo: 1 }).is_none());
+    let seed = anticipating("seed", "unified", None);
+    assert!(seed.queries.iter().all(|(s, _)| !matches!(
+        s,
+        Signal::SloPrefillShort { .. } | Signal::SloPrefillLong { .. }
+    )));
+}
+
+#[test]
 fn slos_follow_the_pool_and_the_model_grouping() {
     // Prefill pools count TTFT only, decode pools TPOT only.
     let prefill = anticipating("vllm", "prefill", None);
