@@ -116,6 +116,10 @@ pub enum Command {
     /// keda-tuned) and the seed's KEDA triggers over a manifest of traces, one config
     /// for all of them.
     Scorecard(crate::sim::scorecard::ScorecardArgs),
+    /// Measure a replica's capacity profile with the simulator's replica model: for each
+    /// mix of mean prompt and output lengths, the token rates one replica sustains within
+    /// the SLOs (`capacity.profile`).
+    Calibrate(crate::sim::calibrate::CalibrateArgs),
     /// Serve the gRPC service from a simulated vLLM fleet replaying Azure's conversation
     /// trace: try the scaler with grpcurl and nothing else installed.
     Demo(crate::sim::demo::DemoArgs),
@@ -240,6 +244,7 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Demo(args) => demo(args).await,
         Command::Backtest(args) => report(crate::sim::backtest::backtest(&args)),
         Command::Scorecard(args) => report(crate::sim::scorecard::scorecard(&args)),
+        Command::Calibrate(args) => report(crate::sim::calibrate::calibrate(&args)),
         Command::ForecastEval {
             trace,
             lead,

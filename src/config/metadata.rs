@@ -92,6 +92,8 @@ pub struct Target {
     pub input_tokens_per_second: Option<f64>,
     /// A unified pool that also scales on input tokens (`capacity.input_term`).
     pub input_term: bool,
+    /// Rates by request mix (`capacity.profile`), validated with the config.
+    pub capacity_profile: Option<super::capacity::CapacityProfile>,
     pub kv_target: f64,
     pub kv_aggregate: KvAggregate,
     pub min_demand: f64,
@@ -259,6 +261,10 @@ pub fn resolve(
         output_tokens_per_second,
         input_tokens_per_second,
         input_term: profile.capacity.input_term && pool == Pool::Unified,
+        capacity_profile: profile.capacity.profile.as_deref().map(|points| {
+            super::capacity::CapacityProfile::from_points(points)
+                .expect("config validation refuses an incomplete capacity.profile")
+        }),
         kv_target,
         kv_aggregate: profile.kv_cache.aggregate,
         min_demand: profile.min_demand.value.0,

@@ -3,6 +3,7 @@
 //! the line, the key and what is allowed; a config that loads is safe to serve.
 
 pub mod anticipation;
+pub mod capacity;
 pub mod duration;
 pub mod metadata;
 pub mod reload;
@@ -250,6 +251,13 @@ pub struct Capacity {
     /// requests queue, and the output rate stops growing with the load.
     #[serde(default)]
     pub input_term: bool,
+    /// What one replica sustains by mix of mean prompt and output lengths (a grid, as
+    /// `keda-llm-scaler calibrate` prints it). When set, the throughput, input and
+    /// forecast terms divide by the profile's rates at the fleet's current mix; the
+    /// fixed numbers above stay in force while the mix cannot be read (no request
+    /// finished in the rate window).
+    #[serde(default)]
+    pub profile: Option<Vec<capacity::ProfilePoint>>,
 }
 
 /// KV-cache headroom.
@@ -845,6 +853,22 @@ impl Config {
                     key: format!("profiles.{name}.capacity.input_term"),
                     message: "is true but capacity.input_tokens_per_second is not set: the input term divides the input token rate by it".into(),
                 });
+            }
+            if let Some(points) = &capacity.profile {
+                if let Err(message) = capacity::CapacityProfile::from_points(points) {
+                    problems.push(Problem {
+                        line: 0,
+                        key: format!("profiles.{name}.capacity.profile"),
+                        message,
+                    });
+                }
+                if let Err(message) = crate::source::promql::length_support(profile) {
+                    problems.push(Problem {
+                        line: 0,
+                        key: format!("profiles.{name}.capacity.profile"),
+                        message,
+                    });
+                }
             }
             anticipation::check_slos(&mut problems, name.as_str(), &profile.slos);
             for (i, slo) in profile.slos.iter().enumerate() {

@@ -55,6 +55,8 @@ pub struct Signals {
     pub slos: Vec<Option<SloWindows>>,
     /// The token rate's history, for the forecast.
     pub history: Option<HistoryWindow>,
+    /// Mean prompt and output tokens per finished request, for `capacity.profile`.
+    pub mean_lengths: Option<(f64, f64)>,
     /// When the signals were observed: schedules are read against it.
     pub now: Option<DateTime<Utc>>,
 }
@@ -94,6 +96,8 @@ pub struct Params {
     pub input_tokens_per_second: Option<f64>,
     /// A unified pool's input term (`capacity.input_term`).
     pub input_term: bool,
+    /// Rates by request mix; with the mix read, they replace the two numbers above.
+    pub capacity_profile: Option<crate::config::capacity::CapacityProfile>,
     pub kv_target: f64,
     pub kv_aggregate: KvAggregate,
     pub min_demand: f64,
@@ -114,6 +118,7 @@ impl From<&Target> for Params {
             output_tokens_per_second: target.output_tokens_per_second,
             input_tokens_per_second: target.input_tokens_per_second,
             input_term: target.input_term,
+            capacity_profile: target.capacity_profile.clone(),
             kv_target: target.kv_target,
             kv_aggregate: target.kv_aggregate,
             min_demand: target.min_demand,
@@ -333,10 +338,11 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         None => skipped.push(TermKind::Queue),
     }
 
+    let rates = capacity_at_mix(signals, params);
     let (tokens, capacity, names) = match params.pool {
         Pool::Prefill => (
             inputs.input_tokens_per_second,
-            params.input_tokens_per_second,
+            rates.input,
             (
                 "T_in / input_tokens_per_second",
                 "input_tokens_per_second",
@@ -345,7 +351,7 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         ),
         Pool::Unified | Pool::Decode => (
             inputs.output_tokens_per_second,
-            params.output_tokens_per_second,
+            rates.output,
             (
                 "T_out / output_tokens_per_second",
                 "output_tokens_per_second",
@@ -357,24 +363,28 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         (Some(t), Some(capacity)) => terms.push(Term {
             kind: TermKind::Throughput,
             replicas: t / capacity,
-            formula: format!("{} = {} / {}", names.0, num(t), num(capacity)),
-            inputs: vec![(names.1, t), (names.2, capacity)],
+            formula: format!(
+                "{} = {} / {}{}",
+                names.0,
+                num(t),
+                num(capacity),
+                rates.note()
+            ),
+            inputs: rates.with_mix(vec![(names.1, t), (names.2, capacity)]),
         }),
         (None, Some(_)) => skipped.push(TermKind::Throughput),
         (_, None) => {}
     }
     if params.input_term && params.pool == Pool::Unified {
-        match (
-            inputs.input_tokens_per_second,
-            params.input_tokens_per_second,
-        ) {
+        match (inputs.input_tokens_per_second, rates.input) {
             (Some(t), Some(capacity)) => terms.push(Term {
                 kind: TermKind::InputThroughput,
                 replicas: t / capacity,
                 formula: format!(
-                    "T_in / input_tokens_per_second = {} / {}",
+                    "T_in / input_tokens_per_second = {} / {}{}",
                     num(t),
-                    num(capacity)
+                    num(capacity),
+                    rates.note()
                 ),
                 inputs: vec![
                     ("input_tokens_per_second", t),
@@ -493,6 +503,54 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         schedule,
         forecast,
     })
+}
+
+/// The per-replica token rates the terms divide by: the profile's at the fleet's
+/// current mix, or the fixed numbers while there is no profile or no mix to read.
+struct MixRates {
+    output: Option<f64>,
+    input: Option<f64>,
+    /// The mean (input, output) lengths the profile was read at.
+    mix: Option<(f64, f64)>,
+}
+
+impl MixRates {
+    /// What the formula says about where the capacity came from.
+    fn note(&self) -> String {
+        self.mix.map_or_else(String::new, |(i, o)| {
+            format!(
+                " (capacity.profile at {} prompt and {} output tokens per request)",
+                num(i),
+                num(o)
+            )
+        })
+    }
+
+    fn with_mix(&self, mut inputs: Vec<(&'static str, f64)>) -> Vec<(&'static str, f64)> {
+        if let Some((i, o)) = self.mix {
+            inputs.push(("mean_input_tokens", i));
+            inputs.push(("mean_output_tokens", o));
+        }
+        inputs
+    }
+}
+
+fn capacity_at_mix(signals: &Signals, params: &Params) -> MixRates {
+    match (&params.capacity_profile, signals.mean_lengths) {
+        (Some(profile), Some((input, output))) => {
+            let rates = profile.at(input, output);
+            MixRates {
+                output: Some(rates.output_tokens_per_second),
+                input: Some(rates.input_tokens_per_second),
+                mix: Some((input, output)),
+            }
+        }
+        _ => MixRates {
+            output: params.output_tokens_per_second,
+            input: params.input_tokens_per_second,
+            mix: None,
+        },
+    }
 }
 
 /// The SLO term: the largest ask among the SLOs that burn over both windows.

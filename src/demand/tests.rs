@@ -18,6 +18,7 @@ fn params(pool: Pool) -> Params {
         output_tokens_per_second: Some(5000.0),
         input_tokens_per_second: Some(40000.0),
         input_term: false,
+        capacity_profile: None,
         kv_target: 0.75,
         kv_aggregate: KvAggregate::Mean,
         min_demand: 0.0,
@@ -593,5 +594,53 @@ profiles:
             .unwrap()
             .skipped
             .contains(&TermKind::Forecast)
+    );
+}
+
+#[test]
+fn a_capacity_profile_sizes_throughput_at_the_mix_being_served() {
+    use crate::config::{
+        Positive,
+        capacity::{CapacityProfile, ProfilePoint},
+    };
+    let point = |i: f64, o: f64, out: f64, input: f64| ProfilePoint {
+        input_tokens: Positive(i),
+        output_tokens: Positive(o),
+        output_tokens_per_second: Positive(out),
+        input_tokens_per_second: Positive(input),
+    };
+    let mut p = params(Pool::Unified);
+    p.input_term = true;
+    p.capacity_profile = Some(
+        CapacityProfile::from_points(&[
+            point(1000.0, 100.0, 500.0, 5000.0),
+            point(1000.0, 1000.0, 3000.0, 3000.0),
+        ])
+        .unwrap(),
+    );
+    let mut s = signals(&[0.0], 6000.0, 6000.0, &[0.0]);
+    // Without the mix (nothing finished yet): the fixed numbers, 6000 / 5000.
+    assert_eq!(
+        rounded(&compute(&s, &p).unwrap(), TermKind::Throughput),
+        1.2
+    );
+    // Long outputs: 3000 output tokens/s a replica, so 2 replicas; the input term 2.
+    s.mean_lengths = Some((1000.0, 1000.0));
+    let d = compute(&s, &p).unwrap();
+    assert_eq!(rounded(&d, TermKind::Throughput), 2.0);
+    assert_eq!(rounded(&d, TermKind::InputThroughput), 2.0);
+    let term = d.term(TermKind::Throughput).unwrap();
+    assert!(
+        term.formula
+            .contains("capacity.profile at 1000 prompt and 1000 output"),
+        "{}",
+        term.formula
+    );
+    assert!(term.inputs.contains(&("mean_output_tokens", 1000.0)));
+    // Short outputs: 500 a replica, 12 replicas for the same token rate.
+    s.mean_lengths = Some((1000.0, 100.0));
+    assert_eq!(
+        rounded(&compute(&s, &p).unwrap(), TermKind::Throughput),
+        12.0
     );
 }

@@ -94,7 +94,7 @@ fn parse_policy(text: &str) -> Result<Policy, String> {
         .ok_or_else(|| format!("unknown policy `{text}`: expected {}", Policy::NAMES))
 }
 
-fn parse_model(text: &str) -> Result<ModelProfile, String> {
+pub(crate) fn parse_model(text: &str) -> Result<ModelProfile, String> {
     ModelProfile::preset(text)
         .ok_or_else(|| format!("unknown model `{text}`: expected {}", ModelProfile::PRESETS))
 }

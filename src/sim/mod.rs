@@ -4,6 +4,7 @@
 //! backtest shows what the deployed scaler would do.
 
 pub mod backtest;
+pub mod calibrate;
 pub mod demo;
 pub mod feasible;
 pub mod fleet;

@@ -198,6 +198,11 @@ pub struct Counters {
     /// The same for each request's time waiting before that schedule
     /// (`request_queue_time_seconds`).
     pub queue_buckets: Vec<f64>,
+    /// Finished requests' prompt and output tokens, summed, and their count: the `_sum`
+    /// and `_count` of `request_prompt_tokens` and `request_generation_tokens`.
+    pub finished_prompt_tokens: f64,
+    pub finished_generation_tokens: f64,
+    pub finished_length_count: f64,
 }
 
 /// vLLM's `time_to_first_token_seconds` bucket bounds.
@@ -232,6 +237,9 @@ impl Counters {
         self.prompt_tokens += other.prompt_tokens;
         self.generation_tokens += other.generation_tokens;
         self.requests_finished += other.requests_finished;
+        self.finished_prompt_tokens += other.finished_prompt_tokens;
+        self.finished_generation_tokens += other.finished_generation_tokens;
+        self.finished_length_count += other.finished_length_count;
         for (a, b) in self.ttft_buckets.iter_mut().zip(&other.ttft_buckets) {
             *a += b;
         }
@@ -412,9 +420,17 @@ impl Replica {
         stats.finished(&request, at);
     }
 
-    /// A finished request's queue and prefill time, recorded when it finishes as vLLM
-    /// does; a decode replica took neither (the prefill replica recorded them).
+    /// A finished request's lengths, and its queue and prefill time, recorded when it
+    /// finishes as vLLM does; a decode replica took neither time (the prefill replica
+    /// recorded them).
     fn observe_phases(&mut self, request: &Request) {
+        let generated = match self.role {
+            Role::Prefill => 1,
+            Role::Unified | Role::Decode => request.output,
+        };
+        self.counters.finished_prompt_tokens += f64::from(request.input);
+        self.counters.finished_generation_tokens += f64::from(generated);
+        self.counters.finished_length_count += 1.0;
         if self.role == Role::Decode || request.scheduled.is_nan() {
             return;
         }

@@ -278,6 +278,19 @@ impl Tsdb {
                     false,
                 )
             }
+            Signal::MeanInputTokens | Signal::MeanOutputTokens => {
+                let tokens = if signal == Signal::MeanInputTokens {
+                    self.rate(now, shape.rate_window, |c| c.finished_prompt_tokens)
+                } else {
+                    self.rate(now, shape.rate_window, |c| c.finished_generation_tokens)
+                };
+                let count = self.rate(now, shape.rate_window, |c| c.finished_length_count);
+                // `sum / (count > 0)`: no series while no request finished.
+                match (tokens, count) {
+                    (Some(tokens), Some(count)) if count > 0.0 => vec![sample(&[], tokens / count)],
+                    _ => Vec::new(),
+                }
+            }
             Signal::HistoryPeak => self.history(now, shape, true)?,
             Signal::HistoryLevel => self.history(now, shape, false)?,
         })

@@ -108,6 +108,10 @@ pub enum Signal {
     SloPrefillLong {
         slo: u16,
     },
+    /// Mean prompt tokens per request finished over the rate window (`capacity.profile`).
+    MeanInputTokens,
+    /// Mean output tokens per request finished over the rate window.
+    MeanOutputTokens,
     /// The token rate's peak over the lead, one series per past period.
     HistoryPeak,
     /// The token rate's level now and at the same time in past periods.
@@ -126,6 +130,8 @@ impl Signal {
             Signal::SloLong { .. } => "slo_long",
             Signal::SloPrefillShort { .. } => "slo_prefill_short",
             Signal::SloPrefillLong { .. } => "slo_prefill_long",
+            Signal::MeanInputTokens => "mean_input_tokens",
+            Signal::MeanOutputTokens => "mean_output_tokens",
             Signal::HistoryPeak => "history_peak",
             Signal::HistoryLevel => "history_level",
         }
@@ -175,6 +181,9 @@ pub struct Readings {
     pub slos: Vec<Result<SloWindows, String>>,
     /// `None` when the plan has no forecast.
     pub history: Option<Result<HistoryWindow, String>>,
+    /// The mean prompt and output tokens per finished request (`capacity.profile`);
+    /// `None` when the plan did not ask, `Ok(None)` when no request finished.
+    pub mean_lengths: Option<Result<Option<(f64, f64)>, String>>,
     /// When the observation started, for schedules.
     pub observed_at: SystemTime,
     errors: Vec<(Signal, String)>,
@@ -304,8 +313,22 @@ impl Observation {
             (Some(peaks), Some(levels)) => Some(peaks.and_then(|p| history_window(p, levels?))),
             _ => None,
         };
+        let mean_lengths = match (own(Signal::MeanInputTokens), own(Signal::MeanOutputTokens)) {
+            (Some(input), Some(output)) => Some(input.and_then(|i| {
+                let output = output?;
+                match (
+                    mean(Signal::MeanInputTokens, i)?,
+                    mean(Signal::MeanOutputTokens, output)?,
+                ) {
+                    (Some(i), Some(o)) => Ok(Some((i, o))),
+                    _ => Ok(None),
+                }
+            })),
+            _ => None,
+        };
         // Conversions can fail too (a series without its label): those count as errors.
         let mut readings = Readings {
+            mean_lengths,
             queue,
             output_tokens,
             input_tokens,
@@ -387,6 +410,13 @@ impl Readings {
                 slo.as_ref().map(|_| ()),
             );
         }
+        if let Some(lengths) = &self.mean_lengths
+            && !from_queries
+                .iter()
+                .any(|(s, _)| matches!(s, Signal::MeanInputTokens | Signal::MeanOutputTokens))
+        {
+            add(Signal::MeanInputTokens, lengths.as_ref().map(|_| ()));
+        }
         if let Some(history) = &self.history
             && !from_queries
                 .iter()
@@ -420,6 +450,10 @@ impl Readings {
                 .and_then(|kv| kv.as_ref().ok().cloned()),
             slos: self.slos.iter().map(|s| s.as_ref().ok().cloned()).collect(),
             history: self.history.as_ref().and_then(|h| h.as_ref().ok().cloned()),
+            mean_lengths: self
+                .mean_lengths
+                .as_ref()
+                .and_then(|m| m.as_ref().ok().copied().flatten()),
             now: Some(chrono::DateTime::<chrono::Utc>::from(self.observed_at)),
         }
     }
@@ -613,6 +647,22 @@ pub fn by_replica(
 }
 
 /// A fleet-wide sum: no series means a fleet at zero.
+/// A mean over finished requests: no series (none finished) is no mean, not 0.
+fn mean(signal: Signal, samples: Vec<Sample>) -> Result<Option<f64>, String> {
+    if samples.is_empty() {
+        return Ok(None);
+    }
+    let value = fleet_value(signal, samples)?;
+    if value.is_finite() && value > 0.0 {
+        Ok(Some(value))
+    } else {
+        Err(format!(
+            "{} is {value}: expected a finite number of tokens above 0",
+            signal.as_str()
+        ))
+    }
+}
+
 pub fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, String> {
     match samples.as_slice() {
         [] => Ok(0.0),

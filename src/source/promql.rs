@@ -78,6 +78,9 @@ struct Preset {
     /// Each request's prefill time (histograms in the TTFT's unit), which splits a TTFT
     /// SLO's misses into those replicas fix and those they don't; empty: no split.
     prefill_time: &'static [Series],
+    /// Histograms of each request's prompt and output length (base names): their
+    /// `_sum / _count` over the rate window is the fleet's mix, for `capacity.profile`.
+    request_lengths: Option<(Series, Series)>,
 }
 
 /// How an engine exports a latency.
@@ -116,6 +119,7 @@ const SEED: Preset = Preset {
     ttft: Latency::Gauge(series("llm_ttft_seconds")),
     tpot: Latency::Gauge(series("llm_tpot_seconds")),
     prefill_time: &[],
+    request_lengths: None,
 };
 
 const VLLM: Preset = Preset {
@@ -133,6 +137,10 @@ const VLLM: Preset = Preset {
         series("vllm:time_per_output_token_seconds"),
     ]),
     prefill_time: &[series("vllm:request_prefill_time_seconds")],
+    request_lengths: Some((
+        series("vllm:request_prompt_tokens"),
+        series("vllm:request_generation_tokens"),
+    )),
 };
 
 const SGLANG: Preset = Preset {
@@ -159,6 +167,7 @@ const SGLANG: Preset = Preset {
         series("sglang_inter_token_latency_seconds"),
     ]),
     prefill_time: &[],
+    request_lengths: None,
 };
 
 const TGI: Preset = Preset {
@@ -173,6 +182,7 @@ const TGI: Preset = Preset {
     ttft: Latency::None("TGI exports no time-to-first-token histogram"),
     tpot: seconds(&[series("tgi_request_mean_time_per_token_duration")]),
     prefill_time: &[],
+    request_lengths: None,
 };
 
 const TRTLLM: Preset = Preset {
@@ -208,6 +218,7 @@ const TRTLLM: Preset = Preset {
     },
     tpot: Latency::None("TensorRT-LLM behind Triton exports no time-per-output-token histogram"),
     prefill_time: &[],
+    request_lengths: None,
 };
 
 const DYNAMO: Preset = Preset {
@@ -219,6 +230,7 @@ const DYNAMO: Preset = Preset {
     ttft: seconds(&[series("dynamo_frontend_time_to_first_token_seconds")]),
     tpot: seconds(&[series("dynamo_frontend_inter_token_latency_seconds")]),
     prefill_time: &[],
+    request_lengths: None,
 };
 
 fn preset(engine: Engine) -> Option<Preset> {
@@ -320,6 +332,20 @@ fn per_replica(
         .map(|s| format!("{agg} by ({label}) ({})", wrap(selector(s, matchers))))
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// Whether a profile's engine exports request lengths, which `capacity.profile` reads.
+pub fn length_support(profile: &Profile) -> Result<(), String> {
+    match preset(profile.engine) {
+        Some(Preset {
+            request_lengths: Some(_),
+            ..
+        }) => Ok(()),
+        _ => Err(format!(
+            "needs the fleet's mean prompt and output lengths, and engine {} exports no request-length histograms (vllm does: vllm:request_prompt_tokens, vllm:request_generation_tokens)",
+            profile.engine.as_str()
+        )),
+    }
 }
 
 /// Whether a profile's engine exports the latency an SLO is set on; the error says why not.
@@ -482,6 +508,23 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
             ),
         }
     };
+    if let (Some(_), Some((prompt, generation))) =
+        (&target.capacity_profile, preset.request_lengths)
+    {
+        // Mean tokens per finished request; no series while none finished.
+        let mean = |histogram: Series| {
+            let part = |suffix: &str| {
+                fleet(rate(selector_named(
+                    &format!("{}_{suffix}", histogram.name),
+                    histogram.matchers,
+                    &m,
+                )))
+            };
+            format!("{} / ({} > 0)", part("sum"), part("count"))
+        };
+        queries.push((Signal::MeanInputTokens, mean(prompt)));
+        queries.push((Signal::MeanOutputTokens, mean(generation)));
+    }
     let mut latency_kinds = Vec::new();
     for (i, slo) in target.slos.iter().enumerate() {
         let index = u16::try_from(i).unwrap_or(u16::MAX);

@@ -1,0 +1,285 @@
+//! A replica's capacity profile: for each mix of mean prompt and output lengths, the
+//! load one replica of the simulator's model sustains with its SLOs met, as the token
+//! rates a profile's `capacity.profile` holds. `keda-llm-scaler calibrate` prints it.
+
+use rayon::prelude::*;
+
+use super::{
+    model::{ModelProfile, Replica, Request, Role},
+    stats::{SloThresholds, Stats},
+    trace::Rng,
+};
+
+/// `keda-llm-scaler calibrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrateArgs {
+    /// The replica model: llama-3-70b-tp4-h100 (70b) or llama-3-8b-h100 (8b).
+    #[arg(long, default_value = "70b", value_parser = super::backtest::parse_model)]
+    pub model: ModelProfile,
+    /// Mean prompt lengths of the grid, tokens.
+    #[arg(long, value_delimiter = ',', default_value = "250,1000,4000,16000")]
+    pub inputs: Vec<u32>,
+    /// Mean output lengths of the grid, tokens.
+    #[arg(long, value_delimiter = ',', default_value = "50,200,800,3200")]
+    pub outputs: Vec<u32>,
+    /// The TTFT threshold, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub ttft: f64,
+    /// The TPOT threshold, seconds.
+    #[arg(long, default_value_t = 0.05)]
+    pub tpot: f64,
+    /// The feasible attainment both SLOs must reach, between 0 and 1.
+    #[arg(long, default_value_t = 0.99, value_parser = super::backtest::parse_target)]
+    pub target: f64,
+}
+
+/// The profile as the YAML `capacity.profile` takes, with the command that made it.
+pub fn calibrate(args: &CalibrateArgs) -> Result<String, String> {
+    for (key, values) in [("--inputs", &args.inputs), ("--outputs", &args.outputs)] {
+        if values.is_empty() || values.iter().any(|&v| v == 0 || v > 1_000_000) {
+            return Err(format!(
+                "{key} {values:?}: expected token counts from 1 to 1000000"
+            ));
+        }
+    }
+    for (key, value) in [("--ttft", args.ttft), ("--tpot", args.tpot)] {
+        if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
+            return Err(format!(
+                "{key} {value}: expected seconds above 0, at most 3600"
+            ));
+        }
+    }
+    let calibration = Calibration {
+        thresholds: SloThresholds {
+            ttft: args.ttft,
+            tpot: args.tpot,
+        },
+        target: args.target,
+        ..Calibration::default()
+    };
+    let points = profile(
+        &args.model,
+        &Shape::azure(),
+        &args.inputs,
+        &args.outputs,
+        calibration,
+    );
+    let mut out = format!(
+        "# One replica of {} holding TTFT <= {} s and TPOT <= {} s for {} % of the requests\n# that can meet them, lengths shaped like Azure's conversation trace and scaled to each
+# point's means (keda-llm-scaler calibrate). Paste under a profile's `capacity:`.\nprofile:\n",
+        args.model.name,
+        args.ttft,
+        args.tpot,
+        args.target * 100.0
+    );
+    for p in &points {
+        out.push_str(&format!(
+            "  - {{input_tokens: {}, output_tokens: {}, output_tokens_per_second: {:.0}, input_tokens_per_second: {:.0}}}\n",
+            p.input_tokens,
+            p.output_tokens,
+            p.output_tokens_per_second(),
+            p.input_tokens_per_second()
+        ));
+    }
+    Ok(out)
+}
+
+/// One point of the profile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Mean prompt tokens per request.
+    pub input_tokens: u32,
+    /// Mean output tokens per request.
+    pub output_tokens: u32,
+    /// The request rate one replica sustains at this mix.
+    pub requests_per_second: f64,
+}
+
+impl Point {
+    pub fn output_tokens_per_second(&self) -> f64 {
+        self.requests_per_second * f64::from(self.output_tokens)
+    }
+
+    pub fn input_tokens_per_second(&self) -> f64 {
+        self.requests_per_second * f64::from(self.input_tokens)
+    }
+}
+
+/// How the profile is measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    pub thresholds: SloThresholds,
+    /// Feasible attainment both SLOs must reach (see [`super::feasible`]).
+    pub target: f64,
+    /// Simulated seconds of Poisson arrivals per tried rate.
+    pub seconds: f64,
+    pub seed: u64,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Self {
+            thresholds: SloThresholds::default(),
+            target: 0.99,
+            seconds: 1200.0,
+            seed: 1,
+        }
+    }
+}
+
+/// A length distribution with both means 1: each request's prompt and output length
+/// over the means. A grid point scales it to its own means, so every point has the
+/// shape (spread, tail, correlation) of real traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape(Vec<(f64, f64)>);
+
+impl Shape {
+    /// The shape of `(input, output)` pairs, such as a trace's requests.
+    pub fn of(lengths: &[(u32, u32)]) -> Result<Self, String> {
+        if lengths.is_empty() {
+            return Err("no requests to take the length shape from".to_owned());
+        }
+        let n = lengths.len() as f64;
+        let mean_in = lengths.iter().map(|l| f64::from(l.0)).sum::<f64>() / n;
+        let mean_out = lengths.iter().map(|l| f64::from(l.1)).sum::<f64>() / n;
+        if mean_in <= 0.0 || mean_out <= 0.0 {
+            return Err("the length shape needs requests with tokens".to_owned());
+        }
+        Ok(Self(
+            lengths
+                .iter()
+                .map(|l| (f64::from(l.0) / mean_in, f64::from(l.1) / mean_out))
+                .collect(),
+        ))
+    }
+
+    /// The shape of the bundled Azure conversation trace.
+    pub fn azure() -> Self {
+        let Ok(super::trace::Trace::Requests(trace)) =
+            super::trace::Trace::parse("azure", super::trace::AZURE_CONV)
+        else {
+            unreachable!("the bundled trace parses")
+        };
+        let lengths: Vec<(u32, u32)> = trace.requests.iter().map(|r| (r.1, r.2)).collect();
+        Self::of(&lengths).expect("the bundled trace has requests")
+    }
+}
+
+/// Every point of the grid `inputs` x `outputs`, measured in parallel.
+pub fn profile(
+    model: &ModelProfile,
+    shape: &Shape,
+    inputs: &[u32],
+    outputs: &[u32],
+    calibration: Calibration,
+) -> Vec<Point> {
+    let grid: Vec<(u32, u32)> = inputs
+        .iter()
+        .flat_map(|&i| outputs.iter().map(move |&o| (i, o)))
+        .collect();
+    grid.par_iter()
+        .map(|&(input, output)| Point {
+            input_tokens: input,
+            output_tokens: output,
+            requests_per_second: sustained_rate(model, shape, input, output, calibration),
+        })
+        .collect()
+}
+
+/// The highest request rate (to 2 %) at which one replica meets the target, by
+/// doubling then bisection on a log scale.
+pub fn sustained_rate(
+    model: &ModelProfile,
+    shape: &Shape,
+    input: u32,
+    output: u32,
+    c: Calibration,
+) -> f64 {
+    let holds = |rate: f64| run(model, shape, (input, output), rate, c).reaches(c.target);
+    // The slowest rate worth asking: a request a minute.
+    let mut low = 1.0 / 60.0;
+    if !holds(low) {
+        return low;
+    }
+    let mut high = low * 2.0;
+    while holds(high) {
+        low = high;
+        high *= 2.0;
+        if high > 1e4 {
+            return low;
+        }
+    }
+    while high / low > 1.02 {
+        let middle = (low * high).sqrt();
+        if holds(middle) {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
+/// One replica under Poisson arrivals at `rate`, lengths drawn from `shape` scaled to
+/// the means; its feasible counts.
+fn run(
+    model: &ModelProfile,
+    shape: &Shape,
+    (input, output): (u32, u32),
+    rate: f64,
+    c: Calibration,
+) -> super::stats::FeasibleCounts {
+    let mut replica = Replica::new("calibration".into(), Role::Unified, 0.0, 0.0);
+    let mut stats = Stats::new(c.thresholds);
+    let mut rng = Rng::new(c.seed);
+    let tokens = |relative: f64, mean: u32| ((relative * f64::from(mean)).round() as u32).max(1);
+    let mut t = 0.0;
+    loop {
+        t += rng.exponential(rate);
+        if t > c.seconds {
+            break;
+        }
+        replica.advance(t, model, &mut stats, &mut Vec::new());
+        let (a, b) = shape.0[rng.below(shape.0.len())];
+        let (i, o) = (tokens(a, input), tokens(b, output));
+        let mut request = Request::new(t, i, o);
+        request.feasible = model.feasible(i, o, c.thresholds);
+        stats.arrived(&request);
+        replica.accept(request, t);
+    }
+    // Requests still queued at the end count: a replica that falls behind fails here.
+    replica.advance(c.seconds * 4.0 + 3600.0, model, &mut stats, &mut Vec::new());
+    stats.feasible
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longer_outputs_sustain_more_output_tokens_and_longer_prompts_fewer() {
+        let model = ModelProfile::preset("70b").unwrap();
+        let c = Calibration {
+            seconds: 300.0,
+            ..Calibration::default()
+        };
+        let shape = Shape::azure();
+        let points = profile(&model, &shape, &[500, 8000], &[100, 1000], c);
+        let at = |i: u32, o: u32| {
+            points
+                .iter()
+                .find(|p| p.input_tokens == i && p.output_tokens == o)
+                .unwrap()
+                .output_tokens_per_second()
+        };
+        // Decoding dominates with long outputs: more output tokens per second.
+        assert!(at(500, 1000) > at(500, 100), "{points:?}");
+        // Long prompts' prefill takes the steps decoding would use.
+        assert!(at(8000, 100) < at(500, 100), "{points:?}");
+        // Each rate is one where the replica holds the SLOs, and twice it does not.
+        let p = points[0];
+        let mix = (p.input_tokens, p.output_tokens);
+        assert!(run(&model, &shape, mix, p.requests_per_second, c).reaches(c.target));
+        assert!(!run(&model, &shape, mix, p.requests_per_second * 2.0, c).reaches(c.target));
+    }
+}
