@@ -111,7 +111,8 @@ impl CapacityProfile {
 /// The grid indices around `value` and its position between them (0..1) in log space.
 fn bracket(grid: &[f64], value: f64) -> (usize, usize, f64) {
     let last = grid.len() - 1;
-    if !(value > grid[0]) {
+    // NaN lands here too: the edge, not a NaN capacity.
+    if value.is_nan() || value <= grid[0] {
         return (0, 0, 0.0);
     }
     if value >= grid[last] {
