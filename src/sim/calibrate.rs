@@ -65,12 +65,16 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<String, String> {
         calibration,
     );
     let mut out = format!(
-        "# One replica of {} holding TTFT <= {} s and TPOT <= {} s for {} % of the requests\n# that can meet them, lengths shaped like Azure's conversation trace and scaled to each
-# point's means (keda-llm-scaler calibrate). Paste under a profile's `capacity:`.\nprofile:\n",
-        args.model.name,
-        args.ttft,
-        args.tpot,
-        args.target * 100.0
+        "# One replica of {name}: the output tokens/s at which it holds both SLOs (TPOT <=\n\
+         # {tpot} s, TTFT <= {ttft} s) and the input tokens/s at which it holds TTFT, for\n\
+         # {share} % of the requests that can meet them; lengths shaped like Azure's\n\
+         # conversation trace, scaled to each point's means (keda-llm-scaler calibrate).\n\
+         # Paste under a profile's `capacity:`.\n\
+         profile:\n",
+        name = args.model.name,
+        tpot = args.tpot,
+        ttft = args.ttft,
+        share = args.target * 100.0
     );
     for p in &points {
         out.push_str(&format!(
@@ -91,18 +95,29 @@ pub struct Point {
     pub input_tokens: u32,
     /// Mean output tokens per request.
     pub output_tokens: u32,
-    /// The request rate one replica sustains at this mix.
-    pub requests_per_second: f64,
+    /// The request rate at which one replica still holds both SLOs (what the output
+    /// throughput term divides by, as `capacity.output_tokens_per_second` means).
+    pub tpot_requests_per_second: f64,
+    /// The request rate at which it still holds the TTFT SLO (what the input terms
+    /// divide by, as `capacity.input_tokens_per_second` means).
+    pub ttft_requests_per_second: f64,
 }
 
 impl Point {
     pub fn output_tokens_per_second(&self) -> f64 {
-        self.requests_per_second * f64::from(self.output_tokens)
+        self.tpot_requests_per_second * f64::from(self.output_tokens)
     }
 
     pub fn input_tokens_per_second(&self) -> f64 {
-        self.requests_per_second * f64::from(self.input_tokens)
+        self.ttft_requests_per_second * f64::from(self.input_tokens)
     }
+}
+
+/// Which SLOs a sustained rate holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    Ttft,
+    Both,
 }
 
 /// How the profile is measured.
@@ -181,21 +196,42 @@ pub fn profile(
         .map(|&(input, output)| Point {
             input_tokens: input,
             output_tokens: output,
-            requests_per_second: sustained_rate(model, shape, input, output, calibration),
+            tpot_requests_per_second: sustained_rate(
+                model,
+                shape,
+                (input, output),
+                Holds::Both,
+                calibration,
+            ),
+            ttft_requests_per_second: sustained_rate(
+                model,
+                shape,
+                (input, output),
+                Holds::Ttft,
+                calibration,
+            ),
         })
         .collect()
 }
 
-/// The highest request rate (to 2 %) at which one replica meets the target, by
-/// doubling then bisection on a log scale.
+/// The highest request rate (to 2 %) at which one replica meets the target for one
+/// SLO, by doubling then bisection on a log scale.
 pub fn sustained_rate(
     model: &ModelProfile,
     shape: &Shape,
-    input: u32,
-    output: u32,
+    mix: (u32, u32),
+    slo: Holds,
     c: Calibration,
 ) -> f64 {
-    let holds = |rate: f64| run(model, shape, (input, output), rate, c).reaches(c.target);
+    let holds = |rate: f64| {
+        let counts = run(model, shape, mix, rate, c);
+        match slo {
+            Holds::Ttft => counts.ttft_attainment() >= c.target,
+            // TPOT alone would hold past saturation (requests wait instead of joining
+            // the batch), so the output rate is one at which nothing queues past TTFT either.
+            Holds::Both => counts.reaches(c.target),
+        }
+    };
     // The slowest rate worth asking: a request a minute.
     let mut low = 1.0 / 60.0;
     if !holds(low) {
@@ -276,10 +312,14 @@ mod tests {
         assert!(at(500, 1000) > at(500, 100), "{points:?}");
         // Long prompts' prefill takes the steps decoding would use.
         assert!(at(8000, 100) < at(500, 100), "{points:?}");
-        // Each rate is one where the replica holds the SLOs, and twice it does not.
+        // Each rate is one where the replica holds its SLO, and twice it does not.
         let p = points[0];
         let mix = (p.input_tokens, p.output_tokens);
-        assert!(run(&model, &shape, mix, p.requests_per_second, c).reaches(c.target));
-        assert!(!run(&model, &shape, mix, p.requests_per_second * 2.0, c).reaches(c.target));
+        let both = |rate| run(&model, &shape, mix, rate, c).reaches(c.target);
+        assert!(both(p.tpot_requests_per_second));
+        assert!(!both(p.tpot_requests_per_second * 2.0));
+        let ttft = |rate| run(&model, &shape, mix, rate, c).ttft_attainment();
+        assert!(ttft(p.ttft_requests_per_second) >= c.target);
+        assert!(ttft(p.ttft_requests_per_second * 2.0) < c.target);
     }
 }

@@ -103,6 +103,7 @@ impl QueryShape {
             .iter()
             .map(|s| s.2.max(s.1))
             .fold(self.rate_window, f64::max)
+            .max(crate::source::MIX_WINDOW.as_secs_f64())
     }
 }
 
@@ -279,12 +280,13 @@ impl Tsdb {
                 )
             }
             Signal::MeanInputTokens | Signal::MeanOutputTokens => {
+                let window = crate::source::MIX_WINDOW.as_secs_f64();
                 let tokens = if signal == Signal::MeanInputTokens {
-                    self.rate(now, shape.rate_window, |c| c.finished_prompt_tokens)
+                    self.rate(now, window, |c| c.finished_prompt_tokens)
                 } else {
-                    self.rate(now, shape.rate_window, |c| c.finished_generation_tokens)
+                    self.rate(now, window, |c| c.finished_generation_tokens)
                 };
-                let count = self.rate(now, shape.rate_window, |c| c.finished_length_count);
+                let count = self.rate(now, window, |c| c.finished_length_count);
                 // `sum / (count > 0)`: no series while no request finished.
                 match (tokens, count) {
                     (Some(tokens), Some(count)) if count > 0.0 => vec![sample(&[], tokens / count)],

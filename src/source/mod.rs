@@ -138,6 +138,11 @@ impl Signal {
     }
 }
 
+/// The window the fleet's mean request lengths are read over (`capacity.profile`): long
+/// enough that a few long requests finishing together do not swing the capacity, short
+/// enough to follow a shift in the traffic within minutes.
+pub const MIX_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// One query an evaluation ran, for Explain and /metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryRecord {

@@ -512,13 +512,12 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
         (&target.capacity_profile, preset.request_lengths)
     {
         // Mean tokens per finished request; no series while none finished.
+        let mix_window = ConfigDuration(super::MIX_WINDOW);
         let mean = |histogram: Series| {
             let part = |suffix: &str| {
-                fleet(rate(selector_named(
-                    &format!("{}_{suffix}", histogram.name),
-                    histogram.matchers,
-                    &m,
-                )))
+                let name = format!("{}_{suffix}", histogram.name);
+                let series = selector_named(&name, histogram.matchers, &m);
+                fleet(format!("rate({series}[{mix_window}])"))
             };
             format!("{} / ({} > 0)", part("sum"), part("count"))
         };
