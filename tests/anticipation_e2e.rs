@@ -104,6 +104,36 @@ fn history(now: i64) -> String {
             0.0,
         );
     }
+    // Two vLLM fleets generating 2,000 tokens/s between two pods, at 1 request/s per
+    // pod: `long-out` at 1,000 prompt and 1,000 output tokens a request, `short-in` at
+    // 100 and 316.2 (sqrt(100 x 1000), halfway on the profile's log scale).
+    for (model, prompt, output) in [
+        ("long-out", 1000.0, 1000.0),
+        ("short-in", 100.0, 100_000f64.sqrt()),
+    ] {
+        for pod in ["r1", "r2"] {
+            let labels = format!(r#"model_name="{model}",pod="{model}-{pod}""#);
+            let series = [
+                ("vllm:generation_tokens_total", 1000.0),
+                ("vllm:request_prompt_tokens_sum", prompt),
+                ("vllm:request_prompt_tokens_count", 1.0),
+                ("vllm:request_generation_tokens_sum", output),
+                ("vllm:request_generation_tokens_count", 1.0),
+            ];
+            for (name, per_second) in series {
+                counter(&mut out, &format!("{name}{{{labels}}}"), start, end, |_| {
+                    per_second
+                });
+            }
+            gauge(
+                &mut out,
+                &format!("vllm:num_requests_waiting{{{labels}}}"),
+                start,
+                end,
+                0.0,
+            );
+        }
+    }
     for model in ["split", "unfixable"] {
         for pod in ["q1", "q2"] {
             gauge(
@@ -151,6 +181,24 @@ profiles:
     capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
     slos:
       - {{name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.9, windows: [5m, 1h], gain: 0.25, max_boost: 2}}
+  long-out:
+    engine: vllm
+    selector: {{model_name: long-out}}
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      profile: &grid
+        - {{input_tokens: 100, output_tokens: 100, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
+        - {{input_tokens: 100, output_tokens: 1000, output_tokens_per_second: 4000, input_tokens_per_second: 400}}
+        - {{input_tokens: 1000, output_tokens: 100, output_tokens_per_second: 250, input_tokens_per_second: 2500}}
+        - {{input_tokens: 1000, output_tokens: 1000, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
+  short-in:
+    engine: vllm
+    selector: {{model_name: short-in}}
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      profile: *grid
   unfixable:
     engine: vllm
     selector: {{model_name: unfixable}}
@@ -308,4 +356,45 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
         metrics.contains(r#"keda_llm_scaler_slo_fixable_burn_rate{namespace="inference",scaledobject="unfixable",slo="ttft-2s",window="short"} 0.0"#),
         "{metrics}"
     );
+}
+
+/// capacity.profile through a real Prometheus: the throughput term divides by the
+/// profile's rate at the mix vLLM's request-length histograms report.
+#[tokio::test]
+async fn the_throughput_term_follows_the_mix_being_served() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let now = now - now % STEP;
+    let prometheus = PrometheusServer::start_with_history(&history(now)).await;
+    let scaler = Scaler::start(&config(&prometheus.url())).await;
+    let mut client = scaler.client().await;
+    let mut explain = scaler.explain_client().await;
+    // At 1,000/1,000 the profile's point says 1,000 output tokens/s a replica; at
+    // 100/316, halfway between 1,000 and 4,000 on a log scale, 2,000. (The token rate
+    // itself reads low: the history ends a scrape ago and rate() extrapolates little.)
+    for (name, capacity) in [("long-out", 1000.0), ("short-in", 2000.0)] {
+        let object = scaled_object(name, &[("profile", name)]);
+        assert!(demand(&mut client, &object).await.is_ok());
+        let explanation = explain.explain(object).await.unwrap().into_inner();
+        let term = explanation
+            .terms
+            .iter()
+            .find(|t| t.name == "throughput")
+            .unwrap();
+        let input = |key: &str| term.inputs.get(key).copied();
+        assert!(
+            input("capacity_output_tokens_per_second")
+                .is_some_and(|c| (c - capacity).abs() < 1e-3 * capacity),
+            "{name}: {term:#?}"
+        );
+        assert!(term.formula.contains("capacity.profile at"), "{term:#?}");
+        let t_out = input("output_tokens_per_second").unwrap();
+        assert!(t_out > 0.0, "{term:#?}");
+        assert!(
+            (term.replicas - t_out / capacity).abs() < 1e-6,
+            "{name}: {term:#?}"
+        );
+    }
 }

@@ -96,6 +96,10 @@ impl CapacityProfile {
         let (o0, o1, to) = bracket(&self.outputs, output);
         let at = |i: usize, o: usize| self.rates[i * self.outputs.len() + o];
         let blend = |pick: fn((f64, f64)) -> f64| {
+            if ti == 0.0 && to == 0.0 {
+                // On a point (or held at a corner): its own number, exactly.
+                return pick(at(i0, o0));
+            }
             let ln = |i, o| pick(at(i, o)).ln();
             let low = ln(i0, o0) * (1.0 - to) + ln(i0, o1) * to;
             let high = ln(i1, o0) * (1.0 - to) + ln(i1, o1) * to;

@@ -294,3 +294,49 @@ fn input_term_needs_an_input_capacity() {
     let config = Config::parse(&fixed).unwrap();
     assert!(config.profile("chat").unwrap().capacity.input_term);
 }
+
+const PROFILED: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  p:\n    engine: vllm\n    capacity:\n      queue_per_replica: 15\n      output_tokens_per_second: 5000\n      profile:\n        - {input_tokens: 100, output_tokens: 100, output_tokens_per_second: 1000, input_tokens_per_second: 1000}\n        - {input_tokens: 100, output_tokens: 1000, output_tokens_per_second: 4000, input_tokens_per_second: 400}\n        - {input_tokens: 1000, output_tokens: 100, output_tokens_per_second: 250, input_tokens_per_second: 2500}\n        - {input_tokens: 1000, output_tokens: 1000, output_tokens_per_second: 1000, input_tokens_per_second: 1000}\n";
+
+#[test]
+fn a_capacity_profile_loads_and_reaches_the_target() {
+    let config = Config::parse(PROFILED).unwrap();
+    let meta = [("profile".to_owned(), "p".to_owned())].into();
+    let target = metadata::resolve(&config, &meta).unwrap();
+    let profile = target
+        .capacity_profile
+        .expect("the profile reaches the target");
+    assert_eq!(profile.at(1000.0, 100.0).output_tokens_per_second, 250.0);
+}
+
+#[test]
+fn a_capacity_profile_that_is_no_grid_or_on_an_engine_without_lengths_is_refused() {
+    let incomplete = PROFILED.replace(
+        "        - {input_tokens: 1000, output_tokens: 1000, output_tokens_per_second: 1000, input_tokens_per_second: 1000}\n",
+        "",
+    );
+    let e = error(&incomplete);
+    assert!(e.contains("profiles.p.capacity.profile"), "{e}");
+    assert!(
+        e.contains("input_tokens 1000 and output_tokens 1000"),
+        "{e}"
+    );
+    let seed = PROFILED.replace("engine: vllm", "engine: seed");
+    let e = error(&seed);
+    assert!(e.contains("profiles.p.capacity.profile"), "{e}");
+    assert!(
+        e.contains("engine seed exports no request-length histograms"),
+        "{e}"
+    );
+    let negative = PROFILED.replace(
+        "output_tokens_per_second: 250,",
+        "output_tokens_per_second: -250,",
+    );
+    let e = error(&negative);
+    assert!(e.contains("-250"), "{e}");
+    let unknown = PROFILED.replace(
+        "input_tokens_per_second: 2500}",
+        "input_tokens_per_second: 2500, tokens: 3}",
+    );
+    let e = error(&unknown);
+    assert!(e.contains("tokens"), "{e}");
+}

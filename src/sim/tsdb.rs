@@ -472,6 +472,16 @@ mod tests {
         assert!((buckets.last().unwrap().value - 40.0 / 30.0).abs() < 1e-9);
         assert!(buckets.windows(2).all(|w| w[0].value <= w[1].value));
         assert_eq!(buckets[11].labels["le"], "1");
+        // Each finished request's prefill time, with vLLM's phase-time bounds.
+        let prefill = answer(&tsdb, Signal::SloPrefillShort { slo: 0 }, 30.0);
+        assert_eq!(prefill.len(), REQUEST_TIME_BUCKETS.len() + 1);
+        assert_eq!(prefill[0].labels["le"], "0.3");
+        assert!((prefill.last().unwrap().value - 40.0 / 30.0).abs() < 1e-9);
+        // The mix: 100 prompt and 51 output tokens a request.
+        let mean_in = answer(&tsdb, Signal::MeanInputTokens, 30.0);
+        let mean_out = answer(&tsdb, Signal::MeanOutputTokens, 30.0);
+        assert!((mean_in[0].value - 100.0).abs() < 1e-9, "{mean_in:?}");
+        assert!((mean_out[0].value - 51.0).abs() < 1e-9, "{mean_out:?}");
         // Readings from these answers: what the service would compute.
         let observation = tsdb.observe(&setup.plan, &setup.shape, 30.0, SystemTime::UNIX_EPOCH);
         let (demand, skipped) = observation

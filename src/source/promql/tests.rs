@@ -425,3 +425,37 @@ fn history_reads_each_past_periods_peak_over_the_lead_and_the_levels() {
             .contains("vllm:prompt_tokens_total")
     );
 }
+
+#[test]
+fn a_capacity_profile_reads_the_mix_from_vllms_length_histograms() {
+    let config = Config::parse(
+        r#"
+prometheus:
+  url: http://127.0.0.1:9090
+profiles:
+  vllm:
+    engine: vllm
+    selector: {model_name: m}
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      profile:
+        - {input_tokens: 100, output_tokens: 100, output_tokens_per_second: 1000, input_tokens_per_second: 1000}
+"#,
+    )
+    .unwrap();
+    let meta = [("profile".to_owned(), "vllm".to_owned())].into();
+    let target = metadata::resolve(&config, &meta).unwrap();
+    let plan = plan(config.profile("vllm").unwrap(), &target).plan;
+    assert_eq!(
+        plan.query(Signal::MeanInputTokens).unwrap(),
+        r#"sum(rate(vllm:request_prompt_tokens_sum{model_name="m"}[10m])) / (sum(rate(vllm:request_prompt_tokens_count{model_name="m"}[10m])) > 0)"#
+    );
+    assert_eq!(
+        plan.query(Signal::MeanOutputTokens).unwrap(),
+        r#"sum(rate(vllm:request_generation_tokens_sum{model_name="m"}[10m])) / (sum(rate(vllm:request_generation_tokens_count{model_name="m"}[10m])) > 0)"#
+    );
+    // Without a profile the plan does not ask.
+    let plain = plan_for(&[("profile", "vllm")]);
+    assert!(plain.query(Signal::MeanInputTokens).is_none());
+}
