@@ -531,3 +531,45 @@ fn demo_answers_grpcurl_from_the_simulated_fleet() {
         "{error}"
     );
 }
+
+#[test]
+fn calibrate_prints_a_profile_the_config_takes_and_refuses_bad_grids() {
+    let (ok, out, stderr) =
+        cli::run_binary(&["calibrate", "--inputs", "1000,4000", "--outputs", "200"]);
+    assert!(ok, "{stderr}");
+    let points: Vec<&str> = out.lines().filter(|l| l.starts_with("  - {")).collect();
+    assert_eq!(points.len(), 2, "{out}");
+    // Longer prompts at the same output: fewer output tokens a replica.
+    let rate = |line: &str| -> f64 {
+        let (_, rest) = line.split_once("output_tokens_per_second: ").unwrap();
+        rest.split(',').next().unwrap().parse().unwrap()
+    };
+    assert!(rate(points[1]) < rate(points[0]), "{out}");
+    // Pasted under `capacity:`, it is a valid profile.
+    let profile: String = out
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  p:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n{profile}"
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = cli::run_binary(&["check-config", config.to_str().unwrap()]);
+    assert!(ok, "{stderr}\n{profile}");
+
+    let (ok, _, stderr) = cli::run_binary(&["calibrate", "--inputs", "0,100"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--inputs") && stderr.contains("1 to 1000000"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = cli::run_binary(&["calibrate", "--tpot=-1"]);
+    assert!(!ok);
+    assert!(stderr.contains("--tpot"), "{stderr}");
+}

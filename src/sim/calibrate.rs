@@ -5,7 +5,8 @@
 use rayon::prelude::*;
 
 use super::{
-    model::{ModelProfile, Replica, Request, Role},
+    fleet::{Pool, Router},
+    model::{ModelProfile, Request, Role},
     stats::{SloThresholds, Stats},
     trace::Rng,
 };
@@ -31,6 +32,10 @@ pub struct CalibrateArgs {
     /// The feasible attainment both SLOs must reach, between 0 and 1.
     #[arg(long, default_value_t = 0.99, value_parser = super::backtest::parse_target)]
     pub target: f64,
+    /// Replicas behind the router while measuring (the rates are per replica): a fleet
+    /// spreads long requests over its replicas, so one replica alone understates them.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub replicas: u32,
 }
 
 /// The profile as the YAML `capacity.profile` takes, with the command that made it.
@@ -55,6 +60,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<String, String> {
             tpot: args.tpot,
         },
         target: args.target,
+        replicas: args.replicas,
         ..Calibration::default()
     };
     let points = profile(
@@ -65,12 +71,13 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<String, String> {
         calibration,
     );
     let mut out = format!(
-        "# One replica of {name}: the output tokens/s at which it holds both SLOs (TPOT <=\n\
-         # {tpot} s, TTFT <= {ttft} s) and the input tokens/s at which it holds TTFT, for\n\
-         # {share} % of the requests that can meet them; lengths shaped like Azure's\n\
-         # conversation trace, scaled to each point's means (keda-llm-scaler calibrate).\n\
-         # Paste under a profile's `capacity:`.\n\
+        "# Per replica of {name}, measured on {replicas} behind a least-outstanding router:\n\
+         # the output tokens/s at which they hold both SLOs (TPOT <= {tpot} s, TTFT <= {ttft}\n\
+         # s) and the input tokens/s at which they hold TTFT, for {share} % of the requests\n\
+         # that can meet them; lengths shaped like Azure's conversation trace, scaled to each\n\
+         # point's means (keda-llm-scaler calibrate). Paste under a profile's `capacity:`.\n\
          profile:\n",
+        replicas = args.replicas,
         name = args.model.name,
         tpot = args.tpot,
         ttft = args.ttft,
@@ -129,6 +136,10 @@ pub struct Calibration {
     /// Simulated seconds of Poisson arrivals per tried rate.
     pub seconds: f64,
     pub seed: u64,
+    /// Replicas behind a least-outstanding router; the rates are per replica. A fleet
+    /// spreads long requests over its replicas, so one replica alone would understate
+    /// what each sustains in a fleet.
+    pub replicas: u32,
 }
 
 impl Default for Calibration {
@@ -138,6 +149,7 @@ impl Default for Calibration {
             target: 0.99,
             seconds: 1200.0,
             seed: 1,
+            replicas: 4,
         }
     }
 }
@@ -256,8 +268,11 @@ pub fn sustained_rate(
     low
 }
 
-/// One replica under Poisson arrivals at `rate`, lengths drawn from `shape` scaled to
-/// the means; its feasible counts.
+/// How long a request waits at the router before it is refused, as in the backtests.
+const REQUEST_TIMEOUT_S: f64 = 300.0;
+
+/// `replicas` replicas under Poisson arrivals at `rate` each, lengths drawn from `shape`
+/// scaled to the means; their feasible counts.
 fn run(
     model: &ModelProfile,
     shape: &Shape,
@@ -265,26 +280,33 @@ fn run(
     rate: f64,
     c: Calibration,
 ) -> super::stats::FeasibleCounts {
-    let mut replica = Replica::new("calibration".into(), Role::Unified, 0.0, 0.0);
+    let mut pool = Pool::new(
+        Role::Unified,
+        model.clone(),
+        Router::LeastOutstanding,
+        REQUEST_TIMEOUT_S,
+    );
+    pool.start_warm(c.replicas, 0.0);
     let mut stats = Stats::new(c.thresholds);
     let mut rng = Rng::new(c.seed);
     let tokens = |relative: f64, mean: u32| ((relative * f64::from(mean)).round() as u32).max(1);
+    let fleet_rate = rate * f64::from(c.replicas);
     let mut t = 0.0;
     loop {
-        t += rng.exponential(rate);
+        t += rng.exponential(fleet_rate);
         if t > c.seconds {
             break;
         }
-        replica.advance(t, model, &mut stats, &mut Vec::new());
+        pool.advance(t, &mut stats, &mut Vec::new());
         let (a, b) = shape.0[rng.below(shape.0.len())];
         let (i, o) = (tokens(a, input), tokens(b, output));
         let mut request = Request::new(t, i, o);
         request.feasible = model.feasible(i, o, c.thresholds);
         stats.arrived(&request);
-        replica.accept(request, t);
+        pool.route(request, t);
     }
-    // Requests still queued at the end count: a replica that falls behind fails here.
-    replica.advance(c.seconds * 4.0 + 3600.0, model, &mut stats, &mut Vec::new());
+    // Requests still queued at the end count: a fleet that falls behind fails here.
+    pool.advance(c.seconds * 4.0 + 3600.0, &mut stats, &mut Vec::new());
     stats.feasible
 }
 
