@@ -209,12 +209,8 @@ profiles:
     )
 }
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-6 * b.abs().max(1.0)
-}
-
-#[tokio::test]
-async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_burn() {
+/// Prometheus holding [`history`] up to now, and the scaler on [`config`].
+async fn start() -> (PrometheusServer, Scaler) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -222,6 +218,16 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
     let now = now - now % STEP;
     let prometheus = PrometheusServer::start_with_history(&history(now)).await;
     let scaler = Scaler::start(&config(&prometheus.url())).await;
+    (prometheus, scaler)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+}
+
+#[tokio::test]
+async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_burn() {
+    let (_prometheus, scaler) = start().await;
     let mut client = scaler.client().await;
     let mut explain = scaler.explain_client().await;
 
@@ -282,13 +288,7 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
 /// long for the threshold on any replica.
 #[tokio::test]
 async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let now = now - now % STEP;
-    let prometheus = PrometheusServer::start_with_history(&history(now)).await;
-    let scaler = Scaler::start(&config(&prometheus.url())).await;
+    let (_prometheus, scaler) = start().await;
     let mut client = scaler.client().await;
     let mut explain = scaler.explain_client().await;
 
@@ -362,13 +362,7 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
 /// profile's rate at the mix vLLM's request-length histograms report.
 #[tokio::test]
 async fn the_throughput_term_follows_the_mix_being_served() {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let now = now - now % STEP;
-    let prometheus = PrometheusServer::start_with_history(&history(now)).await;
-    let scaler = Scaler::start(&config(&prometheus.url())).await;
+    let (_prometheus, scaler) = start().await;
     let mut client = scaler.client().await;
     let mut explain = scaler.explain_client().await;
     // At 1,000/1,000 the profile's point says 1,000 output tokens/s a replica; at

@@ -97,6 +97,15 @@ impl QueryShape {
         }
     }
 
+    /// SLO `index`'s latency and its short or long window, in seconds.
+    fn slo_window(&self, index: usize, short: bool) -> Result<(LatencySignal, f64), String> {
+        let &(latency, short_window, long_window) = self
+            .slos
+            .get(index)
+            .ok_or_else(|| format!("the plan's SLO {index} is not in the profile"))?;
+        Ok((latency, if short { short_window } else { long_window }))
+    }
+
     /// The longest range a query reads, for how long scrapes are kept.
     fn longest_window(&self) -> f64 {
         self.slos
@@ -241,15 +250,8 @@ impl Tsdb {
             Signal::InputTokens => fleet(self.rate(now, shape.rate_window, |c| c.prompt_tokens)),
             Signal::SloShort { slo } | Signal::SloLong { slo } => {
                 let index = usize::from(slo);
-                let &(latency, short, long) = shape
-                    .slos
-                    .get(index)
-                    .ok_or_else(|| format!("the plan's SLO {index} is not in the profile"))?;
-                let window = if matches!(signal, Signal::SloShort { .. }) {
-                    short
-                } else {
-                    long
-                };
+                let (latency, window) =
+                    shape.slo_window(index, matches!(signal, Signal::SloShort { .. }))?;
                 let Some(LatencyKind::Histogram { le_scale_millis }) =
                     plan.latency_kinds.get(index).copied()
                 else {
@@ -261,16 +263,8 @@ impl Tsdb {
                 self.buckets(now, window, latency, le_scale_millis)
             }
             Signal::SloPrefillShort { slo } | Signal::SloPrefillLong { slo } => {
-                let index = usize::from(slo);
-                let &(_, short, long) = shape
-                    .slos
-                    .get(index)
-                    .ok_or_else(|| format!("the plan's SLO {index} is not in the profile"))?;
-                let window = if matches!(signal, Signal::SloPrefillShort { .. }) {
-                    short
-                } else {
-                    long
-                };
+                let short = matches!(signal, Signal::SloPrefillShort { .. });
+                let (_, window) = shape.slo_window(usize::from(slo), short)?;
                 self.histogram(
                     now,
                     window,
