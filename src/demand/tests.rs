@@ -644,3 +644,19 @@ fn a_capacity_profile_sizes_throughput_at_the_mix_being_served() {
         12.0
     );
 }
+
+#[test]
+fn the_slo_term_ends_when_the_short_window_stops_burning_though_the_long_one_still_does() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[]);
+    // Burning over both windows: a term.
+    s.slos = vec![slow_share(0.05, 0.05)];
+    assert!(compute(&s, &p).unwrap().term(TermKind::Slo).is_some());
+    // The cause is gone: the last 5 minutes are clean while the hour still remembers it.
+    s.slos = vec![slow_share(0.0, 0.05)];
+    let d = compute(&s, &p).unwrap();
+    assert!(d.term(TermKind::Slo).is_none(), "{:?}", d.terms);
+    assert!(!d.slos[0].burning);
+    assert!(d.slos[0].long_fixable_burn.unwrap() > 1.0);
+}
