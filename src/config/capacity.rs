@@ -34,7 +34,9 @@ pub struct CapacityProfile {
 /// The token rates one replica sustains at a mix.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rates {
+    /// What the throughput term of unified and decode pools divides by.
     pub output_tokens_per_second: f64,
+    /// What the input terms (prefill pools, `input_term`) divide by.
     pub input_tokens_per_second: f64,
 }
 

@@ -9,6 +9,7 @@ use super::SignalError;
 pub struct Bucket {
     /// The upper bound in seconds; `f64::INFINITY` for `+Inf`.
     pub le: f64,
+    /// Requests per second at or below `le`.
     pub rate: f64,
 }
 
@@ -108,17 +109,22 @@ pub fn burn_rate(error_ratio: f64, objective: f64) -> f64 {
 /// One window of an SLO, read: all misses, and the part replicas can fix.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowReading {
+    /// Share of requests slower than the threshold; `None` without requests.
     pub error_ratio: Option<f64>,
+    /// error_ratio / (1 - objective).
     pub burn: Option<f64>,
     /// Share of requests whose prefill alone exceeded the threshold; `None` without a split.
     pub unfixable_ratio: Option<f64>,
+    /// max(0, error_ratio - unfixable_ratio) / (1 - objective): what the term acts on.
     pub fixable_burn: Option<f64>,
 }
 
 /// Both windows of an SLO, read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
+    /// The short window, which reacts.
     pub short: WindowReading,
+    /// The long window, which keeps a blip from scaling.
     pub long: WindowReading,
 }
 

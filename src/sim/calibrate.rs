@@ -111,10 +111,12 @@ pub struct Point {
 }
 
 impl Point {
+    /// The profile's `output_tokens_per_second` at this point.
     pub fn output_tokens_per_second(&self) -> f64 {
         self.tpot_requests_per_second * f64::from(self.output_tokens)
     }
 
+    /// The profile's `input_tokens_per_second` at this point.
     pub fn input_tokens_per_second(&self) -> f64 {
         self.ttft_requests_per_second * f64::from(self.input_tokens)
     }
@@ -123,18 +125,22 @@ impl Point {
 /// Which SLOs a sustained rate holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Holds {
+    /// TTFT only: the input rate.
     Ttft,
+    /// TTFT and TPOT: the output rate.
     Both,
 }
 
 /// How the profile is measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
+    /// The SLO thresholds requests are judged against.
     pub thresholds: SloThresholds,
     /// Feasible attainment both SLOs must reach (see [`super::feasible`]).
     pub target: f64,
     /// Simulated seconds of Poisson arrivals per tried rate.
     pub seconds: f64,
+    /// Seeds the arrivals and length draws: the same seed gives the same profile.
     pub seed: u64,
     /// Replicas behind a least-outstanding router; the rates are per replica. A fleet
     /// spreads long requests over its replicas, so one replica alone would understate
