@@ -530,6 +530,7 @@ fn explanation_json(e: &crate::proto::llmscaler::v1::Explanation) -> String {
             "level_window_tokens_per_second": f.level_window_tokens_per_second,
             "long_window_tokens_per_second": f.long_window_tokens_per_second,
             "long_level_ratio": f.long_level_ratio,
+            "seasonal_weight": f.seasonal_weight,
         })),
     });
     serde_json::to_string_pretty(&value).expect("JSON values serialize")

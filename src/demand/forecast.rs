@@ -68,6 +68,10 @@ pub struct Forecast {
     pub level_window_rate: f64,
     /// The long level window's view, where long levels were read.
     pub long_window: Option<LongView>,
+    /// The weight of the seasonal views against today's level in `rate`, from replaying
+    /// the forecast in each past period (see [`forecast`]); `None` with fewer than two
+    /// periods to replay (the seasonal views alone).
+    pub seasonal_weight: Option<f64>,
 }
 
 /// The long level window's view, for Explain.
@@ -179,7 +183,57 @@ fn view(past: &[(f64, f64)], level_now: f64) -> Option<View> {
 }
 
 /// The forecast; `None` without any usable past period (a new model).
+///
+/// The seasonal views are blended with today's level (last-value) by how each did in
+/// the past periods: the forecast is replayed at the same time in each past period k
+/// from the periods before it, against period k's peak, and so is level_k. With errors
+/// E_s and E_l summed over the replays, the weight of the seasonal views is
+/// E_l^2 / (E_s^2 + E_l^2). A traffic whose days repeat keeps the seasonal forecast; one
+/// whose daily shape drifts or breaks leans on today's level. It needs no query beyond
+/// the ones the views read.
 pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
+    let mut f = seasonal(history)?;
+    if let Some((seasonal_error, last_error)) = replayed_errors(history) {
+        // Weighted by how close each came in the past periods, as inverse variances: the
+        // better one counts more, and a clearly better one nearly alone.
+        let total = seasonal_error.powi(2) + last_error.powi(2);
+        if total > 0.0 {
+            let w = last_error.powi(2) / total;
+            f.rate = w * f.rate + (1.0 - w) * history.level_now.max(0.0);
+            f.seasonal_weight = Some(w);
+        }
+    }
+    Some(f)
+}
+
+/// Replays the seasonal forecast at the same time in each past period from the periods
+/// before it, and that period's level, against its peak: their summed absolute errors,
+/// where at least two periods could be replayed.
+fn replayed_errors(history: &HistoryWindow) -> Option<(f64, f64)> {
+    let mut seasonal_error = 0.0;
+    let mut last_error = 0.0;
+    let mut scored = 0;
+    for k in 0..history.past.len() {
+        let then = &history.past[k];
+        let earlier = HistoryWindow {
+            past: history.past[k + 1..].to_vec(),
+            level_now: then.level,
+            long_level_now: then.long_level.unwrap_or(0.0),
+        };
+        let Some(predicted) = seasonal(&earlier) else {
+            continue;
+        };
+        if !(usable(then.peak) && usable(then.level)) {
+            continue;
+        }
+        seasonal_error += (predicted.rate - then.peak).abs();
+        last_error += (then.level - then.peak).abs();
+        scored += 1;
+    }
+    (scored >= 2).then_some((seasonal_error, last_error))
+}
+
+fn seasonal(history: &HistoryWindow) -> Option<Forecast> {
     let short: Vec<(f64, f64)> = history.past.iter().map(|p| (p.peak, p.level)).collect();
     let short = view(&short, history.level_now)?;
     let long: Vec<(f64, f64)> = history
@@ -202,6 +256,7 @@ pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
             rate: long.rate,
             level_ratio: long.level_ratio,
         }),
+        seasonal_weight: None,
     })
 }
 
@@ -320,7 +375,29 @@ mod tests {
             long_level_now: 0.0,
         };
         let f = forecast(&history).unwrap();
-        assert_eq!(f.rate, 900.0);
+        // Replayed, the median peak missed by 150 and 100, an idle level by 800 and 900:
+        // the seasonal view keeps 1700^2 / (250^2 + 1700^2) of the weight.
+        let w = 1700.0f64.powi(2) / (250.0f64.powi(2) + 1700.0f64.powi(2));
+        assert!(close(f.rate, 900.0 * w), "{f:?}");
+        assert!(close(f.seasonal_weight.unwrap(), w));
+        assert!(f.rate > 850.0, "the spike is still foreseen: {f:?}");
+    }
+
+    #[test]
+    fn a_daily_shape_that_stopped_repeating_leans_on_todays_level() {
+        // Each past period's peak came nowhere near what the periods before it said,
+        // while the level then was within 10 of it: the forecast is nearly today's level.
+        let history = HistoryWindow {
+            past: past(&[(110.0, 100.0), (1000.0, 990.0), (100.0, 90.0)]),
+            level_now: 100.0,
+            long_level_now: 0.0,
+        };
+        let f = forecast(&history).unwrap();
+        assert!(f.seasonal_weight.unwrap() < 0.01, "{f:?}");
+        assert!(
+            (f.rate - 100.0).abs() < 0.02 * 100.0 + 0.01 * f.level_window_rate,
+            "{f:?}"
+        );
     }
 
     #[test]

@@ -221,6 +221,7 @@ fn fill_demand(
         level_window_tokens_per_second: f.level_window_rate,
         long_window_tokens_per_second: f.long_window.map(|l| l.rate),
         long_level_ratio: f.long_window.map(|l| l.level_ratio),
+        seasonal_weight: f.seasonal_weight,
     });
 }
 
@@ -389,6 +390,12 @@ pub fn render_explanation(e: &Explanation) -> String {
                 "           from the level window alone (no long levels)"
             ),
         };
+        if let Some(w) = f.seasonal_weight {
+            let _ = writeln!(
+                out,
+                "           weighted {w:.3} against today's level, by how each did in the past periods"
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -434,8 +441,13 @@ mod tests {
             level_window_tokens_per_second: 260.0,
             long_window_tokens_per_second: Some(200.0),
             long_level_ratio: Some(1.0),
+            seasonal_weight: Some(0.8),
         };
         let text = with_forecast(both);
+        assert!(
+            text.contains("weighted 0.800 against today's level"),
+            "{text}"
+        );
         assert!(text.contains("forecast   230.000 tokens/s"), "{text}");
         assert!(
             text.contains("mean of the level window's 260.000 and the long window's 200.000 (long level ratio 1.000)"),
@@ -444,8 +456,11 @@ mod tests {
         let short_only = Forecast {
             long_window_tokens_per_second: None,
             long_level_ratio: None,
+            seasonal_weight: None,
             ..both
         };
-        assert!(with_forecast(short_only).contains("from the level window alone"));
+        let text = with_forecast(short_only);
+        assert!(text.contains("from the level window alone"), "{text}");
+        assert!(!text.contains("weighted"), "{text}");
     }
 }
