@@ -310,15 +310,20 @@ fn scaler_metric_names() -> BTreeSet<String> {
             term: "queue".into(),
         })
         .set(1.0);
-    telemetry
-        .slo_burn_rate
-        .get_or_create(&BurnLabels {
-            namespace: "n".into(),
-            scaledobject: "s".into(),
-            slo: "ttft".into(),
-            window: "short".into(),
-        })
-        .set(1.0);
+    for family in [
+        &telemetry.slo_burn_rate,
+        &telemetry.slo_fixable_burn_rate,
+        &telemetry.slo_unfixable_ratio,
+    ] {
+        family
+            .get_or_create(&BurnLabels {
+                namespace: "n".into(),
+                scaledobject: "s".into(),
+                slo: "ttft".into(),
+                window: "short".into(),
+            })
+            .set(1.0);
+    }
     telemetry
         .query_duration
         .get_or_create(&SignalLabels {

@@ -383,6 +383,14 @@ fn ttft_and_prefill(ttft: &[(f64, f64)], prefill: &[(f64, f64)]) -> Option<SloWi
     })
 }
 
+/// TTFT buckets of 100 requests/s, 10 % of them over 2 s.
+const TEN_PERCENT_OVER_2S: [(f64, f64); 4] = [
+    (1.0, 80.0),
+    (2.0, 90.0),
+    (5.0, 95.0),
+    (f64::INFINITY, 100.0),
+];
+
 #[test]
 fn misses_from_prompts_too_long_for_any_replica_ask_for_nothing() {
     let mut p = params(Pool::Unified);
@@ -390,12 +398,7 @@ fn misses_from_prompts_too_long_for_any_replica_ask_for_nothing() {
     let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
     // 10 % of requests over 2 s, and the same 10 % took over 2 s in prefill alone:
     // their prompts are too long for 2 s on any replica.
-    let ttft = [
-        (1.0, 80.0),
-        (2.0, 90.0),
-        (5.0, 95.0),
-        (f64::INFINITY, 100.0),
-    ];
+    let ttft = TEN_PERCENT_OVER_2S;
     let prefill = [
         (1.0, 85.0),
         (2.0, 90.0),
@@ -427,12 +430,7 @@ fn misses_from_queueing_ask_for_replicas() {
     // L = 2 replicas of queue.
     let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
     // 10 % over 2 s; every prefill took under 1 s: all of the misses are queueing.
-    let ttft = [
-        (1.0, 80.0),
-        (2.0, 90.0),
-        (5.0, 95.0),
-        (f64::INFINITY, 100.0),
-    ];
+    let ttft = TEN_PERCENT_OVER_2S;
     let prefill = [(1.0, 100.0), (2.0, 100.0), (f64::INFINITY, 100.0)];
     s.slos = vec![ttft_and_prefill(&ttft, &prefill)];
     let d = compute(&s, &p).unwrap();
