@@ -10,9 +10,11 @@
 pub mod cli;
 pub mod config;
 pub mod demand;
+pub mod engine;
 pub mod forecast_eval;
 pub mod loadgen;
 pub mod proto;
+pub mod query;
 pub mod server;
 pub mod sim;
 pub mod source;

@@ -7,10 +7,7 @@ use std::collections::HashMap;
 
 use keda_llm_scaler::{
     config::{Config, metadata},
-    source::{
-        Signal,
-        promql::{Planned, QueryPlan, plan},
-    },
+    query::{Planned, QueryPlan, Signal, plan},
 };
 use proptest::prelude::*;
 

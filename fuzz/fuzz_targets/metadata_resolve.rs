@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use keda_llm_scaler::{
     config::{Config, metadata},
-    source::promql,
+    query as promql,
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -15,8 +15,8 @@ use keda_llm_scaler::{
     source::{
         Observation,
         prometheus::{LimitedBody, parse_answer},
-        promql,
     },
+    query as promql,
 };
 use libfuzzer_sys::fuzz_target;
 

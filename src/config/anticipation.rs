@@ -6,7 +6,9 @@ use std::{fmt, str::FromStr, time::Duration};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{ConfigDuration, NonNegative, Positive, Problem, check_duration, unspanned};
+use super::{
+    ConfigDuration, LatencySignal, NonNegative, Positive, Problem, check_duration, unspanned,
+};
 
 /// One latency objective of a profile.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,33 +43,6 @@ impl SloConfig {
 
     pub fn long_window(&self) -> ConfigDuration {
         self.windows.value[1]
-    }
-}
-
-/// The latencies an objective can be set on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LatencySignal {
-    /// Time to first token: what prefill capacity decides.
-    Ttft,
-    /// Time per output token: what decode capacity decides.
-    Tpot,
-}
-
-impl LatencySignal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LatencySignal::Ttft => "ttft",
-            LatencySignal::Tpot => "tpot",
-        }
-    }
-
-    /// TTFT counts for pools that prefill, TPOT for pools that decode.
-    pub fn applies_to(self, pool: super::Pool) -> bool {
-        match self {
-            LatencySignal::Ttft => pool != super::Pool::Decode,
-            LatencySignal::Tpot => pool != super::Pool::Prefill,
-        }
     }
 }
 

@@ -282,7 +282,7 @@ pub fn resolve(
 }
 
 fn parse_model(profile: &Profile, model: &str) -> Result<String, MetadataError> {
-    if crate::source::promql::model_label(profile.engine).is_none() {
+    if crate::engine::model_label(profile.engine).is_none() {
         return Err(MetadataError::new(
             "model",
             format!(

@@ -14,7 +14,8 @@ use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub use anticipation::{LatencySignal, PredictiveConfig, SloConfig};
+pub use crate::engine::{Engine, LatencySignal, Pool};
+pub use anticipation::{PredictiveConfig, SloConfig};
 pub use duration::{ConfigDuration, DURATION_FORMS};
 
 /// The whole configuration file.
@@ -306,69 +307,6 @@ pub struct CustomQueries {
     /// misses queueing caused, not on prompts whose prefill alone exceeds the threshold.
     #[serde(default)]
     pub prefill_time_buckets: Option<String>,
-}
-
-/// The serving engines with built-in series presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    Seed,
-    Vllm,
-    Sglang,
-    Tgi,
-    Trtllm,
-    Dynamo,
-    Custom,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Seed => "seed",
-            Engine::Vllm => "vllm",
-            Engine::Sglang => "sglang",
-            Engine::Tgi => "tgi",
-            Engine::Trtllm => "trtllm",
-            Engine::Dynamo => "dynamo",
-            Engine::Custom => "custom",
-        }
-    }
-}
-
-/// Which role a fleet's replicas play.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pool {
-    #[default]
-    Unified,
-    Prefill,
-    Decode,
-}
-
-impl Pool {
-    pub const ALLOWED: &'static str = "unified, prefill or decode";
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pool::Unified => "unified",
-            Pool::Prefill => "prefill",
-            Pool::Decode => "decode",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "unified" => Some(Pool::Unified),
-            "prefill" => Some(Pool::Prefill),
-            "decode" => Some(Pool::Decode),
-            _ => None,
-        }
-    }
-
-    /// Prefill replicas hold no decode KV cache worth scaling on.
-    pub fn uses_kv_cache(self) -> bool {
-        self != Pool::Prefill
-    }
 }
 
 /// How per-replica KV usage becomes one K.
@@ -862,7 +800,7 @@ impl Config {
                         message,
                     });
                 }
-                if let Err(message) = crate::source::promql::length_support(profile) {
+                if let Err(message) = crate::engine::length_support(profile.engine) {
                     problems.push(Problem {
                         line: 0,
                         key: format!("profiles.{name}.capacity.profile"),
@@ -872,7 +810,7 @@ impl Config {
             }
             anticipation::check_slos(&mut problems, name.as_str(), &profile.slos);
             for (i, slo) in profile.slos.iter().enumerate() {
-                if let Err(message) = crate::source::promql::latency_support(profile, slo.signal) {
+                if let Err(message) = latency_support(profile, slo.signal) {
                     problems.push(Problem {
                         line: 0,
                         key: format!("profiles.{name}.slos[{i}].signal"),
@@ -911,6 +849,25 @@ impl Config {
     pub fn profile_names(&self) -> Vec<&str> {
         self.profiles.keys().map(ProfileName::as_str).collect()
     }
+}
+
+/// Whether a profile's engine exports the latency an SLO is set on: the preset says, or
+/// for `custom`, whether the config gives its bucket query.
+fn latency_support(profile: &Profile, signal: LatencySignal) -> Result<(), String> {
+    if let Some(support) = crate::engine::latency_support(profile.engine, signal) {
+        return support;
+    }
+    let queries = profile.queries.as_ref().map(|q| &q.value);
+    let given = match signal {
+        LatencySignal::Ttft => queries.and_then(|q| q.ttft_buckets.as_ref()),
+        LatencySignal::Tpot => queries.and_then(|q| q.tpot_buckets.as_ref()),
+    };
+    given.map(|_| ()).ok_or_else(|| {
+        format!(
+            "{0} needs queries.{0}_buckets with engine custom: the `_bucket` series of a {0} histogram in seconds",
+            signal.as_str()
+        )
+    })
 }
 
 #[cfg(test)]

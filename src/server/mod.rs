@@ -40,7 +40,8 @@ use crate::{
         externalscaler::{ScaledObjectRef, external_scaler_server::ExternalScalerServer},
         llmscaler::v1::explain_server::ExplainServer,
     },
-    source::{MetricsSource, Observation, QueryPlan, prometheus::Prometheus, promql},
+    query,
+    source::{MetricsSource, Observation, QueryPlan, prometheus::Prometheus},
 };
 
 /// The largest request accepted: trigger metadata is a few hundred bytes.
@@ -125,7 +126,7 @@ impl<S: MetricsSource> State<S> {
         let profile = config
             .profile(&target.profile_name)
             .expect("resolve only returns profiles of this config");
-        let planned = promql::plan(profile, &target);
+        let planned = query::plan(profile, &target);
         Ok(Resolved {
             config,
             target,

@@ -20,12 +20,12 @@ use super::{
     run::{Policy, PoolSetup, Setup, Simulation, needs},
     stats::SloThresholds,
     trace::{AZURE_CONV, AZURE_CONV_NAME, Arrivals, Replay, Trace},
-    tsdb::QueryShape,
 };
 use crate::{
     config::Config,
+    query::QuerySpec,
     server::{self, State},
-    source::{MetricsSource, QueryPlan, Sample, Signal, SourceError},
+    source::{MetricsSource, Sample, SourceError},
 };
 
 /// The demo's config: the backtest fleet's profile.
@@ -62,10 +62,8 @@ pub struct DemoArgs {
 /// The simulation and the queries of the profile it answers.
 struct Live {
     simulation: Simulation,
-    /// The profile's PromQL, each with its signal.
-    queries: HashMap<String, Signal>,
-    plan: QueryPlan,
-    shape: QueryShape,
+    /// The profile's queries, by their PromQL.
+    queries: HashMap<String, QuerySpec>,
     profile: String,
 }
 
@@ -78,8 +76,8 @@ impl MetricsSource for SimulatedPrometheus {
     fn query(&self, promql: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send {
         let live = self.live.lock().expect("simulation lock");
         let answer = match live.queries.get(promql) {
-            Some(signal) => live.simulation.tsdbs[0]
-                .answer(*signal, &live.plan, &live.shape, live.simulation.now)
+            Some(spec) => live.simulation.tsdbs[0]
+                .answer(spec, live.simulation.now)
                 .map_err(|message| SourceError::Query {
                     kind: "simulation".into(),
                     message,
@@ -137,9 +135,9 @@ pub async fn serve_demo(
     };
     let queries = pool
         .plan
-        .queries
+        .specs
         .iter()
-        .map(|(signal, promql)| (promql.clone(), *signal))
+        .map(|spec| (spec.promql(), spec.clone()))
         .collect();
     let setup = Setup {
         model: ModelProfile::llama3_70b_tp4_h100(),
@@ -161,8 +159,6 @@ pub async fn serve_demo(
     let live = Arc::new(Mutex::new(Live {
         simulation: Simulation::new(setup, Policy::Scaler, lookahead),
         queries,
-        plan: pool.plan,
-        shape: pool.shape,
         profile,
     }));
 

@@ -10,11 +10,12 @@ use super::{
     model::{Handoff, ModelProfile, Role},
     stats::{SloThresholds, Stats},
     trace::Arrivals,
-    tsdb::{QueryShape, Tsdb},
+    tsdb::Tsdb,
 };
 use crate::{
     config::{Config, OnTermError, Pool as PoolKind, metadata::Target},
-    source::{QueryPlan, Signal, promql},
+    query,
+    source::{QueryPlan, Signal},
 };
 
 /// The scaling policies a backtest compares.
@@ -122,7 +123,6 @@ pub struct PoolSetup {
     /// The trigger as the service resolves it.
     pub target: Target,
     pub plan: QueryPlan,
-    pub shape: QueryShape,
     /// This scaler's ScaledObject for the pool.
     pub scaled_object: ScaledObjectSpec,
 }
@@ -138,7 +138,7 @@ impl PoolSetup {
         let target =
             crate::config::metadata::resolve(config, &metadata).map_err(|e| e.to_string())?;
         let profile_config = config.profile(profile).expect("resolved profiles exist");
-        let planned = promql::plan(profile_config, &target);
+        let planned = query::plan(profile_config, &target);
         let role = match target.pool {
             PoolKind::Unified => Role::Unified,
             PoolKind::Prefill => Role::Prefill,
@@ -146,7 +146,6 @@ impl PoolSetup {
         };
         Ok(Self {
             role,
-            shape: QueryShape::new(profile_config, &target),
             plan: planned.plan,
             target,
             scaled_object,
@@ -346,7 +345,7 @@ impl Simulation {
         let tsdbs = setup
             .pools
             .iter()
-            .map(|p| Tsdb::new(setup.scrape_interval, &p.shape))
+            .map(|p| Tsdb::new(setup.scrape_interval, &p.plan))
             .collect();
         let mut simulation = Self {
             stats: Stats::windowed(setup.thresholds, super::search::ORACLE_WINDOW),
@@ -591,7 +590,7 @@ fn measure(
     let pool = &setup.pools[index];
     let wall = SystemTime::from(setup.start) + Duration::from_secs_f64(now.max(0.0));
     if policy == Policy::Scaler {
-        let observation = tsdb.observe(&pool.plan, &pool.shape, now, wall);
+        let observation = tsdb.observe(&pool.plan, now, wall);
         return match observation
             .readings(None)
             .demand(&pool.target, setup.on_term_error)
@@ -608,7 +607,10 @@ fn measure(
         };
     }
     let value = |signal: Signal| -> f64 {
-        tsdb.answer(signal, &pool.plan, &pool.shape, now)
+        let Some(spec) = pool.plan.spec(signal) else {
+            return 0.0;
+        };
+        tsdb.answer(spec, now)
             .map(|samples| samples.iter().map(|s| s.value).sum())
             .unwrap_or(0.0)
     };

@@ -1,8 +1,9 @@
 //! What Prometheus would hold and answer for a simulated pool: a scrape of every
-//! serving replica each `scrape_interval`, and for each signal of a query plan the
-//! samples the plan's PromQL would return: gauges from the last scrape, `rate()` over
-//! the scrapes inside the window, histogram buckets by `le`, and the token rate's
-//! history at `offset`s for the forecast.
+//! serving replica each `scrape_interval`, and for each [`QuerySpec`] of a plan the
+//! samples its PromQL would return. The description is evaluated as it is: gauges from
+//! the last scrape, `rate()` over the scrapes inside the spec's window, histogram
+//! buckets by `le`, means per request, and the token rate's history at the spec's
+//! offsets. Nothing is re-derived from the config.
 //!
 //! The answers go through the same [`Observation::readings`] and demand code as
 //! Prometheus' answers do in the service.
@@ -19,11 +20,10 @@ use super::{
     model::{Counters, REQUEST_TIME_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS},
 };
 use crate::{
-    config::{LatencySignal, Profile, metadata::Target},
-    demand::forecast::LONG_LEVEL_WINDOWS,
-    source::{
-        LEVEL_LABEL, LONG_LEVEL, LatencyKind, Observation, PERIOD_LABEL, QueryPlan, Sample, Signal,
-    },
+    config::LatencySignal,
+    engine::Series,
+    query::{LEVEL_LABEL, LONG_LEVEL, PERIOD_LABEL, QueryPlan, QuerySpec, Read, Signal},
+    source::{Observation, Sample},
 };
 
 /// One replica's gauges at a scrape.
@@ -44,75 +44,67 @@ struct Scrape {
 /// A histogram's per-bucket counts in a replica's counters.
 type BucketCounts = fn(&Counters) -> &Vec<f64>;
 
-/// Which token counter is the pool's throughput signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tokens {
-    Output,
-    Input,
+/// A fleet counter of the replicas' [`Counters`].
+type Counter = fn(&Counters) -> f64;
+
+/// The counter a token-rate query reads: the one place the simulated fleet maps the
+/// token signals to what its replicas count.
+fn token_counter(signal: Signal) -> Result<Counter, String> {
+    match signal {
+        Signal::OutputTokens => Ok(|c| c.generation_tokens),
+        Signal::InputTokens => Ok(|c| c.prompt_tokens),
+        other => Err(format!(
+            "the simulated fleet counts no rate for signal {}",
+            other.as_str()
+        )),
+    }
 }
 
-/// The windows and labels a plan's queries use, from the profile and trigger.
-#[derive(Debug, Clone)]
-pub struct QueryShape {
-    replica_label: String,
-    rate_window: f64,
-    tokens: Tokens,
-    /// Per SLO: its latency and its two windows, in seconds.
-    slos: Vec<(LatencySignal, f64, f64)>,
-    /// period, periods, lead and level window, in seconds.
-    history: Option<(f64, u32, f64, f64)>,
+/// How far back each part of the store must reach for a plan's queries.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    /// The longest window of any query but the history's, seconds.
+    recent: f64,
+    /// The history's rate: its window, and its counter.
+    history_rate: Option<(f64, Counter)>,
+    /// How far back the history reads that rate, seconds.
+    history: f64,
 }
 
-impl QueryShape {
-    pub fn new(profile: &Profile, target: &Target) -> Self {
-        let secs = |d: Duration| d.as_secs_f64();
-        Self {
-            replica_label: profile.replica_label.as_str().to_owned(),
-            rate_window: secs(profile.rate_window.value.0),
-            tokens: match target.pool {
-                crate::config::Pool::Prefill => Tokens::Input,
-                _ => Tokens::Output,
-            },
-            slos: target
-                .slos
-                .iter()
-                .map(|slo| {
-                    (
-                        slo.signal,
-                        secs(slo.short_window().0),
-                        secs(slo.long_window().0),
-                    )
-                })
-                .collect(),
-            history: target.predictive.as_ref().and_then(|p| {
-                p.history.as_ref().map(|h| {
-                    (
-                        secs(h.period.value.0),
-                        h.periods.value,
-                        secs(p.lead.value.0),
-                        secs(h.level_window.value.0),
-                    )
-                })
-            }),
+impl Reach {
+    fn of(plan: &QueryPlan) -> Self {
+        let secs = Duration::as_secs_f64;
+        let mut reach = Self {
+            recent: 0.0,
+            history_rate: None,
+            history: 0.0,
+        };
+        for spec in &plan.specs {
+            let (of, span) = match &spec.read {
+                Read::HistoryPeaks {
+                    of,
+                    period,
+                    periods,
+                    lead,
+                } => (of, *period * *periods + *lead),
+                Read::HistoryLevels {
+                    of,
+                    period,
+                    periods,
+                    window,
+                    long_window,
+                } => (of, *period * *periods + (*window).max(*long_window)),
+                _ => {
+                    reach.recent = reach.recent.max(secs(&spec.reach()));
+                    continue;
+                }
+            };
+            reach.history = reach.history.max(secs(&span));
+            if let (Read::Rate { window, .. }, Ok(counter)) = (&of.read, token_counter(of.signal)) {
+                reach.history_rate = Some((secs(window), counter));
+            }
         }
-    }
-
-    /// SLO `index`'s latency and its short or long window, in seconds.
-    fn slo_window(&self, index: usize, short: bool) -> Result<(LatencySignal, f64), String> {
-        let &(latency, short_window, long_window) = self
-            .slos
-            .get(index)
-            .ok_or_else(|| format!("the plan's SLO {index} is not in the profile"))?;
-        Ok((latency, if short { short_window } else { long_window }))
-    }
-
-    /// The longest range a query reads, for how long scrapes are kept.
-    fn longest_window(&self) -> f64 {
-        self.slos
-            .iter()
-            .map(|s| s.2.max(s.1))
-            .fold(self.rate_window, f64::max)
-            .max(crate::source::MIX_WINDOW.as_secs_f64())
+        reach
     }
 }
 
@@ -123,31 +115,29 @@ pub struct Tsdb {
     /// Recent scrapes, as far back as the longest range any query reads.
     recent: VecDeque<Scrape>,
     retention: f64,
-    /// Each scrape's token rates over the rate window (output, input), as far back as
-    /// the history queries reach.
-    rates: VecDeque<(f64, f64, f64)>,
+    /// Each scrape's value of the history's token rate, as far back as the history
+    /// queries reach.
+    rates: VecDeque<(f64, f64)>,
     /// How far back the history queries reach, seconds.
     history_span: f64,
-    /// Every scrape's cumulative token counters (output, input), for the rates.
-    totals: VecDeque<(f64, f64, f64)>,
-    rate_window: f64,
+    /// The history's rate: its window (seconds) and counter; `None`: no history.
+    history_rate: Option<(f64, Counter)>,
+    /// Each scrape's cumulative history counter, over the history rate's window.
+    totals: VecDeque<(f64, f64)>,
 }
 
 impl Tsdb {
-    pub fn new(scrape_interval: f64, shape: &QueryShape) -> Self {
+    /// A store for the queries of `plan`, scraped every `scrape_interval` seconds.
+    pub fn new(scrape_interval: f64, plan: &QueryPlan) -> Self {
+        let reach = Reach::of(plan);
         Self {
             scrape_interval,
             recent: VecDeque::new(),
-            retention: shape.longest_window() + 2.0 * scrape_interval,
+            retention: reach.recent + 2.0 * scrape_interval,
             rates: VecDeque::new(),
-            history_span: shape
-                .history
-                .map_or(0.0, |(period, periods, lead, level_window)| {
-                    let long_window = level_window * f64::from(LONG_LEVEL_WINDOWS);
-                    period * f64::from(periods) + lead.max(long_window) + 2.0 * scrape_interval
-                }),
+            history_span: reach.history + 2.0 * scrape_interval,
+            history_rate: reach.history_rate,
             totals: VecDeque::new(),
-            rate_window: shape.rate_window,
         }
     }
 
@@ -162,28 +152,8 @@ impl Tsdb {
             })
             .collect();
         let counters = pool.counters();
-        self.totals
-            .push_back((at, counters.generation_tokens, counters.prompt_tokens));
-        while self
-            .totals
-            .front()
-            .is_some_and(|t| t.0 <= at - self.rate_window - self.scrape_interval)
-        {
-            self.totals.pop_front();
-        }
-        let mut window = self.totals.iter().filter(|t| t.0 > at - self.rate_window);
-        let (first, last) = (window.next(), window.next_back());
-        let (output, input) = match (first, last) {
-            (Some(a), Some(b)) => ((b.1 - a.1) / (b.0 - a.0), (b.2 - a.2) / (b.0 - a.0)),
-            _ => (0.0, 0.0),
-        };
-        self.rates.push_back((at, output, input));
-        while self
-            .rates
-            .front()
-            .is_some_and(|r| r.0 < at - self.history_span)
-        {
-            self.rates.pop_front();
+        if let Some((window, counter)) = self.history_rate {
+            self.record_rate(at, window, counter(&counters));
         }
         self.recent.push_back(Scrape {
             at,
@@ -199,18 +169,38 @@ impl Tsdb {
         }
     }
 
+    /// Keeps the history's token rate at this scrape: what a subquery over the rate
+    /// would see at this step.
+    fn record_rate(&mut self, at: f64, window: f64, total: f64) {
+        self.totals.push_back((at, total));
+        while self
+            .totals
+            .front()
+            .is_some_and(|t| t.0 <= at - window - self.scrape_interval)
+        {
+            self.totals.pop_front();
+        }
+        let mut inside = self.totals.iter().filter(|t| t.0 > at - window);
+        let rate = match (inside.next(), inside.next_back()) {
+            (Some(a), Some(b)) => (b.1 - a.1) / (b.0 - a.0),
+            _ => 0.0,
+        };
+        self.rates.push_back((at, rate));
+        while self
+            .rates
+            .front()
+            .is_some_and(|r| r.0 < at - self.history_span)
+        {
+            self.rates.pop_front();
+        }
+    }
+
     /// What the plan's queries would return at `now`, as the service's observe() builds it.
-    pub fn observe(
-        &self,
-        plan: &QueryPlan,
-        shape: &QueryShape,
-        now: f64,
-        wall_clock: SystemTime,
-    ) -> Observation {
+    pub fn observe(&self, plan: &QueryPlan, now: f64, wall_clock: SystemTime) -> Observation {
         let answers = plan
-            .queries
+            .specs
             .iter()
-            .map(|(signal, _)| (*signal, self.answer(*signal, plan, shape, now)))
+            .map(|spec| (spec.signal, self.answer(spec, now)))
             .collect();
         Observation::of_plan(
             plan,
@@ -222,74 +212,85 @@ impl Tsdb {
         )
     }
 
-    /// One signal's answer at `now`.
-    pub fn answer(
-        &self,
-        signal: Signal,
-        plan: &QueryPlan,
-        shape: &QueryShape,
-        now: f64,
-    ) -> Result<Vec<Sample>, String> {
-        let last = self.recent.iter().rev().find(|s| s.at <= now);
-        let per_replica = |value: fn(&ReplicaGauges) -> f64| -> Vec<Sample> {
-            last.map_or_else(Vec::new, |scrape| {
-                scrape
-                    .replicas
-                    .iter()
-                    .map(|r| sample(&[(&shape.replica_label, &r.name)], value(r)))
-                    .collect()
-            })
-        };
+    /// One query's answer at `now`.
+    pub fn answer(&self, spec: &QuerySpec, now: f64) -> Result<Vec<Sample>, String> {
+        if spec.model_label.is_some() {
+            return Err(
+                "the simulated fleet serves one model: leave `model` out of its trigger metadata"
+                    .to_owned(),
+            );
+        }
+        let secs = Duration::as_secs_f64;
         let fleet = |value: Option<f64>| value.map_or_else(Vec::new, |v| vec![sample(&[], v)]);
-        Ok(match signal {
-            Signal::Queue => per_replica(|r| r.waiting),
-            Signal::KvCache => per_replica(|r| r.kv_usage),
-            Signal::OutputTokens => {
-                fleet(self.rate(now, shape.rate_window, |c| c.generation_tokens))
+        Ok(match &spec.read {
+            Read::Gauge { .. } | Read::Quotient { .. } => self.gauges(spec, now)?,
+            Read::Rate { window, .. } => {
+                fleet(self.rate(now, secs(window), token_counter(spec.signal)?))
             }
-            Signal::InputTokens => fleet(self.rate(now, shape.rate_window, |c| c.prompt_tokens)),
-            Signal::SloShort { slo } | Signal::SloLong { slo } => {
-                let index = usize::from(slo);
-                let (latency, window) =
-                    shape.slo_window(index, matches!(signal, Signal::SloShort { .. }))?;
-                let Some(LatencyKind::Histogram { le_scale_millis }) =
-                    plan.latency_kinds.get(index).copied()
-                else {
-                    return Err(
-                        "the simulated fleet exports latency histograms (as vLLM does), not gauges: simulate a profile whose engine has histograms"
-                            .to_owned(),
-                    );
-                };
-                self.buckets(now, window, latency, le_scale_millis)
+            Read::Buckets {
+                series,
+                window,
+                millis,
+            } => {
+                let (bounds, counts) = histogram_of(spec.signal, series)?;
+                self.histogram(now, secs(window), bounds, counts, *millis)
             }
-            Signal::SloPrefillShort { slo } | Signal::SloPrefillLong { slo } => {
-                let short = matches!(signal, Signal::SloPrefillShort { .. });
-                let (_, window) = shape.slo_window(usize::from(slo), short)?;
-                self.histogram(
-                    now,
-                    window,
-                    &REQUEST_TIME_BUCKETS,
-                    |c| &c.prefill_buckets,
-                    false,
-                )
+            Read::MeanPerRequest { window, .. } => {
+                self.mean_length(spec.signal, now, secs(window))?
             }
-            Signal::MeanInputTokens | Signal::MeanOutputTokens => {
-                let window = crate::source::MIX_WINDOW.as_secs_f64();
-                let tokens = if signal == Signal::MeanInputTokens {
-                    self.rate(now, window, |c| c.finished_prompt_tokens)
-                } else {
-                    self.rate(now, window, |c| c.finished_generation_tokens)
-                };
-                let count = self.rate(now, window, |c| c.finished_length_count);
-                // `sum / (count > 0)`: no series while no request finished.
-                match (tokens, count) {
-                    (Some(tokens), Some(count)) if count > 0.0 => vec![sample(&[], tokens / count)],
-                    _ => Vec::new(),
-                }
+            Read::ShareAbove { .. } => {
+                return Err(
+                    "the simulated fleet exports latency histograms (as vLLM does), not gauges: simulate a profile whose engine has histograms"
+                        .to_owned(),
+                );
             }
-            Signal::HistoryPeak => self.history(now, shape, true)?,
-            Signal::HistoryLevel => self.history(now, shape, false)?,
+            Read::HistoryPeaks {
+                period,
+                periods,
+                lead,
+                ..
+            } => self.peaks(now, secs(period), *periods, secs(lead)),
+            Read::HistoryLevels {
+                period,
+                periods,
+                window,
+                long_window,
+                ..
+            } => self.levels(
+                now,
+                secs(period),
+                *periods,
+                [secs(window), secs(long_window)],
+            ),
+            Read::Custom { .. } => {
+                return Err(
+                    "the simulated fleet answers the queries of preset engines, not a custom profile's expressions"
+                        .to_owned(),
+                );
+            }
         })
+    }
+
+    /// Each serving replica's gauge at the last scrape, labelled as the spec groups it.
+    fn gauges(&self, spec: &QuerySpec, now: f64) -> Result<Vec<Sample>, String> {
+        let value: fn(&ReplicaGauges) -> f64 = match spec.signal {
+            Signal::Queue => |r| r.waiting,
+            Signal::KvCache => |r| r.kv_usage,
+            other => {
+                return Err(format!(
+                    "the simulated fleet exports no gauge for signal {}",
+                    other.as_str()
+                ));
+            }
+        };
+        let last = self.recent.iter().rev().find(|s| s.at <= now);
+        Ok(last.map_or_else(Vec::new, |scrape| {
+            scrape
+                .replicas
+                .iter()
+                .map(|r| sample(&[(&spec.replica_label, &r.name)], value(r)))
+                .collect()
+        }))
     }
 
     /// The first and last scrapes inside (now - window, now], when there are two.
@@ -302,23 +303,28 @@ impl Tsdb {
     }
 
     /// `rate()` of a fleet counter over `window`: no series with fewer than two scrapes.
-    fn rate(&self, now: f64, window: f64, counter: fn(&Counters) -> f64) -> Option<f64> {
+    fn rate(&self, now: f64, window: f64, counter: Counter) -> Option<f64> {
         let (first, last) = self.span(now, window)?;
         Some((counter(&last.counters) - counter(&first.counters)) / (last.at - first.at))
     }
 
-    fn buckets(
-        &self,
-        now: f64,
-        window: f64,
-        latency: LatencySignal,
-        le_scale_millis: bool,
-    ) -> Vec<Sample> {
-        let (bounds, pick): (&[f64], BucketCounts) = match latency {
-            LatencySignal::Ttft => (&TTFT_BUCKETS, |c| &c.ttft_buckets),
-            LatencySignal::Tpot => (&TPOT_BUCKETS, |c| &c.tpot_buckets),
+    /// `sum / (count > 0)` of a length histogram: no series while no request finished.
+    fn mean_length(&self, signal: Signal, now: f64, window: f64) -> Result<Vec<Sample>, String> {
+        let tokens: Counter = match signal {
+            Signal::MeanInputTokens => |c| c.finished_prompt_tokens,
+            Signal::MeanOutputTokens => |c| c.finished_generation_tokens,
+            other => {
+                return Err(format!(
+                    "the simulated fleet keeps no request lengths for signal {}",
+                    other.as_str()
+                ));
+            }
         };
-        self.histogram(now, window, bounds, pick, le_scale_millis)
+        let count = self.rate(now, window, |c| c.finished_length_count);
+        Ok(match (self.rate(now, window, tokens), count) {
+            (Some(tokens), Some(count)) if count > 0.0 => vec![sample(&[], tokens / count)],
+            _ => Vec::new(),
+        })
     }
 
     /// `sum by (le) (rate(<histogram>_bucket[window]))` of a fleet histogram.
@@ -349,43 +355,41 @@ impl Tsdb {
             .collect()
     }
 
-    /// The forecast's history: per past period k, the peak rate over the lead (k >= 1)
-    /// or the levels over the level window and the long level window (k >= 0), tagged
-    /// with the period label (and the long level's label).
-    fn history(&self, now: f64, shape: &QueryShape, peaks: bool) -> Result<Vec<Sample>, String> {
-        let (period, periods, lead, level_window) =
-            shape.history.ok_or("the profile has no history section")?;
-        let value = |&(_, output, input): &(f64, f64, f64)| match shape.tokens {
-            Tokens::Output => output,
-            Tokens::Input => input,
-        };
-        let between = |from: f64, to: f64| {
-            let start = self.rates.partition_point(|r| r.0 < from);
-            let end = self.rates.partition_point(|r| r.0 <= to);
-            self.rates.range(start..end.max(start))
-        };
-        let mut samples = Vec::new();
-        if peaks {
-            for k in 1..=periods {
+    /// The history's rates recorded in [from, to].
+    fn rates_between(&self, from: f64, to: f64) -> impl ExactSizeIterator<Item = f64> + '_ {
+        let start = self.rates.partition_point(|r| r.0 < from);
+        let end = self.rates.partition_point(|r| r.0 <= to);
+        self.rates.range(start..end.max(start)).map(|r| r.1)
+    }
+
+    /// Per past period k >= 1, the peak rate over the lead after the same time k
+    /// periods ago, tagged with the period label.
+    fn peaks(&self, now: f64, period: f64, periods: u32, lead: f64) -> Vec<Sample> {
+        (1..=periods)
+            .filter_map(|k| {
                 let back = now - period * f64::from(k);
-                let points = between(back, back + lead);
-                if points.len() > 0 {
-                    let peak = points.map(value).fold(0.0, f64::max);
-                    samples.push(sample(&[(PERIOD_LABEL, &k.to_string())], peak));
-                }
-            }
-            return Ok(samples);
-        }
-        let long_window = level_window * f64::from(LONG_LEVEL_WINDOWS);
-        for (window, long) in [(level_window, false), (long_window, true)] {
+                let points = self.rates_between(back, back + lead);
+                (points.len() > 0).then(|| {
+                    let peak = points.fold(0.0, f64::max);
+                    sample(&[(PERIOD_LABEL, &k.to_string())], peak)
+                })
+            })
+            .collect()
+    }
+
+    /// Per period k >= 0, the mean rate over each window before the same time k periods
+    /// ago; the second window's series carry the long level's label.
+    fn levels(&self, now: f64, period: f64, periods: u32, windows: [f64; 2]) -> Vec<Sample> {
+        let mut samples = Vec::new();
+        for (window, long) in [(windows[0], false), (windows[1], true)] {
             for k in 0..=periods {
                 let back = now - period * f64::from(k);
-                let points = between(back - window, back);
+                let points = self.rates_between(back - window, back);
                 let count = points.len();
                 if count == 0 {
                     continue;
                 }
-                let level = points.map(value).sum::<f64>() / count as f64;
+                let level = points.sum::<f64>() / count as f64;
                 let k = k.to_string();
                 let labels: &[(&str, &str)] = if long {
                     &[(PERIOD_LABEL, &k), (LEVEL_LABEL, LONG_LEVEL)]
@@ -395,8 +399,36 @@ impl Tsdb {
                 samples.push(sample(labels, level));
             }
         }
-        Ok(samples)
+        samples
     }
+}
+
+/// The histogram a bucket query reads: prefill times for the prefill signals, else the
+/// latency whose preset series the query names.
+fn histogram_of(
+    signal: Signal,
+    series: &[Series],
+) -> Result<(&'static [f64], BucketCounts), String> {
+    if matches!(
+        signal,
+        Signal::SloPrefillShort { .. } | Signal::SloPrefillLong { .. }
+    ) {
+        return Ok((&REQUEST_TIME_BUCKETS, |c| &c.prefill_buckets));
+    }
+    let latency = series
+        .iter()
+        .find_map(|s| crate::engine::latency_named(s.name))
+        .ok_or_else(|| {
+            let names: Vec<&str> = series.iter().map(|s| s.name).collect();
+            format!(
+                "the simulated fleet exports no latency histogram {}",
+                names.join(" or ")
+            )
+        })?;
+    Ok(match latency {
+        LatencySignal::Ttft => (&TTFT_BUCKETS, |c| &c.ttft_buckets),
+        LatencySignal::Tpot => (&TPOT_BUCKETS, |c| &c.tpot_buckets),
+    })
 }
 
 fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
@@ -420,7 +452,7 @@ mod tests {
         stats::{SloThresholds, Stats},
     };
 
-    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  chat:\n    engine: vllm\n    replica_label: pod\n    rate_window: 1m\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [1m, 2m]}\n    predictive:\n      lead: 1m\n      history: {period: 1d, periods: 2, level_window: 2m}\n";
+    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  chat:\n    engine: vllm\n    replica_label: pod\n    rate_window: 1m\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n      profile:\n        - {input_tokens: 100, output_tokens: 100, output_tokens_per_second: 700, input_tokens_per_second: 4000}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [1m, 2m]}\n    predictive:\n      lead: 1m\n      history: {period: 1d, periods: 2, level_window: 2m}\n";
 
     #[test]
     fn answers_are_what_prometheus_would_return_for_the_plan() {
@@ -433,10 +465,11 @@ mod tests {
             300.0,
         );
         pool.start_warm(2, 0.0);
-        let mut tsdb = Tsdb::new(15.0, &setup.shape);
+        let mut tsdb = Tsdb::new(15.0, &setup.plan);
         let mut stats = Stats::new(SloThresholds::default());
         let answer = |tsdb: &Tsdb, signal: Signal, now: f64| {
-            tsdb.answer(signal, &setup.plan, &setup.shape, now).unwrap()
+            let spec = setup.plan.spec(signal).unwrap();
+            tsdb.answer(spec, now).unwrap()
         };
         tsdb.scrape(&pool, 0.0);
         // One scrape: no rate yet, gauges per replica.
@@ -477,7 +510,7 @@ mod tests {
         assert!((mean_in[0].value - 100.0).abs() < 1e-9, "{mean_in:?}");
         assert!((mean_out[0].value - 51.0).abs() < 1e-9, "{mean_out:?}");
         // Readings from these answers: what the service would compute.
-        let observation = tsdb.observe(&setup.plan, &setup.shape, 30.0, SystemTime::UNIX_EPOCH);
+        let observation = tsdb.observe(&setup.plan, 30.0, SystemTime::UNIX_EPOCH);
         let (demand, skipped) = observation
             .readings(None)
             .demand(&setup.target, crate::config::OnTermError::Fail)
@@ -501,7 +534,7 @@ mod tests {
             Router::RoundRobin,
             300.0,
         );
-        let mut tsdb = Tsdb::new(15.0, &setup.shape);
+        let mut tsdb = Tsdb::new(15.0, &setup.plan);
         // A fleet at zero all along: history exists and is 0, not missing.
         let day = 86_400.0;
         let mut at = 0.0;
@@ -511,7 +544,7 @@ mod tests {
         }
         let now = 2.0 * day;
         let peaks = tsdb
-            .answer(Signal::HistoryPeak, &setup.plan, &setup.shape, now)
+            .answer(setup.plan.spec(Signal::HistoryPeak).unwrap(), now)
             .unwrap();
         let periods: Vec<&str> = peaks
             .iter()
@@ -520,17 +553,88 @@ mod tests {
         assert_eq!(periods, ["1", "2"]);
         assert!(peaks.iter().all(|s| s.value == 0.0));
         let levels = tsdb
-            .answer(Signal::HistoryLevel, &setup.plan, &setup.shape, now)
+            .answer(setup.plan.spec(Signal::HistoryLevel).unwrap(), now)
             .unwrap();
         let long = |s: &&Sample| s.labels.get(LEVEL_LABEL).map(String::as_str) == Some(LONG_LEVEL);
         assert_eq!(levels.iter().filter(|s| !long(s)).count(), 3);
         assert_eq!(levels.iter().filter(long).count(), 3);
         let history = tsdb
-            .observe(&setup.plan, &setup.shape, now, SystemTime::UNIX_EPOCH)
+            .observe(&setup.plan, now, SystemTime::UNIX_EPOCH)
             .readings(None)
             .history
             .unwrap()
             .unwrap();
         assert!(history.past.iter().all(|p| p.long_level == Some(0.0)));
+    }
+
+    /// Every engine preset with every query it has: all SLOs it exports, the mix where it
+    /// has request lengths, and the forecast's history.
+    fn every_preset() -> String {
+        let slos = |engine: &str| match engine {
+            "tgi" => "[{name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}]",
+            "trtllm" => "[{name: ttft, signal: ttft, threshold: 2s, objective: 0.99}]",
+            _ => "[{name: ttft, signal: ttft, threshold: 2s, objective: 0.99}, {name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}]",
+        };
+        let mut text = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n".to_owned();
+        for engine in ["seed", "vllm", "sglang", "tgi", "trtllm", "dynamo"] {
+            let mix = if engine == "vllm" {
+                ", profile: [{input_tokens: 100, output_tokens: 100, output_tokens_per_second: 700, input_tokens_per_second: 4000}]"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                "  {engine}:\n    engine: {engine}\n    capacity: {{queue_per_replica: 2, output_tokens_per_second: 700, input_tokens_per_second: 4000{mix}}}\n    slos: {}\n    predictive: {{lead: 1m, history: {{period: 1d, periods: 2}}}}\n",
+                slos(engine)
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn the_simulator_answers_every_query_of_every_engine_preset() {
+        let config = crate::config::Config::parse(&every_preset()).unwrap();
+        let mut answered = 0;
+        for profile in config.profile_names() {
+            let mut pool = Pool::new(
+                Role::Unified,
+                ModelProfile::llama3_8b_h100(),
+                Router::RoundRobin,
+                300.0,
+            );
+            pool.start_warm(2, 0.0);
+            let mut stats = Stats::new(SloThresholds::default());
+            let setup = PoolSetup::new(&config, profile, ScaledObjectSpec::recommended()).unwrap();
+            let mut tsdb = Tsdb::new(15.0, &setup.plan);
+            for i in 0..=8 {
+                let at = f64::from(i) * 15.0;
+                pool.advance(at, &mut stats, &mut Vec::new());
+                pool.route(Request::new(at, 100, 20), at);
+                tsdb.scrape(&pool, at);
+            }
+            for spec in &setup.plan.specs {
+                let promql = spec.promql();
+                let opened = promql.matches('(').count();
+                assert_eq!(opened, promql.matches(')').count(), "{profile}: {promql}");
+                assert_eq!(promql.matches('{').count(), promql.matches('}').count());
+                let answer = tsdb.answer(spec, 120.0);
+                if let Read::ShareAbove { .. } = spec.read {
+                    // The seed's latencies are gauges; the simulated fleet exports
+                    // histograms, and says so rather than answering something else.
+                    assert!(answer.unwrap_err().contains("histograms"), "{profile}");
+                    continue;
+                }
+                let samples = answer.unwrap_or_else(|e| panic!("{profile} {promql}: {e}"));
+                // Two minutes in, no past day has a peak yet (the history test has days).
+                let past = matches!(spec.read, Read::HistoryPeaks { .. });
+                assert!(past || !samples.is_empty(), "{profile}: no answer to {promql}");
+                answered += 1;
+            }
+            // The service's own reading of the simulated answers gives a demand.
+            let observation = tsdb.observe(&setup.plan, 120.0, SystemTime::UNIX_EPOCH);
+            let readings = observation.readings(None);
+            assert!(readings.queue.is_ok() && readings.output_tokens.is_ok(), "{profile}");
+        }
+        // 6 presets x (queue, two token rates, KV, two history queries), SLO windows, prefill, mix.
+        assert!(answered >= 6 * 5 + 2 * 8, "{answered}");
     }
 }
