@@ -230,25 +230,25 @@ pub fn resolve(
     let kv_target = number(metadata, "kvCacheTarget", KvTarget::new, KvTarget::ALLOWED)?
         .map_or(profile.kv_cache.target_ratio.0, |t| t.0);
 
-    match pool {
-        Pool::Prefill if input_tokens_per_second.is_none() => {
-            return Err(MetadataError::new(
-                "inputTokensPerSecond",
-                format!(
-                    "is required for pool prefill: profile `{profile_name}` sets no capacity.input_tokens_per_second"
-                ),
-            ));
-        }
-        Pool::Unified | Pool::Decode if output_tokens_per_second.is_none() => {
-            return Err(MetadataError::new(
-                "outputTokensPerSecond",
-                format!(
-                    "is required for pool {}: profile `{profile_name}` sets no capacity.output_tokens_per_second",
-                    pool.as_str()
-                ),
-            ));
-        }
-        _ => {}
+    // A pool is sized on one token rate, so that capacity must be known.
+    let (key, needed) = if pool.reads_input_tokens() {
+        ("inputTokensPerSecond", input_tokens_per_second)
+    } else {
+        ("outputTokensPerSecond", output_tokens_per_second)
+    };
+    if needed.is_none() {
+        let setting = if pool.reads_input_tokens() {
+            "input_tokens_per_second"
+        } else {
+            "output_tokens_per_second"
+        };
+        return Err(MetadataError::new(
+            key,
+            format!(
+                "is required for pool {}: profile `{profile_name}` sets no capacity.{setting}",
+                pool.as_str()
+            ),
+        ));
     }
 
     let metric_name = metric_name(profile_name, model.as_deref(), pool);

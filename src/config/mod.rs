@@ -775,12 +775,12 @@ impl Config {
                 _ => {}
             }
             let capacity = &profile.capacity;
-            let needed = match profile.pool {
-                Pool::Prefill => capacity
+            let needed = match profile.pool.reads_input_tokens() {
+                true => capacity
                     .input_tokens_per_second
                     .is_none()
                     .then_some("input_tokens_per_second"),
-                Pool::Unified | Pool::Decode => capacity
+                false => capacity
                     .output_tokens_per_second
                     .is_none()
                     .then_some("output_tokens_per_second"),

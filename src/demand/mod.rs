@@ -339,8 +339,8 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
     }
 
     let rates = capacity_at_mix(signals, params);
-    let (tokens, capacity, names) = match params.pool {
-        Pool::Prefill => (
+    let (tokens, capacity, names) = match params.pool.reads_input_tokens() {
+        true => (
             inputs.input_tokens_per_second,
             rates.input,
             (
@@ -349,7 +349,7 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
                 "capacity_input_tokens_per_second",
             ),
         ),
-        Pool::Unified | Pool::Decode => (
+        false => (
             inputs.output_tokens_per_second,
             rates.output,
             (

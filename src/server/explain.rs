@@ -31,9 +31,7 @@ impl<S> ExplainService<S> {
 fn term_reads(kind: TermKind, pool: crate::config::Pool, signal: Signal) -> bool {
     match kind {
         TermKind::Queue => signal == Signal::Queue,
-        TermKind::Throughput if pool == crate::config::Pool::Prefill => {
-            signal == Signal::InputTokens
-        }
+        TermKind::Throughput if pool.reads_input_tokens() => signal == Signal::InputTokens,
         TermKind::Throughput => signal == Signal::OutputTokens,
         TermKind::InputThroughput => signal == Signal::InputTokens,
         TermKind::Kv => matches!(signal, Signal::Queue | Signal::KvCache),
