@@ -96,8 +96,8 @@ pub enum Command {
         level_window: crate::config::ConfigDuration,
         /// What a window of rate 0 is: a gap in the recording (no data, as Prometheus
         /// would have none) or an idle fleet (a rate of 0).
-        #[arg(long, value_enum, default_value_t = crate::forecast_eval::ZeroRate::Gap)]
-        zeros: crate::forecast_eval::ZeroRate,
+        #[arg(long, value_enum, default_value_t = crate::sim::forecast_eval::ZeroRate::Gap)]
+        zeros: crate::sim::forecast_eval::ZeroRate,
         /// Replay the trace's shape at this fraction of its rate, each window's requests
         /// drawn from a Poisson process: the sampling noise a smaller fleet sees.
         #[arg(long, value_parser = crate::sim::backtest::parse_factor)]
@@ -256,16 +256,17 @@ async fn dispatch(command: Command) -> ExitCode {
             seed,
             json,
         } => {
-            let settings = crate::forecast_eval::EvalSettings {
+            let settings = crate::sim::forecast_eval::EvalSettings {
                 lead: lead.0,
                 period: period.0,
                 periods,
                 level_window: level_window.0,
                 zeros,
-                resample: rate_scale.map(|scale| crate::forecast_eval::Resample { scale, seed }),
+                resample: rate_scale
+                    .map(|scale| crate::sim::forecast_eval::Resample { scale, seed }),
             };
-            let report = crate::forecast_eval::read_rate_trace(&trace)
-                .and_then(|trace| crate::forecast_eval::evaluate(&trace, &settings));
+            let report = crate::sim::forecast_eval::read_rate_trace(&trace)
+                .and_then(|trace| crate::sim::forecast_eval::evaluate(&trace, &settings));
             match report {
                 Ok(report) if json => {
                     println!(

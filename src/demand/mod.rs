@@ -17,6 +17,7 @@
 //! A signal may be missing (its query failed and the operator chose `on_term_error: skip`):
 //! the terms that need it are skipped and listed, and a demand with no term left is an error.
 
+mod error;
 pub mod forecast;
 pub mod schedule;
 pub mod slo;
@@ -28,9 +29,10 @@ use chrono::{DateTime, Utc};
 use crate::config::{
     KvAggregate, LatencySignal, Pool, anticipation::ScheduleConfig, metadata::Target,
 };
+pub use error::SignalError;
 use forecast::{Forecast, HistoryWindow};
 use schedule::ScheduledWindow;
-use slo::LatencyWindow;
+pub use slo::SloWindows;
 
 /// One replica's value of a per-replica gauge.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,19 +61,6 @@ pub struct Signals {
     pub mean_lengths: Option<(f64, f64)>,
     /// When the signals were observed: schedules are read against it.
     pub now: Option<DateTime<Utc>>,
-}
-
-/// One SLO's latency over its short and long window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SloWindows {
-    pub short: LatencyWindow,
-    pub long: LatencyWindow,
-    /// For a TTFT SLO on an engine that exports each request's prefill time (vLLM's
-    /// `request_prefill_time_seconds`): that histogram over the same two windows. A
-    /// request whose prefill alone exceeds the threshold misses however many replicas
-    /// there are; `None` where the engine has no such histogram (every miss counts as
-    /// one replicas can fix).
-    pub prefill: Option<(LatencyWindow, LatencyWindow)>,
 }
 
 /// One SLO's settings, as the term uses them.
@@ -288,28 +277,6 @@ impl Demand {
     pub fn term(&self, kind: TermKind) -> Option<&Term> {
         self.terms.iter().find(|t| t.kind == kind)
     }
-}
-
-/// A signal whose value cannot be trusted: the demand is not computed from it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SignalError {
-    #[error("{signal} is {value} for replica `{replica}`: expected a finite number at or above 0")]
-    BadReplicaValue {
-        signal: &'static str,
-        replica: String,
-        value: f64,
-    },
-    #[error("{signal} is {value}: expected a finite number at or above 0")]
-    BadFleetValue { signal: &'static str, value: f64 },
-    #[error("KV-cache usage is {value} for replica `{replica}`: expected a ratio from 0 to 1")]
-    KvOutOfRange { replica: String, value: f64 },
-    #[error("no term could be computed: every signal they need is missing")]
-    NoTerms,
-    /// Finite inputs whose arithmetic is not: a sum that overflows, or a term that does.
-    #[error("{what} is {value}: finite inputs gave a number that is not finite")]
-    Overflow { what: &'static str, value: f64 },
-    #[error("a latency histogram has no `+Inf` bucket, so its request count is unknown")]
-    NoInfBucket,
 }
 
 /// KV ratios a hair above 1 come from float arithmetic in exporters, not from overload.

@@ -1,7 +1,20 @@
 //! Latency objectives: the share of slow requests in a window, and how fast the error
 //! budget burns (Google's SRE workbook, multi-window burn-rate alerts).
 
-use super::SignalError;
+use super::error::SignalError;
+
+/// One SLO's latency over its short and long window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloWindows {
+    pub short: LatencyWindow,
+    pub long: LatencyWindow,
+    /// For a TTFT SLO on an engine that exports each request's prefill time (vLLM's
+    /// `request_prefill_time_seconds`): that histogram over the same two windows. A
+    /// request whose prefill alone exceeds the threshold misses however many replicas
+    /// there are; `None` where the engine has no such histogram (every miss counts as
+    /// one replicas can fix).
+    pub prefill: Option<(LatencyWindow, LatencyWindow)>,
+}
 
 /// One histogram bucket: requests per second with a latency at or below `le`
 /// (cumulative, as Prometheus exports them).
@@ -136,7 +149,7 @@ pub struct Reading {
 /// a window; over minutes of traffic their shares agree. The prefill slowdown that sharing a replica causes counts with
 /// the unfixable share here: the split never asks for replicas a miss may not need.
 pub fn read_windows(
-    windows: &super::SloWindows,
+    windows: &SloWindows,
     threshold: f64,
     objective: f64,
 ) -> Result<Reading, SignalError> {

@@ -2,7 +2,7 @@
 //! spellings of renamed series. The query plans render them; config validation asks
 //! what an engine exports.
 
-use super::{Engine, LatencySignal};
+use super::roles::{Engine, LatencySignal};
 
 /// One series an engine exports, with the fixed matchers that pick the right one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{
-    LatencyKind, MIX_WINDOW, Signal,
+    signal::{LatencyKind, MIX_WINDOW, Signal},
     spec::{Aggregation, CustomShape, QuerySpec, Read, quote},
 };
 use crate::{

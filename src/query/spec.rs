@@ -5,7 +5,7 @@
 
 use std::{fmt::Write, time::Duration};
 
-use super::{LEVEL_LABEL, LONG_LEVEL, PERIOD_LABEL, Signal};
+use super::signal::{LEVEL_LABEL, LONG_LEVEL, PERIOD_LABEL, Signal};
 use crate::{config::ConfigDuration, engine::Series};
 
 /// One query of a plan.

@@ -4,7 +4,7 @@ use std::{fmt::Write, sync::Arc, time::UNIX_EPOCH};
 
 use tonic::{Request, Response, Status};
 
-use super::{State, deadline};
+use super::{deadline, state::State};
 use crate::{
     demand::{Demand, TermKind},
     proto::{

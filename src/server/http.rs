@@ -10,7 +10,7 @@ use axum::{
     routing::get,
 };
 
-use super::State;
+use super::state::State;
 use crate::source::MetricsSource;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

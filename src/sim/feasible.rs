@@ -10,24 +10,8 @@
 //! decoding sequence, and then each output token is one decode step of a batch of one
 //! whose context grows by a token a step.
 
+pub use super::model::Feasible;
 use super::{model::ModelProfile, stats::SloThresholds};
-
-/// Whether a request can meet each SLO at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Feasible {
-    /// Its TTFT alone on an idle replica meets the TTFT threshold.
-    pub ttft: bool,
-    /// Its TPOT alone on an idle replica meets the TPOT threshold.
-    pub tpot: bool,
-}
-
-impl Feasible {
-    /// Feasible for both SLOs: what a request is when nobody asked.
-    pub const BOTH: Self = Self {
-        ttft: true,
-        tpot: true,
-    };
-}
 
 /// A request's latencies alone on a warm, idle replica.
 #[derive(Debug, Clone, Copy, PartialEq)]

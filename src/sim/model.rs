@@ -27,7 +27,35 @@ use std::{
     collections::{BinaryHeap, VecDeque},
 };
 
-use super::{feasible::Feasible, stats::Stats};
+/// Whether a request can meet each SLO at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feasible {
+    /// Its TTFT alone on an idle replica meets the TTFT threshold.
+    pub ttft: bool,
+    /// Its TPOT alone on an idle replica meets the TPOT threshold.
+    pub tpot: bool,
+}
+
+impl Feasible {
+    /// Feasible for both SLOs: what a request is when nobody asked.
+    pub const BOTH: Self = Self {
+        ttft: true,
+        tpot: true,
+    };
+}
+
+/// Where a replica reports what becomes of its requests: the run's statistics. The
+/// replica model knows nothing of how they are counted.
+pub trait Recorder {
+    /// The replica cannot hold the request's context.
+    fn refused(&mut self, request: &Request);
+    /// The request's first token is out.
+    fn first_token(&mut self, request: &Request);
+    /// The request's last token is out at `at`.
+    fn finished(&mut self, request: &Request, at: f64);
+    /// The replica went away with the request unfinished.
+    fn unfinished(&mut self, request: &Request);
+}
 
 /// Decode steps run as one block at most: context grows inside a block, and the block's
 /// duration accounts for it exactly.
@@ -361,7 +389,7 @@ impl Replica {
 
     /// Moves waiting requests into the batch while they fit; a request that can never
     /// fit is refused.
-    fn admit(&mut self, model: &ModelProfile, stats: &mut Stats) {
+    fn admit(&mut self, model: &ModelProfile, stats: &mut dyn Recorder) {
         while let Some(front) = self.waiting.front() {
             let need = self.kv_need(front);
             if need > model.kv_capacity_tokens {
@@ -410,7 +438,7 @@ impl Replica {
         self.decoding.push(Reverse((finish_step, slot)));
     }
 
-    fn finish(&mut self, request: Request, at: f64, stats: &mut Stats) {
+    fn finish(&mut self, request: Request, at: f64, stats: &mut dyn Recorder) {
         self.counters.requests_finished += 1.0;
         self.observe_phases(&request);
         if request.output > 1 {
@@ -458,7 +486,7 @@ impl Replica {
         &mut self,
         until: f64,
         model: &ModelProfile,
-        stats: &mut Stats,
+        stats: &mut dyn Recorder,
         handoffs: &mut Vec<Handoff>,
     ) {
         if let Phase::Starting { ready_at } = self.phase {
@@ -484,7 +512,7 @@ impl Replica {
     fn prefill_step(
         &mut self,
         model: &ModelProfile,
-        stats: &mut Stats,
+        stats: &mut dyn Recorder,
         handoffs: &mut Vec<Handoff>,
     ) {
         let batch = self.decoding.len() as u64;
@@ -546,7 +574,7 @@ impl Replica {
 
     /// Up to [`MAX_BLOCK_STEPS`] decode-only steps, ending at the first sequence to
     /// finish or once past `until`.
-    fn decode_block(&mut self, until: f64, model: &ModelProfile, stats: &mut Stats) {
+    fn decode_block(&mut self, until: f64, model: &ModelProfile, stats: &mut dyn Recorder) {
         let batch = self.decoding.len() as u64;
         let Reverse((next_finish, _)) = *self.decoding.peek().expect("decoding is not empty");
         let to_finish = next_finish.saturating_sub(self.steps).max(1);
@@ -571,7 +599,7 @@ impl Replica {
     }
 
     /// Retires the sequences whose last token came out at the current step.
-    fn finish_due(&mut self, stats: &mut Stats) {
+    fn finish_due(&mut self, stats: &mut dyn Recorder) {
         while let Some(&Reverse((finish_step, slot))) = self.decoding.peek() {
             if finish_step > self.steps {
                 break;
@@ -590,7 +618,7 @@ impl Replica {
     }
 
     /// Requests still held, for a drain that ends the run.
-    pub fn abandon(&mut self, stats: &mut Stats) {
+    pub fn abandon(&mut self, stats: &mut dyn Recorder) {
         for request in self.waiting.drain(..) {
             stats.unfinished(&request);
         }

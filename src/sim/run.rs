@@ -348,7 +348,7 @@ impl Simulation {
             .map(|p| Tsdb::new(setup.scrape_interval, &p.plan))
             .collect();
         let mut simulation = Self {
-            stats: Stats::windowed(setup.thresholds, super::search::ORACLE_WINDOW),
+            stats: Stats::windowed(setup.thresholds, super::stats::ORACLE_WINDOW),
             demand: vec![0.0; pools.len()],
             setup,
             policy,

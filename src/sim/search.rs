@@ -24,8 +24,7 @@ use super::{
     trace::Arrivals,
 };
 
-/// The oracle's window: one fleet size per pool for each.
-pub const ORACLE_WINDOW: f64 = 300.0;
+pub use super::stats::ORACLE_WINDOW;
 
 /// Queue thresholds `keda-tuned` tries (the seed's 15 among them).
 pub const QUEUE_GRID: [f64; 7] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0];

@@ -2,7 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use super::model::Request;
+use super::model::{Recorder, Request};
+
+/// The windows attainment is judged in, and the oracle's window: one fleet size per pool
+/// for each (seconds).
+pub const ORACLE_WINDOW: f64 = 300.0;
 
 /// A latency distribution in log-spaced bins (1 % wide), for percentiles of millions of
 /// requests in constant memory.
@@ -233,6 +237,24 @@ fn ratio(part: u64, whole: u64) -> f64 {
         1.0
     } else {
         part as f64 / whole as f64
+    }
+}
+
+impl Recorder for Stats {
+    fn refused(&mut self, request: &Request) {
+        Stats::refused(self, request);
+    }
+
+    fn first_token(&mut self, request: &Request) {
+        Stats::first_token(self, request);
+    }
+
+    fn finished(&mut self, request: &Request, at: f64) {
+        Stats::finished(self, request, at);
+    }
+
+    fn unfinished(&mut self, request: &Request) {
+        Stats::unfinished(self, request);
     }
 }
 

@@ -233,11 +233,10 @@ fn parse_mooncake(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
 }
 
 fn parse_rates(path: &str, text: &str) -> Result<RateTrace, TraceError> {
-    let rows =
-        crate::forecast_eval::parse_rate_rows(text).map_err(|problem| TraceError::Rates {
-            path: path.into(),
-            problem,
-        })?;
+    let rows = super::rates::parse_rate_rows(text).map_err(|problem| TraceError::Rates {
+        path: path.into(),
+        problem,
+    })?;
     for pair in rows.windows(2) {
         if pair[1].1 <= pair[0].1 {
             return Err(TraceError::Rates {

@@ -573,7 +573,9 @@ mod tests {
         let slos = |engine: &str| match engine {
             "tgi" => "[{name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}]",
             "trtllm" => "[{name: ttft, signal: ttft, threshold: 2s, objective: 0.99}]",
-            _ => "[{name: ttft, signal: ttft, threshold: 2s, objective: 0.99}, {name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}]",
+            _ => {
+                "[{name: ttft, signal: ttft, threshold: 2s, objective: 0.99}, {name: tpot, signal: tpot, threshold: 50ms, objective: 0.99}]"
+            }
         };
         let mut text = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n".to_owned();
         for engine in ["seed", "vllm", "sglang", "tgi", "trtllm", "dynamo"] {
@@ -626,13 +628,19 @@ mod tests {
                 let samples = answer.unwrap_or_else(|e| panic!("{profile} {promql}: {e}"));
                 // Two minutes in, no past day has a peak yet (the history test has days).
                 let past = matches!(spec.read, Read::HistoryPeaks { .. });
-                assert!(past || !samples.is_empty(), "{profile}: no answer to {promql}");
+                assert!(
+                    past || !samples.is_empty(),
+                    "{profile}: no answer to {promql}"
+                );
                 answered += 1;
             }
             // The service's own reading of the simulated answers gives a demand.
             let observation = tsdb.observe(&setup.plan, 120.0, SystemTime::UNIX_EPOCH);
             let readings = observation.readings(None);
-            assert!(readings.queue.is_ok() && readings.output_tokens.is_ok(), "{profile}");
+            assert!(
+                readings.queue.is_ok() && readings.output_tokens.is_ok(),
+                "{profile}"
+            );
         }
         // 6 presets x (queue, two token rates, KV, two history queries), SLO windows, prefill, mix.
         assert!(answered >= 6 * 5 + 2 * 8, "{answered}");

@@ -1,0 +1,78 @@
+//! The signals a plan reads, how a latency is exported, and the labels the history
+//! queries tag their answers with.
+
+/// The signals a plan asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Queue,
+    OutputTokens,
+    InputTokens,
+    KvCache,
+    /// The latency of SLO number `slo` (in the profile's list) over its short window.
+    SloShort {
+        slo: u16,
+    },
+    /// The same over the long window.
+    SloLong {
+        slo: u16,
+    },
+    /// For a TTFT SLO: the per-request prefill-time histogram over its short window.
+    SloPrefillShort {
+        slo: u16,
+    },
+    /// The same over the long window.
+    SloPrefillLong {
+        slo: u16,
+    },
+    /// Mean prompt tokens per request finished over the rate window (`capacity.profile`).
+    MeanInputTokens,
+    /// Mean output tokens per request finished over the rate window.
+    MeanOutputTokens,
+    /// The token rate's peak over the lead, one series per past period.
+    HistoryPeak,
+    /// The token rate's level now and at the same time in past periods.
+    HistoryLevel,
+}
+
+impl Signal {
+    /// A fixed name, for Explain and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Queue => "queue",
+            Signal::OutputTokens => "output_tokens",
+            Signal::InputTokens => "input_tokens",
+            Signal::KvCache => "kv_cache",
+            Signal::SloShort { .. } => "slo_short",
+            Signal::SloLong { .. } => "slo_long",
+            Signal::SloPrefillShort { .. } => "slo_prefill_short",
+            Signal::SloPrefillLong { .. } => "slo_prefill_long",
+            Signal::MeanInputTokens => "mean_input_tokens",
+            Signal::MeanOutputTokens => "mean_output_tokens",
+            Signal::HistoryPeak => "history_peak",
+            Signal::HistoryLevel => "history_level",
+        }
+    }
+}
+
+/// The window the fleet's mean request lengths are read over (`capacity.profile`): long
+/// enough that a few long requests finishing together do not swing the capacity, short
+/// enough to follow a shift in the traffic within minutes.
+pub const MIX_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How an engine exports a latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LatencyKind {
+    /// A histogram: the answer is one bucket rate per `le`, in seconds after `le_scale`
+    /// (thousandths: 1e-3 for a histogram in milliseconds).
+    Histogram { le_scale_millis: bool },
+    /// A last-value gauge: the answer is the share of samples over the threshold.
+    Gauge,
+}
+
+/// The label the history queries tag each past period with (0 = now).
+pub const PERIOD_LABEL: &str = "llm_scaler_period";
+
+/// The label the level query tags the long level window's series with, as
+/// `llm_scaler_level="long"`; the level window's series have none.
+pub const LEVEL_LABEL: &str = "llm_scaler_level";
+pub const LONG_LEVEL: &str = "long";
