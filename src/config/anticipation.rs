@@ -7,8 +7,10 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{
-    ConfigDuration, LatencySignal, NonNegative, Positive, Problem, check_duration, unspanned,
+    duration::ConfigDuration,
+    values::{NonNegative, Positive, Problem, check_duration, unspanned},
 };
+use crate::engine::LatencySignal;
 
 /// One latency objective of a profile.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -82,11 +84,11 @@ impl fmt::Display for SloName {
     }
 }
 
-super::checked_number!(
+super::values::checked_number!(
     /// An SLO objective.
     Objective, "a ratio greater than 0 and less than 1, such as 0.99", |v| v > 0.0 && v < 1.0
 );
-super::checked_number!(
+super::values::checked_number!(
     /// A multiplier that never lowers a value.
     AtLeastOne, "a number at or above 1, such as 2", |v| v >= 1.0
 );

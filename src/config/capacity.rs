@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Positive;
+use super::values::Positive;
 
 /// One measured mix, as `keda-llm-scaler calibrate` prints it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

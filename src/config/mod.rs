@@ -5,11 +5,15 @@
 pub mod anticipation;
 pub mod capacity;
 pub mod duration;
+mod keypath;
 pub mod metadata;
+mod read;
 pub mod reload;
 pub mod scaledobject;
+mod validate;
+mod values;
 
-use std::{collections::BTreeMap, fmt, path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -17,11 +21,27 @@ use serde_saphyr::Spanned;
 pub use crate::engine::{Engine, LatencySignal, Pool};
 pub use anticipation::{PredictiveConfig, SloConfig};
 pub use duration::{ConfigDuration, DURATION_FORMS};
+use values::unspanned;
+pub use values::{HttpUrl, KvTarget, LabelName, NonNegative, Positive, ProfileName};
 
-/// The whole configuration file.
+/// A configuration that parsed and passed every check. [`Config::parse`] and
+/// [`Config::load`] are the only ways to build one, so code holding a `Config` may rely
+/// on every validated value; its fields are read through [`ConfigFile`].
+#[derive(Debug, Clone)]
+pub struct Config(ConfigFile);
+
+impl std::ops::Deref for Config {
+    type Target = ConfigFile;
+
+    fn deref(&self) -> &ConfigFile {
+        &self.0
+    }
+}
+
+/// The whole configuration file as written, before the checks across fields.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct ConfigFile {
     /// The gRPC listener's TLS and limits (read at start; certificate files are re-read
     /// when rotated).
     #[serde(default)]
@@ -318,146 +338,6 @@ pub enum KvAggregate {
     Max,
 }
 
-macro_rules! checked_number {
-    ($(#[$doc:meta])* $name:ident, $allowed:expr, |$v:ident| $ok:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Deserialize)]
-        #[serde(try_from = "f64")]
-        pub struct $name(pub f64);
-
-        impl $name {
-            /// What the value may be, for error messages.
-            pub const ALLOWED: &'static str = $allowed;
-
-            pub fn new($v: f64) -> Option<Self> {
-                ($v.is_finite() && $ok).then_some(Self($v))
-            }
-        }
-
-        impl TryFrom<f64> for $name {
-            type Error = String;
-            fn try_from(value: f64) -> Result<Self, String> {
-                Self::new(value).ok_or_else(|| format!("{value} is not allowed here: expected {}", $allowed))
-            }
-        }
-    };
-}
-pub(crate) use checked_number;
-
-checked_number!(
-    /// A finite number above zero.
-    Positive, "a number greater than 0", |v| v > 0.0
-);
-checked_number!(
-    /// A finite number at or above zero.
-    NonNegative, "a number at or above 0", |v| v >= 0.0
-);
-checked_number!(
-    /// A KV-cache target ratio.
-    KvTarget, "a ratio greater than 0 and at most 1, such as 0.75", |v| v > 0.0 && v <= 1.0
-);
-
-/// A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`): it enters PromQL unquoted, so it is checked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub struct LabelName(String);
-
-impl LabelName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for LabelName {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        let mut chars = name.chars();
-        let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if valid {
-            Ok(Self(name))
-        } else {
-            Err(format!(
-                "`{name}` is not a Prometheus label name: expected letters, digits and underscores, not starting with a digit"
-            ))
-        }
-    }
-}
-
-impl fmt::Display for LabelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A profile's name: it ends up in metric names and URLs, so it is kept to a safe alphabet.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ProfileName(String);
-
-impl ProfileName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for ProfileName {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        let valid = !name.is_empty()
-            && name.len() <= 63
-            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
-            });
-        if valid {
-            Ok(Self(name))
-        } else {
-            Err(format!(
-                "profile name `{name}` is not allowed: expected 1 to 63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
-            ))
-        }
-    }
-}
-
-impl fmt::Display for ProfileName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An `http://` or `https://` URL.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct HttpUrl(String);
-
-impl HttpUrl {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for HttpUrl {
-    type Error = String;
-    fn try_from(url: String) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        match rest {
-            Some(host)
-                if !host.is_empty()
-                    && !host.starts_with('/')
-                    && !url.contains(char::is_whitespace) =>
-            {
-                Ok(Self(url))
-            }
-            _ => Err(format!(
-                "`{url}` is not allowed: expected an http:// or https:// URL such as http://prometheus.monitoring:9090"
-            )),
-        }
-    }
-}
-
 /// 16 MiB: far above any answer a fleet's plan gets (a few series per replica).
 fn default_max_response_bytes() -> u64 {
     16 << 20
@@ -485,7 +365,7 @@ fn default_rate_window() -> Spanned<ConfigDuration> {
     unspanned(ConfigDuration(Duration::from_secs(60)))
 }
 fn default_replica_label() -> LabelName {
-    LabelName("pod".to_owned())
+    LabelName::pod()
 }
 fn default_kv_target() -> KvTarget {
     KvTarget(0.75)
@@ -495,14 +375,6 @@ fn default_min_demand() -> Spanned<NonNegative> {
 }
 fn default_max_demand() -> Spanned<NonNegative> {
     unspanned(NonNegative(100.0))
-}
-
-fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(
-        value,
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
 }
 
 /// A config file that could not be loaded; the message carries every problem found.
@@ -517,14 +389,14 @@ pub enum ConfigError {
     Invalid(String),
     /// Not readable as a config: too large, not text, or too slow to read.
     #[error("cannot read the config: {0}")]
-    Unreadable(reload::ReadError),
+    Unreadable(read::ReadError),
 }
 
-impl From<reload::ReadError> for ConfigError {
-    fn from(error: reload::ReadError) -> Self {
+impl From<read::ReadError> for ConfigError {
+    fn from(error: read::ReadError) -> Self {
         match error {
-            reload::ReadError::Io { path, source } => ConfigError::Read { path, source },
-            reload::ReadError::NotFound(path) => ConfigError::Read {
+            read::ReadError::Io { path, source } => ConfigError::Read { path, source },
+            read::ReadError::NotFound(path) => ConfigError::Read {
                 path,
                 source: std::io::ErrorKind::NotFound.into(),
             },
@@ -533,77 +405,18 @@ impl From<reload::ReadError> for ConfigError {
     }
 }
 
-/// One problem with a value that parsed, pointing at its line.
-struct Problem {
-    line: u64,
-    key: String,
-    message: String,
-}
-
-/// The dotted key path of the block-style YAML entry on a line (1-based), found by
-/// walking up to each less-indented key. With `parent`, the path of the mapping that
-/// holds the line (for "missing field" errors, which point at the mapping).
-fn key_path_at(text: &str, line: u64, parent: bool) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let index = usize::try_from(line).ok()?.checked_sub(1)?;
-    let key_of = |l: &str| -> Option<(usize, String)> {
-        let trimmed = l.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            return None;
-        }
-        let indent = l.len() - trimmed.len();
-        let entry = trimmed.strip_prefix("- ").unwrap_or(trimmed);
-        let (key, _) = entry.split_once(':')?;
-        let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
-        (!key.is_empty() && !key.contains(' ')).then(|| (indent, key.to_owned()))
-    };
-    let (mut indent, first) = key_of(lines.get(index)?)?;
-    let mut path = if parent { Vec::new() } else { vec![first] };
-    for l in lines[..index].iter().rev() {
-        if let Some((i, key)) = key_of(l)
-            && i < indent
-        {
-            path.push(key);
-            indent = i;
-        }
-    }
-    path.reverse();
-    (!path.is_empty()).then(|| path.join("."))
-}
-
-fn check_duration(
-    problems: &mut Vec<Problem>,
-    key: String,
-    value: &Spanned<ConfigDuration>,
-    min: Duration,
-    max: Duration,
-) {
-    if value.value.0 < min || value.value.0 > max {
-        problems.push(Problem {
-            line: value.referenced.line(),
-            key,
-            message: format!(
-                "{} is out of range: expected from {} to {}",
-                value.value,
-                ConfigDuration(min),
-                ConfigDuration(max)
-            ),
-        });
-    }
-}
-
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = reload::read_bounded(path).map_err(ConfigError::from)?;
+        let text = read::read_bounded(path).map_err(ConfigError::from)?;
         Self::parse(&text)
     }
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = serde_saphyr::from_str(text).map_err(|e| {
+        let config: ConfigFile = serde_saphyr::from_str(text).map_err(|e| {
             let key = e.location().and_then(|at| {
-                key_path_at(text, at.line(), e.to_string().contains("missing field"))
+                keypath::key_path_at(text, at.line(), e.to_string().contains("missing field"))
             });
             ConfigError::Invalid(match key {
                 Some(key) => format!("key `{key}`: {e}"),
@@ -612,7 +425,7 @@ impl Config {
         })?;
         let problems = config.problems();
         if problems.is_empty() {
-            Ok(config)
+            Ok(Config(config))
         } else {
             let lines: Vec<String> = problems
                 .into_iter()
@@ -628,246 +441,6 @@ impl Config {
             Err(ConfigError::Invalid(lines.join("\n")))
         }
     }
-
-    /// Checks across fields that serde cannot see one at a time.
-    fn problems(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        check_duration(
-            &mut problems,
-            "prometheus.timeout".into(),
-            &self.prometheus.timeout,
-            Duration::from_millis(100),
-            Duration::from_secs(30),
-        );
-        check_duration(
-            &mut problems,
-            "evaluation.cache_ttl".into(),
-            &self.evaluation.cache_ttl,
-            Duration::ZERO,
-            Duration::from_secs(300),
-        );
-        check_duration(
-            &mut problems,
-            "evaluation.push_interval".into(),
-            &self.evaluation.push_interval,
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
-        );
-        check_duration(
-            &mut problems,
-            "server.handshake_timeout".into(),
-            &self.server.handshake_timeout,
-            Duration::from_millis(100),
-            Duration::from_secs(300),
-        );
-        if !(1..=1_000_000).contains(&self.server.max_connections) {
-            problems.push(Problem {
-                line: 0,
-                key: "server.max_connections".into(),
-                message: format!(
-                    "{} is out of range: expected from 1 to 1000000",
-                    self.server.max_connections
-                ),
-            });
-        }
-        if !(1..=1_000_000).contains(&self.server.max_concurrent_streams) {
-            problems.push(Problem {
-                line: 0,
-                key: "server.max_concurrent_streams".into(),
-                message: format!(
-                    "{} is out of range: expected from 1 to 1000000",
-                    self.server.max_concurrent_streams
-                ),
-            });
-        }
-        let prometheus = &self.prometheus;
-        for (key, least, most) in PROMETHEUS_LIMITS {
-            let value = match key {
-                "max_response_bytes" => prometheus.max_response_bytes,
-                "max_series" => prometheus.max_series,
-                _ => prometheus.max_connections,
-            };
-            if !(least..=most).contains(&value) {
-                problems.push(Problem {
-                    line: 0,
-                    key: format!("prometheus.{key}"),
-                    message: format!("{value} is out of range: expected from {least} to {most}"),
-                });
-            }
-        }
-        if prometheus.bearer_token_file.is_some() && prometheus.basic_auth.is_some() {
-            problems.push(Problem {
-                line: 0,
-                key: "prometheus.bearer_token_file".into(),
-                message: "and prometheus.basic_auth are both set: expected at most one".into(),
-            });
-        }
-        for (name, value) in &prometheus.headers {
-            let problem = if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                Some("is not a valid HTTP header name".to_owned())
-            } else if name.eq_ignore_ascii_case("authorization") {
-                Some("is not allowed here: use bearer_token_file or basic_auth".to_owned())
-            } else if http::HeaderValue::from_str(value).is_err() {
-                Some(format!(
-                    "value `{}` is not a valid HTTP header value",
-                    value.escape_debug()
-                ))
-            } else {
-                None
-            };
-            if let Some(message) = problem {
-                problems.push(Problem {
-                    line: 0,
-                    key: format!("prometheus.headers.{name}"),
-                    message,
-                });
-            }
-        }
-        check_duration(
-            &mut problems,
-            "evaluation.max_staleness".into(),
-            &self.evaluation.max_staleness,
-            Duration::ZERO,
-            Duration::from_secs(3600),
-        );
-        for (name, profile) in &self.profiles {
-            check_duration(
-                &mut problems,
-                format!("profiles.{name}.rate_window"),
-                &profile.rate_window,
-                Duration::from_secs(1),
-                Duration::from_secs(86_400),
-            );
-            if profile.rate_window.value.0.subsec_millis() != 0 {
-                problems.push(Problem {
-                    line: profile.rate_window.referenced.line(),
-                    key: format!("profiles.{name}.rate_window"),
-                    message: format!(
-                        "{} is not allowed: expected whole seconds",
-                        profile.rate_window.value
-                    ),
-                });
-            }
-            if profile.min_demand.value.0 > profile.max_demand.value.0 {
-                problems.push(Problem {
-                    line: profile.min_demand.referenced.line(),
-                    key: format!("profiles.{name}.min_demand"),
-                    message: format!(
-                        "{} is above max_demand {}: expected min_demand <= max_demand",
-                        profile.min_demand.value.0, profile.max_demand.value.0
-                    ),
-                });
-            }
-            match (&profile.queries, profile.engine) {
-                (None, Engine::Custom) => problems.push(Problem {
-                    line: 0,
-                    key: format!("profiles.{name}.queries"),
-                    message: "is required with engine: custom (queue_depth, output_tokens_per_second, input_tokens_per_second, kv_cache_usage)".into(),
-                }),
-                (Some(queries), engine) if engine != Engine::Custom => problems.push(Problem {
-                    line: queries.referenced.line(),
-                    key: format!("profiles.{name}.queries"),
-                    message: format!(
-                        "is only allowed with engine: custom; engine {} has built-in queries",
-                        engine.as_str()
-                    ),
-                }),
-                _ => {}
-            }
-            let capacity = &profile.capacity;
-            let needed = match profile.pool.reads_input_tokens() {
-                true => capacity
-                    .input_tokens_per_second
-                    .is_none()
-                    .then_some("input_tokens_per_second"),
-                false => capacity
-                    .output_tokens_per_second
-                    .is_none()
-                    .then_some("output_tokens_per_second"),
-            };
-            if capacity.input_term && capacity.input_tokens_per_second.is_none() {
-                problems.push(Problem {
-                    line: 0,
-                    key: format!("profiles.{name}.capacity.input_term"),
-                    message: "is true but capacity.input_tokens_per_second is not set: the input term divides the input token rate by it".into(),
-                });
-            }
-            if let Some(points) = &capacity.profile {
-                if let Err(message) = capacity::CapacityProfile::from_points(points) {
-                    problems.push(Problem {
-                        line: 0,
-                        key: format!("profiles.{name}.capacity.profile"),
-                        message,
-                    });
-                }
-                if let Err(message) = crate::engine::length_support(profile.engine) {
-                    problems.push(Problem {
-                        line: 0,
-                        key: format!("profiles.{name}.capacity.profile"),
-                        message,
-                    });
-                }
-            }
-            anticipation::check_slos(&mut problems, name.as_str(), &profile.slos);
-            for (i, slo) in profile.slos.iter().enumerate() {
-                if let Err(message) = latency_support(profile, slo.signal) {
-                    problems.push(Problem {
-                        line: 0,
-                        key: format!("profiles.{name}.slos[{i}].signal"),
-                        message,
-                    });
-                }
-            }
-            if let Some(predictive) = &profile.predictive {
-                anticipation::check_predictive(&mut problems, name.as_str(), predictive);
-            }
-            if let Some(key) = needed {
-                problems.push(Problem {
-                    line: 0,
-                    key: format!("profiles.{name}.capacity.{key}"),
-                    message: format!("is required for a {} pool", profile.pool.as_str()),
-                });
-            }
-        }
-        if self.profiles.is_empty() {
-            problems.push(Problem {
-                line: 0,
-                key: "profiles".into(),
-                message: "is empty: expected at least one profile".into(),
-            });
-        }
-        problems
-    }
-
-    pub fn profile(&self, name: &str) -> Option<&Profile> {
-        self.profiles
-            .iter()
-            .find(|(key, _)| key.as_str() == name)
-            .map(|(_, profile)| profile)
-    }
-
-    pub fn profile_names(&self) -> Vec<&str> {
-        self.profiles.keys().map(ProfileName::as_str).collect()
-    }
-}
-
-/// Whether a profile's engine exports the latency an SLO is set on: the preset says, or
-/// for `custom`, whether the config gives its bucket query.
-fn latency_support(profile: &Profile, signal: LatencySignal) -> Result<(), String> {
-    if let Some(support) = crate::engine::latency_support(profile.engine, signal) {
-        return support;
-    }
-    let queries = profile.queries.as_ref().map(|q| &q.value);
-    let given = match signal {
-        LatencySignal::Ttft => queries.and_then(|q| q.ttft_buckets.as_ref()),
-        LatencySignal::Tpot => queries.and_then(|q| q.tpot_buckets.as_ref()),
-    };
-    given.map(|_| ()).ok_or_else(|| {
-        format!(
-            "{0} needs queries.{0}_buckets with engine custom: the `_bucket` series of a {0} histogram in seconds",
-            signal.as_str()
-        )
-    })
 }
 
 #[cfg(test)]
