@@ -22,7 +22,7 @@ use serde::{
 };
 use tokio::sync::Semaphore;
 
-use super::{MetricsSource, Sample, SourceError};
+use super::api::{MetricsSource, Sample, SourceError, truncated};
 use crate::config::PrometheusConfig;
 
 /// Queries one Prometheus-compatible endpoint. A config reload that changes the
@@ -264,7 +264,7 @@ impl Endpoint {
                     {
                         SourceError::BadResponse(format!(
                             "{message}; the redirect to {} is not followed: it leaves {}",
-                            super::truncated(&location),
+                            truncated(&location),
                             self.url
                         ))
                     }
@@ -465,7 +465,7 @@ pub fn parse_answer(
     if answer.status == "error" {
         return Err(SourceError::Query {
             kind: answer.error_type.unwrap_or_else(|| "unknown".into()),
-            message: super::truncated(&answer.error.unwrap_or_default()),
+            message: truncated(&answer.error.unwrap_or_default()),
         });
     }
     if !(200..300).contains(&status) {
@@ -478,7 +478,7 @@ pub fn parse_answer(
         (other, _) => {
             return Err(SourceError::BadResponse(format!(
                 "status `{}` without data",
-                super::truncated(other)
+                truncated(other)
             )));
         }
     };
@@ -511,7 +511,7 @@ pub fn parse_answer(
             let _: Result<IgnoredAny, _> = serde_json::from_str(data.result.get());
             return Err(SourceError::BadResponse(format!(
                 "a {}, not an instant vector",
-                super::truncated(other)
+                truncated(other)
             )));
         }
     };
@@ -520,7 +520,7 @@ pub fn parse_answer(
         warnings: answer
             .warnings
             .iter()
-            .map(|w| super::truncated(w))
+            .map(|w| truncated(w))
             .collect(),
     })
 }
@@ -550,7 +550,7 @@ fn vector_samples(series: Vec<Series>) -> Result<Vec<Sample>, SourceError> {
         if same.iter().any(|&i| samples[i].labels == one.metric) {
             return Err(SourceError::BadResponse(format!(
                 "two series with the same labels {}",
-                super::truncated(&format!("{:?}", one.metric))
+                truncated(&format!("{:?}", one.metric))
             )));
         }
         same.push(samples.len());
@@ -568,7 +568,7 @@ fn parse_value(text: &str) -> Result<f64, SourceError> {
     text.parse::<f64>().map_err(|_| {
         SourceError::BadResponse(format!(
             "sample value `{}` is not a number",
-            super::truncated(text)
+            truncated(text)
         ))
     })
 }

@@ -1,0 +1,194 @@
+//! Prometheus' answers read as values: per replica, for the fleet, latency buckets by
+//! `le`, the history's periods. A series without the label it needs is an error.
+
+use super::api::Sample;
+use crate::{
+    demand::{
+        ReplicaValue,
+        forecast::{HistoryWindow, PastPeriod},
+        slo::{Bucket, LatencyWindow},
+    },
+    query::{LEVEL_LABEL, LONG_LEVEL, LatencyKind, PERIOD_LABEL, Signal},
+};
+
+pub(super) fn latency_window(
+    kind: LatencyKind,
+    samples: Vec<Sample>,
+) -> Result<LatencyWindow, String> {
+    match kind {
+        LatencyKind::Gauge => match samples.as_slice() {
+            [] => Ok(LatencyWindow::SlowShare(None)),
+            [only] => Ok(LatencyWindow::SlowShare(Some(only.value))),
+            many => Err(format!(
+                "latency query returned {} series where one share was expected",
+                many.len()
+            )),
+        },
+        LatencyKind::Histogram { le_scale_millis } => samples
+            .into_iter()
+            .map(|sample| {
+                let text = sample.labels.get("le").ok_or_else(|| {
+                    "latency histogram series have no `le` label: expected the `_bucket` series"
+                        .to_owned()
+                })?;
+                let le = parse_le(text).ok_or_else(|| {
+                    format!(
+                        "latency histogram bucket bound `le=\"{}\"` is not a number",
+                        text.escape_debug()
+                    )
+                })?;
+                Ok(Bucket {
+                    le: if le_scale_millis { le / 1000.0 } else { le },
+                    rate: sample.value,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(LatencyWindow::Buckets),
+    }
+}
+
+/// A bucket bound as Prometheus writes it: `0.5`, `1`, `1e+00`, `+Inf`.
+fn parse_le(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        _ => text.parse::<f64>().ok().filter(|v| !v.is_nan()),
+    }
+}
+
+fn by_period(samples: &[Sample], what: &str) -> Result<Vec<(u32, f64)>, String> {
+    samples
+        .iter()
+        .map(|sample| {
+            sample
+                .labels
+                .get(PERIOD_LABEL)
+                .and_then(|k| k.parse::<u32>().ok())
+                .map(|k| (k, sample.value))
+                .ok_or_else(|| format!("{what} series have no `{PERIOD_LABEL}` label"))
+        })
+        .collect()
+}
+
+pub(super) fn history_window(
+    peaks: Vec<Sample>,
+    levels: Vec<Sample>,
+) -> Result<HistoryWindow, String> {
+    let peaks = by_period(&peaks, "history peak")?;
+    let (long_levels, levels): (Vec<Sample>, Vec<Sample>) = levels
+        .into_iter()
+        .partition(|s| s.labels.get(LEVEL_LABEL).is_some_and(|l| l == LONG_LEVEL));
+    let levels = by_period(&levels, "history level")?;
+    let long_levels = by_period(&long_levels, "history long level")?;
+    let at = |series: &[(u32, f64)], k: u32| series.iter().find(|(l, _)| *l == k).map(|l| l.1);
+    let mut past: Vec<PastPeriod> = peaks
+        .iter()
+        .filter(|(k, _)| *k > 0)
+        .filter_map(|&(k, peak)| {
+            Some(PastPeriod {
+                periods_back: k,
+                peak,
+                level: at(&levels, k)?,
+                long_level: at(&long_levels, k),
+            })
+        })
+        .collect();
+    past.sort_by_key(|p| p.periods_back);
+    // A fleet with no traffic now has no series now: its level is 0.
+    Ok(HistoryWindow {
+        past,
+        level_now: at(&levels, 0).unwrap_or(0.0),
+        long_level_now: at(&long_levels, 0).unwrap_or(0.0),
+    })
+}
+
+/// One value per replica from a per-replica answer.
+pub fn by_replica(
+    signal: Signal,
+    label: &str,
+    samples: Vec<Sample>,
+) -> Result<Vec<ReplicaValue>, String> {
+    samples
+        .into_iter()
+        .map(|sample| match sample.labels.get(label) {
+            Some(replica) if !replica.is_empty() => Ok(ReplicaValue {
+                replica: replica.clone(),
+                value: sample.value,
+            }),
+            _ => Err(format!(
+                "{} series have no `{label}` label, so replicas cannot be told apart: set the profile's replica_label to a label the engine's series carry",
+                signal.as_str()
+            )),
+        })
+        .collect()
+}
+
+/// A fleet-wide sum: no series means a fleet at zero.
+/// A mean over finished requests: no series (none finished) is no mean, not 0.
+pub(super) fn mean(signal: Signal, samples: Vec<Sample>) -> Result<Option<f64>, String> {
+    if samples.is_empty() {
+        return Ok(None);
+    }
+    let value = fleet_value(signal, samples)?;
+    if value.is_finite() && value > 0.0 {
+        Ok(Some(value))
+    } else {
+        Err(format!(
+            "{} is {value}: expected a finite number of tokens above 0",
+            signal.as_str()
+        ))
+    }
+}
+
+pub fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, String> {
+    match samples.as_slice() {
+        [] => Ok(0.0),
+        [only] => Ok(only.value),
+        many => Err(format!(
+            "{} query returned {} series where one sum was expected",
+            signal.as_str(),
+            many.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn tagged(period: &str, value: f64) -> Sample {
+        Sample {
+            labels: HashMap::from([(PERIOD_LABEL.to_owned(), period.to_owned())]),
+            value,
+        }
+    }
+
+    #[test]
+    fn a_period_prometheus_has_no_samples_for_is_left_out() {
+        // Period 2 fell in a scrape outage: neither its peak nor its level came back.
+        let peaks = vec![tagged("1", 900.0), tagged("3", 1100.0)];
+        let levels = vec![tagged("0", 500.0), tagged("1", 450.0), tagged("3", 550.0)];
+        let history = history_window(peaks, levels).unwrap();
+        let back: Vec<u32> = history.past.iter().map(|p| p.periods_back).collect();
+        assert_eq!(back, [1, 3]);
+        assert_eq!(history.past[1].peak, 1100.0);
+        assert_eq!(history.past[1].level, 550.0);
+        assert_eq!(history.level_now, 500.0);
+        // A peak without its level is no period either.
+        let history = history_window(vec![tagged("2", 700.0)], vec![tagged("0", 1.0)]).unwrap();
+        assert!(history.past.is_empty());
+    }
+
+    #[test]
+    fn no_series_now_is_a_level_of_zero_and_an_untagged_series_is_an_error() {
+        let history = history_window(vec![tagged("1", 10.0)], vec![tagged("1", 5.0)]).unwrap();
+        assert_eq!(history.level_now, 0.0);
+        let untagged = Sample {
+            labels: HashMap::new(),
+            value: 1.0,
+        };
+        let error = history_window(vec![untagged], Vec::new()).unwrap_err();
+        assert!(error.contains(PERIOD_LABEL), "{error}");
+    }
+}

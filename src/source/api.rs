@@ -1,0 +1,67 @@
+//! What a metrics source is: the trait, its answers and its errors.
+
+use std::{collections::HashMap, future::Future, time::Duration};
+
+/// One series of an instant-vector answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: HashMap<String, String>,
+    pub value: f64,
+}
+
+/// How much of a text from outside (an answer, a label) errors and logs echo.
+pub const ECHO_LIMIT: usize = 200;
+
+/// `text` cut to [`ECHO_LIMIT`] bytes (on a character boundary) and escaped, so that a
+/// hostile answer cannot flood a log line or an error.
+pub fn truncated(text: &str) -> String {
+    let mut end = text.len().min(ECHO_LIMIT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = text[..end].escape_debug().to_string();
+    if end < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Anything that answers instant PromQL queries.
+pub trait MetricsSource: Send + Sync + 'static {
+    fn query(&self, promql: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send;
+}
+
+/// A shared source is a source: the simulator and tests keep a handle on theirs.
+impl<T: MetricsSource> MetricsSource for std::sync::Arc<T> {
+    fn query(&self, promql: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send {
+        T::query(self, promql)
+    }
+}
+
+/// A query that could not be answered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("Prometheus is unreachable: {0}")]
+    Unreachable(String),
+    #[error("Prometheus did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Prometheus refused the query ({kind}): {message}")]
+    Query { kind: String, message: String },
+    #[error("Prometheus answered something that is not an instant vector: {0}")]
+    BadResponse(String),
+    #[error("no credentials for Prometheus: {0}")]
+    Auth(String),
+}
+
+impl SourceError {
+    /// A short, fixed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::Unreachable(_) => "unreachable",
+            SourceError::Timeout(_) => "timeout",
+            SourceError::Query { .. } => "query",
+            SourceError::BadResponse(_) => "bad_response",
+            SourceError::Auth(_) => "auth",
+        }
+    }
+}

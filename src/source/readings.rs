@@ -1,0 +1,244 @@
+//! One trigger's signals, read from an observation, and the demand they give under the
+//! operator's term-error policy.
+
+use std::time::SystemTime;
+
+use super::{
+    answers::{by_replica, fleet_value, history_window, latency_window, mean},
+    api::Sample,
+    observation::{Observation, summarize},
+};
+use crate::{
+    config::{OnTermError, metadata::Target},
+    demand::{self, Demand, ReplicaValue, Signals, SloWindows, forecast::HistoryWindow},
+    query::Signal,
+};
+
+/// One trigger's signals, read from an observation: each a value or why it has none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readings {
+    pub queue: Result<Vec<ReplicaValue>, String>,
+    pub output_tokens: Result<f64, String>,
+    pub input_tokens: Result<f64, String>,
+    /// `None` when the plan did not ask.
+    pub kv_cache: Option<Result<Vec<ReplicaValue>, String>>,
+    /// Per SLO of the plan: its short and long window.
+    pub slos: Vec<Result<SloWindows, String>>,
+    /// `None` when the plan has no forecast.
+    pub history: Option<Result<HistoryWindow, String>>,
+    /// The mean prompt and output tokens per finished request (`capacity.profile`);
+    /// `None` when the plan did not ask, `Ok(None)` when no request finished.
+    pub mean_lengths: Option<Result<Option<(f64, f64)>, String>>,
+    /// When the observation started, for schedules.
+    pub observed_at: SystemTime,
+    errors: Vec<(Signal, String)>,
+}
+
+impl Observation {
+    /// The signals of one model (`None`: the plan is the trigger's own).
+    pub fn readings(&self, model: Option<&str>) -> Readings {
+        let mut errors = Vec::new();
+        let mut own = |signal: Signal| -> Option<Result<Vec<Sample>, String>> {
+            let answer = self.answer(signal)?;
+            Some(match answer {
+                Err(e) => {
+                    errors.push((signal, e.clone()));
+                    Err(e.clone())
+                }
+                Ok(samples) => Ok(match (&self.model_label, model) {
+                    (Some(label), Some(model)) => samples
+                        .iter()
+                        .filter(|s| s.labels.get(label).map(String::as_str) == Some(model))
+                        .cloned()
+                        .collect(),
+                    _ => samples.clone(),
+                }),
+            })
+        };
+        let missing = || Err("the plan has no query for it".to_owned());
+        let label = self.replica_label.as_str();
+        let queue = own(Signal::Queue)
+            .unwrap_or_else(missing)
+            .and_then(|s| by_replica(Signal::Queue, label, s));
+        let output_tokens = own(Signal::OutputTokens)
+            .unwrap_or_else(missing)
+            .and_then(|s| fleet_value(Signal::OutputTokens, s));
+        let input_tokens = own(Signal::InputTokens)
+            .unwrap_or_else(missing)
+            .and_then(|s| fleet_value(Signal::InputTokens, s));
+        let kv_cache =
+            own(Signal::KvCache).map(|a| a.and_then(|s| by_replica(Signal::KvCache, label, s)));
+        let slos = self
+            .latency_kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let slo = u16::try_from(i).unwrap_or(u16::MAX);
+                let short = own(Signal::SloShort { slo }).unwrap_or_else(missing);
+                let long = own(Signal::SloLong { slo }).unwrap_or_else(missing);
+                let prefill = match (
+                    own(Signal::SloPrefillShort { slo }),
+                    own(Signal::SloPrefillLong { slo }),
+                ) {
+                    (Some(short), Some(long)) => Some((
+                        latency_window(*kind, short?)?,
+                        latency_window(*kind, long?)?,
+                    )),
+                    _ => None,
+                };
+                Ok(SloWindows {
+                    short: latency_window(*kind, short?)?,
+                    long: latency_window(*kind, long?)?,
+                    prefill,
+                })
+            })
+            .collect();
+        let history = match (own(Signal::HistoryPeak), own(Signal::HistoryLevel)) {
+            (Some(peaks), Some(levels)) => Some(peaks.and_then(|p| history_window(p, levels?))),
+            _ => None,
+        };
+        let mean_lengths = match (own(Signal::MeanInputTokens), own(Signal::MeanOutputTokens)) {
+            (Some(input), Some(output)) => Some(input.and_then(|i| {
+                let output = output?;
+                match (
+                    mean(Signal::MeanInputTokens, i)?,
+                    mean(Signal::MeanOutputTokens, output)?,
+                ) {
+                    (Some(i), Some(o)) => Ok(Some((i, o))),
+                    _ => Ok(None),
+                }
+            })),
+            _ => None,
+        };
+        // Conversions can fail too (a series without its label): those count as errors.
+        let mut readings = Readings {
+            mean_lengths,
+            queue,
+            output_tokens,
+            input_tokens,
+            kv_cache,
+            slos,
+            history,
+            observed_at: self.started_at,
+            errors: Vec::new(),
+        };
+        readings.errors = readings.collect_errors(errors);
+        readings
+    }
+}
+
+impl Readings {
+    /// The demand from these readings under the term-error policy, with the failures
+    /// that removed terms.
+    pub fn demand(
+        &self,
+        target: &Target,
+        policy: OnTermError,
+    ) -> Result<(Demand, Vec<String>), String> {
+        let errors = self.error_summary();
+        if policy == OnTermError::Fail
+            && let Some(errors) = errors
+        {
+            return Err(errors);
+        }
+        let demand =
+            demand::compute(&self.signals(), &target.into()).map_err(|e| match &errors {
+                Some(errors) => format!("{e} ({errors})"),
+                None => e.to_string(),
+            })?;
+        let skipped = self
+            .errors()
+            .into_iter()
+            .map(|(signal, cause)| format!("{} query failed: {cause}", signal.as_str()))
+            .collect::<Vec<_>>();
+        let skipped = if demand.skipped.is_empty() {
+            Vec::new()
+        } else {
+            let terms: Vec<&str> = demand.skipped.iter().map(|t| t.as_str()).collect();
+            skipped
+                .into_iter()
+                .map(|cause| format!("{} left out: {cause}", terms.join(", ")))
+                .collect()
+        };
+        Ok((demand, skipped))
+    }
+
+    fn collect_errors(&self, from_queries: Vec<(Signal, String)>) -> Vec<(Signal, String)> {
+        let mut errors = from_queries.clone();
+        let mut add = |signal: Signal, result: Result<(), &String>| {
+            if let Err(e) = result
+                && !errors.iter().any(|(s, _)| *s == signal)
+            {
+                errors.push((signal, e.clone()));
+            }
+        };
+        add(Signal::Queue, self.queue.as_ref().map(|_| ()));
+        add(
+            Signal::OutputTokens,
+            self.output_tokens.as_ref().map(|_| ()),
+        );
+        add(Signal::InputTokens, self.input_tokens.as_ref().map(|_| ()));
+        if let Some(kv) = &self.kv_cache {
+            add(Signal::KvCache, kv.as_ref().map(|_| ()));
+        }
+        for (i, slo) in self.slos.iter().enumerate() {
+            let slo_index = u16::try_from(i).unwrap_or(u16::MAX);
+            if from_queries.iter().any(|(s, _)| {
+                matches!(s, Signal::SloShort { slo } | Signal::SloLong { slo }
+                    | Signal::SloPrefillShort { slo } | Signal::SloPrefillLong { slo } if *slo == slo_index)
+            }) {
+                continue;
+            }
+            add(
+                Signal::SloShort { slo: slo_index },
+                slo.as_ref().map(|_| ()),
+            );
+        }
+        if let Some(lengths) = &self.mean_lengths
+            && !from_queries
+                .iter()
+                .any(|(s, _)| matches!(s, Signal::MeanInputTokens | Signal::MeanOutputTokens))
+        {
+            add(Signal::MeanInputTokens, lengths.as_ref().map(|_| ()));
+        }
+        if let Some(history) = &self.history
+            && !from_queries
+                .iter()
+                .any(|(s, _)| matches!(s, Signal::HistoryPeak | Signal::HistoryLevel))
+        {
+            add(Signal::HistoryPeak, history.as_ref().map(|_| ()));
+        }
+        errors
+    }
+
+    /// Every signal that could not be read, with its cause.
+    pub fn errors(&self) -> Vec<(Signal, &str)> {
+        self.errors.iter().map(|(s, e)| (*s, e.as_str())).collect()
+    }
+
+    /// What went wrong, on one line; `None` when every signal was read.
+    pub fn error_summary(&self) -> Option<String> {
+        let errors = self.errors();
+        (!errors.is_empty()).then(|| summarize(&errors))
+    }
+
+    /// The signals that were read; the others are `None`.
+    pub fn signals(&self) -> Signals {
+        Signals {
+            queue_by_replica: self.queue.as_ref().ok().cloned(),
+            output_tokens_per_second: self.output_tokens.as_ref().ok().copied(),
+            input_tokens_per_second: self.input_tokens.as_ref().ok().copied(),
+            kv_by_replica: self
+                .kv_cache
+                .as_ref()
+                .and_then(|kv| kv.as_ref().ok().cloned()),
+            slos: self.slos.iter().map(|s| s.as_ref().ok().cloned()).collect(),
+            history: self.history.as_ref().and_then(|h| h.as_ref().ok().cloned()),
+            mean_lengths: self
+                .mean_lengths
+                .as_ref()
+                .and_then(|m| m.as_ref().ok().copied().flatten()),
+            now: Some(chrono::DateTime::<chrono::Utc>::from(self.observed_at)),
+        }
+    }
+}
