@@ -132,9 +132,14 @@ async fn ca_file_lets_the_scaler_trust_a_private_ca() {
         alpn_protocols: vec![b"http/1.1".to_vec()],
     };
     let limits = keda_llm_scaler::server::guard::Limits::new(Duration::from_secs(10), 64);
-    let incoming =
-        keda_llm_scaler::server::tls::incoming(listener, files, limits, Default::default())
-            .unwrap();
+    let incoming = keda_llm_scaler::server::tls::incoming(
+        listener,
+        files,
+        limits,
+        Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
     let app = guarded_app(Arc::new(Mutex::new(Expected::default())));
     tokio::spawn(async move {
         axum::serve(TlsListener { incoming, addr }, app)

@@ -7,6 +7,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+use tokio_util::task::TaskTracker;
 
 use futures::{
     FutureExt,
@@ -89,17 +90,25 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs query plans against a source, with sharing and caching.
 pub struct Evaluator<S> {
+    /// Where the queries go.
     source: Arc<S>,
+    /// Where each observation is counted.
     telemetry: Arc<Telemetry>,
+    /// Each plan's latest observation and the one in flight.
     slots: Mutex<HashMap<QueryPlan, Arc<Mutex<Slot>>>>,
+    /// The service's tasks: an evaluation runs on as one, so that a caller who gives up
+    /// does not cancel it for the others, and shutdown waits for it.
+    tasks: TaskTracker,
 }
 
 impl<S: MetricsSource> Evaluator<S> {
-    pub fn new(source: Arc<S>, telemetry: Arc<Telemetry>) -> Self {
+    /// An evaluator over `source` whose evaluations run on `tasks`.
+    pub fn new(source: Arc<S>, telemetry: Arc<Telemetry>, tasks: TaskTracker) -> Self {
         Self {
             source,
             telemetry,
             slots: Mutex::new(HashMap::new()),
+            tasks,
         }
     }
 
@@ -177,7 +186,7 @@ impl<S: MetricsSource> Evaluator<S> {
             }
         };
         let task_slot = slot.clone();
-        let task = tokio::spawn(async move {
+        let task = self.tasks.spawn(async move {
             let observation = Arc::new(observe(source.as_ref(), &plan).await);
             telemetry.record_observation(&observation);
             if let Some(cause) = observation.error_summary()

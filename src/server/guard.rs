@@ -222,9 +222,10 @@ pub fn incoming(
     listener: TcpListener,
     limits: Limits,
     shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<Guarded<TcpStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut refused_log = None;
         loop {
             let accepted = tokio::select! {

@@ -96,7 +96,7 @@ pub async fn run_from_file(
     let source = Arc::new(Prometheus::new(&config.prometheus).map_err(ServeError::Source)?);
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let state = Arc::new(State::new(config_rx.clone(), source.clone()));
-    tokio::spawn(follow_prometheus_changes(
+    state.tasks.spawn(follow_prometheus_changes(
         source,
         config_rx,
         state.shutdown.clone(),
@@ -109,7 +109,9 @@ pub async fn run_from_file(
         on_reload: Box::new(move |status| telemetry.record_reload(status)),
         poll_interval: reload::POLL_INTERVAL,
     };
-    tokio::spawn(reloader.run(text, state.shutdown.clone()));
+    state
+        .tasks
+        .spawn(reloader.run(text, state.shutdown.clone()));
     serve(state, grpc, http, shutdown).await
 }
 
@@ -164,7 +166,8 @@ pub async fn serve<S: MetricsSource>(
     {
         let state = state.clone();
         let health = health.clone();
-        tokio::spawn(async move {
+        let tasks = state.tasks.clone();
+        tasks.spawn(async move {
             tokio::select! {
                 () = shutdown => {}
                 () = state.shutdown.cancelled() => {}
@@ -214,15 +217,19 @@ pub async fn serve<S: MetricsSource>(
     };
     let grpc_server = match &server_section.tls {
         None => router
-            .serve_with_incoming_shutdown(guard::incoming(grpc, limits(), token.clone()), signal)
+            .serve_with_incoming_shutdown(
+                guard::incoming(grpc, limits(), token.clone(), &state.tasks),
+                signal,
+            )
             .boxed(),
         Some(section) => {
             let mut files = tls::TlsFiles::from(section);
             files.reload_interval = state.tls_reload_interval;
-            let incoming = tls::incoming(grpc, files, limits(), token.clone()).map_err(|e| {
-                token.cancel();
-                ServeError::Tls(e)
-            })?;
+            let incoming = tls::incoming(grpc, files, limits(), token.clone(), &state.tasks)
+                .map_err(|e| {
+                    token.cancel();
+                    ServeError::Tls(e)
+                })?;
             router
                 .serve_with_incoming_shutdown(incoming, signal)
                 .boxed()
@@ -234,7 +241,7 @@ pub async fn serve<S: MetricsSource>(
         let router = http::router(state.clone());
         let token = token.clone();
         let listener = guard::HttpListener::new(listener, limits());
-        tokio::spawn(async move {
+        state.tasks.spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { token.cancelled().await })
                 .await
@@ -262,6 +269,18 @@ pub async fn serve<S: MetricsSource>(
         }
     }
     grpc_result?;
+    // Streams, watchers and evaluations end on the cancelled token; an evaluation waits
+    // for its Prometheus answer (at most the query timeout), so the wait is bounded.
+    state.tasks.close();
+    if tokio::time::timeout(DRAIN_GRACE, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = state.tasks.len(),
+            "tasks still running {DRAIN_GRACE:?} after the listeners stopped; stopping anyway"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

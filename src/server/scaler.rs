@@ -108,7 +108,7 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             let streams = state
                 .telemetry
                 .open_streams
@@ -185,7 +185,7 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             let code = push_specs(&state, &scaled_object, first, &tx).await;
             state.telemetry.record_grpc("StreamMetricSpec", code, None);
         });

@@ -7,7 +7,7 @@ use std::{
 };
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::Status;
 
 use super::{evaluator::Evaluator, telemetry::Telemetry, tls, tracked};
@@ -39,6 +39,9 @@ pub struct State<S> {
     pub tls_reload_interval: Duration,
     /// The ScaledObjects /metrics reports on, bounded.
     pub tracked: std::sync::Mutex<tracked::Tracked>,
+    /// Every task the service spawns (evaluations, streams, listeners, watchers):
+    /// shutdown waits for them, up to the drain grace.
+    pub tasks: TaskTracker,
 }
 
 /// A trigger resolved against the config in force.
@@ -64,9 +67,11 @@ pub(crate) struct Evaluated {
 impl<S: MetricsSource> State<S> {
     pub fn new(config: watch::Receiver<Arc<Config>>, source: S) -> Self {
         let telemetry = Arc::new(Telemetry::new());
+        let tasks = TaskTracker::new();
         Self {
             config,
-            evaluator: Evaluator::new(Arc::new(source), telemetry.clone()),
+            evaluator: Evaluator::new(Arc::new(source), telemetry.clone(), tasks.clone()),
+            tasks,
             telemetry,
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(false),

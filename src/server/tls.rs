@@ -135,17 +135,19 @@ pub fn incoming(
     files: TlsFiles,
     limits: super::guard::Limits,
     shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
 ) -> Result<Incoming, String> {
     let (contents, config) = files.load()?;
     let current = Arc::new(RwLock::new(config));
-    tokio::spawn(watch_files(
+    tasks.spawn(watch_files(
         files,
         contents,
         current.clone(),
         shutdown.clone(),
     ));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
+    let handshakes = tasks.clone();
+    tasks.spawn(async move {
         let mut refused_log = None;
         loop {
             let accepted = tokio::select! {
@@ -167,7 +169,7 @@ pub fn incoming(
             let tx = tx.clone();
             // The TLS handshake and the HTTP/2 opening share one budget.
             let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
-            tokio::spawn(async move {
+            handshakes.spawn(async move {
                 match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let opening =
@@ -196,7 +198,12 @@ async fn watch_files(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(files.reload_interval) => {}
         }
-        let contents = match files.read() {
+        // Off the runtime: a hung mount must not stall the threads serving KEDA.
+        let reader = files.clone();
+        let read = tokio::task::spawn_blocking(move || reader.read())
+            .await
+            .unwrap_or_else(|e| Err(format!("the TLS file read failed: {e}")));
+        let contents = match read {
             Ok(contents) if contents != in_use => contents,
             Ok(_) => continue,
             Err(e) => {

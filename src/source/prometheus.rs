@@ -517,11 +517,7 @@ pub fn parse_answer(
     };
     Ok(Answered {
         samples,
-        warnings: answer
-            .warnings
-            .iter()
-            .map(|w| truncated(w))
-            .collect(),
+        warnings: answer.warnings.iter().map(|w| truncated(w)).collect(),
     })
 }
 
