@@ -152,7 +152,8 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
                     scaled_object.name
                 )));
             }
-            let (_, demand) = deadline::within(timeout, self.state.demand(scaled_object)).await?;
+            let demand = self.state.demand_of(scaled_object, &resolved);
+            let demand = deadline::within(timeout, demand).await?;
             #[allow(deprecated)]
             let value = MetricValue {
                 metric_name: expected.clone(),

@@ -2,6 +2,7 @@
 //! the evaluator, telemetry and readiness, and one trigger's resolution and evaluation.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
@@ -42,6 +43,58 @@ pub struct State<S> {
     /// Every task the service spawns (evaluations, streams, listeners, watchers):
     /// shutdown waits for them, up to the drain grace.
     pub tasks: TaskTracker,
+    /// Triggers already resolved and planned against the config in force.
+    resolutions: std::sync::Mutex<Resolutions>,
+}
+
+/// The most distinct triggers whose resolution is kept: far more than a cluster's
+/// ScaledObjects; past it (metadata that changes on every call) the cache starts over.
+const MAX_RESOLUTIONS: usize = 10_000;
+
+/// A trigger as the cache knows it: its namespace and its metadata, sorted.
+type TriggerKey = (String, Vec<(String, String)>);
+
+/// Resolutions of one config: a trigger's metadata is resolved and its queries planned
+/// once per config, not on every call.
+#[derive(Default)]
+struct Resolutions {
+    /// The config they were made against; a reload starts the cache over.
+    config: Option<Arc<Config>>,
+    by_trigger: HashMap<TriggerKey, Arc<Resolved>>,
+}
+
+impl Resolutions {
+    /// The key of a trigger: its namespace and its metadata, sorted.
+    fn key(scaled_object: &ScaledObjectRef) -> TriggerKey {
+        let mut metadata: Vec<(String, String)> = scaled_object
+            .scaler_metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        metadata.sort_unstable();
+        (scaled_object.namespace.clone(), metadata)
+    }
+
+    /// The cached resolution, when the config is still the one it was made against.
+    fn get(
+        &mut self,
+        config: &Arc<Config>,
+        key: &TriggerKey,
+    ) -> Option<Arc<Resolved>> {
+        if !self.config.as_ref().is_some_and(|c| Arc::ptr_eq(c, config)) {
+            self.config = Some(config.clone());
+            self.by_trigger.clear();
+            return None;
+        }
+        self.by_trigger.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: TriggerKey, resolved: Arc<Resolved>) {
+        if self.by_trigger.len() >= MAX_RESOLUTIONS {
+            self.by_trigger.clear();
+        }
+        self.by_trigger.insert(key, resolved);
+    }
 }
 
 /// A trigger resolved against the config in force.
@@ -78,14 +131,42 @@ impl<S: MetricsSource> State<S> {
             reload: Arc::new(std::sync::Mutex::new(ReloadStatus::new())),
             tls_reload_interval: tls::RELOAD_INTERVAL,
             tracked: std::sync::Mutex::new(tracked::Tracked::default()),
+            resolutions: std::sync::Mutex::new(Resolutions::default()),
         }
     }
 
     /// Reads a trigger's metadata against the current config; bad metadata is INVALID_ARGUMENT.
-    pub(crate) fn resolve(&self, scaled_object: &ScaledObjectRef) -> Result<Resolved, Status> {
+    /// Resolved once per config and trigger: later calls reuse the target and the plan.
+    pub(crate) fn resolve(&self, scaled_object: &ScaledObjectRef) -> Result<Arc<Resolved>, Status> {
         metadata::check_scaled_object_name(&scaled_object.name, &scaled_object.namespace)
             .map_err(Status::invalid_argument)?;
         let config = self.config.borrow().clone();
+        let key = Resolutions::key(scaled_object);
+        let cached = self
+            .resolutions
+            .lock()
+            .expect("resolutions lock")
+            .get(&config, &key);
+        if let Some(resolved) = cached {
+            return Ok(resolved);
+        }
+        let resolved = Arc::new(Self::resolve_now(config.clone(), scaled_object)?);
+        let mut resolutions = self.resolutions.lock().expect("resolutions lock");
+        if resolutions
+            .config
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &config))
+        {
+            resolutions.insert(key, resolved.clone());
+        }
+        Ok(resolved)
+    }
+
+    /// Resolves the metadata and plans the queries.
+    fn resolve_now(
+        config: Arc<Config>,
+        scaled_object: &ScaledObjectRef,
+    ) -> Result<Resolved, Status> {
         let target = metadata::resolve_scaled_object(
             &config,
             &scaled_object.namespace,
@@ -190,11 +271,21 @@ impl<S: MetricsSource> State<S> {
     pub(crate) async fn demand(
         &self,
         scaled_object: &ScaledObjectRef,
-    ) -> Result<(Resolved, Demand), Status> {
+    ) -> Result<(Arc<Resolved>, Demand), Status> {
         let resolved = self.resolve(scaled_object)?;
-        let evaluated = self.evaluate(scaled_object, &resolved).await;
+        let demand = self.demand_of(scaled_object, &resolved).await?;
+        Ok((resolved, demand))
+    }
+
+    /// The demand of a trigger already resolved, or UNAVAILABLE with the cause.
+    pub(crate) async fn demand_of(
+        &self,
+        scaled_object: &ScaledObjectRef,
+        resolved: &Resolved,
+    ) -> Result<Demand, Status> {
+        let evaluated = self.evaluate(scaled_object, resolved).await;
         match evaluated.demand {
-            Ok(demand) => Ok((resolved, demand)),
+            Ok(demand) => Ok(demand),
             Err(cause) => Err(Status::unavailable(format!(
                 "cannot compute the demand of {}/{}: {cause}",
                 scaled_object.namespace, scaled_object.name
@@ -204,5 +295,65 @@ impl<S: MetricsSource> State<S> {
 
     pub(crate) fn push_interval(&self) -> Duration {
         self.config.borrow().evaluation.push_interval.value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+    use crate::source::{Sample, SourceError};
+
+    /// A source that is never asked: resolving does not query.
+    struct Unasked;
+
+    impl MetricsSource for Unasked {
+        fn query(&self, _: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send {
+            std::future::ready(Err(SourceError::BadResponse("not asked".into())))
+        }
+    }
+
+    fn config(queue_per_replica: u32) -> Arc<Config> {
+        let text = format!(
+            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  seed:\n    engine: seed\n    capacity: {{queue_per_replica: {queue_per_replica}, output_tokens_per_second: 5000}}\n"
+        );
+        Arc::new(Config::parse(&text).unwrap())
+    }
+
+    fn object(metadata: &[(&str, &str)]) -> ScaledObjectRef {
+        ScaledObjectRef {
+            name: "chat".into(),
+            namespace: "team".into(),
+            scaler_metadata: metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_trigger_is_resolved_and_planned_once_per_config() {
+        let (configs, rx) = watch::channel(config(15));
+        let state = State::new(rx, Unasked);
+        let seed = object(&[("profile", "seed")]);
+        let first = state.resolve(&seed).unwrap();
+        assert!(Arc::ptr_eq(&first, &state.resolve(&seed).unwrap()));
+        // Other metadata is another trigger.
+        let other = state
+            .resolve(&object(&[("profile", "seed"), ("queuePerReplica", "5")]))
+            .unwrap();
+        assert_eq!(other.target.queue_per_replica, 5.0);
+        assert_eq!(first.target.queue_per_replica, 15.0);
+        // A reload: the next call resolves against the new config.
+        configs.send(config(30)).unwrap();
+        let reloaded = state.resolve(&seed).unwrap();
+        assert!(!Arc::ptr_eq(&first, &reloaded));
+        assert_eq!(reloaded.target.queue_per_replica, 30.0);
+        // Bad metadata is refused every time, never remembered as good.
+        for _ in 0..2 {
+            let refused = state.resolve(&object(&[("profile", "nope")]));
+            assert_eq!(refused.err().unwrap().code(), tonic::Code::InvalidArgument);
+        }
     }
 }
