@@ -3,8 +3,13 @@
 //! per second the scaler sent to Prometheus, and the scaler's memory over time (it runs
 //! as a child process so its RSS is its own).
 //!
+//! The same load also goes to a floor: a child process of the same kind serving KEDA's
+//! protocol with constants. The run alternates between the two in `--phases` pairs of
+//! equal length, so both see the same machine, and reports the scaler's percentiles as
+//! ratios to the floor's.
+//!
 //! cargo run --release --example soak -- [--scaled-objects 1000] [--streams 1000]
-//!     [--duration 600] [--hpa-sync 15] [--poll 30]
+//!     [--duration 600] [--hpa-sync 15] [--poll 30] [--phases 4]
 //!
 //! Loopback only; stops by itself after --duration seconds.
 
@@ -17,8 +22,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Exporter, PrometheusServer, eventually, free_port, http_get, metric_sum};
-use keda_llm_scaler::loadgen::{self, LoadPlan};
+use common::{
+    Exporter, PrometheusServer, eventually, floor::FloorServer, http_get,
+    loadgen::{self, LoadPlan, LoadReport},
+    metric_sum,
+};
 
 fn arg(name: &str, default: u64) -> u64 {
     std::env::args()
@@ -40,14 +48,28 @@ fn memory_mib(pid: u32, field: &str) -> Option<f64> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--floor-child") {
+        // The floor, in a process of its own as the scaler is.
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let floor = FloorServer::start(listener);
+            println!("{}", floor.addr.port());
+            let _ = tokio::signal::ctrl_c().await;
+            floor.shutdown().await;
+        });
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--serve-child") {
-        // The scaler under test, in its own process.
-        let (config, grpc, http) = (args[2].clone(), args[3].clone(), args[4].clone());
+        // The scaler under test, in its own process, on ports the OS picks: it prints
+        // them for the harness.
+        let config = args[2].clone();
         tokio::runtime::Runtime::new()
             .unwrap()
             .block_on(async move {
-                let grpc = tokio::net::TcpListener::bind(&grpc).await.unwrap();
-                let http = tokio::net::TcpListener::bind(&http).await.unwrap();
+                let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let port = |l: &tokio::net::TcpListener| l.local_addr().unwrap().port();
+                println!("{} {}", port(&grpc), port(&http));
                 keda_llm_scaler::server::run_from_file(
                     std::path::Path::new(&config),
                     grpc,
@@ -106,16 +128,9 @@ async fn harness() {
         ),
     )
     .unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--serve-child")
-        .arg(&config)
-        .arg(format!("127.0.0.1:{grpc}"))
-        .arg(format!("127.0.0.1:{http}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, ports) = spawn_child(&["--serve-child", config.to_str().unwrap()]);
+    let (grpc, http) = (ports[0], ports[1]);
+    let (mut floor_child, floor_ports) = spawn_child(&["--floor-child"]);
     let pid = child.id();
     let metrics_url = format!("http://127.0.0.1:{http}/metrics");
     eventually(Duration::from_secs(30), "the scaler", || {
@@ -145,25 +160,36 @@ async fn harness() {
     };
 
     let began = Instant::now();
-    let report = loadgen::run(LoadPlan {
-        endpoint: format!("http://127.0.0.1:{grpc}"),
+    let phases = arg("--phases", 4).max(1);
+    let phase = duration / (2 * phases as u32);
+    let load = |port: u16| LoadPlan {
+        endpoint: format!("http://127.0.0.1:{port}"),
         scaled_objects: objects,
         streams,
-        duration,
+        duration: phase,
         hpa_sync,
         poll,
         call_timeout: Duration::from_secs(3),
         metadata: loadgen::one_model_each("seed"),
-    })
-    .await
-    .unwrap();
-    let elapsed = began.elapsed().as_secs_f64();
+    };
+    let (mut report, mut floor) = (LoadReport::default(), LoadReport::default());
+    let mut scaler_time = Duration::ZERO;
+    for _ in 0..phases {
+        let started = Instant::now();
+        report.merge(loadgen::run(load(grpc)).await.unwrap());
+        scaler_time += started.elapsed();
+        floor.merge(loadgen::run(load(floor_ports[0])).await.unwrap());
+    }
+    let elapsed = scaler_time.as_secs_f64();
+    let _ = began;
     let metrics = http_get(&metrics_url).await.unwrap();
     let peak = memory_mib(pid, "VmHWM:").unwrap();
     let rss_end = memory_mib(pid, "VmRSS:").unwrap();
     sampler.abort();
-    let _ = child.kill();
-    let _ = child.wait();
+    for child in [&mut child, &mut floor_child] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     let queries = metric_sum(
         &metrics,
@@ -175,6 +201,20 @@ async fn harness() {
         objects, elapsed, hpa_sync, poll
     );
     print!("{}", report.table());
+    println!("\nthe floor (constant answers, same process kind, same load, alternating phases):\n");
+    print!("{}", floor.table());
+    println!("\n| rpc | p50 / floor | p99 / floor |\n|---|---|---|");
+    let floor_rpcs = floor.per_rpc();
+    for (rpc, ours) in report.per_rpc() {
+        if let Some(base) = floor_rpcs.get(rpc) {
+            let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+            println!(
+                "| {rpc} | {:.2} | {:.2} |",
+                ratio(ours.p50, base.p50),
+                ratio(ours.p99, base.p99)
+            );
+        }
+    }
     println!(
         "\nerrors: {} {:?}\nstreams lost: {}, stream messages: {}",
         report.error_count(),
@@ -198,7 +238,29 @@ async fn harness() {
         .map(|(t, rss)| format!("{t}s {rss:.1}"))
         .collect();
     println!("scaler RSS over time (MiB): {}", over_time.join(", "));
+    if floor.error_count() > 0 {
+        println!("floor errors: {:?}", floor.errors);
+    }
     if report.error_count() > 0 || report.streams_lost > 0 {
         std::process::exit(1);
     }
+}
+
+/// Starts this binary as a child with `args`; it prints its ports on one line.
+fn spawn_child(args: &[&str]) -> (std::process::Child, Vec<u16>) {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    let ports = line
+        .split_whitespace()
+        .map(|p| p.parse().expect("the child prints its ports"))
+        .collect();
+    (child, ports)
 }

@@ -11,7 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod demand;
 pub mod engine;
-pub mod loadgen;
 pub mod proto;
 pub mod query;
 pub mod server;

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["demand"],
     &["query"],
-    &["source", "loadgen"],
+    &["source"],
     &["server"],
     &["sim"],
     &["cli"],

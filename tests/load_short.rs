@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Exporter, PrometheusServer, Scaler, eventually, http_get, metric_sum};
-use keda_llm_scaler::loadgen::{self, LoadPlan};
+use common::loadgen::{self, LoadPlan};
 
 const OBJECTS: usize = 50;
 
@@ -62,7 +62,7 @@ async fn kedas_call_pattern_for_fifty_scaled_objects() {
         "every stream gets its first state"
     );
     // One round per object per interval: 10 s / 1.5 s and 10 s / 3 s.
-    let rounds = report.per_rpc["GetMetrics"].calls;
+    let rounds = report.per_rpc()["GetMetrics"].calls;
     assert!(
         (OBJECTS * 8..=OBJECTS * 11).contains(&rounds),
         "{rounds} rounds"

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod floor;
+pub mod loadgen;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -351,6 +354,11 @@ impl Drop for Scaler {
             let _ = tx.send(());
         }
     }
+}
+
+/// A KEDA-protocol client of the server at `addr`, retried until it connects.
+pub async fn external_client(addr: SocketAddr) -> ExternalScalerClient<Channel> {
+    connect(addr, ExternalScalerClient::connect).await
 }
 
 async fn connect<C, F, Fut>(addr: SocketAddr, make: F) -> C

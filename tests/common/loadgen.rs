@@ -12,12 +12,12 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
-
-use crate::proto::externalscaler::{
+use hdrhistogram::Histogram;
+use keda_llm_scaler::proto::externalscaler::{
     GetMetricsRequest, ScaledObjectRef, external_scaler_client::ExternalScalerClient,
 };
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
 
 /// What to send.
 #[derive(Clone)]
@@ -59,10 +59,28 @@ pub struct Latencies {
     pub max: Duration,
 }
 
+/// A latency histogram in nanoseconds, three significant digits, up to a minute.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+impl Latencies {
+    fn of(h: &Histogram<u64>) -> Self {
+        let at = |q: f64| Duration::from_nanos(h.value_at_quantile(q));
+        Self {
+            calls: h.len() as usize,
+            p50: at(0.5),
+            p99: at(0.99),
+            max: Duration::from_nanos(h.max()),
+        }
+    }
+}
+
 /// What came back.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
-    pub per_rpc: BTreeMap<&'static str, Latencies>,
+    /// Each RPC's latencies, in nanoseconds.
+    pub histograms: BTreeMap<&'static str, Histogram<u64>>,
     /// Failed calls by RPC and status code, with the first message seen.
     pub errors: BTreeMap<String, (u64, String)>,
     /// Messages received on the streams.
@@ -73,6 +91,31 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Each RPC's call count and percentiles.
+    pub fn per_rpc(&self) -> BTreeMap<&'static str, Latencies> {
+        self.histograms
+            .iter()
+            .map(|(rpc, h)| (*rpc, Latencies::of(h)))
+            .collect()
+    }
+
+    /// Adds another run's calls, errors and streams to this one's.
+    pub fn merge(&mut self, other: LoadReport) {
+        for (rpc, h) in other.histograms {
+            self.histograms
+                .entry(rpc)
+                .or_insert_with(histogram)
+                .add(h)
+                .expect("same bounds");
+        }
+        for (key, (n, message)) in other.errors {
+            self.errors.entry(key).or_insert((0, message)).0 += n;
+        }
+        self.stream_messages += other.stream_messages;
+        self.streams_lost += other.streams_lost;
+        self.elapsed += other.elapsed;
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.values().map(|(n, _)| n).sum()
     }
@@ -81,7 +124,7 @@ impl LoadReport {
     pub fn table(&self) -> String {
         let mut out =
             String::from("| rpc | calls | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n");
-        for (rpc, l) in &self.per_rpc {
+        for (rpc, l) in &self.per_rpc() {
             out.push_str(&format!(
                 "| {rpc} | {} | {:.2} | {:.2} | {:.2} |\n",
                 l.calls,
@@ -96,7 +139,7 @@ impl LoadReport {
 
 #[derive(Default)]
 struct Recorder {
-    samples: Mutex<BTreeMap<&'static str, Vec<Duration>>>,
+    samples: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
     errors: Mutex<BTreeMap<String, (u64, String)>>,
     stream_messages: AtomicU64,
     streams_lost: AtomicU64,
@@ -108,8 +151,8 @@ impl Recorder {
             .lock()
             .expect("samples lock")
             .entry(rpc)
-            .or_default()
-            .push(started.elapsed());
+            .or_insert_with(histogram)
+            .saturating_record(started.elapsed().as_nanos() as u64);
         if let Err(status) = result {
             let mut errors = self.errors.lock().expect("errors lock");
             let entry = errors
@@ -198,23 +241,9 @@ pub async fn run(plan: LoadPlan) -> Result<LoadReport, tonic::transport::Error> 
         let _ = task.await;
     }
 
-    let samples = std::mem::take(&mut *recorder.samples.lock().expect("samples lock"));
-    let per_rpc = samples
-        .into_iter()
-        .map(|(rpc, mut durations)| {
-            durations.sort();
-            let at = |q: f64| durations[((durations.len() - 1) as f64 * q).round() as usize];
-            let latencies = Latencies {
-                calls: durations.len(),
-                p50: at(0.5),
-                p99: at(0.99),
-                max: *durations.last().expect("at least one sample"),
-            };
-            (rpc, latencies)
-        })
-        .collect();
+    let histograms = std::mem::take(&mut *recorder.samples.lock().expect("samples lock"));
     Ok(LoadReport {
-        per_rpc,
+        histograms,
         errors: std::mem::take(&mut *recorder.errors.lock().expect("errors lock")),
         stream_messages: recorder.stream_messages.load(Ordering::Relaxed),
         streams_lost: recorder.streams_lost.load(Ordering::Relaxed),
