@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 /// Blocks each series is cut into, alternating scaler and floor.
-const BLOCKS: usize = 10;
+const BLOCKS: usize = 50;
 
 fn config(url: &str, cache_ttl: &str) -> String {
     format!(
@@ -154,14 +154,27 @@ async fn main() {
         let mut client = scaler.client().await;
         let limit = Duration::from_secs(60);
         if label == "cached" {
-            let (ours, floor) =
-                side_by_side(calls, limit, Call::Spec, &object, &mut client, &mut floor_client)
-                    .await;
+            let (ours, floor) = side_by_side(
+                calls,
+                limit,
+                Call::Spec,
+                &object,
+                &mut client,
+                &mut floor_client,
+            )
+            .await;
             report("GetMetricSpec", &ours, &floor);
         }
         let n = if label == "cached" { calls } else { calls / 10 };
-        let (ours, floor) =
-            side_by_side(n, limit, Call::Metrics, &object, &mut client, &mut floor_client).await;
+        let (ours, floor) = side_by_side(
+            n,
+            limit,
+            Call::Metrics,
+            &object,
+            &mut client,
+            &mut floor_client,
+        )
+        .await;
         report(&format!("GetMetrics ({label})"), &ours, &floor);
         scaler.shutdown().await.unwrap();
     }

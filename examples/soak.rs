@@ -23,7 +23,9 @@ use std::{
 };
 
 use common::{
-    Exporter, PrometheusServer, eventually, floor::FloorServer, http_get,
+    Exporter, PrometheusServer, eventually,
+    floor::FloorServer,
+    http_get,
     loadgen::{self, LoadPlan, LoadReport},
     metric_sum,
 };
@@ -196,6 +198,10 @@ async fn harness() {
         "keda_llm_scaler_prometheus_query_duration_seconds_count",
     );
     let evaluations = metric_sum(&metrics, "keda_llm_scaler_evaluations_total");
+    let query_seconds = metric_sum(
+        &metrics,
+        "keda_llm_scaler_prometheus_query_duration_seconds_sum",
+    );
     println!(
         "{objects} ScaledObjects ({} models), {streams} StreamIsActive streams, {:.0} s, HPA sync {:?}, poll {:?}\n",
         objects, elapsed, hpa_sync, poll
@@ -228,6 +234,12 @@ async fn harness() {
         evaluations / objects as f64 / (elapsed / 5.0)
     );
     println!(
+        "Prometheus query time: {:.2} ms per query on average (the floor has none: an\n\
+         evaluation's calls wait for it, which is where the scaler's p99 above the floor's\n\
+         comes from)",
+        query_seconds / queries.max(1.0) * 1e3
+    );
+    println!(
         "scaler RSS: {rss_start:.1} MiB at start, {rss_end:.1} MiB at end, peak {peak:.1} MiB"
     );
     let samples = samples.lock().unwrap();
@@ -257,7 +269,9 @@ fn spawn_child(args: &[&str]) -> (std::process::Child, Vec<u16>) {
         .unwrap();
     let mut line = String::new();
     let stdout = child.stdout.take().unwrap();
-    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
     let ports = line
         .split_whitespace()
         .map(|p| p.parse().expect("the child prints its ports"))

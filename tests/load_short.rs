@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Exporter, PrometheusServer, Scaler, eventually, http_get, metric_sum};
 use common::loadgen::{self, LoadPlan};
+use common::{Exporter, PrometheusServer, Scaler, eventually, http_get, metric_sum};
 
 const OBJECTS: usize = 50;
 

@@ -63,21 +63,20 @@ fuzz_target!(|input: &[u8]| {
     let target = metadata::resolve(&config, &metadata).expect("a valid trigger");
     let planned = promql::plan(config.profile("llama-70b").unwrap(), &target);
     let answer = answer.map_err(|e| e.to_string());
-    let observation = Observation {
-        answers: planned
-            .plan
-            .queries
-            .iter()
-            .map(|(signal, _)| (*signal, answer.clone()))
-            .collect(),
-        replica_label: planned.plan.replica_label.clone(),
-        model_label: planned.plan.model_label.clone(),
-        latency_kinds: planned.plan.latency_kinds.clone(),
-        queries: Vec::new(),
-        started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-        started: tokio::time::Instant::now(),
-        duration: Duration::ZERO,
-    };
+    let answers = planned
+        .plan
+        .queries
+        .iter()
+        .map(|(signal, _)| (*signal, answer.clone()))
+        .collect();
+    let observation = Observation::of_plan(
+        &planned.plan,
+        answers,
+        Vec::new(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        tokio::time::Instant::now(),
+        Duration::ZERO,
+    );
     let readings = observation.readings(planned.model.as_deref());
     if let Ok(demand) = demand::compute(&readings.signals(), &Params::from(&target)) {
         assert!(demand.replicas.is_finite(), "{demand:?}");

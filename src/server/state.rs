@@ -76,11 +76,7 @@ impl Resolutions {
     }
 
     /// The cached resolution, when the config is still the one it was made against.
-    fn get(
-        &mut self,
-        config: &Arc<Config>,
-        key: &TriggerKey,
-    ) -> Option<Arc<Resolved>> {
+    fn get(&mut self, config: &Arc<Config>, key: &TriggerKey) -> Option<Arc<Resolved>> {
         if !self.config.as_ref().is_some_and(|c| Arc::ptr_eq(c, config)) {
             self.config = Some(config.clone());
             self.by_trigger.clear();

@@ -1,6 +1,10 @@
 //! One run of a plan against a source: each query's answer, or why there is none.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    collections::HashMap,
+    sync::OnceLock,
+    time::{Duration, SystemTime},
+};
 
 use tokio::time::Instant;
 
@@ -36,7 +40,14 @@ pub struct Observation {
     /// Monotonic start, for cache ages.
     pub started: Instant,
     pub duration: Duration,
+    /// Each model's series of each answer, built on the first read: a plan shared by a
+    /// thousand models is read a thousand times, and each read then finds its own
+    /// series at once instead of scanning every model's.
+    pub(super) by_model: OnceLock<ByModel>,
 }
+
+/// The answers' series by model, then by signal.
+pub(super) type ByModel = HashMap<String, HashMap<Signal, Vec<Sample>>>;
 
 impl Observation {
     /// An observation that produced nothing, with the reason.
@@ -53,6 +64,7 @@ impl Observation {
             started_at: SystemTime::now(),
             started: Instant::now(),
             duration: Duration::ZERO,
+            by_model: OnceLock::new(),
         }
     }
 
@@ -74,6 +86,7 @@ impl Observation {
             started_at,
             started,
             duration,
+            by_model: OnceLock::new(),
         }
     }
 

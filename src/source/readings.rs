@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::{
     answers::{by_replica, fleet_value, history_window, latency_window, mean},
     api::Sample,
-    observation::{Observation, summarize},
+    observation::{ByModel, Observation, summarize},
 };
 use crate::{
     config::{OnTermError, metadata::Target},
@@ -35,6 +35,26 @@ pub struct Readings {
 }
 
 impl Observation {
+    /// The answered series by the value of the model label, built once.
+    fn model_index(&self, label: &str) -> &ByModel {
+        self.by_model.get_or_init(|| {
+            let mut index = ByModel::new();
+            for (signal, answer) in &self.answers {
+                for sample in answer.iter().flatten() {
+                    if let Some(model) = sample.labels.get(label) {
+                        index
+                            .entry(model.clone())
+                            .or_default()
+                            .entry(*signal)
+                            .or_default()
+                            .push(sample.clone());
+                    }
+                }
+            }
+            index
+        })
+    }
+
     /// The signals of one model (`None`: the plan is the trigger's own).
     pub fn readings(&self, model: Option<&str>) -> Readings {
         let mut errors = Vec::new();
@@ -46,11 +66,12 @@ impl Observation {
                     Err(e.clone())
                 }
                 Ok(samples) => Ok(match (&self.model_label, model) {
-                    (Some(label), Some(model)) => samples
-                        .iter()
-                        .filter(|s| s.labels.get(label).map(String::as_str) == Some(model))
+                    (Some(label), Some(model)) => self
+                        .model_index(label)
+                        .get(model)
+                        .and_then(|by_signal| by_signal.get(&signal))
                         .cloned()
-                        .collect(),
+                        .unwrap_or_default(),
                     _ => samples.clone(),
                 }),
             })
