@@ -27,19 +27,31 @@ pub enum KvSeries {
     /// A 0..1 gauge, under any of these names.
     Ratio(&'static [Series]),
     /// No ratio: used over total, per replica (TGI's batch tokens).
-    Quotient { used: Series, total: Series },
+    Quotient {
+        /// The tokens in use.
+        used: Series,
+        /// The tokens the replica can hold.
+        total: Series,
+    },
 }
 
 /// Each signal's series for one engine. Where an engine renamed a series, both names
 /// are listed (newest first): fleets upgrade one pod at a time.
 #[derive(Debug, Clone, Copy)]
 pub struct Preset {
+    /// The label the model's name is in; `None`: the engine has none.
     pub model_label: Option<&'static str>,
+    /// Waiting requests, a gauge per replica.
     pub queue: &'static [Series],
+    /// Output tokens generated, a counter per replica.
     pub output_tokens: &'static [Series],
+    /// Prompt tokens processed, a counter per replica.
     pub input_tokens: &'static [Series],
+    /// KV-cache usage per replica.
     pub kv_cache: KvSeries,
+    /// How time to first token is exported.
     pub ttft: Latency,
+    /// How time per output token is exported.
     pub tpot: Latency,
     /// Each request's prefill time (histograms in the TTFT's unit), which splits a TTFT
     /// SLO's misses into those replicas fix and those they don't; empty: no split.
@@ -58,7 +70,9 @@ pub enum Latency {
     Gauge(Series),
     /// Histograms (base names, without `_bucket`), in seconds or in milliseconds.
     Histogram {
+        /// The histogram's names, newest first.
         alternatives: &'static [Series],
+        /// Its buckets are in milliseconds.
         millis: bool,
     },
 }

@@ -7,16 +7,24 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
+    /// The seed fleet's own exporter (`llm_queue_depth`, `llm_tokens_processed_total`, ...).
     Seed,
+    /// vLLM (`vllm:` series).
     Vllm,
+    /// SGLang (`sglang:` series, and the older `sglang_` spelling).
     Sglang,
+    /// Hugging Face Text Generation Inference (`tgi_` series).
     Tgi,
+    /// TensorRT-LLM behind Triton (`nv_` series) or its own server (`trtllm_`).
     Trtllm,
+    /// NVIDIA Dynamo's frontend and components (`dynamo_` series).
     Dynamo,
+    /// No preset: the profile's `queries` give every expression.
     Custom,
 }
 
 impl Engine {
+    /// The name the config uses.
     pub fn as_str(self) -> &'static str {
         match self {
             Engine::Seed => "seed",
@@ -34,15 +42,20 @@ impl Engine {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pool {
+    /// Replicas that prefill and decode (the usual deployment).
     #[default]
     Unified,
+    /// The prefill replicas of a disaggregated fleet.
     Prefill,
+    /// The decode replicas of a disaggregated fleet.
     Decode,
 }
 
 impl Pool {
+    /// What `pool` may be, for error messages.
     pub const ALLOWED: &'static str = "unified, prefill or decode";
 
+    /// The name the config and the metadata use.
     pub fn as_str(self) -> &'static str {
         match self {
             Pool::Unified => "unified",
@@ -51,6 +64,7 @@ impl Pool {
         }
     }
 
+    /// The pool of that name, if there is one.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "unified" => Some(Pool::Unified),
@@ -83,6 +97,7 @@ pub enum LatencySignal {
 }
 
 impl LatencySignal {
+    /// The name the config uses.
     pub fn as_str(self) -> &'static str {
         match self {
             LatencySignal::Ttft => "ttft",

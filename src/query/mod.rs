@@ -2,6 +2,8 @@
 //! profile and the trigger, rendered to PromQL for Prometheus and evaluated as it is by
 //! the simulated Prometheus.
 
+#![deny(missing_docs)]
+
 mod plan;
 mod signal;
 mod spec;

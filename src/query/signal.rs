@@ -4,24 +4,32 @@
 /// The signals a plan asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signal {
+    /// Waiting requests, per replica.
     Queue,
+    /// The fleet's output tokens per second.
     OutputTokens,
+    /// The fleet's input (prompt) tokens per second.
     InputTokens,
+    /// KV-cache usage, per replica.
     KvCache,
     /// The latency of SLO number `slo` (in the profile's list) over its short window.
     SloShort {
+        /// The SLO's index in the trigger's list.
         slo: u16,
     },
     /// The same over the long window.
     SloLong {
+        /// The SLO's index in the trigger's list.
         slo: u16,
     },
     /// For a TTFT SLO: the per-request prefill-time histogram over its short window.
     SloPrefillShort {
+        /// The SLO's index in the trigger's list.
         slo: u16,
     },
     /// The same over the long window.
     SloPrefillLong {
+        /// The SLO's index in the trigger's list.
         slo: u16,
     },
     /// Mean prompt tokens per request finished over the rate window (`capacity.profile`).
@@ -64,7 +72,10 @@ pub const MIX_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 pub enum LatencyKind {
     /// A histogram: the answer is one bucket rate per `le`, in seconds after `le_scale`
     /// (thousandths: 1e-3 for a histogram in milliseconds).
-    Histogram { le_scale_millis: bool },
+    Histogram {
+        /// The buckets are in milliseconds.
+        le_scale_millis: bool,
+    },
     /// A last-value gauge: the answer is the share of samples over the threshold.
     Gauge,
 }
@@ -75,4 +86,5 @@ pub const PERIOD_LABEL: &str = "llm_scaler_period";
 /// The label the level query tags the long level window's series with, as
 /// `llm_scaler_level="long"`; the level window's series have none.
 pub const LEVEL_LABEL: &str = "llm_scaler_level";
+/// The value of [`LEVEL_LABEL`] on the long level window's series.
 pub const LONG_LEVEL: &str = "long";

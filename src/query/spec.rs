@@ -48,53 +48,84 @@ pub enum Read {
     /// Each replica's gauge now. Alternatives (newest name first) are joined with `or`
     /// per replica, so a replica exporting both spellings counts once.
     Gauge {
+        /// The gauge's names, newest first.
         series: &'static [Series],
+        /// How one replica's several series of a name combine.
         aggregation: Aggregation,
     },
     /// Each replica's `used / total` (TGI's batch tokens).
-    Quotient { used: Series, total: Series },
+    Quotient {
+        /// The tokens in use.
+        used: Series,
+        /// The tokens the replica can hold.
+        total: Series,
+    },
     /// The fleet's `rate()` of a counter over `window`.
     Rate {
+        /// The counter's names, newest first.
         series: &'static [Series],
+        /// The rate's range.
         window: Duration,
     },
     /// The fleet's histogram bucket rates over `window`, one series per `le`; `millis`:
     /// the engine's buckets are in milliseconds.
     Buckets {
+        /// The histogram's base names (without `_bucket`), newest first.
         series: &'static [Series],
+        /// The rate's range.
         window: Duration,
+        /// The buckets are in milliseconds.
         millis: bool,
     },
     /// The fleet's mean per finished request of a histogram (tokens per request):
     /// `rate(_sum) / (rate(_count) > 0)` over `window`, no series while none finished.
-    MeanPerRequest { histogram: Series, window: Duration },
+    MeanPerRequest {
+        /// The histogram's base name.
+        histogram: Series,
+        /// The rates' range.
+        window: Duration,
+    },
     /// The share of `window` in which the slowest replica's gauge exceeded `threshold`.
     ShareAbove {
+        /// The latency gauge, in seconds.
         gauge: Series,
+        /// The SLO's threshold.
         threshold: Duration,
+        /// The stretch of time the share is over.
         window: Duration,
     },
     /// Another query's value in each of the past `periods`: its peak over the `lead`
     /// that follows the same time one to `periods` periods ago.
     HistoryPeaks {
+        /// The query whose past is read (the pool's token rate).
         of: Box<QuerySpec>,
+        /// The season: a day or a week.
         period: Duration,
+        /// How many past periods.
         periods: u32,
+        /// How far ahead of the same time the peak is looked for.
         lead: Duration,
     },
     /// Another query's level (mean) over `window` and over `long_window`, now and at the
     /// same time in each of the past `periods`.
     HistoryLevels {
+        /// The query whose past is read (the pool's token rate).
         of: Box<QuerySpec>,
+        /// The season: a day or a week.
         period: Duration,
+        /// How many past periods.
         periods: u32,
+        /// The level window.
         window: Duration,
+        /// The long level window.
         long_window: Duration,
     },
     /// Engine `custom`: the config's expression with `$selector` and `$rate_window`
     /// filled in, aggregated as `shape` says.
     Custom {
+        /// The expression as the config wrote it, filled in.
         expression: String,
+        /// How it is aggregated.
         shape: CustomShape,
     },
 }
@@ -107,7 +138,10 @@ pub enum CustomShape {
     /// One series for the fleet.
     Fleet,
     /// `_bucket` series: their rate over `window`, summed by `le`.
-    Buckets { window: Duration },
+    Buckets {
+        /// The rate's range.
+        window: Duration,
+    },
 }
 
 impl QuerySpec {

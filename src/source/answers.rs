@@ -139,6 +139,8 @@ pub(super) fn mean(signal: Signal, samples: Vec<Sample>) -> Result<Option<f64>, 
     }
 }
 
+/// The fleet's one value from a fleet answer; no series is 0 (a fleet with no traffic
+/// exports no rate), several are an error.
 pub fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, String> {
     match samples.as_slice() {
         [] => Ok(0.0),

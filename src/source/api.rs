@@ -5,7 +5,9 @@ use std::{collections::HashMap, future::Future, time::Duration};
 /// One series of an instant-vector answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The series' labels (the metric name is not among them).
     pub labels: HashMap<String, String>,
+    /// Its value at the query's time.
     pub value: f64,
 }
 
@@ -28,6 +30,7 @@ pub fn truncated(text: &str) -> String {
 
 /// Anything that answers instant PromQL queries.
 pub trait MetricsSource: Send + Sync + 'static {
+    /// The instant vector `promql` evaluates to now.
     fn query(&self, promql: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send;
 }
 
@@ -41,14 +44,25 @@ impl<T: MetricsSource> MetricsSource for std::sync::Arc<T> {
 /// A query that could not be answered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SourceError {
+    /// No connection, or it broke (label `unreachable`).
     #[error("Prometheus is unreachable: {0}")]
     Unreachable(String),
+    /// No answer within the query timeout (label `timeout`).
     #[error("Prometheus did not answer within {0:?}")]
     Timeout(Duration),
+    /// Prometheus answered with an error (label `query`).
     #[error("Prometheus refused the query ({kind}): {message}")]
-    Query { kind: String, message: String },
+    Query {
+        /// Prometheus' `errorType`.
+        kind: String,
+        /// Its `error`.
+        message: String,
+    },
+    /// An answer that is not an instant vector, too large, or not Prometheus' at all
+    /// (label `bad_response`).
     #[error("Prometheus answered something that is not an instant vector: {0}")]
     BadResponse(String),
+    /// The credential files cannot be read (label `auth`).
     #[error("no credentials for Prometheus: {0}")]
     Auth(String),
 }

@@ -14,10 +14,15 @@ use crate::query::{LatencyKind, QueryPlan, Signal};
 /// One query an evaluation ran, for Explain and /metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryRecord {
+    /// What the query read.
     pub signal: Signal,
+    /// The query as sent.
     pub promql: String,
+    /// How long Prometheus took to answer.
     pub duration: Duration,
+    /// The series in the answer (0 when it failed).
     pub series: usize,
+    /// Why it failed, when it did.
     pub error: Option<String>,
     /// The error's kind label, when it failed.
     pub error_kind: Option<&'static str>,
@@ -29,16 +34,19 @@ pub struct QueryRecord {
 pub struct Observation {
     /// Each planned query's answer, in the plan's order.
     pub answers: Vec<(Signal, Result<Vec<Sample>, String>)>,
-    /// From the plan: the label telling replicas apart, the label models are grouped
-    /// by, and how each SLO's latency is exported.
+    /// From the plan: the label telling replicas apart.
     pub replica_label: String,
+    /// From the plan: the label models are grouped by, when the plan is shared.
     pub model_label: Option<String>,
+    /// From the plan: how each SLO's latency is exported.
     pub latency_kinds: Vec<LatencyKind>,
+    /// Each query as it ran, for Explain and /metrics.
     pub queries: Vec<QueryRecord>,
     /// Wall-clock start, for Explain and for schedules.
     pub started_at: SystemTime,
     /// Monotonic start, for cache ages.
     pub started: Instant,
+    /// How long the whole plan took.
     pub duration: Duration,
     /// Each model's series of each answer, built on the first read: a plan shared by a
     /// thousand models is read a thousand times, and each read then finds its own

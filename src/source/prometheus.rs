@@ -80,6 +80,7 @@ enum Auth {
 }
 
 impl Prometheus {
+    /// A client of the section's Prometheus; refuses an unreadable CA file.
     pub fn new(config: &PrometheusConfig) -> Result<Self, String> {
         Ok(Self {
             endpoint: RwLock::new(Arc::new(Endpoint::new(config)?)),
@@ -356,6 +357,7 @@ impl LimitedBody {
         Ok(())
     }
 
+    /// The body read so far.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
@@ -385,7 +387,9 @@ pub const MAX_SAMPLE_SKEW_S: f64 = 300.0;
 /// A successful answer: its samples, and the warnings Prometheus gave with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answered {
+    /// The instant vector.
     pub samples: Vec<Sample>,
+    /// Prometheus' warnings, passed on to the log.
     pub warnings: Vec<String>,
 }
 

@@ -17,8 +17,11 @@ use crate::{
 /// One trigger's signals, read from an observation: each a value or why it has none.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Readings {
+    /// Waiting requests per replica.
     pub queue: Result<Vec<ReplicaValue>, String>,
+    /// The fleet's output tokens per second.
     pub output_tokens: Result<f64, String>,
+    /// The fleet's input tokens per second.
     pub input_tokens: Result<f64, String>,
     /// `None` when the plan did not ask.
     pub kv_cache: Option<Result<Vec<ReplicaValue>, String>>,
@@ -31,6 +34,7 @@ pub struct Readings {
     pub mean_lengths: Option<Result<Option<(f64, f64)>, String>>,
     /// When the observation started, for schedules.
     pub observed_at: SystemTime,
+    /// Every signal that could not be read, with its cause.
     errors: Vec<(Signal, String)>,
 }
 
