@@ -40,6 +40,7 @@ pub struct PastPeriod {
 /// What the forecast is made from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryWindow {
+    /// The past periods Prometheus had data for, most recent first.
     pub past: Vec<PastPeriod>,
     /// The mean rate over the level window ending now.
     pub level_now: f64,
@@ -77,6 +78,7 @@ pub struct Forecast {
 /// The long level window's view, for Explain.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LongView {
+    /// The forecast rate this view gives.
     pub rate: f64,
     /// Today's long level against the past periods' long levels, after clipping.
     pub level_ratio: f64,

@@ -17,6 +17,8 @@
 //! A signal may be missing (its query failed and the operator chose `on_term_error: skip`):
 //! the terms that need it are skipped and listed, and a demand with no term left is an error.
 
+#![deny(missing_docs)]
+
 mod error;
 pub mod forecast;
 pub mod schedule;
@@ -39,6 +41,7 @@ pub use slo::SloWindows;
 pub struct ReplicaValue {
     /// The value of the profile's `replica_label`.
     pub replica: String,
+    /// Its value.
     pub value: f64,
 }
 
@@ -66,34 +69,50 @@ pub struct Signals {
 /// One SLO's settings, as the term uses them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SloParams {
+    /// The SLO's name, for Explain and metric labels.
     pub name: String,
+    /// The latency it is set on.
     pub signal: LatencySignal,
     /// Seconds.
     pub threshold: f64,
+    /// The share of requests that must be under the threshold, such as 0.99.
     pub objective: f64,
+    /// The burn rate both windows must exceed before the term acts.
     pub burn_threshold: f64,
+    /// Replicas asked per unit of burn above the threshold, as a share of the load.
     pub gain: f64,
+    /// The most the term multiplies the load-based demand by.
     pub max_boost: f64,
 }
 
 /// The settings the terms use, taken from a resolved [`Target`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
+    /// The pool's role: which token rate sizes it, whether KV counts.
     pub pool: Pool,
+    /// Waiting requests one replica may hold.
     pub queue_per_replica: f64,
+    /// Output tokens per second one replica sustains.
     pub output_tokens_per_second: Option<f64>,
+    /// Input tokens per second one replica sustains.
     pub input_tokens_per_second: Option<f64>,
     /// A unified pool's input term (`capacity.input_term`).
     pub input_term: bool,
     /// Rates by request mix; with the mix read, they replace the two numbers above.
     pub capacity_profile: Option<crate::config::capacity::CapacityProfile>,
+    /// The KV-cache usage a replica should run at.
     pub kv_target: f64,
+    /// How per-replica KV usage becomes one K.
     pub kv_aggregate: KvAggregate,
+    /// The lowest demand answered.
     pub min_demand: f64,
+    /// The highest demand answered.
     pub max_demand: f64,
+    /// The SLOs that count for the pool.
     pub slos: Vec<SloParams>,
     /// How far ahead schedules and the forecast look.
     pub lead: Duration,
+    /// Cron windows with a floor of replicas.
     pub schedules: Vec<ScheduleConfig>,
     /// The forecast's headroom; `None` without a forecast.
     pub forecast_headroom: Option<f64>,
@@ -145,13 +164,19 @@ impl From<&Target> for Params {
 /// The kinds of term that compete in max(terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TermKind {
+    /// Q / queue_per_replica.
     Queue,
+    /// The pool's token rate over one replica's.
     Throughput,
     /// A unified pool's prompt load (`capacity.input_term`).
     InputThroughput,
+    /// R x K / kv_target.
     Kv,
+    /// The load-based demand boosted while an SLO burns on misses replicas fix.
     Slo,
+    /// A schedule window's floor.
     Schedule,
+    /// The forecast rate over the lead, over one replica's.
     Forecast,
 }
 
@@ -167,6 +192,7 @@ impl TermKind {
         TermKind::Forecast,
     ];
 
+    /// The term's name, for Explain and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             TermKind::Queue => "queue",
@@ -183,23 +209,29 @@ impl TermKind {
 /// How one SLO stands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SloStatus {
+    /// The SLO's name.
     pub name: String,
+    /// The latency it is set on.
     pub signal: LatencySignal,
     /// Share of requests slower than the threshold; `None` when the window held no requests.
     pub short_error_ratio: Option<f64>,
+    /// The same over the long window.
     pub long_error_ratio: Option<f64>,
     /// error_ratio / (1 - objective); `None` without requests.
     pub short_burn: Option<f64>,
+    /// The same over the long window.
     pub long_burn: Option<f64>,
     /// Share of requests whose prefill alone took longer than the threshold: misses
     /// more replicas do not remove. `None` without a split (see [`SloWindows::prefill`])
     /// or without requests.
     pub short_unfixable_ratio: Option<f64>,
+    /// The same over the long window.
     pub long_unfixable_ratio: Option<f64>,
     /// The burn rate of the misses replicas can fix:
     /// max(0, error_ratio - unfixable_ratio) / (1 - objective). Equal to the burn rate
     /// without a split.
     pub short_fixable_burn: Option<f64>,
+    /// The same over the long window.
     pub long_fixable_burn: Option<f64>,
     /// Both windows' fixable burn is above burn_threshold: the SLO asks for replicas.
     pub burning: bool,
@@ -210,7 +242,9 @@ pub struct SloStatus {
 /// One term: its value in replicas, and the numbers it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Term {
+    /// Which term.
     pub kind: TermKind,
+    /// Its value, in replicas.
     pub replicas: f64,
     /// The formula with the numbers filled in.
     pub formula: String,
@@ -221,8 +255,11 @@ pub struct Term {
 /// What decided the demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Winner {
+    /// The largest term.
     Term(TermKind),
+    /// Every term was below min_demand.
     MinDemand,
+    /// The largest term was above max_demand.
     MaxDemand,
 }
 
@@ -258,8 +295,11 @@ pub struct Demand {
     pub replicas: f64,
     /// max(terms) before clamping.
     pub unclamped: f64,
+    /// What decided it.
     pub winner: Winner,
+    /// Every term that was computed.
     pub terms: Vec<Term>,
+    /// The aggregated signals the terms read.
     pub inputs: Inputs,
     /// What IsActive answers.
     pub active: bool,
@@ -274,6 +314,7 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// One term, if it was computed.
     pub fn term(&self, kind: TermKind) -> Option<&Term> {
         self.terms.iter().find(|t| t.kind == kind)
     }

@@ -13,9 +13,11 @@ pub struct ScheduledWindow {
     pub index: usize,
     /// Its cron expression, as written.
     pub cron: String,
+    /// The floor it sets.
     pub min_replicas: f64,
-    /// When the window starts and ends.
+    /// When the window starts.
     pub start: DateTime<Utc>,
+    /// When it ends.
     pub end: DateTime<Utc>,
 }
 

@@ -6,7 +6,9 @@ use super::error::SignalError;
 /// One SLO's latency over its short and long window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SloWindows {
+    /// The latency over the short window.
     pub short: LatencyWindow,
+    /// The latency over the long window.
     pub long: LatencyWindow,
     /// For a TTFT SLO on an engine that exports each request's prefill time (vLLM's
     /// `request_prefill_time_seconds`): that histogram over the same two windows. A
