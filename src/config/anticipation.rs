@@ -39,10 +39,12 @@ pub struct SloConfig {
 }
 
 impl SloConfig {
+    /// The window the burn must show now.
     pub fn short_window(&self) -> ConfigDuration {
         self.windows.value[0]
     }
 
+    /// The window that confirms it is no blip.
     pub fn long_window(&self) -> ConfigDuration {
         self.windows.value[1]
     }
@@ -54,6 +56,7 @@ impl SloConfig {
 pub struct SloName(String);
 
 impl SloName {
+    /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -148,7 +151,9 @@ pub struct ScheduleConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct CronSpec {
+    /// The expression as written.
     pub text: String,
+    /// The parsed expression.
     pub cron: croner::Cron,
 }
 

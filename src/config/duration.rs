@@ -11,6 +11,7 @@ pub struct ConfigDuration(pub Duration);
 /// What a duration may look like, for error messages.
 pub const DURATION_FORMS: &str = "a duration such as 500ms, 5s, 1m, 1h30m, 1d or 1w";
 
+/// A text that is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{input}` is not {DURATION_FORMS}")]
 pub struct ParseDurationError {

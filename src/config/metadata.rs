@@ -29,7 +29,9 @@ const MAX_MODEL_LEN: usize = 512;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("scalerMetadata key `{key}`: {problem}")]
 pub struct MetadataError {
+    /// The scalerMetadata key.
     pub key: String,
+    /// What is wrong with its value and what is allowed.
     pub problem: String,
 }
 
@@ -81,22 +83,31 @@ pub fn check_scaled_object_name(name: &str, namespace: &str) -> Result<(), Strin
 /// Everything needed to evaluate one trigger, derived from metadata and config alone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
+    /// The profile the trigger names.
     pub profile_name: String,
+    /// The profile's engine.
     pub engine: Engine,
     /// The value of the engine's model label, when the trigger overrides it.
     pub model: Option<String>,
+    /// The pool's role.
     pub pool: Pool,
+    /// Waiting requests one replica may hold.
     pub queue_per_replica: f64,
-    /// Capacity of the pool's token signal, in tokens per second per replica.
+    /// Output tokens per second one replica sustains.
     pub output_tokens_per_second: Option<f64>,
+    /// Input tokens per second one replica sustains.
     pub input_tokens_per_second: Option<f64>,
     /// A unified pool that also scales on input tokens (`capacity.input_term`).
     pub input_term: bool,
     /// Rates by request mix (`capacity.profile`), validated with the config.
     pub capacity_profile: Option<super::capacity::CapacityProfile>,
+    /// The KV-cache usage a replica should run at.
     pub kv_target: f64,
+    /// How per-replica KV usage becomes one K.
     pub kv_aggregate: KvAggregate,
+    /// The lowest demand answered.
     pub min_demand: f64,
+    /// The highest demand answered.
     pub max_demand: f64,
     /// The name GetMetricSpec announces and GetMetrics expects.
     pub metric_name: String,
@@ -112,6 +123,7 @@ pub struct Target {
 /// Why a ScaledObject's trigger cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
+    /// A key or value is wrong (INVALID_ARGUMENT).
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     /// The profile is not for this ScaledObject's namespace.

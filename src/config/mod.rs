@@ -2,6 +2,8 @@
 //! ScaledObjects refer to. Parsing rejects unknown keys and out-of-range values with
 //! the line, the key and what is allowed; a config that loads is safe to serve.
 
+#![deny(missing_docs)]
+
 pub mod anticipation;
 pub mod capacity;
 pub mod duration;
@@ -103,7 +105,9 @@ fn default_max_connections_per_listener() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
+    /// The server's certificate chain.
     pub cert_file: std::path::PathBuf,
+    /// Its private key.
     pub key_file: std::path::PathBuf,
     /// When set, clients must present a certificate signed by this CA (mTLS).
     #[serde(default)]
@@ -167,7 +171,9 @@ pub const PROMETHEUS_LIMITS: [(&str, u64, u64); 3] = [
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
+    /// The user name.
     pub username: String,
+    /// A file holding the password, re-read on every query (rotated secrets apply).
     pub password_file: std::path::PathBuf,
 }
 
@@ -195,8 +201,10 @@ pub struct EvaluationConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnTermError {
+    /// The call answers UNAVAILABLE, and KEDA's fallback takes over.
     #[default]
     Fail,
+    /// The terms that need the failed query are left out and listed.
     Skip,
 }
 
@@ -333,8 +341,10 @@ pub struct CustomQueries {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KvAggregate {
+    /// The mean over replicas.
     #[default]
     Mean,
+    /// The fullest replica.
     Max,
 }
 
@@ -380,11 +390,16 @@ fn default_max_demand() -> Spanned<NonNegative> {
 /// A config file that could not be loaded; the message carries every problem found.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be opened or read.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// Every problem found, one per line, each with its line, key, value and what is
+    /// allowed.
     #[error("invalid config:\n{0}")]
     Invalid(String),
     /// Not readable as a config: too large, not text, or too slow to read.

@@ -31,15 +31,21 @@ pub enum ReadError {
     /// Mid-swap the path can briefly dangle; the next event or tick reads it.
     #[error("{0} does not exist")]
     NotFound(String),
+    /// The file cannot be opened or read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// Larger than [`MAX_CONFIG_BYTES`].
     #[error("{0} is larger than {MAX_CONFIG_BYTES} bytes: a config is a few KiB")]
     TooLarge(String),
+    /// Not UTF-8.
     #[error("{0} is not UTF-8 text")]
     NotText(String),
+    /// The read took longer than [`READ_TIMEOUT`].
     #[error(
         "reading {0} took longer than {READ_TIMEOUT:?} (a FIFO, a device or a hung filesystem?)"
     )]

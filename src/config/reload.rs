@@ -43,6 +43,7 @@ pub struct ReloadStatus {
 }
 
 impl ReloadStatus {
+    /// The status at start: the config in force loaded now.
     pub fn new() -> Self {
         Self {
             last_success: SystemTime::now(),
@@ -63,10 +64,15 @@ pub type OnReload = Box<dyn Fn(&ReloadStatus) + Send + Sync>;
 
 /// Watches `path` until `shutdown`, sending each new valid config on `configs`.
 pub struct Reloader {
+    /// The config file (a mounted ConfigMap's key).
     pub path: PathBuf,
+    /// Where each new valid config goes.
     pub configs: watch::Sender<Arc<Config>>,
+    /// The outcome of the latest attempts, shared with Explain.
     pub status: Arc<Mutex<ReloadStatus>>,
+    /// Called after every attempt.
     pub on_reload: OnReload,
+    /// How often the file is compared even without a change event.
     pub poll_interval: Duration,
 }
 

@@ -20,6 +20,7 @@ macro_rules! checked_number {
             /// What the value may be, for error messages.
             pub const ALLOWED: &'static str = $allowed;
 
+            /// The value, if it is allowed.
             pub fn new($v: f64) -> Option<Self> {
                 ($v.is_finite() && $ok).then_some(Self($v))
             }
@@ -59,6 +60,7 @@ impl LabelName {
         Self("pod".to_owned())
     }
 
+    /// The value as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -92,6 +94,7 @@ impl fmt::Display for LabelName {
 pub struct ProfileName(String);
 
 impl ProfileName {
+    /// The value as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -128,6 +131,7 @@ impl fmt::Display for ProfileName {
 pub struct HttpUrl(String);
 
 impl HttpUrl {
+    /// The value as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
