@@ -328,7 +328,55 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
     let inputs = aggregate(signals, params.kv_aggregate)?;
     let mut terms = Vec::with_capacity(3);
     let mut skipped = Vec::new();
+    queue_term(&inputs, params, &mut terms, &mut skipped);
+    let capacity = throughput_terms(signals, params, &inputs, &mut terms, &mut skipped);
+    kv_term(&inputs, params, &mut terms, &mut skipped);
+    // The SLO term scales the load-based demand, never the fleet it has: a burn that
+    // more replicas do not cure cannot ratchet the fleet up to max_demand.
+    let load = terms
+        .iter()
+        .map(|t| t.replicas)
+        .fold(None, |best: Option<f64>, r| {
+            Some(best.map_or(r, |b| b.max(r)))
+        });
+    let slos = slo_term(
+        signals,
+        params,
+        (inputs.replicas, load),
+        &mut terms,
+        &mut skipped,
+    )?;
+    let schedule = schedule_term(signals, params, &mut terms, &mut skipped);
+    let forecast = forecast_term(signals, params, capacity, &mut terms, &mut skipped);
+    let (replicas, unclamped, winner) = decide(&terms, params)?;
+    // Schedules and forecasts ask for replicas before any request arrives: that is what
+    // wakes a fleet at zero in time.
+    let active = inputs.queue_depth.is_some_and(|q| q > 0.0)
+        || inputs.output_tokens_per_second.unwrap_or(0.0)
+            + inputs.input_tokens_per_second.unwrap_or(0.0)
+            > 0.0
+        || replicas > 0.0;
+    Ok(Demand {
+        replicas,
+        unclamped,
+        winner,
+        terms,
+        inputs,
+        active,
+        skipped,
+        slos,
+        schedule,
+        forecast,
+    })
+}
 
+/// Q / queue_per_replica.
+fn queue_term(
+    inputs: &Inputs,
+    params: &Params,
+    terms: &mut Vec<Term>,
+    skipped: &mut Vec<TermKind>,
+) {
     match inputs.queue_depth {
         Some(q) => terms.push(Term {
             kind: TermKind::Queue,
@@ -345,7 +393,17 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         }),
         None => skipped.push(TermKind::Queue),
     }
+}
 
+/// The pool's token rate over one replica's, and a unified pool's input term; returns
+/// the per-replica rate the forecast divides by.
+fn throughput_terms(
+    signals: &Signals,
+    params: &Params,
+    inputs: &Inputs,
+    terms: &mut Vec<Term>,
+    skipped: &mut Vec<TermKind>,
+) -> Option<f64> {
     let rates = capacity_at_mix(signals, params);
     let (tokens, capacity, names) = match params.pool.reads_input_tokens() {
         true => (
@@ -404,6 +462,11 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         }
     }
 
+    capacity
+}
+
+/// R x K / target_ratio, for pools that hold a decode KV cache.
+fn kv_term(inputs: &Inputs, params: &Params, terms: &mut Vec<Term>, skipped: &mut Vec<TermKind>) {
     if params.pool.uses_kv_cache() {
         match (inputs.replicas, inputs.kv_cache_ratio) {
             (Some(r), Some(k)) => terms.push(Term {
@@ -424,21 +487,15 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
             _ => skipped.push(TermKind::Kv),
         }
     }
-    // The SLO term scales the load-based demand, never the fleet it has: a burn that
-    // more replicas do not cure cannot ratchet the fleet up to max_demand.
-    let load = terms
-        .iter()
-        .map(|t| t.replicas)
-        .fold(None, |best: Option<f64>, r| {
-            Some(best.map_or(r, |b| b.max(r)))
-        });
-    let slos = slo_term(
-        signals,
-        params,
-        (inputs.replicas, load),
-        &mut terms,
-        &mut skipped,
-    )?;
+}
+
+/// The schedule window in force over the lead, as a term.
+fn schedule_term(
+    signals: &Signals,
+    params: &Params,
+    terms: &mut Vec<Term>,
+    skipped: &mut Vec<TermKind>,
+) -> Option<ScheduledWindow> {
     let schedule = match (params.schedules.is_empty(), signals.now) {
         (true, _) => None,
         (false, None) => {
@@ -464,7 +521,11 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
             ],
         });
     }
-    let forecast = forecast_term(signals, params, capacity, &mut terms, &mut skipped);
+    schedule
+}
+
+/// max(terms), clamped to [min_demand, max_demand], and what decided it.
+fn decide(terms: &[Term], params: &Params) -> Result<(f64, f64, Winner), SignalError> {
     if terms.is_empty() {
         return Err(SignalError::NoTerms);
     }
@@ -492,25 +553,7 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
     } else {
         (unclamped, Winner::Term(best_kind))
     };
-    // Schedules and forecasts ask for replicas before any request arrives: that is what
-    // wakes a fleet at zero in time.
-    let active = inputs.queue_depth.is_some_and(|q| q > 0.0)
-        || inputs.output_tokens_per_second.unwrap_or(0.0)
-            + inputs.input_tokens_per_second.unwrap_or(0.0)
-            > 0.0
-        || replicas > 0.0;
-    Ok(Demand {
-        replicas,
-        unclamped,
-        winner,
-        terms,
-        inputs,
-        active,
-        skipped,
-        slos,
-        schedule,
-        forecast,
-    })
+    Ok((replicas, unclamped, winner))
 }
 
 /// The per-replica token rates the terms divide by: the profile's at the fleet's

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
 use crate::demand::{Demand, TermKind, Winner};
@@ -123,102 +123,224 @@ impl Default for Telemetry {
     }
 }
 
+/// Registers `metric` under `name` and hands back the handle the code records on.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Per ScaledObject: the demand, its terms and how it was answered.
+struct ObjectMetrics {
+    demand: Gauges<ScaledObjectLabels>,
+    term: Gauges<TermLabels>,
+    active: Gauges<ScaledObjectLabels>,
+    at_max: Gauges<ScaledObjectLabels>,
+    replicas: Gauges<ScaledObjectLabels>,
+    answer_age: Gauges<ScaledObjectLabels>,
+    stale_answers: Family<ScaledObjectLabels, Counter>,
+    forecast_tokens: Gauges<ScaledObjectLabels>,
+}
+
+impl ObjectMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            demand: registered(
+                registry,
+                "demand_replicas",
+                "Replica demand last answered per ScaledObject",
+                Gauges::<ScaledObjectLabels>::default(),
+            ),
+            term: registered(
+                registry,
+                "term_replicas",
+                "Each demand term per ScaledObject, in replicas",
+                Gauges::<TermLabels>::default(),
+            ),
+            active: registered(
+                registry,
+                "active",
+                "1 when the ScaledObject was last found active",
+                Gauges::<ScaledObjectLabels>::default(),
+            ),
+            at_max: registered(
+                registry,
+                "demand_at_max",
+                "1 when the last demand was clamped to the profile's max_demand",
+                Gauges::<ScaledObjectLabels>::default(),
+            ),
+            replicas: registered(
+                registry,
+                "observed_replicas",
+                "Replicas exporting the engine's metrics at the last evaluation (R)",
+                Gauges::<ScaledObjectLabels>::default(),
+            ),
+            answer_age: registered(
+                registry,
+                "answer_age_seconds",
+                "Age of the evaluation behind the last answer per ScaledObject",
+                Gauges::<ScaledObjectLabels>::default(),
+            ),
+            stale_answers: registered(
+                registry,
+                "stale_answers",
+                "Answers from the last complete evaluation (within max_staleness) while the newest failed",
+                Family::<ScaledObjectLabels, Counter>::default(),
+            ),
+            forecast_tokens: registered(
+                registry,
+                "forecast_tokens_per_second",
+                "The seasonal forecast of the token rate over the predictive lead",
+                Gauges::<ScaledObjectLabels>::default(),
+            ),
+        }
+    }
+}
+
+/// Per ScaledObject, SLO and window: the burn and its split.
+struct SloMetrics {
+    slo_burn_rate: Gauges<BurnLabels>,
+    slo_fixable_burn_rate: Gauges<BurnLabels>,
+    slo_unfixable_ratio: Gauges<BurnLabels>,
+}
+
+impl SloMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            slo_burn_rate: registered(
+                registry,
+                "slo_burn_rate",
+                "Error-budget burn rate per SLO and window (1 = burning exactly the budget)",
+                Gauges::<BurnLabels>::default(),
+            ),
+            slo_fixable_burn_rate: registered(
+                registry,
+                "slo_fixable_burn_rate",
+                "The burn rate of the misses more replicas remove, per SLO and window: what the SLO term acts on",
+                Gauges::<BurnLabels>::default(),
+            ),
+            slo_unfixable_ratio: registered(
+                registry,
+                "slo_unfixable_ratio",
+                "Share of requests whose prefill alone took longer than the TTFT threshold, per SLO and window",
+                Gauges::<BurnLabels>::default(),
+            ),
+        }
+    }
+}
+
+/// The service's own work: Prometheus queries, evaluations, gRPC calls and streams.
+struct ServiceMetrics {
+    query_duration: Histograms<SignalLabels>,
+    query_errors: Family<QueryErrorLabels, Counter>,
+    evaluations: Family<ResultLabels, Counter>,
+    grpc_requests: Family<GrpcLabels, Counter>,
+    grpc_duration: Histograms<MethodLabels>,
+    open_streams: Family<MethodLabels, Gauge>,
+}
+
+impl ServiceMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            query_duration: registered(
+                registry,
+                "prometheus_query_duration_seconds",
+                "Prometheus query latency by signal",
+                Family::new_with_constructor(latency_histogram),
+            ),
+            query_errors: registered(
+                registry,
+                "prometheus_query_errors",
+                "Prometheus queries that failed",
+                Family::<QueryErrorLabels, Counter>::default(),
+            ),
+            evaluations: registered(
+                registry,
+                "evaluations",
+                "Evaluations run against the metrics source",
+                Family::<ResultLabels, Counter>::default(),
+            ),
+            grpc_requests: registered(
+                registry,
+                "grpc_requests",
+                "gRPC requests by method and status code",
+                Family::<GrpcLabels, Counter>::default(),
+            ),
+            grpc_duration: registered(
+                registry,
+                "grpc_request_duration_seconds",
+                "gRPC unary call latency",
+                Family::new_with_constructor(latency_histogram),
+            ),
+            open_streams: registered(
+                registry,
+                "grpc_open_streams",
+                "Open server streams by method",
+                Family::<MethodLabels, Gauge>::default(),
+            ),
+        }
+    }
+}
+
+/// Hot reload.
+struct ConfigMetrics {
+    config_reload_failures: Counter,
+    config_last_reload_success: Gauge<f64, AtomicU64>,
+}
+
+impl ConfigMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            config_reload_failures: registered(
+                registry,
+                "config_reload_failures",
+                "Config files refused by hot reload (the last good config keeps serving)",
+                Counter::default(),
+            ),
+            config_last_reload_success: {
+                let loaded = Gauge::<f64, AtomicU64>::default();
+                loaded.set(unix_seconds(std::time::SystemTime::now()));
+                registered(
+                    registry,
+                    "config_last_reload_success_timestamp_seconds",
+                    "When the config in force was loaded",
+                    loaded,
+                )
+            },
+        }
+    }
+}
+
 impl Telemetry {
+    /// Every metric, registered on a registry of its own (prefix `keda_llm_scaler`).
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("keda_llm_scaler");
-        let demand = Gauges::<ScaledObjectLabels>::default();
-        registry.register(
-            "demand_replicas",
-            "Replica demand last answered per ScaledObject",
-            demand.clone(),
-        );
-        let term = Gauges::<TermLabels>::default();
-        registry.register(
-            "term_replicas",
-            "Each demand term per ScaledObject, in replicas",
-            term.clone(),
-        );
-        let active = Gauges::<ScaledObjectLabels>::default();
-        registry.register(
-            "active",
-            "1 when the ScaledObject was last found active",
-            active.clone(),
-        );
-        let at_max = Gauges::<ScaledObjectLabels>::default();
-        registry.register(
-            "demand_at_max",
-            "1 when the last demand was clamped to the profile's max_demand",
-            at_max.clone(),
-        );
-        let replicas = Gauges::<ScaledObjectLabels>::default();
-        registry.register(
-            "observed_replicas",
-            "Replicas exporting the engine's metrics at the last evaluation (R)",
-            replicas.clone(),
-        );
-        let query_duration: Histograms<SignalLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "prometheus_query_duration_seconds",
-            "Prometheus query latency by signal",
-            query_duration.clone(),
-        );
-        let query_errors = Family::<QueryErrorLabels, Counter>::default();
-        registry.register(
-            "prometheus_query_errors",
-            "Prometheus queries that failed",
-            query_errors.clone(),
-        );
-        let evaluations = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "evaluations",
-            "Evaluations run against the metrics source",
-            evaluations.clone(),
-        );
-        let grpc_requests = Family::<GrpcLabels, Counter>::default();
-        registry.register(
-            "grpc_requests",
-            "gRPC requests by method and status code",
-            grpc_requests.clone(),
-        );
-        let grpc_duration: Histograms<MethodLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "grpc_request_duration_seconds",
-            "gRPC unary call latency",
-            grpc_duration.clone(),
-        );
-        let open_streams = Family::<MethodLabels, Gauge>::default();
-        registry.register(
-            "grpc_open_streams",
-            "Open server streams by method",
-            open_streams.clone(),
-        );
-        let answer_age = Gauges::<ScaledObjectLabels>::default();
-        registry.register(
-            "answer_age_seconds",
-            "Age of the evaluation behind the last answer per ScaledObject",
-            answer_age.clone(),
-        );
-        let stale_answers = Family::<ScaledObjectLabels, Counter>::default();
-        registry.register(
-            "stale_answers",
-            "Answers from the last complete evaluation (within max_staleness) while the newest failed",
-            stale_answers.clone(),
-        );
-        let config_reload_failures = Counter::default();
-        registry.register(
-            "config_reload_failures",
-            "Config files refused by hot reload (the last good config keeps serving)",
-            config_reload_failures.clone(),
-        );
-        let config_last_reload_success = Gauge::<f64, AtomicU64>::default();
-        config_last_reload_success.set(unix_seconds(std::time::SystemTime::now()));
-        registry.register(
-            "config_last_reload_success_timestamp_seconds",
-            "When the config in force was loaded",
-            config_last_reload_success.clone(),
-        );
+        let ObjectMetrics {
+            demand,
+            term,
+            active,
+            at_max,
+            replicas,
+            answer_age,
+            stale_answers,
+            forecast_tokens,
+        } = ObjectMetrics::register(&mut registry);
+        let SloMetrics {
+            slo_burn_rate,
+            slo_fixable_burn_rate,
+            slo_unfixable_ratio,
+        } = SloMetrics::register(&mut registry);
+        let ServiceMetrics {
+            query_duration,
+            query_errors,
+            evaluations,
+            grpc_requests,
+            grpc_duration,
+            open_streams,
+        } = ServiceMetrics::register(&mut registry);
+        let ConfigMetrics {
+            config_reload_failures,
+            config_last_reload_success,
+        } = ConfigMetrics::register(&mut registry);
         let build = Family::<Vec<(String, String)>, Gauge>::default();
         build
             .get_or_create(&vec![(
@@ -227,30 +349,6 @@ impl Telemetry {
             )])
             .set(1);
         registry.register("build_info", "The scaler's version", build);
-        let slo_burn_rate = Gauges::<BurnLabels>::default();
-        registry.register(
-            "slo_burn_rate",
-            "Error-budget burn rate per SLO and window (1 = burning exactly the budget)",
-            slo_burn_rate.clone(),
-        );
-        let slo_fixable_burn_rate = Gauges::<BurnLabels>::default();
-        registry.register(
-            "slo_fixable_burn_rate",
-            "The burn rate of the misses more replicas remove, per SLO and window: what the SLO term acts on",
-            slo_fixable_burn_rate.clone(),
-        );
-        let slo_unfixable_ratio = Gauges::<BurnLabels>::default();
-        registry.register(
-            "slo_unfixable_ratio",
-            "Share of requests whose prefill alone took longer than the TTFT threshold, per SLO and window",
-            slo_unfixable_ratio.clone(),
-        );
-        let forecast_tokens = Gauges::<ScaledObjectLabels>::default();
-        registry.register(
-            "forecast_tokens_per_second",
-            "The seasonal forecast of the token rate over the predictive lead",
-            forecast_tokens.clone(),
-        );
         Self {
             registry,
             demand,
@@ -258,21 +356,21 @@ impl Telemetry {
             active,
             at_max,
             replicas,
-            query_duration,
-            query_errors,
+            answer_age,
+            stale_answers,
+            forecast_tokens,
             slo_burn_rate,
             slo_fixable_burn_rate,
             slo_unfixable_ratio,
-            forecast_tokens,
-            slo_names: Default::default(),
+            query_duration,
+            query_errors,
             evaluations,
             grpc_requests,
             grpc_duration,
             open_streams,
-            answer_age,
-            stale_answers,
             config_reload_failures,
             config_last_reload_success,
+            slo_names: Default::default(),
         }
     }
 
