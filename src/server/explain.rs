@@ -226,6 +226,17 @@ fn fill_demand(
 /// An explanation as a person reads it in a terminal.
 pub fn render_explanation(e: &Explanation) -> String {
     let mut out = String::new();
+    render_summary(&mut out, e);
+    render_inputs(&mut out, e);
+    render_terms(&mut out, e);
+    render_slos(&mut out, e);
+    render_anticipation(&mut out, e);
+    render_queries(&mut out, e);
+    out
+}
+
+/// The demand, what decided it, and why it may be missing or stale.
+fn render_summary(out: &mut String, e: &Explanation) {
     let _ = writeln!(out, "metric     {}", e.metric_name);
     let _ = writeln!(
         out,
@@ -276,6 +287,10 @@ pub fn render_explanation(e: &Explanation) -> String {
     for skipped in &e.skipped_terms {
         let _ = writeln!(out, "skipped    {skipped}");
     }
+}
+
+/// The aggregated signals and each replica's.
+fn render_inputs(out: &mut String, e: &Explanation) {
     if let Some(inputs) = &e.inputs {
         let shown = |value: Option<f64>, decimals: usize| {
             value.map_or("not read".to_owned(), |v| format!("{v:.decimals$}"))
@@ -316,6 +331,10 @@ pub fn render_explanation(e: &Explanation) -> String {
             );
         }
     }
+}
+
+/// Each term with its formula; the winner is starred.
+fn render_terms(out: &mut String, e: &Explanation) {
     if !e.terms.is_empty() {
         let _ = writeln!(out, "\nterms");
         for term in &e.terms {
@@ -331,6 +350,10 @@ pub fn render_explanation(e: &Explanation) -> String {
             );
         }
     }
+}
+
+/// Each SLO's burn over both windows, and its fixable share.
+fn render_slos(out: &mut String, e: &Explanation) {
     if !e.slos.is_empty() {
         let _ = writeln!(out, "\nslos (burn rate over the short and long window)");
         for slo in &e.slos {
@@ -359,6 +382,10 @@ pub fn render_explanation(e: &Explanation) -> String {
             }
         }
     }
+}
+
+/// The schedule window and the forecast.
+fn render_anticipation(out: &mut String, e: &Explanation) {
     if let Some(w) = &e.schedule {
         let _ = writeln!(
             out,
@@ -395,6 +422,10 @@ pub fn render_explanation(e: &Explanation) -> String {
             );
         }
     }
+}
+
+/// Each query as it ran.
+fn render_queries(out: &mut String, e: &Explanation) {
     let _ = writeln!(
         out,
         "\nqueries (evaluated {:.3} s, {:.1} s ago)",
@@ -412,7 +443,6 @@ pub fn render_explanation(e: &Explanation) -> String {
             q.signal, q.duration_seconds, q.promql
         );
     }
-    out
 }
 
 #[cfg(test)]
