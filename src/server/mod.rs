@@ -151,41 +151,8 @@ pub async fn serve<S: MetricsSource>(
         .set_serving::<ExplainServer<explain::ExplainService<S>>>()
         .await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("descriptors compiled into the binary are valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .expect("descriptors compiled into the binary are valid");
-
     let token = state.shutdown.clone();
-    {
-        let state = state.clone();
-        let health = health.clone();
-        let tasks = state.tasks.clone();
-        tasks.spawn(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = state.shutdown.cancelled() => {}
-            }
-            state.ready.store(false, Ordering::SeqCst);
-            health
-                .set_not_serving::<ExternalScalerServer<scaler::Scaler<S>>>()
-                .await;
-            health
-                .set_not_serving::<ExplainServer<explain::ExplainService<S>>>()
-                .await;
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-            state.shutdown.cancel();
-        });
-    }
-
+    watch_shutdown(&state, health.clone(), shutdown);
     let server_section = state.config.borrow().server.clone();
     let limits = || {
         guard::Limits::new(
@@ -201,8 +168,8 @@ pub async fn serve<S: MetricsSource>(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_service(reflection_v1())
+        .add_service(reflection_v1alpha())
         .add_service(
             ExternalScalerServer::new(scaler::Scaler::new(state.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -248,6 +215,69 @@ pub async fn serve<S: MetricsSource>(
         })
     });
     tracing::info!("serving");
+    drain(&state, grpc_server, http_task).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The reflection service (v1), over this service's and health's descriptors.
+fn reflection_v1() -> tonic_reflection::server::v1::ServerReflectionServer<
+    impl tonic_reflection::server::v1::ServerReflection,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("descriptors compiled into the binary are valid")
+}
+
+/// The same for clients that still speak v1alpha (grpcurl's older releases).
+fn reflection_v1alpha() -> tonic_reflection::server::v1alpha::ServerReflectionServer<
+    impl tonic_reflection::server::v1alpha::ServerReflection,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("descriptors compiled into the binary are valid")
+}
+
+/// On `shutdown` (or a cancel from elsewhere): readiness and health turn NOT_SERVING,
+/// then the token every listener and stream watches is cancelled.
+fn watch_shutdown<S: MetricsSource>(
+    state: &Arc<State<S>>,
+    health: tonic_health::server::HealthReporter,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let state = state.clone();
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = state.shutdown.cancelled() => {}
+        }
+        state.ready.store(false, Ordering::SeqCst);
+        health
+            .set_not_serving::<ExternalScalerServer<scaler::Scaler<S>>>()
+            .await;
+        health
+            .set_not_serving::<ExplainServer<explain::ExplainService<S>>>()
+            .await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        state.shutdown.cancel();
+    });
+}
+
+/// Runs the listeners until shutdown, then drains: calls get DRAIN_GRACE, then every
+/// tracked task gets it again.
+async fn drain<S: MetricsSource>(
+    state: &Arc<State<S>>,
+    grpc_server: futures::future::BoxFuture<'_, Result<(), tonic::transport::Error>>,
+    http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+) -> Result<(), ServeError> {
+    let token = state.shutdown.clone();
     // Streams of ours end at shutdown; a client's own long call (a health Watch) would
     // hold the drain open, so it gets DRAIN_GRACE and no more.
     let drain_limit = async {
@@ -281,6 +311,5 @@ pub async fn serve<S: MetricsSource>(
             "tasks still running {DRAIN_GRACE:?} after the listeners stopped; stopping anyway"
         );
     }
-    tracing::info!("stopped");
     Ok(())
 }
