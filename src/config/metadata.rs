@@ -167,102 +167,25 @@ pub fn resolve(
     config: &Config,
     metadata: &HashMap<String, String>,
 ) -> Result<Target, MetadataError> {
-    for key in metadata.keys() {
-        if !KEYS.contains(&key.as_str()) && !KEDA_KEYS.contains(&key.as_str()) {
-            return Err(MetadataError::new(
-                key,
-                format!(
-                    "is not a key this scaler reads: allowed keys are {}",
-                    KEYS.join(", ")
-                ),
-            ));
-        }
-    }
-    let profile_name = match metadata.get("profile") {
-        None => {
-            return Err(MetadataError::new(
-                "profile",
-                format!("is required: one of {}", config.profile_names().join(", ")),
-            ));
-        }
-        Some(name) => name,
-    };
-    let profile = config.profile(profile_name).ok_or_else(|| {
-        MetadataError::new(
-            "profile",
-            format!(
-                "value `{}` is not a profile in the config: allowed are {}",
-                printable(profile_name),
-                config.profile_names().join(", ")
-            ),
-        )
-    })?;
-
+    check_keys(metadata)?;
+    let (profile_name, profile) = profile_of(config, metadata)?;
     let model = match metadata.get("model") {
         None => None,
         Some(model) => Some(parse_model(profile, model)?),
     };
-    let pool = match metadata.get("pool") {
-        None => profile.pool,
-        Some(text) => Pool::parse(text).ok_or_else(|| {
-            MetadataError::new(
-                "pool",
-                format!(
-                    "value `{}` is not allowed: expected {}",
-                    printable(text),
-                    Pool::ALLOWED
-                ),
-            )
-        })?,
-    };
-    let capacity = &profile.capacity;
-    let queue_per_replica = number(
-        metadata,
-        "queuePerReplica",
-        Positive::new,
-        Positive::ALLOWED,
-    )?
-    .map_or(capacity.queue_per_replica.0, |p| p.0);
-    let output_tokens_per_second = number(
-        metadata,
-        "outputTokensPerSecond",
-        Positive::new,
-        Positive::ALLOWED,
-    )?
-    .or(capacity.output_tokens_per_second)
-    .map(|p| p.0);
-    let input_tokens_per_second = number(
-        metadata,
-        "inputTokensPerSecond",
-        Positive::new,
-        Positive::ALLOWED,
-    )?
-    .or(capacity.input_tokens_per_second)
-    .map(|p| p.0);
-    let kv_target = number(metadata, "kvCacheTarget", KvTarget::new, KvTarget::ALLOWED)?
-        .map_or(profile.kv_cache.target_ratio.0, |t| t.0);
-
-    // A pool is sized on one token rate, so that capacity must be known.
-    let (key, needed) = if pool.reads_input_tokens() {
-        ("inputTokensPerSecond", input_tokens_per_second)
-    } else {
-        ("outputTokensPerSecond", output_tokens_per_second)
-    };
-    if needed.is_none() {
-        let setting = if pool.reads_input_tokens() {
-            "input_tokens_per_second"
-        } else {
-            "output_tokens_per_second"
-        };
-        return Err(MetadataError::new(
-            key,
-            format!(
-                "is required for pool {}: profile `{profile_name}` sets no capacity.{setting}",
-                pool.as_str()
-            ),
-        ));
-    }
-
+    let pool = pool_of(metadata, profile)?;
+    let Capacities {
+        queue_per_replica,
+        output_tokens_per_second,
+        input_tokens_per_second,
+        kv_target,
+    } = capacities(metadata, profile)?;
+    require_capacity(
+        pool,
+        profile_name,
+        output_tokens_per_second,
+        input_tokens_per_second,
+    )?;
     let metric_name = metric_name(profile_name, model.as_deref(), pool);
     Ok(Target {
         profile_name: profile_name.clone(),
@@ -291,6 +214,143 @@ pub fn resolve(
             .collect(),
         predictive: profile.predictive.clone(),
     })
+}
+
+/// Every key is one this scaler reads, or one KEDA itself sets.
+fn check_keys(metadata: &HashMap<String, String>) -> Result<(), MetadataError> {
+    for key in metadata.keys() {
+        if !KEYS.contains(&key.as_str()) && !KEDA_KEYS.contains(&key.as_str()) {
+            return Err(MetadataError::new(
+                key,
+                format!(
+                    "is not a key this scaler reads: allowed keys are {}",
+                    KEYS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The profile the trigger names, which must be the config's.
+fn profile_of<'c>(
+    config: &'c Config,
+    metadata: &'c HashMap<String, String>,
+) -> Result<(&'c String, &'c Profile), MetadataError> {
+    let profile_name = match metadata.get("profile") {
+        None => {
+            return Err(MetadataError::new(
+                "profile",
+                format!("is required: one of {}", config.profile_names().join(", ")),
+            ));
+        }
+        Some(name) => name,
+    };
+    let profile = config.profile(profile_name).ok_or_else(|| {
+        MetadataError::new(
+            "profile",
+            format!(
+                "value `{}` is not a profile in the config: allowed are {}",
+                printable(profile_name),
+                config.profile_names().join(", ")
+            ),
+        )
+    })?;
+    Ok((profile_name, profile))
+}
+
+/// The trigger's pool, or the profile's.
+fn pool_of(metadata: &HashMap<String, String>, profile: &Profile) -> Result<Pool, MetadataError> {
+    Ok(match metadata.get("pool") {
+        None => profile.pool,
+        Some(text) => Pool::parse(text).ok_or_else(|| {
+            MetadataError::new(
+                "pool",
+                format!(
+                    "value `{}` is not allowed: expected {}",
+                    printable(text),
+                    Pool::ALLOWED
+                ),
+            )
+        })?,
+    })
+}
+
+/// The capacities a trigger may override, each checked, else the profile's.
+struct Capacities {
+    queue_per_replica: f64,
+    output_tokens_per_second: Option<f64>,
+    input_tokens_per_second: Option<f64>,
+    kv_target: f64,
+}
+
+fn capacities(
+    metadata: &HashMap<String, String>,
+    profile: &Profile,
+) -> Result<Capacities, MetadataError> {
+    let capacity = &profile.capacity;
+    let queue_per_replica = number(
+        metadata,
+        "queuePerReplica",
+        Positive::new,
+        Positive::ALLOWED,
+    )?
+    .map_or(capacity.queue_per_replica.0, |p| p.0);
+    let output_tokens_per_second = number(
+        metadata,
+        "outputTokensPerSecond",
+        Positive::new,
+        Positive::ALLOWED,
+    )?
+    .or(capacity.output_tokens_per_second)
+    .map(|p| p.0);
+    let input_tokens_per_second = number(
+        metadata,
+        "inputTokensPerSecond",
+        Positive::new,
+        Positive::ALLOWED,
+    )?
+    .or(capacity.input_tokens_per_second)
+    .map(|p| p.0);
+    let kv_target = number(metadata, "kvCacheTarget", KvTarget::new, KvTarget::ALLOWED)?
+        .map_or(profile.kv_cache.target_ratio.0, |t| t.0);
+
+    Ok(Capacities {
+        queue_per_replica,
+        output_tokens_per_second,
+        input_tokens_per_second,
+        kv_target,
+    })
+}
+
+/// A pool is sized on one token rate, so that capacity must be known.
+fn require_capacity(
+    pool: Pool,
+    profile_name: &str,
+    output_tokens_per_second: Option<f64>,
+    input_tokens_per_second: Option<f64>,
+) -> Result<(), MetadataError> {
+    let (key, needed) = if pool.reads_input_tokens() {
+        ("inputTokensPerSecond", input_tokens_per_second)
+    } else {
+        ("outputTokensPerSecond", output_tokens_per_second)
+    };
+    if needed.is_none() {
+        let setting = if pool.reads_input_tokens() {
+            "input_tokens_per_second"
+        } else {
+            "output_tokens_per_second"
+        };
+        return Err(MetadataError::new(
+            key,
+            format!(
+                "is required for pool {}: profile `{profile_name}` sets no capacity.{setting}",
+                pool.as_str()
+            ),
+        ));
+    }
+
+    Ok(())
 }
 
 fn parse_model(profile: &Profile, model: &str) -> Result<String, MetadataError> {
