@@ -422,6 +422,7 @@ impl Telemetry {
             .inc();
     }
 
+    /// The demand last answered for a ScaledObject, its terms, forecast and SLOs.
     pub fn record_demand(
         &self,
         namespace: &str,
@@ -457,6 +458,22 @@ impl Telemetry {
             } else {
                 0.0
             });
+        self.record_terms(namespace, name, demand);
+        match &demand.forecast {
+            Some(forecast) => {
+                self.forecast_tokens
+                    .get_or_create(&labels)
+                    .set(forecast.rate);
+            }
+            None => {
+                self.forecast_tokens.remove(&labels);
+            }
+        }
+        self.record_slos(namespace, name, demand);
+    }
+
+    /// Each term's value; a term not computed this time has no series.
+    fn record_terms(&self, namespace: &str, name: &str, demand: &Demand) {
         for kind in TermKind::ALL {
             let labels = TermLabels {
                 namespace: namespace.to_owned(),
@@ -472,16 +489,10 @@ impl Telemetry {
                 }
             }
         }
-        match &demand.forecast {
-            Some(forecast) => {
-                self.forecast_tokens
-                    .get_or_create(&labels)
-                    .set(forecast.rate);
-            }
-            None => {
-                self.forecast_tokens.remove(&labels);
-            }
-        }
+    }
+
+    /// Each SLO's burn, fixable burn and unfixable share over both windows.
+    fn record_slos(&self, namespace: &str, name: &str, demand: &Demand) {
         self.forget_burn_rates(namespace, name);
         let mut names = Vec::with_capacity(demand.slos.len());
         for slo in &demand.slos {
