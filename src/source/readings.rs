@@ -61,80 +61,36 @@ impl Observation {
 
     /// The signals of one model (`None`: the plan is the trigger's own).
     pub fn readings(&self, model: Option<&str>) -> Readings {
-        let mut errors = Vec::new();
-        let mut own = |signal: Signal| -> Option<Result<Vec<Sample>, String>> {
-            let answer = self.answer(signal)?;
-            Some(match answer {
-                Err(e) => {
-                    errors.push((signal, e.clone()));
-                    Err(e.clone())
-                }
-                Ok(samples) => Ok(match (&self.model_label, model) {
-                    (Some(label), Some(model)) => self
-                        .model_index(label)
-                        .get(model)
-                        .and_then(|by_signal| by_signal.get(&signal))
-                        .cloned()
-                        .unwrap_or_default(),
-                    _ => samples.clone(),
-                }),
-            })
+        let mut own = Own {
+            observation: self,
+            model,
+            errors: Vec::new(),
         };
         let missing = || Err("the plan has no query for it".to_owned());
         let label = self.replica_label.as_str();
-        let queue = own(Signal::Queue)
+        let queue = own
+            .get(Signal::Queue)
             .unwrap_or_else(missing)
             .and_then(|s| by_replica(Signal::Queue, label, s));
-        let output_tokens = own(Signal::OutputTokens)
+        let output_tokens = own
+            .get(Signal::OutputTokens)
             .unwrap_or_else(missing)
             .and_then(|s| fleet_value(Signal::OutputTokens, s));
-        let input_tokens = own(Signal::InputTokens)
+        let input_tokens = own
+            .get(Signal::InputTokens)
             .unwrap_or_else(missing)
             .and_then(|s| fleet_value(Signal::InputTokens, s));
-        let kv_cache =
-            own(Signal::KvCache).map(|a| a.and_then(|s| by_replica(Signal::KvCache, label, s)));
-        let slos = self
-            .latency_kinds
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| {
-                let slo = u16::try_from(i).unwrap_or(u16::MAX);
-                let short = own(Signal::SloShort { slo }).unwrap_or_else(missing);
-                let long = own(Signal::SloLong { slo }).unwrap_or_else(missing);
-                let prefill = match (
-                    own(Signal::SloPrefillShort { slo }),
-                    own(Signal::SloPrefillLong { slo }),
-                ) {
-                    (Some(short), Some(long)) => Some((
-                        latency_window(*kind, short?)?,
-                        latency_window(*kind, long?)?,
-                    )),
-                    _ => None,
-                };
-                Ok(SloWindows {
-                    short: latency_window(*kind, short?)?,
-                    long: latency_window(*kind, long?)?,
-                    prefill,
-                })
-            })
+        let kv_cache = own
+            .get(Signal::KvCache)
+            .map(|a| a.and_then(|s| by_replica(Signal::KvCache, label, s)));
+        let slos = (0..self.latency_kinds.len())
+            .map(|i| own.slo_windows(i))
             .collect();
-        let history = match (own(Signal::HistoryPeak), own(Signal::HistoryLevel)) {
+        let history = match (own.get(Signal::HistoryPeak), own.get(Signal::HistoryLevel)) {
             (Some(peaks), Some(levels)) => Some(peaks.and_then(|p| history_window(p, levels?))),
             _ => None,
         };
-        let mean_lengths = match (own(Signal::MeanInputTokens), own(Signal::MeanOutputTokens)) {
-            (Some(input), Some(output)) => Some(input.and_then(|i| {
-                let output = output?;
-                match (
-                    mean(Signal::MeanInputTokens, i)?,
-                    mean(Signal::MeanOutputTokens, output)?,
-                ) {
-                    (Some(i), Some(o)) => Ok(Some((i, o))),
-                    _ => Ok(None),
-                }
-            })),
-            _ => None,
-        };
+        let mean_lengths = own.mean_lengths();
         // Conversions can fail too (a series without its label): those count as errors.
         let mut readings = Readings {
             mean_lengths,
@@ -147,8 +103,79 @@ impl Observation {
             observed_at: self.started_at,
             errors: Vec::new(),
         };
-        readings.errors = readings.collect_errors(errors);
+        readings.errors = readings.collect_errors(own.errors);
         readings
+    }
+}
+
+/// One model's answers of an observation, with the failed queries it met.
+struct Own<'a> {
+    observation: &'a Observation,
+    model: Option<&'a str>,
+    /// Each failed query read, with its cause.
+    errors: Vec<(Signal, String)>,
+}
+
+impl Own<'_> {
+    /// The model's series of one signal's answer; `None` when the plan did not ask.
+    fn get(&mut self, signal: Signal) -> Option<Result<Vec<Sample>, String>> {
+        let observation = self.observation;
+        let answer = observation.answer(signal)?;
+        Some(match answer {
+            Err(e) => {
+                self.errors.push((signal, e.clone()));
+                Err(e.clone())
+            }
+            Ok(samples) => Ok(match (&observation.model_label, self.model) {
+                (Some(label), Some(model)) => observation
+                    .model_index(label)
+                    .get(model)
+                    .and_then(|by_signal| by_signal.get(&signal))
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => samples.clone(),
+            }),
+        })
+    }
+
+    /// SLO `i`'s latency over both windows, with its prefill times where the plan has them.
+    fn slo_windows(&mut self, i: usize) -> Result<SloWindows, String> {
+        let kind = self.observation.latency_kinds[i];
+        let slo = u16::try_from(i).unwrap_or(u16::MAX);
+        let missing = || Err("the plan has no query for it".to_owned());
+        let short = self.get(Signal::SloShort { slo }).unwrap_or_else(missing);
+        let long = self.get(Signal::SloLong { slo }).unwrap_or_else(missing);
+        let prefill = match (
+            self.get(Signal::SloPrefillShort { slo }),
+            self.get(Signal::SloPrefillLong { slo }),
+        ) {
+            (Some(short), Some(long)) => {
+                Some((latency_window(kind, short?)?, latency_window(kind, long?)?))
+            }
+            _ => None,
+        };
+        Ok(SloWindows {
+            short: latency_window(kind, short?)?,
+            long: latency_window(kind, long?)?,
+            prefill,
+        })
+    }
+
+    /// The mean prompt and output lengths, when the plan reads the mix.
+    fn mean_lengths(&mut self) -> Option<Result<Option<(f64, f64)>, String>> {
+        let input = self.get(Signal::MeanInputTokens);
+        let output = self.get(Signal::MeanOutputTokens);
+        let (input, output) = (input?, output?);
+        Some(input.and_then(|i| {
+            let output = output?;
+            match (
+                mean(Signal::MeanInputTokens, i)?,
+                mean(Signal::MeanOutputTokens, output)?,
+            ) {
+                (Some(i), Some(o)) => Ok(Some((i, o))),
+                _ => Ok(None),
+            }
+        }))
     }
 }
 
