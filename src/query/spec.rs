@@ -228,25 +228,36 @@ impl QuerySpec {
 
     /// The longest stretch of past samples the query reads, offsets included.
     pub fn reach(&self) -> Duration {
+        if let Some((of, span)) = self.history() {
+            return span + of.reach();
+        }
         match &self.read {
-            Read::Gauge { .. } | Read::Quotient { .. } | Read::Custom { .. } => Duration::ZERO,
             Read::Rate { window, .. }
             | Read::Buckets { window, .. }
             | Read::MeanPerRequest { window, .. }
             | Read::ShareAbove { window, .. } => *window,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// For a history query: the query whose past it reads, and how far back (at most)
+    /// it reads that query's values.
+    pub fn history(&self) -> Option<(&QuerySpec, Duration)> {
+        match &self.read {
             Read::HistoryPeaks {
                 of,
                 period,
                 periods,
-                ..
-            } => *period * *periods + of.reach(),
+                lead,
+            } => Some((of, *period * *periods + *lead)),
             Read::HistoryLevels {
                 of,
                 period,
                 periods,
                 window,
                 long_window,
-            } => *period * *periods + (*window).max(*long_window) + of.reach(),
+            } => Some((of, *period * *periods + (*window).max(*long_window))),
+            _ => None,
         }
     }
 

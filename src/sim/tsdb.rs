@@ -80,24 +80,9 @@ impl Reach {
             history: 0.0,
         };
         for spec in &plan.specs {
-            let (of, span) = match &spec.read {
-                Read::HistoryPeaks {
-                    of,
-                    period,
-                    periods,
-                    lead,
-                } => (of, *period * *periods + *lead),
-                Read::HistoryLevels {
-                    of,
-                    period,
-                    periods,
-                    window,
-                    long_window,
-                } => (of, *period * *periods + (*window).max(*long_window)),
-                _ => {
-                    reach.recent = reach.recent.max(secs(&spec.reach()));
-                    continue;
-                }
+            let Some((of, span)) = spec.history() else {
+                reach.recent = reach.recent.max(secs(&spec.reach()));
+                continue;
             };
             reach.history = reach.history.max(secs(&span));
             if let (Read::Rate { window, .. }, Ok(counter)) = (&of.read, token_counter(of.signal)) {
