@@ -222,3 +222,100 @@ impl<S: MetricsSource> Evaluator<S> {
         self.slots.lock().expect("slots lock").len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        future::Future,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+    use crate::{
+        config::{Config, metadata},
+        source::{Sample, SourceError},
+    };
+
+    /// Counts the queries it is asked, and answers each after `delay` of tokio time.
+    #[derive(Default)]
+    struct Counting {
+        asked: AtomicUsize,
+        delay: Duration,
+    }
+
+    impl MetricsSource for Counting {
+        fn query(&self, _: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let delay = self.delay;
+            async move {
+                tokio::time::sleep(delay).await;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn plan() -> QueryPlan {
+        let config = Config::parse(
+            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  seed:\n    engine: seed\n    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}\n",
+        )
+        .unwrap();
+        let metadata = [("profile".to_owned(), "seed".to_owned())].into();
+        let target = metadata::resolve(&config, &metadata).unwrap();
+        crate::query::plan(config.profile("seed").unwrap(), &target).plan
+    }
+
+    fn evaluator(delay: Duration) -> (Arc<Counting>, Evaluator<Counting>) {
+        let source = Arc::new(Counting {
+            asked: AtomicUsize::new(0),
+            delay,
+        });
+        let evaluator = Evaluator::new(
+            source.clone(),
+            Arc::new(Telemetry::new()),
+            TaskTracker::new(),
+        );
+        (source, evaluator)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_observation_is_reused_for_exactly_the_ttl() {
+        let (source, evaluator) = evaluator(Duration::ZERO);
+        let plan = plan();
+        let queries = plan.queries.len();
+        let ttl = Duration::from_millis(300);
+        let first = evaluator.observe(&plan, ttl).await.current;
+        assert_eq!(source.asked.load(Ordering::SeqCst), queries);
+        tokio::time::advance(Duration::from_millis(299)).await;
+        let again = evaluator.observe(&plan, ttl).await.current;
+        assert!(Arc::ptr_eq(&first, &again), "reused inside the ttl");
+        assert_eq!(source.asked.load(Ordering::SeqCst), queries);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let fresh = evaluator.observe(&plan, ttl).await.current;
+        assert!(!Arc::ptr_eq(&first, &fresh), "made anew at the ttl");
+        assert_eq!(source.asked.load(Ordering::SeqCst), 2 * queries);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_during_an_evaluation_join_it() {
+        let (source, evaluator) = evaluator(Duration::from_secs(2));
+        let evaluator = Arc::new(evaluator);
+        let plan = plan();
+        let callers: Vec<_> = (0..10)
+            .map(|_| {
+                let (evaluator, plan) = (evaluator.clone(), plan.clone());
+                tokio::spawn(async move { evaluator.observe(&plan, Duration::ZERO).await.current })
+            })
+            .collect();
+        let mut observations = Vec::new();
+        for caller in callers {
+            observations.push(caller.await.unwrap());
+        }
+        // Ten callers with a TTL of 0, one evaluation: they all arrived while it ran.
+        assert_eq!(source.asked.load(Ordering::SeqCst), plan.queries.len());
+        assert!(
+            observations
+                .iter()
+                .all(|o| Arc::ptr_eq(o, &observations[0]))
+        );
+    }
+}
