@@ -85,6 +85,17 @@ struct Slot {
     last_warned: Option<(String, Instant)>,
 }
 
+/// Who asked for an evaluation, for its log lines (empty: nobody in particular).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The ScaledObject's namespace.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// The profile its trigger names.
+    pub profile: &'a str,
+}
+
 /// How often the same evaluation failure of one plan is logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -115,6 +126,16 @@ impl<S: MetricsSource> Evaluator<S> {
     /// An observation of the plan no older than `ttl` (cached, joined, or made now),
     /// with the last complete one.
     pub async fn observe(&self, plan: &QueryPlan, ttl: Duration) -> Observed {
+        self.observe_for(plan, ttl, &Caller::default()).await
+    }
+
+    /// The same, for a caller whose name an evaluation it starts logs under.
+    pub async fn observe_for(
+        &self,
+        plan: &QueryPlan,
+        ttl: Duration,
+        caller: &Caller<'_>,
+    ) -> Observed {
         let slot_ref = self.slot(plan);
         let in_flight = {
             let mut slot = slot_ref.lock().expect("slot lock");
@@ -131,7 +152,7 @@ impl<S: MetricsSource> Evaluator<S> {
             match &slot.in_flight {
                 Some(running) => running.clone(),
                 None => {
-                    let running = self.start(plan.clone(), Arc::downgrade(&slot_ref));
+                    let running = self.start(plan.clone(), Arc::downgrade(&slot_ref), caller);
                     slot.in_flight = Some(running.clone());
                     running
                 }
@@ -175,7 +196,20 @@ impl<S: MetricsSource> Evaluator<S> {
 
     /// Starts an observation on its own task, so a caller that gives up (its deadline
     /// passed) does not cancel it for the others.
-    fn start(&self, plan: QueryPlan, slot: std::sync::Weak<Mutex<Slot>>) -> InFlight {
+    fn start(
+        &self,
+        plan: QueryPlan,
+        slot: std::sync::Weak<Mutex<Slot>>,
+        caller: &Caller<'_>,
+    ) -> InFlight {
+        // Made only when an evaluation starts (once per plan and cache_ttl), not on every
+        // call: its warnings say which ScaledObject started it.
+        let span = tracing::warn_span!(
+            "evaluation",
+            namespace = caller.namespace,
+            name = caller.name,
+            profile = caller.profile
+        );
         let source = self.source.clone();
         let telemetry = self.telemetry.clone();
         let finish = |slot: &std::sync::Weak<Mutex<Slot>>, observation: &Arc<Observation>| {
@@ -186,7 +220,7 @@ impl<S: MetricsSource> Evaluator<S> {
             }
         };
         let task_slot = slot.clone();
-        let task = self.tasks.spawn(async move {
+        let task = self.tasks.spawn(tracing::Instrument::instrument(async move {
             let observation = Arc::new(observe(source.as_ref(), &plan).await);
             telemetry.record_observation(&observation);
             if let Some(cause) = observation.error_summary()
@@ -200,7 +234,7 @@ impl<S: MetricsSource> Evaluator<S> {
             }
             finish(&task_slot, &observation);
             observation
-        });
+        }, span));
         async move {
             match task.await {
                 Ok(observation) => observation,
@@ -317,5 +351,66 @@ mod tests {
                 .iter()
                 .all(|o| Arc::ptr_eq(o, &observations[0]))
         );
+    }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Refuses every query.
+    struct Refusing;
+
+    impl MetricsSource for Refusing {
+        fn query(&self, _: &str) -> impl Future<Output = Result<Vec<Sample>, SourceError>> + Send {
+            std::future::ready(Err(SourceError::Unreachable("connection refused".into())))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_evaluation_is_logged_with_the_scaled_object_that_started_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let evaluator = Evaluator::new(
+            Arc::new(Refusing),
+            Arc::new(Telemetry::new()),
+            TaskTracker::new(),
+        );
+        let caller = Caller {
+            namespace: "team-a",
+            name: "chat",
+            profile: "seed",
+        };
+        let observed = evaluator
+            .observe_for(&plan(), Duration::ZERO, &caller)
+            .await;
+        assert!(!observed.current.is_complete());
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("evaluation failed"))
+            .unwrap_or_else(|| panic!("no warning in {text:?}"));
+        for expected in [
+            r#"namespace="team-a""#,
+            r#"name="chat""#,
+            r#"profile="seed""#,
+        ] {
+            assert!(line.contains(expected), "{expected} in {line}");
+        }
     }
 }

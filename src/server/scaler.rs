@@ -108,19 +108,27 @@ impl<S: MetricsSource> ExternalScaler for Scaler<S> {
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
-        self.state.tasks.spawn(async move {
-            let streams = state
-                .telemetry
-                .open_streams
-                .get_or_create(&super::telemetry::MethodLabels {
-                    method: "StreamIsActive".into(),
-                })
-                .clone();
-            streams.inc();
-            let code = push_activity(&state, &scaled_object, &tx).await;
-            streams.dec();
-            state.telemetry.record_grpc("StreamIsActive", code, None);
-        });
+        let span = tracing::info_span!(
+            "StreamIsActive",
+            namespace = %scaled_object.namespace,
+            name = %scaled_object.name
+        );
+        self.state.tasks.spawn(tracing::Instrument::instrument(
+            async move {
+                let streams = state
+                    .telemetry
+                    .open_streams
+                    .get_or_create(&super::telemetry::MethodLabels {
+                        method: "StreamIsActive".into(),
+                    })
+                    .clone();
+                streams.inc();
+                let code = push_activity(&state, &scaled_object, &tx).await;
+                streams.dec();
+                state.telemetry.record_grpc("StreamIsActive", code, None);
+            },
+            span,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

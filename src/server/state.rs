@@ -193,7 +193,15 @@ impl<S: MetricsSource> State<S> {
         let evaluation = &resolved.config.evaluation;
         let observed = self
             .evaluator
-            .observe(&resolved.plan, evaluation.cache_ttl.value.0)
+            .observe_for(
+                &resolved.plan,
+                evaluation.cache_ttl.value.0,
+                &super::evaluator::Caller {
+                    namespace: &scaled_object.namespace,
+                    name: &scaled_object.name,
+                    profile: &resolved.target.profile_name,
+                },
+            )
             .await;
         let policy = evaluation.on_term_error;
         let model = resolved.model.as_deref();
