@@ -29,12 +29,14 @@ pub const HTTP2_OPENING_BYTES: usize = 24 + 9;
 /// The limits of one listener.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// How long a new connection has to open (TLS and HTTP/2's preface).
     pub handshake_timeout: Duration,
     /// One permit per open connection.
     pub permits: Arc<Semaphore>,
 }
 
 impl Limits {
+    /// The limits of `server.handshake_timeout` and `server.max_connections`.
     pub fn new(handshake_timeout: Duration, max_connections: u32) -> Self {
         Self {
             handshake_timeout,
@@ -116,6 +118,7 @@ impl<IO> Guarded<IO> {
         }
     }
 
+    /// The connection inside.
     pub fn get_ref(&self) -> &IO {
         &self.inner
     }
@@ -254,12 +257,15 @@ pub fn incoming(
 
 /// The HTTP listener, guarded, for axum.
 pub struct HttpListener {
+    /// The bound listener.
     pub listener: TcpListener,
+    /// Its limits, shared with nothing else.
     pub limits: Limits,
     refused_log: Option<Instant>,
 }
 
 impl HttpListener {
+    /// Guards `listener` with `limits`.
     pub fn new(listener: TcpListener, limits: Limits) -> Self {
         Self {
             listener,

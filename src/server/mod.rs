@@ -1,6 +1,8 @@
 //! The network edge: KEDA's gRPC protocol, Explain, health and reflection on one
 //! listener; `/metrics`, `/healthz` and `/readyz` on another.
 
+#![deny(missing_docs)]
+
 mod deadline;
 mod evaluator;
 mod explain;
@@ -53,14 +55,19 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Why the service stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The config file could not be loaded at start.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The Prometheus client could not be built (an unreadable CA file, say).
     #[error("cannot reach Prometheus: {0}")]
     Source(String),
+    /// The gRPC listener failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The HTTP listener failed.
     #[error("HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
+    /// The TLS files could not be loaded at start.
     #[error("{0}")]
     Tls(String),
 }

@@ -28,7 +28,9 @@ use crate::{
 pub struct State<S> {
     /// The config in force; a reload sends a new one and streams see it.
     pub config: watch::Receiver<Arc<Config>>,
+    /// Shared evaluations of each plan.
     pub evaluator: Evaluator<S>,
+    /// The scaler's own metrics.
     pub telemetry: Arc<Telemetry>,
     /// Cancelled at shutdown: streams end with OK, listeners drain.
     pub shutdown: CancellationToken,
@@ -114,6 +116,7 @@ pub(crate) struct Evaluated {
 }
 
 impl<S: MetricsSource> State<S> {
+    /// A state serving the configs `config` sends, asking `source`.
     pub fn new(config: watch::Receiver<Arc<Config>>, source: S) -> Self {
         let telemetry = Arc::new(Telemetry::new());
         let tasks = TaskTracker::new();

@@ -12,52 +12,75 @@ use prometheus_client::{
 use crate::demand::{Demand, TermKind, Winner};
 use crate::source::Observation;
 
+/// The labels of a ScaledObject's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScaledObjectLabels {
+    /// Its namespace.
     pub namespace: String,
+    /// Its name.
     pub scaledobject: String,
 }
 
+/// The labels of a term's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TermLabels {
+    /// The ScaledObject's namespace.
     pub namespace: String,
+    /// Its name.
     pub scaledobject: String,
+    /// The term (`queue`, `throughput`, ...).
     pub term: String,
 }
 
+/// The labels of an SLO window's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BurnLabels {
+    /// The ScaledObject's namespace.
     pub namespace: String,
+    /// Its name.
     pub scaledobject: String,
+    /// The SLO's name.
     pub slo: String,
     /// `short` or `long`.
     pub window: String,
 }
 
+/// The labels of a gRPC call count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrpcLabels {
+    /// The RPC.
     pub method: String,
+    /// The status code it ended with.
     pub code: String,
 }
 
+/// The labels of an RPC's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
+    /// The RPC.
     pub method: String,
 }
 
+/// The labels of a query's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignalLabels {
+    /// The signal the query read.
     pub signal: String,
 }
 
+/// The labels of a failed query count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueryErrorLabels {
+    /// The signal the query read.
     pub signal: String,
+    /// The error's kind (`timeout`, `unreachable`, ...).
     pub kind: String,
 }
 
+/// The labels of an evaluation count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
+    /// `ok` or `error`.
     pub result: String,
 }
 
@@ -374,6 +397,7 @@ impl Telemetry {
         }
     }
 
+    /// The outcome of the latest config reloads.
     pub fn record_reload(&self, status: &crate::config::reload::ReloadStatus) {
         // A counter cannot be set, so it is brought up to the reloader's count.
         let counted = self.config_reload_failures.get();
@@ -393,6 +417,7 @@ impl Telemetry {
         text
     }
 
+    /// Each query of an evaluation, and the evaluation's result.
     pub fn record_observation(&self, observation: &Observation) {
         for query in &observation.queries {
             let signal = query.signal.as_str().to_owned();
@@ -581,6 +606,7 @@ impl Telemetry {
         }
     }
 
+    /// One gRPC call, and its latency for unary calls.
     pub fn record_grpc(&self, method: &str, code: tonic::Code, seconds: Option<f64>) {
         self.grpc_requests
             .get_or_create(&GrpcLabels {
@@ -598,6 +624,7 @@ impl Telemetry {
     }
 }
 
+/// Seconds since the Unix epoch (0 before it).
 pub fn unix_seconds(time: std::time::SystemTime) -> f64 {
     time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -30,9 +30,13 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 /// The listener's TLS files and how often to look for new ones.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The certificate chain.
     pub cert_file: PathBuf,
+    /// Its private key.
     pub key_file: PathBuf,
+    /// The CA client certificates must be signed by (mTLS); `None`: no client certificate.
     pub client_ca_file: Option<PathBuf>,
+    /// How often the files are compared for a rotation.
     pub reload_interval: Duration,
     /// ALPN protocols offered, `h2` for gRPC.
     pub alpn_protocols: Vec<Vec<u8>>,

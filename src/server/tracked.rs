@@ -33,6 +33,7 @@ impl Default for Tracked {
 }
 
 impl Tracked {
+    /// Forgets a ScaledObject not seen for `idle_after`, and keeps at most `max`.
     pub fn new(idle_after: Duration, max: usize) -> Self {
         Self {
             seen: HashMap::new(),
@@ -72,10 +73,12 @@ impl Tracked {
         forgotten
     }
 
+    /// The ScaledObjects tracked.
     pub fn len(&self) -> usize {
         self.seen.len()
     }
 
+    /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
