@@ -161,7 +161,6 @@ async fn harness() {
         })
     };
 
-    let began = Instant::now();
     let phases = arg("--phases", 4).max(1);
     let phase = duration / (2 * phases as u32);
     let load = |port: u16| LoadPlan {
@@ -183,7 +182,6 @@ async fn harness() {
         floor.merge(loadgen::run(load(floor_ports[0])).await.unwrap());
     }
     let elapsed = scaler_time.as_secs_f64();
-    let _ = began;
     let metrics = http_get(&metrics_url).await.unwrap();
     let peak = memory_mib(pid, "VmHWM:").unwrap();
     let rss_end = memory_mib(pid, "VmRSS:").unwrap();

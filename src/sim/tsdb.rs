@@ -439,10 +439,8 @@ mod tests {
 
     const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  chat:\n    engine: vllm\n    replica_label: pod\n    rate_window: 1m\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n      profile:\n        - {input_tokens: 100, output_tokens: 100, output_tokens_per_second: 700, input_tokens_per_second: 4000}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [1m, 2m]}\n    predictive:\n      lead: 1m\n      history: {period: 1d, periods: 2, level_window: 2m}\n";
 
-    #[test]
-    fn answers_are_what_prometheus_would_return_for_the_plan() {
-        let config = crate::config::Config::parse(CONFIG).unwrap();
-        let setup = PoolSetup::new(&config, "chat", ScaledObjectSpec::recommended()).unwrap();
+    /// Two warm 8B replicas behind round-robin.
+    fn warm_pool() -> Pool {
         let mut pool = Pool::new(
             Role::Unified,
             ModelProfile::llama3_8b_h100(),
@@ -450,6 +448,14 @@ mod tests {
             300.0,
         );
         pool.start_warm(2, 0.0);
+        pool
+    }
+
+    #[test]
+    fn answers_are_what_prometheus_would_return_for_the_plan() {
+        let config = crate::config::Config::parse(CONFIG).unwrap();
+        let setup = PoolSetup::new(&config, "chat", ScaledObjectSpec::recommended()).unwrap();
+        let mut pool = warm_pool();
         let mut tsdb = Tsdb::new(15.0, &setup.plan);
         let mut stats = Stats::new(SloThresholds::default());
         let answer = |tsdb: &Tsdb, signal: Signal, now: f64| {
@@ -582,13 +588,7 @@ mod tests {
         let config = crate::config::Config::parse(&every_preset()).unwrap();
         let mut answered = 0;
         for profile in config.profile_names() {
-            let mut pool = Pool::new(
-                Role::Unified,
-                ModelProfile::llama3_8b_h100(),
-                Router::RoundRobin,
-                300.0,
-            );
-            pool.start_warm(2, 0.0);
+            let mut pool = warm_pool();
             let mut stats = Stats::new(SloThresholds::default());
             let setup = PoolSetup::new(&config, profile, ScaledObjectSpec::recommended()).unwrap();
             let mut tsdb = Tsdb::new(15.0, &setup.plan);
