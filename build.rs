@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
         .build_client(true)
+        // `explain --json` prints the message as it is, field names as in the proto.
+        .type_attribute(".llmscaler.v1", "#[derive(serde::Serialize)]")
         .file_descriptor_set_path(out_dir.join("scaler_descriptor.bin"))
         .compile_with_config(
             config,

@@ -468,71 +468,9 @@ async fn explain(
     }
 }
 
-/// The explanation as JSON, field names as in the proto.
+/// The explanation as JSON, field names as in the proto. Through a `Value`, so keys
+/// come sorted, as they always have.
 fn explanation_json(e: &crate::proto::llmscaler::v1::Explanation) -> String {
-    use serde_json::json;
-    let value = json!({
-        "metric_name": e.metric_name,
-        "profile": e.profile,
-        "engine": e.engine,
-        "pool": e.pool,
-        "demand_available": e.demand_available,
-        "demand": e.demand,
-        "unclamped_demand": e.unclamped_demand,
-        "min_demand": e.min_demand,
-        "max_demand": e.max_demand,
-        "winning_term": e.winning_term,
-        "active": e.active,
-        "terms": e.terms.iter().map(|t| json!({
-            "name": t.name, "replicas": t.replicas, "formula": t.formula,
-            "inputs": t.inputs, "promql": t.promql,
-        })).collect::<Vec<_>>(),
-        "inputs": e.inputs.as_ref().map(|i| json!({
-            "queue_depth": i.queue_depth,
-            "replicas": i.replicas,
-            "output_tokens_per_second": i.output_tokens_per_second,
-            "input_tokens_per_second": i.input_tokens_per_second,
-            "kv_cache_ratio": i.kv_cache_ratio,
-            "per_replica": i.per_replica.iter().map(|r| json!({
-                "replica": r.replica, "queue_depth": r.queue_depth, "kv_cache_ratio": r.kv_cache_ratio,
-            })).collect::<Vec<_>>(),
-        })),
-        "queries": e.queries.iter().map(|q| json!({
-            "signal": q.signal, "promql": q.promql, "duration_seconds": q.duration_seconds,
-            "series": q.series, "error": q.error,
-        })).collect::<Vec<_>>(),
-        "errors": e.errors,
-        "stale": e.stale,
-        "stale_cause": e.stale_cause,
-        "skipped_terms": e.skipped_terms,
-        "config_error": e.config_error,
-        "config_loaded_at_unix_ms": e.config_loaded_at_unix_ms,
-        "evaluated_at_unix_ms": e.evaluated_at_unix_ms,
-        "evaluation_seconds": e.evaluation_seconds,
-        "age_seconds": e.age_seconds,
-        "slos": e.slos.iter().map(|s| json!({
-            "name": s.name, "signal": s.signal,
-            "short_error_ratio": s.short_error_ratio, "long_error_ratio": s.long_error_ratio,
-            "short_burn_rate": s.short_burn_rate, "long_burn_rate": s.long_burn_rate,
-            "short_unfixable_ratio": s.short_unfixable_ratio,
-            "long_unfixable_ratio": s.long_unfixable_ratio,
-            "short_fixable_burn_rate": s.short_fixable_burn_rate,
-            "long_fixable_burn_rate": s.long_fixable_burn_rate,
-            "burning": s.burning, "replicas": s.replicas,
-        })).collect::<Vec<_>>(),
-        "schedule": e.schedule.as_ref().map(|w| json!({
-            "cron": w.cron, "min_replicas": w.min_replicas,
-            "start_unix_ms": w.start_unix_ms, "end_unix_ms": w.end_unix_ms,
-        })),
-        "forecast": e.forecast.as_ref().map(|f| json!({
-            "tokens_per_second": f.tokens_per_second, "past_peak": f.past_peak,
-            "past_level": f.past_level, "level_ratio": f.level_ratio,
-            "seasonal_change": f.seasonal_change, "agreement": f.agreement, "periods": f.periods,
-            "level_window_tokens_per_second": f.level_window_tokens_per_second,
-            "long_window_tokens_per_second": f.long_window_tokens_per_second,
-            "long_level_ratio": f.long_level_ratio,
-            "seasonal_weight": f.seasonal_weight,
-        })),
-    });
+    let value = serde_json::to_value(e).expect("an explanation serializes");
     serde_json::to_string_pretty(&value).expect("JSON values serialize")
 }

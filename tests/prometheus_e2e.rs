@@ -547,6 +547,13 @@ async fn prometheus_outage_gives_unavailable_and_the_scaler_recovers() {
         ),
         "{metrics}"
     );
+    // The demand was refused for want of the queue, counted under the same label.
+    assert!(
+        metrics.contains(
+            r#"keda_llm_scaler_signal_read_errors_total{signal="queue",kind="unreachable"}"#
+        ),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(
             r#"keda_llm_scaler_grpc_requests_total{method="GetMetrics",code="UNAVAILABLE"}"#

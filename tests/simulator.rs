@@ -139,8 +139,27 @@ fn backtest_compares_every_policy_deterministically() {
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg"));
     assert!(svg.trim_end().ends_with("</svg>"));
-    // Load, nine policies' pods and the scaler's demand.
-    assert_eq!(svg.matches("<polyline").count(), 11);
+    // Nine policies' pods, drawn 2 px wide, each named with its GPU-hours in the legend,
+    // and the scaler's demand beside them.
+    let policy_lines = svg
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains(r#"stroke-width="2""#))
+        .count();
+    assert_eq!(policy_lines, 9, "{svg}");
+    for name in [
+        "static",
+        "static-best",
+        "keda-queue",
+        "keda-tokens",
+        "keda-seed",
+        "keda-tuned",
+        "scaler",
+        "just-in-time",
+        "oracle",
+    ] {
+        assert!(svg.contains(&format!("{name} (")), "{name} in the legend");
+    }
+    assert!(svg.contains("scaler demand"));
     let csv = std::fs::read_to_string(&timeline).unwrap();
     assert!(csv.starts_with("at_s,arrivals_per_s,static_pods_0,static_serving_0,static_demand_0,"));
     assert!(csv.lines().count() > 40);

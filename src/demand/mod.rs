@@ -161,8 +161,9 @@ impl From<&Target> for Params {
     }
 }
 
-/// The kinds of term that compete in max(terms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of term that compete in max(terms), in tie-break order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum TermKind {
     /// Q / queue_per_replica.
     Queue,
@@ -181,28 +182,9 @@ pub enum TermKind {
 }
 
 impl TermKind {
-    /// Every kind, in tie-break order.
-    pub const ALL: [TermKind; 7] = [
-        TermKind::Queue,
-        TermKind::Throughput,
-        TermKind::InputThroughput,
-        TermKind::Kv,
-        TermKind::Slo,
-        TermKind::Schedule,
-        TermKind::Forecast,
-    ];
-
     /// The term's name, for Explain and metric labels.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TermKind::Queue => "queue",
-            TermKind::Throughput => "throughput",
-            TermKind::InputThroughput => "input_throughput",
-            TermKind::Kv => "kv",
-            TermKind::Slo => "slo",
-            TermKind::Schedule => "schedule",
-            TermKind::Forecast => "forecast",
-        }
+        self.into()
     }
 }
 
@@ -538,7 +520,7 @@ fn decide(terms: &[Term], params: &Params) -> Result<(f64, f64, Winner), SignalE
         });
     }
 
-    // Ties go to the earlier term, in TermKind::ALL order.
+    // Ties go to the earlier term, in the order TermKind declares.
     let (best_kind, unclamped) = terms.iter().fold((terms[0].kind, 0.0f64), |best, term| {
         if term.replicas > best.1 {
             (term.kind, term.replicas)

@@ -2,10 +2,12 @@
 //! be set on: the names every layer shares.
 
 use serde::Deserialize;
+use strum::{EnumString, IntoStaticStr};
 
 /// The serving engines with built-in series presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Engine {
     /// The seed fleet's own exporter (`llm_queue_depth`, `llm_tokens_processed_total`, ...).
     Seed,
@@ -26,21 +28,16 @@ pub enum Engine {
 impl Engine {
     /// The name the config uses.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Seed => "seed",
-            Engine::Vllm => "vllm",
-            Engine::Sglang => "sglang",
-            Engine::Tgi => "tgi",
-            Engine::Trtllm => "trtllm",
-            Engine::Dynamo => "dynamo",
-            Engine::Custom => "custom",
-        }
+        self.into()
     }
 }
 
 /// Which role a fleet's replicas play.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, IntoStaticStr, EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Pool {
     /// Replicas that prefill and decode (the usual deployment).
     #[default]
@@ -57,21 +54,12 @@ impl Pool {
 
     /// The name the config and the metadata use.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Pool::Unified => "unified",
-            Pool::Prefill => "prefill",
-            Pool::Decode => "decode",
-        }
+        self.into()
     }
 
     /// The pool of that name, if there is one.
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "unified" => Some(Pool::Unified),
-            "prefill" => Some(Pool::Prefill),
-            "decode" => Some(Pool::Decode),
-            _ => None,
-        }
+        text.parse().ok()
     }
 
     /// Prefill replicas hold no decode KV cache worth scaling on.
@@ -87,8 +75,9 @@ impl Pool {
 }
 
 /// The latencies an objective can be set on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum LatencySignal {
     /// Time to first token: what prefill capacity decides.
     Ttft,
@@ -99,10 +88,7 @@ pub enum LatencySignal {
 impl LatencySignal {
     /// The name the config uses.
     pub fn as_str(self) -> &'static str {
-        match self {
-            LatencySignal::Ttft => "ttft",
-            LatencySignal::Tpot => "tpot",
-        }
+        self.into()
     }
 
     /// TTFT counts for pools that prefill, TPOT for pools that decode.

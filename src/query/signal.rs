@@ -2,7 +2,8 @@
 //! queries tag their answers with.
 
 /// The signals a plan asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Signal {
     /// Waiting requests, per replica.
     Queue,
@@ -45,20 +46,7 @@ pub enum Signal {
 impl Signal {
     /// A fixed name, for Explain and metric labels.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Queue => "queue",
-            Signal::OutputTokens => "output_tokens",
-            Signal::InputTokens => "input_tokens",
-            Signal::KvCache => "kv_cache",
-            Signal::SloShort { .. } => "slo_short",
-            Signal::SloLong { .. } => "slo_long",
-            Signal::SloPrefillShort { .. } => "slo_prefill_short",
-            Signal::SloPrefillLong { .. } => "slo_prefill_long",
-            Signal::MeanInputTokens => "mean_input_tokens",
-            Signal::MeanOutputTokens => "mean_output_tokens",
-            Signal::HistoryPeak => "history_peak",
-            Signal::HistoryLevel => "history_level",
-        }
+        self.into()
     }
 }
 

@@ -25,7 +25,8 @@ pub struct QuerySpec {
 }
 
 /// How one replica's gauges are combined when it exports several series of one name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Aggregation {
     /// Added up (waiting requests).
     Sum,
@@ -35,10 +36,7 @@ pub enum Aggregation {
 
 impl Aggregation {
     fn as_str(self) -> &'static str {
-        match self {
-            Aggregation::Sum => "sum",
-            Aggregation::Avg => "avg",
-        }
+        self.into()
     }
 }
 

@@ -208,11 +208,9 @@ impl<S: MetricsSource> State<S> {
             .await;
         let policy = evaluation.on_term_error;
         let model = resolved.model.as_deref();
-        let mut evaluated = match observed
-            .current
-            .readings(model)
-            .demand(&resolved.target, policy)
-        {
+        let readings = observed.current.readings(model);
+        self.telemetry.record_read_errors(&readings);
+        let mut evaluated = match readings.demand(&resolved.target, policy) {
             Ok((demand, skipped)) => {
                 observed.mark_good();
                 Evaluated {

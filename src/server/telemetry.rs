@@ -9,8 +9,10 @@ use prometheus_client::{
     registry::{Metric, Registry},
 };
 
+use strum::IntoEnumIterator;
+
 use crate::demand::{Demand, TermKind, Winner};
-use crate::source::Observation;
+use crate::source::{Observation, Readings};
 
 /// The labels of a ScaledObject's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,6 +113,9 @@ pub struct Telemetry {
     pub query_duration: Histograms<SignalLabels>,
     /// Prometheus queries that failed, by signal and kind.
     pub query_errors: Family<QueryErrorLabels, Counter>,
+    /// Signals a demand was computed without, by signal and the label of the
+    /// [`ReadError`](crate::source::ReadError) (one count per demand computed).
+    pub read_errors: Family<QueryErrorLabels, Counter>,
     /// Evaluations (one per cache miss), by result.
     pub evaluations: Family<ResultLabels, Counter>,
     /// gRPC requests by method and status code.
@@ -255,6 +260,7 @@ impl SloMetrics {
 struct ServiceMetrics {
     query_duration: Histograms<SignalLabels>,
     query_errors: Family<QueryErrorLabels, Counter>,
+    read_errors: Family<QueryErrorLabels, Counter>,
     evaluations: Family<ResultLabels, Counter>,
     grpc_requests: Family<GrpcLabels, Counter>,
     grpc_duration: Histograms<MethodLabels>,
@@ -274,6 +280,12 @@ impl ServiceMetrics {
                 registry,
                 "prometheus_query_errors",
                 "Prometheus queries that failed",
+                Family::<QueryErrorLabels, Counter>::default(),
+            ),
+            read_errors: registered(
+                registry,
+                "signal_read_errors",
+                "Signals a demand was computed without, by signal and cause",
                 Family::<QueryErrorLabels, Counter>::default(),
             ),
             evaluations: registered(
@@ -355,6 +367,7 @@ impl Telemetry {
         let ServiceMetrics {
             query_duration,
             query_errors,
+            read_errors,
             evaluations,
             grpc_requests,
             grpc_duration,
@@ -387,6 +400,7 @@ impl Telemetry {
             slo_unfixable_ratio,
             query_duration,
             query_errors,
+            read_errors,
             evaluations,
             grpc_requests,
             grpc_duration,
@@ -447,6 +461,18 @@ impl Telemetry {
             .inc();
     }
 
+    /// The signals a demand was computed without, each under its error's label.
+    pub fn record_read_errors(&self, readings: &Readings) {
+        for (signal, error) in readings.errors() {
+            self.read_errors
+                .get_or_create(&QueryErrorLabels {
+                    signal: signal.as_str().to_owned(),
+                    kind: error.label().to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// The demand last answered for a ScaledObject, its terms, forecast and SLOs.
     pub fn record_demand(
         &self,
@@ -499,7 +525,7 @@ impl Telemetry {
 
     /// Each term's value; a term not computed this time has no series.
     fn record_terms(&self, namespace: &str, name: &str, demand: &Demand) {
-        for kind in TermKind::ALL {
+        for kind in TermKind::iter() {
             let labels = TermLabels {
                 namespace: namespace.to_owned(),
                 scaledobject: name.to_owned(),
@@ -597,7 +623,7 @@ impl Telemetry {
         self.stale_answers.remove(&labels);
         self.forecast_tokens.remove(&labels);
         self.forget_burn_rates(namespace, name);
-        for kind in TermKind::ALL {
+        for kind in TermKind::iter() {
             self.term.remove(&TermLabels {
                 namespace: namespace.to_owned(),
                 scaledobject: name.to_owned(),

@@ -4,6 +4,7 @@ use std::{fmt::Write, path::PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
+use strum::{IntoEnumIterator, VariantNames};
 
 use super::{
     fleet::Router,
@@ -90,8 +91,12 @@ pub(crate) fn parse_target(text: &str) -> Result<f64, String> {
 }
 
 fn parse_policy(text: &str) -> Result<Policy, String> {
-    Policy::parse(text)
-        .ok_or_else(|| format!("unknown policy `{text}`: expected {}", Policy::NAMES))
+    Policy::parse(text).ok_or_else(|| {
+        format!(
+            "unknown policy `{text}`: expected {}",
+            Policy::VARIANTS.join(", ")
+        )
+    })
 }
 
 pub(crate) fn parse_model(text: &str) -> Result<ModelProfile, String> {
@@ -279,7 +284,7 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
         keda: super::run::KedaThresholds::SEED,
     };
     let policies = if args.policies.is_empty() {
-        Policy::ALL.to_vec()
+        Policy::iter().collect()
     } else {
         args.policies.clone()
     };
@@ -319,7 +324,7 @@ pub fn backtest(args: &BacktestArgs) -> Result<String, String> {
             .join(" + "),
         prepared.setup.model.cold_start
     );
-    std::fs::write(&args.plot, to_svg(&title, &outcomes))
+    std::fs::write(&args.plot, super::plot::timeline(&title, &outcomes)?)
         .map_err(|e| format!("cannot write the plot to {}: {e}", args.plot.display()))?;
     if let Some(path) = &args.timeline {
         std::fs::write(path, to_csv(&outcomes))
@@ -563,214 +568,4 @@ pub fn to_csv(outcomes: &[Outcome]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// One color per policy, in [`Policy::ALL`]'s order.
-const COLORS: [&str; 9] = [
-    "#7f7f7f", "#bcbd22", "#1f77b4", "#ff7f0e", "#9467bd", "#17becf", "#d62728", "#8c564b",
-    "#2ca02c",
-];
-
-pub(crate) fn color(policy: Policy) -> &'static str {
-    let index = Policy::ALL.iter().position(|p| *p == policy).unwrap_or(0);
-    COLORS[index]
-}
-
-/// A plot of load, pods per policy and this scaler's demand over time, as SVG.
-pub fn to_svg(title: &str, outcomes: &[Outcome]) -> String {
-    const WIDTH: f64 = 1160.0;
-    const LEFT: f64 = 70.0;
-    // Room for the longest legend entry, "just-in-time (12,345.6 GPU-h)", at 12 px.
-    const RIGHT: f64 = 230.0;
-    const TOP: f64 = 40.0;
-    const LOAD_HEIGHT: f64 = 150.0;
-    const GAP: f64 = 50.0;
-    const PODS_HEIGHT: f64 = 300.0;
-    let height = TOP + LOAD_HEIGHT + GAP + PODS_HEIGHT + 50.0;
-    let plot_width = WIDTH - LEFT - RIGHT;
-    let end = outcomes
-        .iter()
-        .flat_map(|o| o.timeline.last().map(|p| p.at))
-        .fold(1.0, f64::max);
-    let x = |t: f64| LEFT + t / end * plot_width;
-    let hours = end > 4.0 * 3600.0;
-    let (unit, unit_seconds) = if hours { ("h", 3600.0) } else { ("min", 60.0) };
-
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"##
-    );
-    let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="white"/>"##);
-    let _ = writeln!(
-        svg,
-        r##"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"##,
-        escape(title)
-    );
-
-    let panel = |svg: &mut String, top: f64, panel_height: f64, label: &str, max: f64| {
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{LEFT}" y="{top}" width="{plot_width}" height="{panel_height}" fill="none" stroke="#ccc"/>"##
-        );
-        let _ = writeln!(
-            svg,
-            r##"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{label}</text>"##,
-            top + panel_height / 2.0,
-            top + panel_height / 2.0
-        );
-        for i in 0..=4 {
-            let value = max * f64::from(i) / 4.0;
-            let y = top + panel_height - panel_height * f64::from(i) / 4.0;
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                LEFT + plot_width,
-                LEFT - 6.0,
-                y + 4.0,
-                trim(value)
-            );
-        }
-        let ticks = 8;
-        for i in 0..=ticks {
-            let t = end * f64::from(i) / f64::from(ticks);
-            let _ = writeln!(
-                svg,
-                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{:.1} {unit}</text>"##,
-                x(t),
-                top + panel_height + 16.0,
-                t / unit_seconds
-            );
-        }
-    };
-
-    let series = |points: &[(f64, f64)], top: f64, panel_height: f64, max: f64| -> String {
-        points
-            .iter()
-            .map(|(t, v)| {
-                format!(
-                    "{:.1},{:.1}",
-                    x(*t),
-                    top + panel_height - (v / max).min(1.0) * panel_height
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-
-    // Load, from the first run (every run replays the same arrivals).
-    if let Some(first) = outcomes.first() {
-        let load: Vec<(f64, f64)> = first.timeline.iter().map(|p| (p.at, p.arrivals)).collect();
-        let max = nice(load.iter().map(|p| p.1).fold(0.0, f64::max));
-        panel(&mut svg, TOP, LOAD_HEIGHT, "arrivals / s", max);
-        let _ = writeln!(
-            svg,
-            r##"<polyline fill="none" stroke="#444" stroke-width="1" points="{}"/>"##,
-            series(&load, TOP, LOAD_HEIGHT, max)
-        );
-    }
-
-    let pods_top = TOP + LOAD_HEIGHT + GAP;
-    let max_pods = nice(
-        outcomes
-            .iter()
-            .flat_map(|o| o.timeline.iter())
-            .map(|p| f64::from(p.pods.iter().sum::<u32>()))
-            .fold(1.0, f64::max),
-    );
-    panel(
-        &mut svg,
-        pods_top,
-        PODS_HEIGHT,
-        "pods (all pools)",
-        max_pods,
-    );
-    let mut legend_y = pods_top + 10.0;
-    for outcome in outcomes {
-        let pods: Vec<(f64, f64)> = outcome
-            .timeline
-            .iter()
-            .map(|p| (p.at, f64::from(p.pods.iter().sum::<u32>())))
-            .collect();
-        let _ = writeln!(
-            svg,
-            r##"<polyline fill="none" stroke="{}" stroke-width="1.6" points="{}"/>"##,
-            color(outcome.policy),
-            series(&pods, pods_top, PODS_HEIGHT, max_pods)
-        );
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{}" stroke-width="3"/><text x="{}" y="{}">{} ({:.1} GPU-h)</text>"##,
-            WIDTH - RIGHT + 10.0,
-            WIDTH - RIGHT + 30.0,
-            color(outcome.policy),
-            WIDTH - RIGHT + 35.0,
-            legend_y + 4.0,
-            outcome.policy.as_str(),
-            outcome.gpu_hours
-        );
-        legend_y += 18.0;
-        if outcome.policy == Policy::Scaler {
-            let demand: Vec<(f64, f64)> = outcome
-                .timeline
-                .iter()
-                .map(|p| (p.at, p.demand.iter().sum::<f64>()))
-                .collect();
-            let _ = writeln!(
-                svg,
-                r##"<polyline fill="none" stroke="{}" stroke-width="1" stroke-dasharray="4 3" points="{}"/>"##,
-                color(outcome.policy),
-                series(&demand, pods_top, PODS_HEIGHT, max_pods)
-            );
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{}" stroke-dasharray="4 3"/><text x="{}" y="{}">scaler demand</text>"##,
-                WIDTH - RIGHT + 10.0,
-                WIDTH - RIGHT + 30.0,
-                color(outcome.policy),
-                WIDTH - RIGHT + 35.0,
-                legend_y + 4.0
-            );
-            legend_y += 18.0;
-        }
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-/// A round axis maximum at or above `value`.
-pub(crate) fn nice(value: f64) -> f64 {
-    if value <= 0.0 {
-        return 1.0;
-    }
-    let magnitude = 10f64.powf(value.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|&m| m >= value)
-        .unwrap_or(10.0 * magnitude)
-}
-
-pub(crate) fn trim(value: f64) -> String {
-    let rounded = (value * 100.0).round() / 100.0;
-    format!("{rounded}")
-}
-
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn axis_maxima_are_round() {
-        assert_eq!(nice(7.3), 10.0);
-        assert_eq!(nice(1.2), 2.0);
-        assert_eq!(nice(180.0), 200.0);
-        assert_eq!(nice(0.0), 1.0);
-    }
 }

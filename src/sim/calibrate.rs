@@ -8,7 +8,7 @@ use super::{
     fleet::{Pool, Router},
     model::{ModelProfile, Request, Role},
     stats::{SloThresholds, Stats},
-    trace::Rng,
+    trace::{Draws, seeded},
 };
 
 /// `keda-llm-scaler calibrate`.
@@ -294,7 +294,7 @@ fn run(
     );
     pool.start_warm(c.replicas, 0.0);
     let mut stats = Stats::new(c.thresholds);
-    let mut rng = Rng::new(c.seed);
+    let mut rng = seeded(c.seed);
     let tokens = |relative: f64, mean: u32| ((relative * f64::from(mean)).round() as u32).max(1);
     let fleet_rate = rate * f64::from(c.replicas);
     let mut t = 0.0;

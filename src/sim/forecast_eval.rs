@@ -23,7 +23,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 pub use super::rates::{RateTrace, read_rate_trace};
-use super::trace::Rng;
+use super::trace::{Draws, SimRng, seeded};
 use crate::demand::forecast::{HistoryWindow, LONG_LEVEL_WINDOWS, PastPeriod, forecast};
 
 /// How the replay is set up.
@@ -108,7 +108,7 @@ fn recorded_mean(values: &[Option<f64>]) -> Option<f64> {
 }
 
 /// Arrivals within `window` seconds of a Poisson process at `rate` per second.
-fn poisson_count(rng: &mut Rng, rate: f64, window: f64) -> u64 {
+fn poisson_count(rng: &mut SimRng, rate: f64, window: f64) -> u64 {
     if rate <= 0.0 {
         return 0;
     }
@@ -148,7 +148,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         .map(|&rate| (rate > 0.0 || settings.zeros == ZeroRate::Idle).then_some(rate))
         .collect();
     if let Some(resample) = settings.resample {
-        let mut rng = Rng::new(resample.seed);
+        let mut rng = seeded(resample.seed);
         for rate in rates.iter_mut().flatten() {
             *rate = poisson_count(&mut rng, *rate * resample.scale, window) as f64 / window;
         }

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod forecast_eval;
 pub mod hpa;
 pub mod model;
+pub mod plot;
 pub mod rates;
 pub mod run;
 pub mod scorecard;

@@ -19,7 +19,19 @@ use crate::{
 };
 
 /// The scaling policies a backtest compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Policy {
     /// Enough replicas for the trace's peak by the profile's capacity, all the time.
     Static,
@@ -44,35 +56,14 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 9] = [
-        Policy::Static,
-        Policy::StaticBest,
-        Policy::KedaQueue,
-        Policy::KedaTokens,
-        Policy::KedaSeed,
-        Policy::KedaTuned,
-        Policy::Scaler,
-        Policy::JustInTime,
-        Policy::Oracle,
-    ];
-    pub const NAMES: &'static str = "static, static-best, keda-queue, keda-tokens, keda-seed, keda-tuned, scaler, just-in-time, oracle";
-
+    /// The name `--policy` takes.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Static => "static",
-            Policy::StaticBest => "static-best",
-            Policy::KedaQueue => "keda-queue",
-            Policy::KedaTokens => "keda-tokens",
-            Policy::KedaSeed => "keda-seed",
-            Policy::KedaTuned => "keda-tuned",
-            Policy::Scaler => "scaler",
-            Policy::JustInTime => "just-in-time",
-            Policy::Oracle => "oracle",
-        }
+        self.into()
     }
 
+    /// The policy of that name, if there is one.
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == text)
+        text.parse().ok()
     }
 
     /// Policies whose fleet size is set from outside the HPA loop (a plan or a search):

@@ -14,6 +14,7 @@ use super::{
     backtest::{BacktestArgs, Prepared, feasible_shares, figures, parse_target, prepare},
     fleet::Router,
     model::ModelProfile,
+    plot::ScorePanel,
     run::{Outcome, Policy},
     trace::Trace,
 };
@@ -320,7 +321,7 @@ pub fn scorecard(args: &ScorecardArgs) -> Result<String, String> {
         })
         .collect();
     if let Some(path) = &args.plot {
-        std::fs::write(path, to_svg(&scored, args.target))
+        std::fs::write(path, plot(&scored, args.target)?)
             .map_err(|e| format!("cannot write the plot to {}: {e}", path.display()))?;
     }
     Ok(if args.json {
@@ -406,108 +407,22 @@ fn to_table(scored: &[Scored], target: f64) -> String {
     out
 }
 
-/// Per trace a panel: each policy a point of GPU-hours (x) against the lower of its two
-/// feasible attainments (y), with the target as a line.
-fn to_svg(scored: &[Scored], target: f64) -> String {
-    const PANEL_W: f64 = 340.0;
-    const PANEL_H: f64 = 260.0;
-    const LEFT: f64 = 60.0;
-    const TOP: f64 = 50.0;
-    const GAP: f64 = 40.0;
-    const LEGEND: f64 = 150.0;
-    let columns = scored.len().clamp(1, 3);
-    let rows = scored.len().div_ceil(columns).max(1);
-    let width = LEFT + columns as f64 * (PANEL_W + GAP + LEFT) + LEGEND;
-    let height = TOP + rows as f64 * (PANEL_H + GAP + 40.0);
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"##
-    );
-    let _ = writeln!(
-        svg,
-        r##"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">GPU-hours against feasible attainment (the lower of TTFT and TPOT); target {}</text>"##,
-        target
-    );
-    for (index, s) in scored.iter().enumerate() {
-        let x0 = LEFT + (index % columns) as f64 * (PANEL_W + GAP + LEFT);
-        let y0 = TOP + (index / columns) as f64 * (PANEL_H + GAP + 40.0);
-        panel(&mut svg, s, target, (x0, y0, PANEL_W, PANEL_H));
-    }
-    let legend_x = width - LEGEND + 10.0;
-    for (i, policy) in POLICIES.iter().enumerate() {
-        let y = TOP + 20.0 + i as f64 * 18.0;
-        let _ = writeln!(
-            svg,
-            r##"<circle cx="{legend_x}" cy="{y}" r="5" fill="{}"/><text x="{}" y="{}">{}</text>"##,
-            super::backtest::color(*policy),
-            legend_x + 10.0,
-            y + 4.0,
-            policy.as_str()
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-/// One trace's panel at `(x, y, width, height)`.
-fn panel(svg: &mut String, s: &Scored, target: f64, (x0, y0, w, h): (f64, f64, f64, f64)) {
-    let points: Vec<(Policy, f64, f64)> = s
-        .outcomes
+/// The points of every trace's panel, for [`super::plot::scorecard`].
+fn plot(scored: &[Scored], target: f64) -> Result<String, String> {
+    let panels: Vec<ScorePanel> = scored
         .iter()
-        .map(|o| {
-            let f = &o.stats.feasible;
-            (
-                o.policy,
-                o.gpu_hours,
-                f.ttft_attainment().min(f.tpot_attainment()),
-            )
+        .map(|s| ScorePanel {
+            name: &s.name,
+            points: s
+                .outcomes
+                .iter()
+                .map(|o| {
+                    let f = &o.stats.feasible;
+                    let attainment = f.ttft_attainment().min(f.tpot_attainment());
+                    (o.policy, o.gpu_hours, attainment)
+                })
+                .collect(),
         })
         .collect();
-    let x_max = super::backtest::nice(points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.05);
-    let y_min = points.iter().map(|p| p.2).fold(target, f64::min);
-    let y_min = ((y_min - 0.005) * 100.0).floor() / 100.0;
-    let x = |v: f64| x0 + v / x_max * w;
-    let y = |v: f64| y0 + h - (v - y_min) / (1.0 - y_min) * h;
-    let _ = writeln!(
-        svg,
-        r##"<text x="{x0}" y="{}" font-weight="bold">{}</text><rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#ccc"/>"##,
-        y0 - 8.0,
-        super::backtest::escape(&s.name)
-    );
-    for i in 0..=4 {
-        let xv = x_max * f64::from(i) / 4.0;
-        let yv = y_min + (1.0 - y_min) * f64::from(i) / 4.0;
-        let _ = writeln!(
-            svg,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end">{:.1} %</text>"##,
-            x(xv),
-            y0 + h + 16.0,
-            super::backtest::trim(xv),
-            x0 - 4.0,
-            y(yv) + 4.0,
-            yv * 100.0
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r##"<line x1="{x0}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4 3"/><text x="{}" y="{}" text-anchor="middle">GPU-hours</text>"##,
-        x0 + w,
-        y(target),
-        y(target),
-        x0 + w / 2.0,
-        y0 + h + 32.0
-    );
-    for (policy, gpu_hours, attainment) in points {
-        let _ = writeln!(
-            svg,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="5" fill="{}" fill-opacity="0.85"><title>{}: {:.1} GPU-h, {:.2} %</title></circle>"##,
-            x(gpu_hours),
-            y(attainment),
-            super::backtest::color(policy),
-            policy.as_str(),
-            gpu_hours,
-            attainment * 100.0
-        );
-    }
+    super::plot::scorecard(&panels, &POLICIES, target)
 }

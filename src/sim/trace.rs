@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use rand::{RngExt, SeedableRng};
 
 use super::model::Request;
 
@@ -13,49 +14,37 @@ use super::model::Request;
 pub const AZURE_CONV: &str = include_str!("../../traces/azure2023_conv.csv");
 pub const AZURE_CONV_NAME: &str = "azure2023_conv.csv (bundled)";
 
-/// A deterministic generator (xoshiro256**, seeded through splitmix64): the same seed
-/// gives the same run on every machine.
-#[derive(Debug, Clone)]
-pub struct Rng([u64; 4]);
+/// The generator every simulated draw comes from: xoshiro256**, seeded through
+/// SplitMix64 (`SeedableRng::seed_from_u64`), so the same seed gives the same run on every
+/// machine.
+pub type SimRng = rand_xoshiro::Xoshiro256StarStar;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        let mut state = seed;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Self([next(), next(), next(), next()])
-    }
+/// A generator for `seed`.
+pub fn seeded(seed: u64) -> SimRng {
+    SimRng::seed_from_u64(seed)
+}
 
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
+/// The draws the simulator makes from its generator.
+pub trait Draws {
     /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
+    fn uniform(&mut self) -> f64;
 
-    /// Exponential with the given rate (events per second).
-    pub fn exponential(&mut self, rate: f64) -> f64 {
+    /// The gap to the next event of a Poisson process at `rate` per second. By inversion
+    /// of one uniform draw rather than `rand_distr::Exp`'s ziggurat, so that a seed keeps
+    /// replaying the arrivals every published figure was measured on.
+    fn exponential(&mut self, rate: f64) -> f64 {
         -(1.0 - self.uniform()).ln() / rate
     }
 
-    pub fn below(&mut self, n: usize) -> usize {
+    /// An index below `n`, from one uniform draw (as the published figures were drawn).
+    fn below(&mut self, n: usize) -> usize {
         (self.uniform() * n as f64) as usize % n.max(1)
+    }
+}
+
+impl Draws for SimRng {
+    fn uniform(&mut self) -> f64 {
+        self.random()
     }
 }
 
@@ -279,7 +268,7 @@ impl Default for Replay {
 /// Arrivals, generated lazily in time order.
 pub struct Arrivals {
     kind: ArrivalKind,
-    rng: Rng,
+    rng: SimRng,
     replay: Replay,
 }
 
@@ -330,7 +319,7 @@ impl Arrivals {
         };
         Ok(Self {
             kind,
-            rng: Rng::new(replay.seed),
+            rng: seeded(replay.seed),
             replay,
         })
     }

@@ -23,7 +23,7 @@ use crate::{
     config::LatencySignal,
     engine::Series,
     query::{LEVEL_LABEL, LONG_LEVEL, PERIOD_LABEL, QueryPlan, QuerySpec, Read, Signal},
-    source::{Observation, Sample},
+    source::{Observation, ReadError, Sample, SourceError},
 };
 
 /// One replica's gauges at a scrape.
@@ -185,7 +185,17 @@ impl Tsdb {
         let answers = plan
             .specs
             .iter()
-            .map(|spec| (spec.signal, self.answer(spec, now)))
+            .map(|spec| {
+                // A spec the simulated Prometheus cannot evaluate fails as Prometheus
+                // fails a query it cannot run.
+                let answer = self.answer(spec, now).map_err(|message| {
+                    ReadError::Query(SourceError::Query {
+                        kind: "unsupported".to_owned(),
+                        message,
+                    })
+                });
+                (spec.signal, answer)
+            })
             .collect();
         Observation::of_plan(
             plan,

@@ -1,7 +1,7 @@
 //! Prometheus' answers read as values: per replica, for the fleet, latency buckets by
 //! `le`, the history's periods. A series without the label it needs is an error.
 
-use super::api::Sample;
+use super::{api::Sample, error::ReadError};
 use crate::{
     demand::{
         ReplicaValue,
@@ -14,35 +14,29 @@ use crate::{
 pub(super) fn latency_window(
     kind: LatencyKind,
     samples: Vec<Sample>,
-) -> Result<LatencyWindow, String> {
+) -> Result<LatencyWindow, ReadError> {
     match kind {
         LatencyKind::Gauge => match samples.as_slice() {
             [] => Ok(LatencyWindow::SlowShare(None)),
             [only] => Ok(LatencyWindow::SlowShare(Some(only.value))),
-            many => Err(format!(
-                "latency query returned {} series where one share was expected",
-                many.len()
-            )),
+            many => Err(ReadError::SeriesCount {
+                signal: "latency",
+                count: many.len(),
+                expected: "share",
+            }),
         },
         LatencyKind::Histogram { le_scale_millis } => samples
             .into_iter()
             .map(|sample| {
-                let text = sample.labels.get("le").ok_or_else(|| {
-                    "latency histogram series have no `le` label: expected the `_bucket` series"
-                        .to_owned()
-                })?;
-                let le = parse_le(text).ok_or_else(|| {
-                    format!(
-                        "latency histogram bucket bound `le=\"{}\"` is not a number",
-                        text.escape_debug()
-                    )
-                })?;
+                let text = sample.labels.get("le").ok_or(ReadError::NoBucketLabel)?;
+                let le = parse_le(text)
+                    .ok_or_else(|| ReadError::BadBucketBound(text.escape_debug().to_string()))?;
                 Ok(Bucket {
                     le: if le_scale_millis { le / 1000.0 } else { le },
                     rate: sample.value,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()
+            .collect::<Result<Vec<_>, ReadError>>()
             .map(LatencyWindow::Buckets),
     }
 }
@@ -55,7 +49,7 @@ fn parse_le(text: &str) -> Option<f64> {
     }
 }
 
-fn by_period(samples: &[Sample], what: &str) -> Result<Vec<(u32, f64)>, String> {
+fn by_period(samples: &[Sample], what: &'static str) -> Result<Vec<(u32, f64)>, ReadError> {
     samples
         .iter()
         .map(|sample| {
@@ -64,7 +58,7 @@ fn by_period(samples: &[Sample], what: &str) -> Result<Vec<(u32, f64)>, String> 
                 .get(PERIOD_LABEL)
                 .and_then(|k| k.parse::<u32>().ok())
                 .map(|k| (k, sample.value))
-                .ok_or_else(|| format!("{what} series have no `{PERIOD_LABEL}` label"))
+                .ok_or(ReadError::NoPeriodLabel(what))
         })
         .collect()
 }
@@ -72,7 +66,7 @@ fn by_period(samples: &[Sample], what: &str) -> Result<Vec<(u32, f64)>, String> 
 pub(super) fn history_window(
     peaks: Vec<Sample>,
     levels: Vec<Sample>,
-) -> Result<HistoryWindow, String> {
+) -> Result<HistoryWindow, ReadError> {
     let peaks = by_period(&peaks, "history peak")?;
     let (long_levels, levels): (Vec<Sample>, Vec<Sample>) = levels
         .into_iter()
@@ -106,7 +100,7 @@ pub fn by_replica(
     signal: Signal,
     label: &str,
     samples: Vec<Sample>,
-) -> Result<Vec<ReplicaValue>, String> {
+) -> Result<Vec<ReplicaValue>, ReadError> {
     samples
         .into_iter()
         .map(|sample| match sample.labels.get(label) {
@@ -114,17 +108,17 @@ pub fn by_replica(
                 replica: replica.clone(),
                 value: sample.value,
             }),
-            _ => Err(format!(
-                "{} series have no `{label}` label, so replicas cannot be told apart: set the profile's replica_label to a label the engine's series carry",
-                signal.as_str()
-            )),
+            _ => Err(ReadError::NoReplicaLabel {
+                signal: signal.as_str(),
+                label: label.to_owned(),
+            }),
         })
         .collect()
 }
 
 /// A fleet-wide sum: no series means a fleet at zero.
 /// A mean over finished requests: no series (none finished) is no mean, not 0.
-pub(super) fn mean(signal: Signal, samples: Vec<Sample>) -> Result<Option<f64>, String> {
+pub(super) fn mean(signal: Signal, samples: Vec<Sample>) -> Result<Option<f64>, ReadError> {
     if samples.is_empty() {
         return Ok(None);
     }
@@ -132,24 +126,24 @@ pub(super) fn mean(signal: Signal, samples: Vec<Sample>) -> Result<Option<f64>, 
     if value.is_finite() && value > 0.0 {
         Ok(Some(value))
     } else {
-        Err(format!(
-            "{} is {value}: expected a finite number of tokens above 0",
-            signal.as_str()
-        ))
+        Err(ReadError::BadMean {
+            signal: signal.as_str(),
+            value,
+        })
     }
 }
 
 /// The fleet's one value from a fleet answer; no series is 0 (a fleet with no traffic
 /// exports no rate), several are an error.
-pub fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, String> {
+pub fn fleet_value(signal: Signal, samples: Vec<Sample>) -> Result<f64, ReadError> {
     match samples.as_slice() {
         [] => Ok(0.0),
         [only] => Ok(only.value),
-        many => Err(format!(
-            "{} query returned {} series where one sum was expected",
-            signal.as_str(),
-            many.len()
-        )),
+        many => Err(ReadError::SeriesCount {
+            signal: signal.as_str(),
+            count: many.len(),
+            expected: "sum",
+        }),
     }
 }
 
@@ -191,6 +185,6 @@ mod tests {
             value: 1.0,
         };
         let error = history_window(vec![untagged], Vec::new()).unwrap_err();
-        assert!(error.contains(PERIOD_LABEL), "{error}");
+        assert_eq!(error, ReadError::NoPeriodLabel("history peak"));
     }
 }

@@ -42,7 +42,8 @@ impl<T: MetricsSource> MetricsSource for std::sync::Arc<T> {
 }
 
 /// A query that could not be answered.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SourceError {
     /// No connection, or it broke (label `unreachable`).
     #[error("Prometheus is unreachable: {0}")]
@@ -70,12 +71,6 @@ pub enum SourceError {
 impl SourceError {
     /// A short, fixed label for metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            SourceError::Unreachable(_) => "unreachable",
-            SourceError::Timeout(_) => "timeout",
-            SourceError::Query { .. } => "query",
-            SourceError::BadResponse(_) => "bad_response",
-            SourceError::Auth(_) => "auth",
-        }
+        self.into()
     }
 }

@@ -6,6 +6,7 @@
 
 mod answers;
 mod api;
+mod error;
 mod observation;
 pub mod prometheus;
 mod readings;
@@ -15,5 +16,6 @@ pub use crate::query::{
 };
 pub use answers::{by_replica, fleet_value};
 pub use api::{ECHO_LIMIT, MetricsSource, Sample, SourceError, truncated};
+pub use error::ReadError;
 pub use observation::{Observation, QueryRecord, observe};
 pub use readings::Readings;

@@ -8,7 +8,10 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::api::{MetricsSource, Sample};
+use super::{
+    api::{MetricsSource, Sample},
+    error::ReadError,
+};
 use crate::query::{LatencyKind, QueryPlan, Signal};
 
 /// One query an evaluation ran, for Explain and /metrics.
@@ -33,7 +36,7 @@ pub struct QueryRecord {
 #[derive(Debug, Clone)]
 pub struct Observation {
     /// Each planned query's answer, in the plan's order.
-    pub answers: Vec<(Signal, Result<Vec<Sample>, String>)>,
+    pub answers: Vec<(Signal, Result<Vec<Sample>, ReadError>)>,
     /// From the plan: the label telling replicas apart.
     pub replica_label: String,
     /// From the plan: the label models are grouped by, when the plan is shared.
@@ -60,6 +63,7 @@ pub(super) type ByModel = HashMap<String, HashMap<Signal, Vec<Sample>>>;
 impl Observation {
     /// An observation that produced nothing, with the reason.
     pub fn failed(reason: String) -> Self {
+        let reason = ReadError::Evaluation(reason);
         Self {
             answers: [Signal::Queue, Signal::OutputTokens, Signal::InputTokens]
                 .into_iter()
@@ -79,7 +83,7 @@ impl Observation {
     /// An observation of `plan` made of these answers.
     pub fn of_plan(
         plan: &QueryPlan,
-        answers: Vec<(Signal, Result<Vec<Sample>, String>)>,
+        answers: Vec<(Signal, Result<Vec<Sample>, ReadError>)>,
         queries: Vec<QueryRecord>,
         started_at: SystemTime,
         started: Instant,
@@ -105,16 +109,16 @@ impl Observation {
 
     /// What went wrong with the queries, on one line; `None` when all were answered.
     pub fn error_summary(&self) -> Option<String> {
-        let errors: Vec<(Signal, &str)> = self
+        let errors: Vec<(Signal, &ReadError)> = self
             .answers
             .iter()
-            .filter_map(|(signal, answer)| answer.as_ref().err().map(|e| (*signal, e.as_str())))
+            .filter_map(|(signal, answer)| answer.as_ref().err().map(|e| (*signal, e)))
             .collect();
         (!errors.is_empty()).then(|| summarize(&errors))
     }
 
     /// The answer to one signal's query; `None` when the plan did not ask.
-    pub fn answer(&self, signal: Signal) -> Option<&Result<Vec<Sample>, String>> {
+    pub fn answer(&self, signal: Signal) -> Option<&Result<Vec<Sample>, ReadError>> {
         self.answers
             .iter()
             .find(|(s, _)| *s == signal)
@@ -150,7 +154,7 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
                 error,
                 error_kind,
             });
-            (signal, answer.map_err(|e| e.to_string()))
+            (signal, answer.map_err(ReadError::from))
         })
         .collect();
     Observation::of_plan(
@@ -164,8 +168,8 @@ pub async fn observe<S: MetricsSource>(source: &S, plan: &QueryPlan) -> Observat
 }
 
 /// "queue, kv_cache queries failed: X": one line however many queries share a cause.
-pub(super) fn summarize(errors: &[(Signal, &str)]) -> String {
-    let mut causes: Vec<(&str, Vec<&str>)> = Vec::new();
+pub(super) fn summarize(errors: &[(Signal, &ReadError)]) -> String {
+    let mut causes: Vec<(&ReadError, Vec<&str>)> = Vec::new();
     for &(signal, cause) in errors {
         match causes.iter_mut().find(|(c, _)| *c == cause) {
             Some((_, signals)) => signals.push(signal.as_str()),

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use super::{
     answers::{by_replica, fleet_value, history_window, latency_window, mean},
     api::Sample,
+    error::ReadError,
     observation::{ByModel, Observation, summarize},
 };
 use crate::{
@@ -18,24 +19,24 @@ use crate::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct Readings {
     /// Waiting requests per replica.
-    pub queue: Result<Vec<ReplicaValue>, String>,
+    pub queue: Result<Vec<ReplicaValue>, ReadError>,
     /// The fleet's output tokens per second.
-    pub output_tokens: Result<f64, String>,
+    pub output_tokens: Result<f64, ReadError>,
     /// The fleet's input tokens per second.
-    pub input_tokens: Result<f64, String>,
+    pub input_tokens: Result<f64, ReadError>,
     /// `None` when the plan did not ask.
-    pub kv_cache: Option<Result<Vec<ReplicaValue>, String>>,
+    pub kv_cache: Option<Result<Vec<ReplicaValue>, ReadError>>,
     /// Per SLO of the plan: its short and long window.
-    pub slos: Vec<Result<SloWindows, String>>,
+    pub slos: Vec<Result<SloWindows, ReadError>>,
     /// `None` when the plan has no forecast.
-    pub history: Option<Result<HistoryWindow, String>>,
+    pub history: Option<Result<HistoryWindow, ReadError>>,
     /// The mean prompt and output tokens per finished request (`capacity.profile`);
     /// `None` when the plan did not ask, `Ok(None)` when no request finished.
-    pub mean_lengths: Option<Result<Option<(f64, f64)>, String>>,
+    pub mean_lengths: Option<Result<Option<(f64, f64)>, ReadError>>,
     /// When the observation started, for schedules.
     pub observed_at: SystemTime,
     /// Every signal that could not be read, with its cause.
-    errors: Vec<(Signal, String)>,
+    errors: Vec<(Signal, ReadError)>,
 }
 
 impl Observation {
@@ -66,7 +67,7 @@ impl Observation {
             model,
             errors: Vec::new(),
         };
-        let missing = || Err("the plan has no query for it".to_owned());
+        let missing = || Err(ReadError::NotPlanned);
         let label = self.replica_label.as_str();
         let queue = own
             .get(Signal::Queue)
@@ -113,12 +114,12 @@ struct Own<'a> {
     observation: &'a Observation,
     model: Option<&'a str>,
     /// Each failed query read, with its cause.
-    errors: Vec<(Signal, String)>,
+    errors: Vec<(Signal, ReadError)>,
 }
 
 impl Own<'_> {
     /// The model's series of one signal's answer; `None` when the plan did not ask.
-    fn get(&mut self, signal: Signal) -> Option<Result<Vec<Sample>, String>> {
+    fn get(&mut self, signal: Signal) -> Option<Result<Vec<Sample>, ReadError>> {
         let observation = self.observation;
         let answer = observation.answer(signal)?;
         Some(match answer {
@@ -139,10 +140,10 @@ impl Own<'_> {
     }
 
     /// SLO `i`'s latency over both windows, with its prefill times where the plan has them.
-    fn slo_windows(&mut self, i: usize) -> Result<SloWindows, String> {
+    fn slo_windows(&mut self, i: usize) -> Result<SloWindows, ReadError> {
         let kind = self.observation.latency_kinds[i];
         let slo = u16::try_from(i).unwrap_or(u16::MAX);
-        let missing = || Err("the plan has no query for it".to_owned());
+        let missing = || Err(ReadError::NotPlanned);
         let short = self.get(Signal::SloShort { slo }).unwrap_or_else(missing);
         let long = self.get(Signal::SloLong { slo }).unwrap_or_else(missing);
         let prefill = match (
@@ -162,7 +163,7 @@ impl Own<'_> {
     }
 
     /// The mean prompt and output lengths, when the plan reads the mix.
-    fn mean_lengths(&mut self) -> Option<Result<Option<(f64, f64)>, String>> {
+    fn mean_lengths(&mut self) -> Option<Result<Option<(f64, f64)>, ReadError>> {
         let input = self.get(Signal::MeanInputTokens);
         let output = self.get(Signal::MeanOutputTokens);
         let (input, output) = (input?, output?);
@@ -215,9 +216,9 @@ impl Readings {
         Ok((demand, skipped))
     }
 
-    fn collect_errors(&self, from_queries: Vec<(Signal, String)>) -> Vec<(Signal, String)> {
+    fn collect_errors(&self, from_queries: Vec<(Signal, ReadError)>) -> Vec<(Signal, ReadError)> {
         let mut errors = from_queries.clone();
-        let mut add = |signal: Signal, result: Result<(), &String>| {
+        let mut add = |signal: Signal, result: Result<(), &ReadError>| {
             if let Err(e) = result
                 && !errors.iter().any(|(s, _)| *s == signal)
             {
@@ -264,8 +265,8 @@ impl Readings {
     }
 
     /// Every signal that could not be read, with its cause.
-    pub fn errors(&self) -> Vec<(Signal, &str)> {
-        self.errors.iter().map(|(s, e)| (*s, e.as_str())).collect()
+    pub fn errors(&self) -> Vec<(Signal, &ReadError)> {
+        self.errors.iter().map(|(s, e)| (*s, e)).collect()
     }
 
     /// What went wrong, on one line; `None` when every signal was read.

@@ -121,7 +121,8 @@ fn a_long_run_conserves_tokens_and_kv() {
     let model = ModelProfile::llama3_8b_h100();
     let mut replica = Replica::new("r".into(), Role::Unified, 0.0, 0.0);
     let mut stats = Stats::new(SloThresholds::default());
-    let mut rng = crate::sim::trace::Rng::new(3);
+    use crate::sim::trace::Draws;
+    let mut rng = crate::sim::trace::seeded(3);
     let mut t = 0.0;
     let (mut input, mut output) = (0u64, 0u64);
     for _ in 0..2_000 {
