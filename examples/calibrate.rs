@@ -6,7 +6,7 @@
 use keda_llm_scaler::sim::{
     model::{ModelProfile, Replica, Request, Role},
     stats::{SloThresholds, Stats},
-    trace::{AZURE_CONV, Rng, Trace},
+    trace::{AZURE_CONV, Draws, Trace, seeded},
 };
 
 /// One replica under Poisson arrivals at `rate` for `seconds`, lengths drawn from `lengths`.
@@ -18,7 +18,7 @@ fn load(
 ) -> (Stats, f64, f64) {
     let mut replica = Replica::new("r".into(), Role::Unified, 0.0, 0.0);
     let mut stats = Stats::new(SloThresholds::default());
-    let mut rng = Rng::new(42);
+    let mut rng = seeded(42);
     let mut t = 0.0;
     loop {
         t += rng.exponential(rate);

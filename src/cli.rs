@@ -17,16 +17,24 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How log lines are written on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    // Not doc comments: clap would print them in `--help` as a list of values, changing
+    // the help users read. One JSON object a line:
+    #[allow(missing_docs)]
     Json,
+    // Plain text:
+    #[allow(missing_docs)]
     Text,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve KEDA's external-scaler protocol (gRPC) and /metrics (HTTP).
@@ -63,6 +71,7 @@ pub enum Command {
         /// Print the explanation as JSON.
         #[arg(long)]
         json: bool,
+        /// The TLS the client presents and trusts.
         #[command(flatten)]
         tls: ClientTls,
     },

@@ -6,6 +6,8 @@
 //! metrics, [`server`] speaks gRPC and HTTP, [`config`] loads the ConfigMap.
 
 #![forbid(unsafe_code)]
+// Every public item is documented; CI's clippy `-D warnings` makes this an error.
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;

@@ -2,8 +2,6 @@
 //! ScaledObjects refer to. Parsing rejects unknown keys and out-of-range values with
 //! the line, the key and what is allowed; a config that loads is safe to serve.
 
-#![deny(missing_docs)]
-
 pub mod anticipation;
 pub mod capacity;
 pub mod duration;

@@ -1,8 +1,6 @@
 //! The serving engines and the roles of their fleets: the lowest layer, which every
 //! other one may use and which uses none of them.
 
-#![deny(missing_docs)]
-
 mod presets;
 mod roles;
 

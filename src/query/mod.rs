@@ -2,8 +2,6 @@
 //! profile and the trigger, rendered to PromQL for Prometheus and evaluated as it is by
 //! the simulated Prometheus.
 
-#![deny(missing_docs)]
-
 mod plan;
 mod signal;
 mod spec;

@@ -127,8 +127,11 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 /// A loaded backtest: the setup and how to replay the trace.
 pub struct Prepared {
+    /// The fleet, the scaler's view of it, and the run's settings.
     pub setup: Setup,
+    /// The policies to run, in order.
     pub policies: Vec<Policy>,
+    /// The trace's name, for reports.
     pub trace_name: String,
     trace: Trace,
     lengths: Option<RequestTrace>,

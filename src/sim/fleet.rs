@@ -12,10 +12,12 @@ use super::{
 pub enum Router {
     /// The replica holding the fewest requests (queue-aware; what the seed recommends).
     LeastOutstanding,
+    /// The replicas in turn.
     RoundRobin,
 }
 
 impl Router {
+    /// The router `--router` names (`least-outstanding`, `round-robin`).
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "least-outstanding" => Some(Router::LeastOutstanding),
@@ -28,7 +30,9 @@ impl Router {
 /// One Deployment's replicas, its router, and what it cost.
 #[derive(Debug, Clone)]
 pub struct Pool {
+    /// Which role its replicas play.
     pub role: Role,
+    /// The replica model every pod runs.
     pub model: ModelProfile,
     router: Router,
     replicas: Vec<Replica>,
@@ -47,6 +51,7 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// An empty pool whose router refuses requests held longer than `request_timeout`.
     pub fn new(role: Role, model: ModelProfile, router: Router, request_timeout: f64) -> Self {
         Self {
             role,

@@ -29,7 +29,9 @@ use crate::demand::forecast::{HistoryWindow, LONG_LEVEL_WINDOWS, PastPeriod, for
 /// How the replay is set up.
 #[derive(Debug, Clone)]
 pub struct EvalSettings {
+    /// How far ahead each forecast looks.
     pub lead: Duration,
+    /// The season the forecasts repeat over.
     pub period: Duration,
     /// Past periods the shipped forecast combines.
     pub periods: u32,
@@ -46,7 +48,9 @@ pub struct EvalSettings {
 /// noise is in the rates the methods see. Gaps stay gaps.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resample {
+    /// The rate's multiplier.
     pub scale: f64,
+    /// Seeds the draws.
     pub seed: u64,
 }
 
@@ -63,6 +67,7 @@ pub enum ZeroRate {
 /// One method's error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MethodScore {
+    /// `shipped`, `last-value` or `seasonal-naive`.
     pub name: &'static str,
     /// Mean absolute percentage error, as a fraction (0.07 = 7 %).
     pub mape: f64,
@@ -79,6 +84,7 @@ pub struct MethodScore {
 /// The outcome of one replay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReport {
+    /// How far ahead each forecast looked.
     pub lead: Duration,
     /// Windows ahead each forecast covers.
     pub lead_windows: usize,
@@ -88,6 +94,7 @@ pub struct EvalReport {
     pub zero_windows: usize,
     /// Windows left out because the window before them was a gap.
     pub after_gap_windows: usize,
+    /// Each method's scores.
     pub methods: Vec<MethodScore>,
 }
 

@@ -9,8 +9,20 @@ use std::collections::VecDeque;
 /// A scaling policy: at most `value` pods (or percent) per `period` seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RatePolicy {
-    Pods { value: u32, period: f64 },
-    Percent { value: u32, period: f64 },
+    /// `type: Pods`.
+    Pods {
+        /// Pods added or removed at most.
+        value: u32,
+        /// Over this many seconds.
+        period: f64,
+    },
+    /// `type: Percent`.
+    Percent {
+        /// Percent of the current replicas added or removed at most.
+        value: u32,
+        /// Over this many seconds.
+        period: f64,
+    },
 }
 
 impl RatePolicy {
@@ -26,15 +38,20 @@ impl RatePolicy {
 pub enum Select {
     /// The one allowing the largest change (Kubernetes' default).
     Max,
+    /// The one allowing the smallest change.
     Min,
+    /// No change in this direction.
     Disabled,
 }
 
 /// One direction of `behavior`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
+    /// `stabilizationWindowSeconds`.
     pub stabilization: f64,
+    /// `selectPolicy`.
     pub select: Select,
+    /// `policies`.
     pub policies: Vec<RatePolicy>,
 }
 
@@ -77,11 +94,15 @@ pub struct ScaledObjectSpec {
     pub polling_interval: f64,
     /// Seconds without activity before 1 -> 0 (with `min_replicas` 0).
     pub cooldown_period: f64,
+    /// `minReplicaCount`.
     pub min_replicas: u32,
+    /// `maxReplicaCount`.
     pub max_replicas: u32,
     /// `fallback`: after more than `failure_threshold` failed calls, `replicas`.
     pub fallback: Option<(u32, u32)>,
+    /// `behavior.scaleUp`.
     pub scale_up: Rules,
+    /// `behavior.scaleDown`.
     pub scale_down: Rules,
     /// The HPA's tolerance (0.1).
     pub tolerance: f64,
@@ -138,13 +159,16 @@ impl ScaledObjectSpec {
 /// One metric's value for the HPA: `AverageValue` with its target.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetricValue {
+    /// The metric's value for the whole target.
     pub value: f64,
+    /// The target per replica.
     pub target: f64,
 }
 
 /// The HPA's state for one ScaledObject.
 #[derive(Debug, Clone)]
 pub struct Hpa {
+    /// The ScaledObject it acts on.
     pub spec: ScaledObjectSpec,
     /// Past recommendations, for the stabilization windows.
     recommendations: VecDeque<(f64, u32)>,
@@ -159,6 +183,7 @@ pub struct Hpa {
 }
 
 impl Hpa {
+    /// The HPA of a ScaledObject that has not acted yet.
     pub fn new(spec: ScaledObjectSpec) -> Self {
         Self {
             spec,

@@ -64,6 +64,7 @@ pub const MAX_BLOCK_STEPS: u64 = 32;
 /// Performance figures of one replica (a model on its GPUs). Times in seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelProfile {
+    /// The preset's name, as `--model` takes it.
     pub name: &'static str,
     /// a: the fixed cost of a step that holds only prefill.
     pub prefill_fixed: f64,
@@ -77,6 +78,7 @@ pub struct ModelProfile {
     pub step_per_sequence: f64,
     /// d past the knee.
     pub step_per_sequence_past_knee: f64,
+    /// The batch size past which each sequence costs `step_per_sequence_past_knee`.
     pub batch_knee: u32,
     /// e: per context token of the decoding sequences.
     pub step_per_context_token: f64,
@@ -142,6 +144,7 @@ impl ModelProfile {
         }
     }
 
+    /// What `--model` takes, for error messages.
     pub const PRESETS: &'static str = "llama-3-70b-tp4-h100 (70b) or llama-3-8b-h100 (8b)";
 
     /// The time of one step without prefill: B sequences holding C context tokens.
@@ -175,7 +178,9 @@ pub enum Role {
 pub struct Request {
     /// Seconds since the trace's start.
     pub arrival: f64,
+    /// Prompt tokens.
     pub input: u32,
+    /// Output tokens (at least 1).
     pub output: u32,
     /// When a replica first scheduled it (its queue time ends); NaN before.
     pub scheduled: f64,
@@ -186,6 +191,7 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request arriving at `arrival` seconds, not yet scheduled.
     pub fn new(arrival: f64, input: u32, output: u32) -> Self {
         Self {
             arrival,
@@ -203,8 +209,10 @@ impl Request {
 pub enum Phase {
     /// Loading the model; serves from `ready_at`.
     Starting {
+        /// When it starts serving, in seconds since the trace's start.
         ready_at: f64,
     },
+    /// Serving.
     Ready,
     /// Taking no new requests; gone once empty.
     Draining,
@@ -213,8 +221,11 @@ pub enum Phase {
 /// Counters and gauges a replica exports, as the engine's /metrics would.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
+    /// Prompt tokens processed (`prompt_tokens_total`).
     pub prompt_tokens: f64,
+    /// Output tokens generated (`generation_tokens_total`).
     pub generation_tokens: f64,
+    /// Requests finished (`request_success_total`).
     pub requests_finished: f64,
     /// Per bucket of [`TTFT_BUCKETS`] (not cumulative), then the overflow.
     pub ttft_buckets: Vec<f64>,
@@ -229,7 +240,9 @@ pub struct Counters {
     /// Finished requests' prompt and output tokens, summed, and their count: the `_sum`
     /// and `_count` of `request_prompt_tokens` and `request_generation_tokens`.
     pub finished_prompt_tokens: f64,
+    /// See `finished_prompt_tokens`.
     pub finished_generation_tokens: f64,
+    /// See `finished_prompt_tokens`.
     pub finished_length_count: f64,
 }
 
@@ -251,6 +264,7 @@ pub const REQUEST_TIME_BUCKETS: [f64; 21] = [
 ];
 
 impl Counters {
+    /// Counters at zero, with every histogram's buckets.
     pub fn new() -> Self {
         Self {
             ttft_buckets: vec![0.0; TTFT_BUCKETS.len() + 1],
@@ -261,6 +275,7 @@ impl Counters {
         }
     }
 
+    /// Adds another replica's counters: the fleet's sum, as PromQL's `sum` gives it.
     pub fn add(&mut self, other: &Counters) {
         self.prompt_tokens += other.prompt_tokens;
         self.generation_tokens += other.generation_tokens;
@@ -291,7 +306,9 @@ fn observe(buckets: &mut [f64], bounds: &[f64], value: f64) {
 /// A request moving from a prefill replica to the decode pool, at `at`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Handoff {
+    /// When it reaches the decode pool, in seconds since the trace's start.
     pub at: f64,
+    /// The request, its prefill done.
     pub request: Request,
 }
 
@@ -300,7 +317,9 @@ pub struct Handoff {
 pub struct Replica {
     /// Its pod name, the value of the replica label.
     pub name: String,
+    /// Which role it plays.
     pub role: Role,
+    /// Where it is in its lifecycle.
     pub phase: Phase,
     /// When the pod was created, for GPU-hours.
     pub created_at: f64,
@@ -322,10 +341,12 @@ pub struct Replica {
     context_offset: i64,
     /// KV tokens held by admitted requests.
     kv_reserved: u64,
+    /// What it exports.
     pub counters: Counters,
 }
 
 impl Replica {
+    /// A pod created at `created_at` that serves from `ready_at` (at once when not later).
     pub fn new(name: String, role: Role, created_at: f64, ready_at: f64) -> Self {
         Self {
             name,
@@ -354,10 +375,12 @@ impl Replica {
         self.waiting.len() + self.prefilling.len() + self.decoding.len()
     }
 
+    /// Requests admitted, waiting for the scheduler (`num_requests_waiting`).
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }
 
+    /// Requests being prefilled or decoded (`num_requests_running`).
     pub fn running(&self) -> usize {
         self.prefilling.len() + self.decoding.len()
     }
@@ -367,6 +390,7 @@ impl Replica {
         self.kv_reserved as f64 / model.kv_capacity_tokens as f64
     }
 
+    /// True once the model is loaded (draining replicas still serve what they hold).
     pub fn is_serving(&self) -> bool {
         !matches!(self.phase, Phase::Starting { .. })
     }

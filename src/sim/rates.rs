@@ -9,6 +9,7 @@ use std::{path::Path, time::Duration};
 pub struct RateTrace {
     /// Width of every window.
     pub window: Duration,
+    /// The rate of each window, in order.
     pub rates: Vec<f64>,
 }
 
@@ -59,6 +60,7 @@ pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
     Ok(rows)
 }
 
+/// Parses a rate file's text (`window_start_s,<rate>`).
 pub fn parse_rate_trace(text: &str) -> Result<RateTrace, String> {
     let rows = parse_rate_rows(text)?;
     let starts: Vec<(usize, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();

@@ -84,7 +84,9 @@ impl Policy {
 /// The seed's stock trigger thresholds: queue 15 per replica, 5000 output tokens/s (and
 /// its 40000 input tokens/s for a prefill pool).
 pub const SEED_QUEUE_THRESHOLD: f64 = 15.0;
+/// Per replica, of the output token rate.
 pub const SEED_OUTPUT_TOKENS_THRESHOLD: f64 = 5000.0;
+/// Per replica, of the input token rate (a prefill pool).
 pub const SEED_INPUT_TOKENS_THRESHOLD: f64 = 40000.0;
 
 /// The thresholds of the stock KEDA triggers (`keda-*` policies), per replica.
@@ -110,9 +112,11 @@ impl KedaThresholds {
 /// One pool of the fleet and the scaler's view of it.
 #[derive(Debug, Clone)]
 pub struct PoolSetup {
+    /// Which role the pool's replicas play.
     pub role: Role,
     /// The trigger as the service resolves it.
     pub target: Target,
+    /// The queries the service would send for this trigger.
     pub plan: QueryPlan,
     /// This scaler's ScaledObject for the pool.
     pub scaled_object: ScaledObjectSpec,
@@ -147,18 +151,23 @@ impl PoolSetup {
 /// Everything a run needs besides its policy and arrivals.
 #[derive(Debug, Clone)]
 pub struct Setup {
+    /// The replica model every pod runs.
     pub model: ModelProfile,
+    /// How requests are spread over a pool's replicas.
     pub router: Router,
     /// One unified pool, or a prefill pool then a decode pool.
     pub pools: Vec<PoolSetup>,
     /// The seed's ScaledObject, for the stock triggers.
     pub seed: ScaledObjectSpec,
+    /// The TTFT and TPOT thresholds attainment is scored against.
     pub thresholds: SloThresholds,
+    /// Seconds between two scrapes of the simulated Prometheus.
     pub scrape_interval: f64,
     /// The wall-clock time of the trace's start, for schedules.
     pub start: DateTime<Utc>,
     /// Requests held by the router longer than this are refused.
     pub request_timeout: f64,
+    /// What the simulated scaler does when a term's query fails, as the config says.
     pub on_term_error: OnTermError,
     /// The timeline's resolution, seconds.
     pub sample_every: f64,
@@ -173,24 +182,33 @@ pub struct Setup {
 /// One point of the timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
+    /// Seconds since the trace's start.
     pub at: f64,
     /// Arrivals per second over the sample.
     pub arrivals: f64,
     /// Per pool: pods (starting or serving), serving replicas, and the replicas the
     /// policy asked for.
     pub pods: Vec<u32>,
+    /// Per pool: the serving replicas.
     pub serving: Vec<u32>,
+    /// Per pool: the replicas the policy asked for.
     pub demand: Vec<f64>,
 }
 
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The policy that ran.
     pub policy: Policy,
+    /// What the requests met.
     pub stats: Stats,
+    /// Pod-seconds, starting pods included.
     pub replica_seconds: f64,
+    /// GPU-hours: pod-seconds times the model's GPUs per replica.
     pub gpu_hours: f64,
+    /// Changes of a pool's pod count.
     pub scale_events: u64,
+    /// The timeline, one point per sample.
     pub timeline: Vec<Point>,
     /// Simulated seconds.
     pub simulated: f64,
@@ -204,14 +222,26 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Found {
     /// `static-best`: the fixed fleet per pool, and whether it reaches the target.
-    Replicas { replicas: Vec<u32>, reached: bool },
+    Replicas {
+        /// Per pool, the fixed fleet.
+        replicas: Vec<u32>,
+        /// Whether it reaches the target.
+        reached: bool,
+    },
     /// `keda-tuned`: the chosen thresholds, and whether they reach the target.
     Thresholds {
+        /// The thresholds chosen.
         thresholds: KedaThresholds,
+        /// Whether they reach the target.
         reached: bool,
     },
     /// `oracle`: windows searched, and those where maxReplicaCount kept it from the target.
-    Windows { windows: u64, capped: u64 },
+    Windows {
+        /// Windows searched.
+        windows: u64,
+        /// Windows where maxReplicaCount kept it from the target.
+        capped: u64,
+    },
 }
 
 /// Per 15 s slot: the replicas each pool needs for the tokens arriving in the oracle
@@ -267,18 +297,23 @@ pub fn needs(
 /// The oracle's search clones it to try fleet sizes from the same state.
 #[derive(Clone)]
 pub struct Simulation {
+    /// Everything the run needs besides its policy and arrivals.
     pub setup: Setup,
+    /// The policy that sizes the fleet.
     pub policy: Policy,
     /// Per 15 s slot and pool: the replicas the arriving tokens need (oracle, static).
     lookahead: Vec<Vec<u32>>,
+    /// The fleet's pools, in the setup's order.
     pub pools: Vec<Pool>,
     hpas: Vec<Hpa>,
     /// What Prometheus holds, per pool.
     pub tsdbs: Vec<Tsdb>,
+    /// What the requests met so far.
     pub stats: Stats,
     handoffs: Vec<Handoff>,
     /// The replicas the policy last asked for, per pool.
     demand: Vec<f64>,
+    /// The timeline so far.
     pub timeline: Vec<Point>,
     arrived_in_sample: u64,
     evaluation_errors: u64,

@@ -32,6 +32,7 @@ impl Default for LogHistogram {
 }
 
 impl LogHistogram {
+    /// Counts one value.
     pub fn record(&mut self, value: f64) {
         let index = if value <= FLOOR {
             0
@@ -42,6 +43,7 @@ impl LogHistogram {
         self.count += 1;
     }
 
+    /// Values recorded.
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -66,7 +68,9 @@ impl LogHistogram {
 /// The SLO thresholds attainment is counted against.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SloThresholds {
+    /// Seconds to the first token.
     pub ttft: f64,
+    /// Seconds per output token after the first.
     pub tpot: f64,
 }
 
@@ -87,7 +91,9 @@ pub struct FeasibleCounts {
     pub ttft_feasible: u64,
     /// Of those, the ones whose TTFT met the threshold.
     pub ttft_met: u64,
+    /// Arrived requests feasible for the TPOT SLO.
     pub tpot_feasible: u64,
+    /// Of those, the ones whose TPOT met the threshold.
     pub tpot_met: u64,
     /// Arrived requests (feasible or not).
     pub arrived: u64,
@@ -101,6 +107,7 @@ impl FeasibleCounts {
         ratio(self.ttft_met, self.ttft_feasible)
     }
 
+    /// The share of TPOT-feasible requests that met the TPOT SLO (1 when none is).
     pub fn tpot_attainment(&self) -> f64 {
         ratio(self.tpot_met, self.tpot_feasible)
     }
@@ -119,29 +126,39 @@ impl FeasibleCounts {
 /// Per-request outcomes of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// What attainment is counted against.
     pub thresholds: SloThresholds,
+    /// Requests that arrived.
     pub arrived: u64,
+    /// Requests whose TTFT met the threshold.
     pub ttft_met: u64,
+    /// Requests whose TPOT met the threshold.
     pub tpot_met: u64,
     /// Over feasible requests only.
     pub feasible: FeasibleCounts,
     /// When set, feasible counts per window of this many seconds of arrival time, keyed
     /// by window index (the oracle's search reads them).
     pub window: Option<f64>,
+    /// The counts per window (see `window`).
     pub windows: BTreeMap<u64, FeasibleCounts>,
     /// Sums of every TTFT and TPOT recorded, seconds, for means.
     pub ttft_sum: f64,
+    /// See `ttft_sum`.
     pub tpot_sum: f64,
+    /// Requests finished.
     pub finished: u64,
     /// Requests no replica could ever hold, or that waited past the request timeout.
     pub refused: u64,
     /// Requests still in flight when the run ended.
     pub unfinished: u64,
+    /// Every TTFT recorded, for quantiles.
     pub ttft: LogHistogram,
+    /// Every TPOT recorded, for quantiles.
     pub tpot: LogHistogram,
 }
 
 impl Stats {
+    /// Counts over the whole run only.
     pub fn new(thresholds: SloThresholds) -> Self {
         Self {
             thresholds,
@@ -166,6 +183,7 @@ impl Stats {
         }
     }
 
+    /// Counts an arrival.
     pub fn arrived(&mut self, request: &Request) {
         self.arrived += 1;
         let feasible = request.feasible;
@@ -176,6 +194,7 @@ impl Stats {
         });
     }
 
+    /// Counts a first token, against the TTFT threshold.
     pub fn first_token(&mut self, request: &Request) {
         let ttft = request.first_token - request.arrival;
         self.ttft.record(ttft);
@@ -188,6 +207,7 @@ impl Stats {
         }
     }
 
+    /// Counts a finished request at `at`, against the TPOT threshold.
     pub fn finished(&mut self, request: &Request, at: f64) {
         self.finished += 1;
         let met = if request.output <= 1 {
@@ -208,11 +228,13 @@ impl Stats {
         });
     }
 
+    /// Counts a request refused: it met neither SLO.
     pub fn refused(&mut self, request: &Request) {
         self.refused += 1;
         self.count(request, |c| c.done += 1);
     }
 
+    /// Counts a request still in flight at the end.
     pub fn unfinished(&mut self, _request: &Request) {
         self.unfinished += 1;
     }
@@ -222,6 +244,7 @@ impl Stats {
         ratio(self.ttft_met, self.arrived)
     }
 
+    /// Share of arrived requests whose TPOT met the threshold (refused ones did not).
     pub fn tpot_attainment(&self) -> f64 {
         ratio(self.tpot_met, self.arrived)
     }

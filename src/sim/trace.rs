@@ -12,6 +12,7 @@ use super::model::Request;
 /// Azure's 2023 conversation trace (traces/README.md), bundled for `demo` and as the
 /// default source of token lengths.
 pub const AZURE_CONV: &str = include_str!("../../traces/azure2023_conv.csv");
+/// How a run names the bundled trace.
 pub const AZURE_CONV_NAME: &str = "azure2023_conv.csv (bundled)";
 
 /// The generator every simulated draw comes from: xoshiro256**, seeded through
@@ -51,29 +52,54 @@ impl Draws for SimRng {
 /// Why a trace cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
+    /// The file cannot be read.
     #[error("cannot read trace {path}: {source}")]
     Read {
+        /// The trace's path.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// A line that is not a request.
     #[error("{path} line {line}: {problem}")]
     Parse {
+        /// The trace's path.
         path: String,
+        /// The line, from 1.
         line: usize,
+        /// What is wrong with it.
         problem: String,
     },
+    /// None of the formats read.
     #[error(
         "{path}: unknown trace format: expected Azure's CSV (header `TIMESTAMP,ContextTokens,GeneratedTokens`), Mooncake's JSONL (`timestamp`, `input_length`, `output_length`) or a rate file (header `window_start_s,<rate>`)"
     )]
-    UnknownFormat { path: String },
+    UnknownFormat {
+        /// The trace's path.
+        path: String,
+    },
+    /// A rate file that does not hold.
     #[error("{path}: {problem}")]
-    Rates { path: String, problem: String },
+    Rates {
+        /// The trace's path.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// No request at all.
     #[error("{path}: the trace holds no requests")]
-    Empty { path: String },
+    Empty {
+        /// The trace's path.
+        path: String,
+    },
+    /// A rate file given where lengths are needed.
     #[error(
         "{path} is a rate file: it carries no token lengths, so give a request trace to draw them from (--lengths)"
     )]
-    NeedsLengths { path: String },
+    NeedsLengths {
+        /// The trace's path.
+        path: String,
+    },
 }
 
 /// Requests with their arrival times, sorted.
@@ -95,11 +121,14 @@ pub struct RateTrace {
 /// A trace file, by format.
 #[derive(Debug, Clone)]
 pub enum Trace {
+    /// Requests with their arrival times and lengths (Azure's CSV, Mooncake's JSONL).
     Requests(RequestTrace),
+    /// Request rates per window (`window_start_s,rate`).
     Rates(RateTrace),
 }
 
 impl Trace {
+    /// Reads and parses the trace at `path`.
     pub fn load(path: &Path) -> Result<Self, TraceError> {
         let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
             path: path.display().to_string(),
@@ -108,6 +137,7 @@ impl Trace {
         Self::parse(&path.display().to_string(), &text)
     }
 
+    /// Parses a trace's text; `path` names it in errors.
     pub fn parse(path: &str, text: &str) -> Result<Self, TraceError> {
         let first = text.lines().next().unwrap_or("").trim();
         let header: Vec<&str> = first.split(',').map(str::trim).collect();
@@ -252,6 +282,7 @@ pub struct Replay {
     pub time_scale: f64,
     /// Multiplies the request rate, keeping the trace's length and shape.
     pub rate_scale: f64,
+    /// Seeds the draws of arrivals and lengths.
     pub seed: u64,
 }
 

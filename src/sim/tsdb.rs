@@ -96,6 +96,7 @@ impl Reach {
 /// The scrapes of one pool.
 #[derive(Debug, Clone)]
 pub struct Tsdb {
+    /// Seconds between two scrapes.
     pub scrape_interval: f64,
     /// Recent scrapes, as far back as the longest range any query reads.
     recent: VecDeque<Scrape>,
