@@ -274,75 +274,10 @@ async fn dispatch(command: Command) -> ExitCode {
                 resample: rate_scale
                     .map(|scale| crate::sim::forecast_eval::Resample { scale, seed }),
             };
-            let report = crate::sim::forecast_eval::read_rate_trace(&trace)
-                .and_then(|trace| crate::sim::forecast_eval::evaluate(&trace, &settings));
-            match report {
-                Ok(report) if json => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report.to_json())
-                            .expect("JSON values serialize")
-                    );
-                    ExitCode::SUCCESS
-                }
-                Ok(report) => {
-                    print!("{}", report.to_table());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            forecast_eval(&trace, &settings, json)
         }
-        Command::CheckScaledobject { files, config } => {
-            let config = match Config::load(&config) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("{}: {e}", config.display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            let mut failed = false;
-            for file in &files {
-                let shown = file.display().to_string();
-                let findings = match std::fs::read_to_string(file) {
-                    Ok(text) => crate::config::scaledobject::check(&shown, &text, &config),
-                    Err(e) => crate::config::scaledobject::Findings {
-                        ok: Vec::new(),
-                        errors: vec![format!("{shown}: {e}")],
-                    },
-                };
-                for line in &findings.ok {
-                    println!("{line}: ok");
-                }
-                for line in &findings.errors {
-                    eprintln!("{line}");
-                }
-                failed |= !findings.errors.is_empty();
-            }
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(config) => {
-                println!(
-                    "{}: ok ({} profile{}: {})",
-                    file.display(),
-                    config.profiles.len(),
-                    if config.profiles.len() == 1 { "" } else { "s" },
-                    config.profile_names().join(", ")
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                ExitCode::FAILURE
-            }
-        },
+        Command::CheckScaledobject { files, config } => check_scaledobjects(&files, &config),
+        Command::CheckConfig { file } => check_config(&file),
         Command::Explain {
             addr,
             namespace,
@@ -351,6 +286,88 @@ async fn dispatch(command: Command) -> ExitCode {
             json,
             tls,
         } => explain(addr, namespace, name, metadata, json, tls).await,
+    }
+}
+
+/// `forecast-eval`: the scores as a table, or as JSON.
+fn forecast_eval(
+    trace: &std::path::Path,
+    settings: &crate::sim::forecast_eval::EvalSettings,
+    json: bool,
+) -> ExitCode {
+    let report = crate::sim::forecast_eval::read_rate_trace(trace)
+        .and_then(|trace| crate::sim::forecast_eval::evaluate(&trace, settings));
+    match report {
+        Ok(report) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialize")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.to_table());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-scaledobject`: every trigger of every file, each problem on its own line.
+fn check_scaledobjects(files: &[PathBuf], config: &std::path::Path) -> ExitCode {
+    let config_path = config;
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    for file in files {
+        let shown = file.display().to_string();
+        let findings = match std::fs::read_to_string(file) {
+            Ok(text) => crate::config::scaledobject::check(&shown, &text, &config),
+            Err(e) => crate::config::scaledobject::Findings {
+                ok: Vec::new(),
+                errors: vec![format!("{shown}: {e}")],
+            },
+        };
+        for line in &findings.ok {
+            println!("{line}: ok");
+        }
+        for line in &findings.errors {
+            eprintln!("{line}");
+        }
+        failed |= !findings.errors.is_empty();
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `check-config`: ok with the profiles, or every error.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} profile{}: {})",
+                file.display(),
+                config.profiles.len(),
+                if config.profiles.len() == 1 { "" } else { "s" },
+                config.profile_names().join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

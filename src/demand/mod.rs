@@ -585,6 +585,39 @@ fn capacity_at_mix(signals: &Signals, params: &Params) -> MixRates {
 }
 
 /// The SLO term: the largest ask among the SLOs that burn over both windows.
+/// The slo term of one burning SLO: the load `l` boosted by its fixable short burn `b`,
+/// with the fleet of `r` replicas among its inputs.
+fn slo_boost(slo: &SloParams, read: &slo::Reading, (r, l): (f64, f64), b: f64) -> Term {
+    let boost = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
+    Term {
+        kind: TermKind::Slo,
+        replicas: l * boost,
+        formula: format!(
+            "{}: max(L, 1) x min(max_boost, 1 + gain x (b_fixable_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
+            slo.name,
+            num(l),
+            num(slo.max_boost),
+            num(slo.gain),
+            num(b)
+        ),
+        inputs: vec![
+            ("replicas", r),
+            ("load_replicas", l),
+            ("burn_short", read.short.burn.unwrap_or(0.0)),
+            ("burn_long", read.long.burn.unwrap_or(0.0)),
+            ("fixable_burn_short", b),
+            ("fixable_burn_long", read.long.fixable_burn.unwrap_or(0.0)),
+            (
+                "unfixable_ratio_short",
+                read.short.unfixable_ratio.unwrap_or(0.0),
+            ),
+            ("burn_threshold", slo.burn_threshold),
+            ("gain", slo.gain),
+            ("max_boost", slo.max_boost),
+        ],
+    }
+}
+
 fn slo_term(
     signals: &Signals,
     params: &Params,
@@ -609,45 +642,17 @@ fn slo_term(
                 .long
                 .fixable_burn
                 .is_some_and(|b| b > slo.burn_threshold);
-        let long_burn = read.long.fixable_burn;
         let mut replicas = None;
         if burning {
             match (fleet, read.short.fixable_burn) {
                 (Some(r), Some(b)) => {
-                    let boost = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
                     // At least one replica's worth of load: a fleet whose load terms
                     // read 0 still serves the requests that burn.
                     let l = load.unwrap_or(0.0).max(1.0);
-                    let value = l * boost;
-                    replicas = Some(value);
-                    if best.as_ref().is_none_or(|t| value > t.replicas) {
-                        best = Some(Term {
-                            kind: TermKind::Slo,
-                            replicas: value,
-                            formula: format!(
-                                "{}: max(L, 1) x min(max_boost, 1 + gain x (b_fixable_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
-                                slo.name,
-                                num(l),
-                                num(slo.max_boost),
-                                num(slo.gain),
-                                num(b)
-                            ),
-                            inputs: vec![
-                                ("replicas", r),
-                                ("load_replicas", l),
-                                ("burn_short", read.short.burn.unwrap_or(0.0)),
-                                ("burn_long", read.long.burn.unwrap_or(0.0)),
-                                ("fixable_burn_short", b),
-                                ("fixable_burn_long", long_burn.unwrap_or(0.0)),
-                                (
-                                    "unfixable_ratio_short",
-                                    read.short.unfixable_ratio.unwrap_or(0.0),
-                                ),
-                                ("burn_threshold", slo.burn_threshold),
-                                ("gain", slo.gain),
-                                ("max_boost", slo.max_boost),
-                            ],
-                        });
+                    let term = slo_boost(slo, &read, (r, l), b);
+                    replicas = Some(term.replicas);
+                    if best.as_ref().is_none_or(|t| term.replicas > t.replicas) {
+                        best = Some(term);
                     }
                 }
                 _ => unread = true,

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{deadline, state::State};
 use crate::{
-    demand::{Demand, TermKind},
+    demand::{Demand, Signals, TermKind},
     proto::{
         externalscaler::ScaledObjectRef,
         llmscaler::v1::{
@@ -14,7 +14,7 @@ use crate::{
             explain_server::Explain,
         },
     },
-    source::{MetricsSource, Signal},
+    source::{MetricsSource, QueryRecord, Signal},
 };
 
 pub struct ExplainService<S> {
@@ -88,17 +88,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
                 pool: target.pool.as_str().to_owned(),
                 min_demand: target.min_demand,
                 max_demand: target.max_demand,
-                queries: observation
-                    .queries
-                    .iter()
-                    .map(|q| Query {
-                        signal: q.signal.as_str().to_owned(),
-                        promql: q.promql.clone(),
-                        duration_seconds: q.duration.as_secs_f64(),
-                        series: u32::try_from(q.series).unwrap_or(u32::MAX),
-                        error: q.error.clone().unwrap_or_default(),
-                    })
-                    .collect(),
+                queries: observation.queries.iter().map(query).collect(),
                 evaluated_at_unix_ms: unix_ms(observation.started_at),
                 evaluation_seconds: observation.duration.as_secs_f64(),
                 age_seconds: observation.started.elapsed().as_secs_f64(),
@@ -116,26 +106,9 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
             explanation.stale = evaluated.stale_cause.is_some();
             explanation.stale_cause = evaluated.stale_cause.clone().unwrap_or_default();
             explanation.skipped_terms = evaluated.skipped.clone();
-            {
+            if let Some(inputs) = explanation.inputs.as_mut() {
                 let signals = observation.readings(resolved.model.as_deref()).signals();
-                let kv: std::collections::HashMap<&str, f64> = signals
-                    .kv_by_replica
-                    .iter()
-                    .flatten()
-                    .map(|r| (r.replica.as_str(), r.value))
-                    .collect();
-                if let Some(inputs) = explanation.inputs.as_mut() {
-                    inputs.per_replica = signals
-                        .queue_by_replica
-                        .iter()
-                        .flatten()
-                        .map(|r| ReplicaInputs {
-                            replica: r.replica.clone(),
-                            queue_depth: r.value,
-                            kv_cache_ratio: kv.get(r.replica.as_str()).copied(),
-                        })
-                        .collect();
-                }
+                inputs.per_replica = per_replica(&signals);
             }
             Ok(explanation)
         }
@@ -443,6 +416,37 @@ fn render_queries(out: &mut String, e: &Explanation) {
             q.signal, q.duration_seconds, q.promql
         );
     }
+}
+
+/// One query of the evaluation, as Explain shows it.
+fn query(q: &QueryRecord) -> Query {
+    Query {
+        signal: q.signal.as_str().to_owned(),
+        promql: q.promql.clone(),
+        duration_seconds: q.duration.as_secs_f64(),
+        series: u32::try_from(q.series).unwrap_or(u32::MAX),
+        error: q.error.clone().unwrap_or_default(),
+    }
+}
+
+/// Each replica's queue and KV-cache usage, by the replicas that report a queue.
+fn per_replica(signals: &Signals) -> Vec<ReplicaInputs> {
+    let kv: std::collections::HashMap<&str, f64> = signals
+        .kv_by_replica
+        .iter()
+        .flatten()
+        .map(|r| (r.replica.as_str(), r.value))
+        .collect();
+    signals
+        .queue_by_replica
+        .iter()
+        .flatten()
+        .map(|r| ReplicaInputs {
+            replica: r.replica.clone(),
+            queue_depth: r.value,
+            kv_cache_ratio: kv.get(r.replica.as_str()).copied(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -139,6 +139,34 @@ async fn follow_prometheus_changes(
     }
 }
 
+/// Every gRPC service on one listener: health, reflection, KEDA's protocol and Explain.
+fn grpc_router<S: MetricsSource>(
+    state: &Arc<State<S>>,
+    section: &crate::config::ServerSection,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(section.max_concurrent_streams)
+        // Pings notice a peer that went away without closing (a node lost): its
+        // connection and streams are dropped instead of held.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        .add_service(health)
+        .add_service(reflection_v1())
+        .add_service(reflection_v1alpha())
+        .add_service(
+            ExternalScalerServer::new(scaler::Scaler::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ExplainServer::new(explain::ExplainService::new(state.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+}
+
 /// Serves a prepared state (any metrics source) until `shutdown` resolves. On shutdown,
 /// health and readiness turn NOT_SERVING first, streams end with status OK, and in-flight
 /// calls finish.
@@ -165,24 +193,7 @@ pub async fn serve<S: MetricsSource>(
             server_section.max_connections,
         )
     };
-    let router = tonic::transport::Server::builder()
-        .max_concurrent_streams(server_section.max_concurrent_streams)
-        // Pings notice a peer that went away without closing (a node lost): its
-        // connection and streams are dropped instead of held.
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
-        .add_service(health_service)
-        .add_service(reflection_v1())
-        .add_service(reflection_v1alpha())
-        .add_service(
-            ExternalScalerServer::new(scaler::Scaler::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            ExplainServer::new(explain::ExplainService::new(state.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        );
+    let router = grpc_router(&state, &server_section, health_service);
     let signal = {
         let token = token.clone();
         async move { token.cancelled().await }

@@ -249,6 +249,16 @@ impl<S: MetricsSource> State<S> {
                 }
             }
         };
+        self.record(scaled_object, &evaluated);
+        if evaluated.stale_cause.is_some() {
+            evaluated.skipped.clear();
+        }
+        evaluated
+    }
+
+    /// Exports the demand answered for a ScaledObject, and forgets the series of those
+    /// no longer asked about.
+    fn record(&self, scaled_object: &ScaledObjectRef, evaluated: &Evaluated) {
         let forgotten = self
             .tracked
             .lock()
@@ -266,10 +276,6 @@ impl<S: MetricsSource> State<S> {
                 evaluated.stale_cause.is_some(),
             );
         }
-        if evaluated.stale_cause.is_some() {
-            evaluated.skipped.clear();
-        }
-        evaluated
     }
 
     /// The demand, or UNAVAILABLE with the cause so KEDA's fallback takes over.

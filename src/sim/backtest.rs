@@ -1,6 +1,9 @@
 //! `backtest`: every policy over the same fleet and trace, as a table, JSON and a plot.
 
-use std::{fmt::Write, path::PathBuf};
+use std::{
+    fmt::Write,
+    path::{Path, PathBuf},
+};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
@@ -9,7 +12,7 @@ use strum::{IntoEnumIterator, VariantNames};
 use super::{
     fleet::Router,
     hpa::ScaledObjectSpec,
-    model::ModelProfile,
+    model::{ModelProfile, Role},
     run::{Found, Outcome, Policy, PoolSetup, Setup},
     search::evaluate,
     stats::SloThresholds,
@@ -160,22 +163,7 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
     let config =
         Config::load(&args.config).map_err(|e| format!("{}: {e}", args.config.display()))?;
     let trace = Trace::load(&args.trace).map_err(|e| e.to_string())?;
-    let lengths = match (&trace, &args.lengths) {
-        (Trace::Requests(_), _) => None,
-        (Trace::Rates(_), Some(path)) => match Trace::load(path).map_err(|e| e.to_string())? {
-            Trace::Requests(requests) => Some(requests),
-            Trace::Rates(_) => {
-                return Err(format!(
-                    "--lengths {}: a rate file has no token lengths: give a request trace",
-                    path.display()
-                ));
-            }
-        },
-        (Trace::Rates(_), None) => match Trace::parse(AZURE_CONV_NAME, AZURE_CONV) {
-            Ok(Trace::Requests(requests)) => Some(requests),
-            _ => unreachable!("the bundled trace is a request trace"),
-        },
-    };
+    let lengths = lengths_for(&trace, args.lengths.as_deref())?;
     let start = args.start.unwrap_or_else(|| match &trace {
         Trace::Requests(RequestTrace {
             start: Some(start), ..
@@ -185,81 +173,9 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
             .single()
             .expect("a valid date"),
     });
-    if args.max_replicas == 0 {
-        return Err("--max-replicas 0: expected at least 1".to_owned());
-    }
-    if args.min_replicas > args.max_replicas {
-        return Err(format!(
-            "--min-replicas {} is above --max-replicas {}",
-            args.min_replicas, args.max_replicas
-        ));
-    }
-    let scaled_object = ScaledObjectSpec {
-        min_replicas: args.min_replicas,
-        max_replicas: args.max_replicas,
-        ..ScaledObjectSpec::recommended()
-    };
-    let names: Vec<String> = match args.profiles.as_slice() {
-        [] => match config.profile_names().as_slice() {
-            [only] => vec![(*only).to_owned()],
-            names => {
-                return Err(format!(
-                    "the config has {} profiles ({}): choose one with --profile, or a prefill and a decode profile",
-                    names.len(),
-                    names.join(", ")
-                ));
-            }
-        },
-        names => names.to_vec(),
-    };
-    let mut pools = names
-        .iter()
-        .map(|name| PoolSetup::new(&config, name, scaled_object.clone()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("--profile: {e}"))?;
-    use super::model::Role;
-    match pools.as_slice() {
-        [one] if one.role == Role::Unified => {}
-        [one] => {
-            return Err(format!(
-                "profile `{}` scales a {} pool: give a prefill and a decode profile together, or a unified one",
-                one.target.profile_name,
-                one.target.pool.as_str()
-            ));
-        }
-        [a, b] if a.role == Role::Decode && b.role == Role::Prefill => pools.swap(0, 1),
-        [a, b] if a.role == Role::Prefill && b.role == Role::Decode => {}
-        _ => {
-            return Err(
-                "a disaggregated fleet needs exactly one prefill profile and one decode profile"
-                    .to_owned(),
-            );
-        }
-    }
+    let pools = pool_setups(args, &config)?;
     for pool in &pools {
-        if pool
-            .plan
-            .latency_kinds
-            .contains(&crate::source::LatencyKind::Gauge)
-        {
-            return Err(format!(
-                "profile `{}` reads its SLO latencies from gauges (engine {}); the simulated fleet exports vLLM's histograms: simulate it with a profile whose engine has latency histograms, such as vllm",
-                pool.target.profile_name,
-                pool.target.engine.as_str()
-            ));
-        }
-        let capacity = match pool.role {
-            Role::Prefill => pool.target.input_tokens_per_second,
-            _ => pool.target.output_tokens_per_second,
-        };
-        let sized = [Policy::Static, Policy::JustInTime];
-        let wanted = |p: &Policy| args.policies.is_empty() || args.policies.contains(p);
-        if capacity.is_none() && sized.iter().any(wanted) {
-            return Err(format!(
-                "profile `{}` has no capacity for its pool's tokens: the static and just-in-time fleets are sized from it (leave them out with --policy)",
-                pool.target.profile_name
-            ));
-        }
+        check_simulable(pool, &args.policies)?;
     }
     let mut model = args.model.clone();
     if let Some(cold_start) = args.cold_start {
@@ -299,6 +215,112 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
         lengths,
         replay,
     })
+}
+
+/// The request trace a rate file's token lengths are drawn from: `--lengths`, or the
+/// bundled Azure trace; none for a request trace, which carries its own.
+fn lengths_for(trace: &Trace, lengths: Option<&Path>) -> Result<Option<RequestTrace>, String> {
+    match (trace, lengths) {
+        (Trace::Requests(_), _) => Ok(None),
+        (Trace::Rates(_), Some(path)) => match Trace::load(path).map_err(|e| e.to_string())? {
+            Trace::Requests(requests) => Ok(Some(requests)),
+            Trace::Rates(_) => Err(format!(
+                "--lengths {}: a rate file has no token lengths: give a request trace",
+                path.display()
+            )),
+        },
+        (Trace::Rates(_), None) => match Trace::parse(AZURE_CONV_NAME, AZURE_CONV) {
+            Ok(Trace::Requests(requests)) => Ok(Some(requests)),
+            _ => unreachable!("the bundled trace is a request trace"),
+        },
+    }
+}
+
+/// The pools `--profile` names (or the config's only profile), as this scaler's
+/// ScaledObjects with `--min-replicas` and `--max-replicas`: one unified pool, or a
+/// prefill pool then a decode pool.
+fn pool_setups(args: &BacktestArgs, config: &Config) -> Result<Vec<PoolSetup>, String> {
+    if args.max_replicas == 0 {
+        return Err("--max-replicas 0: expected at least 1".to_owned());
+    }
+    if args.min_replicas > args.max_replicas {
+        return Err(format!(
+            "--min-replicas {} is above --max-replicas {}",
+            args.min_replicas, args.max_replicas
+        ));
+    }
+    let scaled_object = ScaledObjectSpec {
+        min_replicas: args.min_replicas,
+        max_replicas: args.max_replicas,
+        ..ScaledObjectSpec::recommended()
+    };
+    let names: Vec<String> = match args.profiles.as_slice() {
+        [] => match config.profile_names().as_slice() {
+            [only] => vec![(*only).to_owned()],
+            names => {
+                return Err(format!(
+                    "the config has {} profiles ({}): choose one with --profile, or a prefill and a decode profile",
+                    names.len(),
+                    names.join(", ")
+                ));
+            }
+        },
+        names => names.to_vec(),
+    };
+    let mut pools = names
+        .iter()
+        .map(|name| PoolSetup::new(config, name, scaled_object.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--profile: {e}"))?;
+    match pools.as_slice() {
+        [one] if one.role == Role::Unified => {}
+        [one] => {
+            return Err(format!(
+                "profile `{}` scales a {} pool: give a prefill and a decode profile together, or a unified one",
+                one.target.profile_name,
+                one.target.pool.as_str()
+            ));
+        }
+        [a, b] if a.role == Role::Decode && b.role == Role::Prefill => pools.swap(0, 1),
+        [a, b] if a.role == Role::Prefill && b.role == Role::Decode => {}
+        _ => {
+            return Err(
+                "a disaggregated fleet needs exactly one prefill profile and one decode profile"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(pools)
+}
+
+/// Refuses a pool the simulated fleet cannot stand for: one whose SLO latencies are
+/// gauges, or one without the capacity the static and just-in-time fleets are sized by
+/// when those policies run.
+fn check_simulable(pool: &PoolSetup, policies: &[Policy]) -> Result<(), String> {
+    if pool
+        .plan
+        .latency_kinds
+        .contains(&crate::source::LatencyKind::Gauge)
+    {
+        return Err(format!(
+            "profile `{}` reads its SLO latencies from gauges (engine {}); the simulated fleet exports vLLM's histograms: simulate it with a profile whose engine has latency histograms, such as vllm",
+            pool.target.profile_name,
+            pool.target.engine.as_str()
+        ));
+    }
+    let capacity = match pool.role {
+        Role::Prefill => pool.target.input_tokens_per_second,
+        _ => pool.target.output_tokens_per_second,
+    };
+    let sized = [Policy::Static, Policy::JustInTime];
+    let wanted = |p: &Policy| policies.is_empty() || policies.contains(p);
+    if capacity.is_none() && sized.iter().any(wanted) {
+        return Err(format!(
+            "profile `{}` has no capacity for its pool's tokens: the static and just-in-time fleets are sized from it (leave them out with --policy)",
+            pool.target.profile_name
+        ));
+    }
+    Ok(())
 }
 
 /// Runs a backtest: the table or JSON to print; the plot is written to `args.plot`.

@@ -128,27 +128,10 @@ fn poisson_count(rng: &mut SimRng, rate: f64, window: f64) -> u64 {
     count
 }
 
-/// Replays the trace; an error says which setting does not fit it.
-pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, String> {
+/// The trace's rates as the methods see them: a gap is no reading (unless `--zeros
+/// idle`), and with `--rate-scale` each window's count is drawn anew.
+fn recorded_rates(trace: &RateTrace, settings: &EvalSettings) -> Vec<Option<f64>> {
     let window = trace.window.as_secs_f64();
-    let windows_of = |d: Duration| d.as_secs_f64() / window;
-    let period = windows_of(settings.period);
-    if (period - period.round()).abs() > 1e-6 || period < 1.0 {
-        return Err(format!(
-            "--period {} is not a whole number of the trace's {} s windows",
-            crate::config::ConfigDuration(settings.period),
-            window
-        ));
-    }
-    let period = period.round() as usize;
-    let lead_windows = (windows_of(settings.lead).ceil() as usize).max(1);
-    if lead_windows >= period {
-        return Err("--lead must be shorter than --period".to_owned());
-    }
-    let level_windows = (windows_of(settings.level_window).round() as usize).max(1);
-    let long_windows = level_windows * LONG_LEVEL_WINDOWS as usize;
-    let periods = settings.periods.max(1) as usize;
-    let first = periods * period + long_windows;
     let mut rates: Vec<Option<f64>> = trace
         .rates
         .iter()
@@ -160,6 +143,59 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
             *rate = poisson_count(&mut rng, *rate * resample.scale, window) as f64 / window;
         }
     }
+    rates
+}
+
+/// One method's scores over its `(forecast, actual)` pairs.
+fn score(name: &'static str, pairs: &[(f64, f64)]) -> MethodScore {
+    let n = pairs.len().max(1) as f64;
+    let mape = pairs.iter().map(|(f, a)| (f - a).abs() / a).sum::<f64>() / n;
+    let actual: f64 = pairs.iter().map(|(_, a)| a).sum();
+    let missed: f64 = pairs.iter().map(|(f, a)| (f - a).abs()).sum();
+    let wape = if actual > 0.0 { missed / actual } else { 0.0 };
+    let under: Vec<f64> = pairs
+        .iter()
+        .filter(|(f, a)| f < a)
+        .map(|(f, a)| (a - f) / a)
+        .collect();
+    MethodScore {
+        name,
+        mape,
+        wape,
+        under_rate: under.len() as f64 / n,
+        under_mean: if under.is_empty() { 0.0 } else { mean(&under) },
+    }
+}
+
+/// The period and the lead in windows of `window` seconds: a whole number of windows per
+/// period, and a lead shorter than the period.
+fn period_and_lead(window: f64, settings: &EvalSettings) -> Result<(usize, usize), String> {
+    let period = settings.period.as_secs_f64() / window;
+    if (period - period.round()).abs() > 1e-6 || period < 1.0 {
+        return Err(format!(
+            "--period {} is not a whole number of the trace's {} s windows",
+            crate::config::ConfigDuration(settings.period),
+            window
+        ));
+    }
+    let period = period.round() as usize;
+    let lead_windows = ((settings.lead.as_secs_f64() / window).ceil() as usize).max(1);
+    if lead_windows >= period {
+        return Err("--lead must be shorter than --period".to_owned());
+    }
+    Ok((period, lead_windows))
+}
+
+/// Replays the trace; an error says which setting does not fit it.
+pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, String> {
+    let window = trace.window.as_secs_f64();
+    let windows_of = |d: Duration| d.as_secs_f64() / window;
+    let (period, lead_windows) = period_and_lead(window, settings)?;
+    let level_windows = (windows_of(settings.level_window).round() as usize).max(1);
+    let long_windows = level_windows * LONG_LEVEL_WINDOWS as usize;
+    let periods = settings.periods.max(1) as usize;
+    let first = periods * period + long_windows;
+    let rates = recorded_rates(trace, settings);
     if rates.len() < first + lead_windows {
         return Err(format!(
             "the trace has {} windows: the forecast needs {periods} periods of {period} windows before the first scored one",
@@ -183,18 +219,17 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
             after_gap_windows += 1;
             continue;
         };
+        let past = |k: usize| {
+            let back = i - k * period;
+            Some(PastPeriod {
+                periods_back: k as u32,
+                peak: peak(&rates[back..back + lead_windows])?,
+                level: recorded_mean(&rates[back - level_windows..back])?,
+                long_level: recorded_mean(&rates[back - long_windows..back]),
+            })
+        };
         let history = HistoryWindow {
-            past: (1..=periods)
-                .filter_map(|k| {
-                    let back = i - k * period;
-                    Some(PastPeriod {
-                        periods_back: k as u32,
-                        peak: peak(&rates[back..back + lead_windows])?,
-                        level: recorded_mean(&rates[back - level_windows..back])?,
-                        long_level: recorded_mean(&rates[back - long_windows..back]),
-                    })
-                })
-                .collect(),
+            past: (1..=periods).filter_map(past).collect(),
             level_now,
             // As the server reads it: no series now is a level of 0.
             long_level_now: recorded_mean(&rates[i - long_windows..i]).unwrap_or(0.0),
@@ -210,25 +245,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
     let methods = names
         .iter()
         .zip(&errors)
-        .map(|(name, pairs)| {
-            let n = pairs.len().max(1) as f64;
-            let mape = pairs.iter().map(|(f, a)| (f - a).abs() / a).sum::<f64>() / n;
-            let actual: f64 = pairs.iter().map(|(_, a)| a).sum();
-            let missed: f64 = pairs.iter().map(|(f, a)| (f - a).abs()).sum();
-            let wape = if actual > 0.0 { missed / actual } else { 0.0 };
-            let under: Vec<f64> = pairs
-                .iter()
-                .filter(|(f, a)| f < a)
-                .map(|(f, a)| (a - f) / a)
-                .collect();
-            MethodScore {
-                name,
-                mape,
-                wape,
-                under_rate: under.len() as f64 / n,
-                under_mean: if under.is_empty() { 0.0 } else { mean(&under) },
-            }
-        })
+        .map(|(name, pairs)| score(name, pairs))
         .collect();
     Ok(EvalReport {
         lead: settings.lead,
