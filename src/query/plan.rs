@@ -258,9 +258,28 @@ fn add_history(specs: &mut Vec<QuerySpec>, target: &Target) {
     let Some(rate) = specs.iter().find(|s| s.signal == tokens).cloned() else {
         return;
     };
-    let period = history.period.value.0;
-    let periods = history.periods.value;
-    let window = history.level_window.value.0;
+    let [peaks, levels] = history_specs(
+        rate,
+        history.period.value.0,
+        history.periods.value,
+        predictive.lead.value.0,
+        history.level_window.value.0,
+    );
+    specs.push(peaks);
+    specs.push(levels);
+}
+
+/// The forecast's two queries over the token-rate query `rate`: each of the past
+/// `periods` periods' peak over `lead`, and the level over `level_window` (and the long
+/// window) now and at the same time in each past period. `forecast-eval` evaluates these
+/// same two specs over a rate file.
+pub fn history_specs(
+    rate: QuerySpec,
+    period: Duration,
+    periods: u32,
+    lead: Duration,
+    level_window: Duration,
+) -> [QuerySpec; 2] {
     let of = Box::new(rate);
     let with = |signal, read| QuerySpec {
         signal,
@@ -271,17 +290,19 @@ fn add_history(specs: &mut Vec<QuerySpec>, target: &Target) {
         of: of.clone(),
         period,
         periods,
-        lead: predictive.lead.value.0,
+        lead,
     };
     let levels = Read::HistoryLevels {
         of: of.clone(),
         period,
         periods,
-        window,
-        long_window: long_level_window(window),
+        window: level_window,
+        long_window: long_level_window(level_window),
     };
-    specs.push(with(Signal::HistoryPeak, peaks));
-    specs.push(with(Signal::HistoryLevel, levels));
+    [
+        with(Signal::HistoryPeak, peaks),
+        with(Signal::HistoryLevel, levels),
+    ]
 }
 
 /// The plan of engine `custom`: the config's expressions, aggregated as for the presets.

@@ -4,7 +4,9 @@
 //! The trace is a CSV of equal windows, `window_start_s,rate`. At the start of each window
 //! i, every method forecasts the highest rate over the coming lead (windows i to
 //! i + L - 1, L = ceil(lead / window)) from windows before i only:
-//! - `shipped`: the service's forecast, fed what the history queries would return;
+//! - `shipped`: the service's forecast, fed what its history queries would return: the
+//!   same specs the service renders to PromQL ([`crate::query::history_specs`]),
+//!   evaluated over the trace's windows;
 //! - `last-value`: the rate of window i - 1;
 //! - `seasonal-naive`: the highest rate over the same stretch one period ago.
 //!
@@ -24,7 +26,10 @@ use std::{fmt::Write as _, time::Duration};
 
 pub use super::rates::{RateTrace, read_rate_trace};
 use super::trace::{Draws, SimRng, seeded};
-use crate::demand::forecast::{HistoryWindow, LONG_LEVEL_WINDOWS, PastPeriod, forecast};
+use crate::{
+    demand::forecast::{HistoryWindow, PastPeriod, forecast},
+    query::{CustomShape, QuerySpec, Read, Signal},
+};
 
 /// How the replay is set up.
 #[derive(Debug, Clone)]
@@ -167,33 +172,122 @@ fn score(name: &'static str, pairs: &[(f64, f64)]) -> MethodScore {
     }
 }
 
-/// The period and the lead in windows of `window` seconds: a whole number of windows per
-/// period, and a lead shorter than the period.
-fn period_and_lead(window: f64, settings: &EvalSettings) -> Result<(usize, usize), String> {
-    let period = settings.period.as_secs_f64() / window;
-    if (period - period.round()).abs() > 1e-6 || period < 1.0 {
-        return Err(format!(
-            "--period {} is not a whole number of the trace's {} s windows",
-            crate::config::ConfigDuration(settings.period),
-            window
-        ));
+/// The history queries the service sends for these settings: `forecast-eval` evaluates
+/// the same specs over the trace. The rate file stands for the token-rate query they read.
+fn history_specs(settings: &EvalSettings) -> [QuerySpec; 2] {
+    let rate = QuerySpec {
+        signal: Signal::OutputTokens,
+        read: Read::Custom {
+            expression: "the trace's rate".to_owned(),
+            shape: CustomShape::Fleet,
+        },
+        matchers: Vec::new(),
+        replica_label: String::new(),
+        model_label: None,
+    };
+    crate::query::history_specs(
+        rate,
+        settings.period,
+        settings.periods.max(1),
+        settings.lead,
+        settings.level_window,
+    )
+}
+
+/// The history specs in windows of the trace: what each reads, how far back.
+#[derive(Debug, Clone, Copy)]
+struct HistoryShape {
+    /// Windows per period.
+    period: usize,
+    /// Past periods read.
+    periods: usize,
+    /// Windows the peak is looked for over (the lead, rounded up).
+    lead: usize,
+    /// Windows of the level.
+    level: usize,
+    /// Windows of the long level.
+    long: usize,
+}
+
+impl HistoryShape {
+    /// The shape of the specs over windows of `window` seconds: a whole number of windows
+    /// per period, and a lead shorter than the period.
+    fn of([peaks, levels]: &[QuerySpec; 2], window: f64) -> Result<Self, String> {
+        let (
+            Read::HistoryPeaks {
+                period,
+                periods,
+                lead,
+                ..
+            },
+            Read::HistoryLevels {
+                window: level,
+                long_window,
+                ..
+            },
+        ) = (&peaks.read, &levels.read)
+        else {
+            unreachable!("history_specs gives the peaks, then the levels");
+        };
+        let windows = period.as_secs_f64() / window;
+        if (windows - windows.round()).abs() > 1e-6 || windows < 1.0 {
+            return Err(format!(
+                "--period {} is not a whole number of the trace's {} s windows",
+                crate::config::ConfigDuration(*period),
+                window
+            ));
+        }
+        let lead = ((lead.as_secs_f64() / window).ceil() as usize).max(1);
+        if lead >= windows.round() as usize {
+            return Err("--lead must be shorter than --period".to_owned());
+        }
+        if level.is_zero() {
+            return Err("--level-window 0s: expected a duration above 0".to_owned());
+        }
+        let level_windows = ((level.as_secs_f64() / window).round() as usize).max(1);
+        let long_per_level = (long_window.as_secs_f64() / level.as_secs_f64()).round() as usize;
+        Ok(Self {
+            period: windows.round() as usize,
+            periods: *periods as usize,
+            lead,
+            level: level_windows,
+            long: level_windows * long_per_level,
+        })
     }
-    let period = period.round() as usize;
-    let lead_windows = ((settings.lead.as_secs_f64() / window).ceil() as usize).max(1);
-    if lead_windows >= period {
-        return Err("--lead must be shorter than --period".to_owned());
+
+    /// What the specs return at the start of window `i`, as Prometheus would: a past
+    /// period whose stretch or level holds only gaps is absent. `None` when the level now
+    /// is all gaps.
+    fn history_at(&self, rates: &[Option<f64>], i: usize) -> Option<HistoryWindow> {
+        let level_now = recorded_mean(&rates[i - self.level..i])?;
+        let past = |k: usize| {
+            let back = i - k * self.period;
+            Some(PastPeriod {
+                periods_back: k as u32,
+                peak: peak(&rates[back..back + self.lead])?,
+                level: recorded_mean(&rates[back - self.level..back])?,
+                long_level: recorded_mean(&rates[back - self.long..back]),
+            })
+        };
+        Some(HistoryWindow {
+            past: (1..=self.periods).filter_map(past).collect(),
+            level_now,
+            // As the server reads it: no series now is a level of 0.
+            long_level_now: recorded_mean(&rates[i - self.long..i]).unwrap_or(0.0),
+        })
     }
-    Ok((period, lead_windows))
 }
 
 /// Replays the trace; an error says which setting does not fit it.
 pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, String> {
-    let window = trace.window.as_secs_f64();
-    let windows_of = |d: Duration| d.as_secs_f64() / window;
-    let (period, lead_windows) = period_and_lead(window, settings)?;
-    let level_windows = (windows_of(settings.level_window).round() as usize).max(1);
-    let long_windows = level_windows * LONG_LEVEL_WINDOWS as usize;
-    let periods = settings.periods.max(1) as usize;
+    let shape = HistoryShape::of(&history_specs(settings), trace.window.as_secs_f64())?;
+    let HistoryShape {
+        period,
+        periods,
+        lead: lead_windows,
+        long: long_windows,
+        ..
+    } = shape;
     let first = periods * period + long_windows;
     let rates = recorded_rates(trace, settings);
     if rates.len() < first + lead_windows {
@@ -213,27 +307,11 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
                 continue;
             }
         };
-        let (Some(last_value), Some(level_now)) =
-            (rates[i - 1], recorded_mean(&rates[i - level_windows..i]))
-        else {
+        let (Some(last_value), Some(history)) = (rates[i - 1], shape.history_at(&rates, i)) else {
             after_gap_windows += 1;
             continue;
         };
-        let past = |k: usize| {
-            let back = i - k * period;
-            Some(PastPeriod {
-                periods_back: k as u32,
-                peak: peak(&rates[back..back + lead_windows])?,
-                level: recorded_mean(&rates[back - level_windows..back])?,
-                long_level: recorded_mean(&rates[back - long_windows..back]),
-            })
-        };
-        let history = HistoryWindow {
-            past: (1..=periods).filter_map(past).collect(),
-            level_now,
-            // As the server reads it: no series now is a level of 0.
-            long_level_now: recorded_mean(&rates[i - long_windows..i]).unwrap_or(0.0),
-        };
+        let level_now = history.level_now;
         let shipped = forecast(&history).map_or(level_now, |f| f.rate);
         let seasonal_naive =
             peak(&rates[i - period..i - period + lead_windows]).unwrap_or(last_value);
@@ -378,6 +456,40 @@ mod tests {
         assert!(zeros.methods[2].mape > gaps.methods[2].mape + 1e-3);
         assert_eq!(zeros.after_gap_windows, 0);
         assert_eq!(zeros.points, gaps.points + 1);
+    }
+
+    #[test]
+    fn the_history_read_is_the_services_own_query_description() {
+        let settings = settings(1800);
+        let specs = history_specs(&settings);
+        let shape = HistoryShape::of(&specs, 600.0).unwrap();
+        // A day of 10-minute windows, three past days, the 30-minute lead in three
+        // windows, and the long level three times the 10-minute level window.
+        assert_eq!(
+            (
+                shape.period,
+                shape.periods,
+                shape.lead,
+                shape.level,
+                shape.long
+            ),
+            (144, 3, 3, 1, 3)
+        );
+        assert!(
+            specs[0].promql().contains("offset"),
+            "{}",
+            specs[0].promql()
+        );
+        let zero = EvalSettings {
+            level_window: Duration::ZERO,
+            ..settings
+        };
+        let trace = RateTrace {
+            window: Duration::from_secs(600),
+            rates: vec![1.0; 6 * 144],
+        };
+        let error = evaluate(&trace, &zero).unwrap_err();
+        assert!(error.contains("--level-window 0s"), "{error}");
     }
 
     #[test]
