@@ -229,8 +229,8 @@ fn capacity_problems(problems: &mut Vec<Problem>, name: &ProfileName, profile: &
         if let Err(message) = capacity::CapacityProfile::from_points(points) {
             problems.push(problem(key.clone(), message));
         }
-        if let Err(message) = crate::engine::length_support(profile.engine) {
-            problems.push(problem(key, message));
+        if let Err(unsupported) = crate::engine::length_support(profile.engine) {
+            problems.push(problem(key, unsupported.to_string()));
         }
     }
 }
@@ -239,7 +239,7 @@ fn capacity_problems(problems: &mut Vec<Problem>, name: &ProfileName, profile: &
 /// for `custom`, whether the config gives its bucket query.
 fn latency_support(profile: &Profile, signal: LatencySignal) -> Result<(), String> {
     if let Some(support) = crate::engine::latency_support(profile.engine, signal) {
-        return support;
+        return support.map_err(|e| e.to_string());
     }
     let queries = profile.queries.as_ref().map(|q| &q.value);
     let given = match signal {

@@ -5,7 +5,7 @@ mod presets;
 mod roles;
 
 pub use presets::{
-    KvSeries, Latency, Preset, Series, latency_named, latency_support, length_support, model_label,
+    KvSeries, Latency, Preset, Series, Unsupported, latency_named, latency_support, length_support, model_label,
     preset,
 };
 

@@ -231,30 +231,49 @@ pub fn model_label(engine: Engine) -> Option<&'static str> {
     preset(engine).and_then(|p| p.model_label)
 }
 
+/// What an engine does not export that a setting needs: the config check turns it into
+/// a problem at the setting's key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    /// `capacity.profile` needs request-length histograms.
+    #[error(
+        "needs the fleet's mean prompt and output lengths, and engine {} exports no request-length histograms (vllm does: vllm:request_prompt_tokens, vllm:request_generation_tokens)",
+        .0.as_str()
+    )]
+    RequestLengths(Engine),
+    /// An SLO on a latency the engine does not export.
+    #[error("{} is not allowed with engine {}: {why}", .signal.as_str(), .engine.as_str())]
+    Latency {
+        /// The engine.
+        engine: Engine,
+        /// The latency.
+        signal: LatencySignal,
+        /// Why not.
+        why: &'static str,
+    },
+}
+
 /// Whether an engine exports request lengths, which `capacity.profile` reads.
-pub fn length_support(engine: Engine) -> Result<(), String> {
+pub fn length_support(engine: Engine) -> Result<(), Unsupported> {
     match preset(engine) {
         Some(Preset {
             request_lengths: Some(_),
             ..
         }) => Ok(()),
-        _ => Err(format!(
-            "needs the fleet's mean prompt and output lengths, and engine {} exports no request-length histograms (vllm does: vllm:request_prompt_tokens, vllm:request_generation_tokens)",
-            engine.as_str()
-        )),
+        _ => Err(Unsupported::RequestLengths(engine)),
     }
 }
 
 /// Whether a preset engine exports the latency an SLO is set on; the error says why not.
 /// `None` for `custom`, where the config's queries decide.
-pub fn latency_support(engine: Engine, signal: LatencySignal) -> Option<Result<(), String>> {
+pub fn latency_support(engine: Engine, signal: LatencySignal) -> Option<Result<(), Unsupported>> {
     let preset = preset(engine)?;
     Some(match preset.latency(signal) {
-        Latency::None(why) => Err(format!(
-            "{} is not allowed with engine {}: {why}",
-            signal.as_str(),
-            engine.as_str()
-        )),
+        Latency::None(why) => Err(Unsupported::Latency {
+            engine,
+            signal,
+            why,
+        }),
         _ => Ok(()),
     })
 }

@@ -101,7 +101,7 @@ impl<S: MetricsSource> Explain for ExplainService<S> {
             }
             match &evaluated.demand {
                 Ok(demand) => fill_demand(&mut explanation, demand, &promql_of, target.pool),
-                Err(e) => explanation.errors.push(e.clone()),
+                Err(e) => explanation.errors.push(e.to_string()),
             }
             explanation.stale = evaluated.stale_cause.is_some();
             explanation.stale_cause = evaluated.stale_cause.clone().unwrap_or_default();

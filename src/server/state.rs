@@ -21,7 +21,7 @@ use crate::{
     demand::Demand,
     proto::externalscaler::ScaledObjectRef,
     query,
-    source::{MetricsSource, Observation, QueryPlan},
+    source::{DemandError, MetricsSource, Observation, QueryPlan},
 };
 
 /// What the gRPC service, the HTTP endpoints and the streams share.
@@ -108,7 +108,7 @@ pub(crate) struct Resolved {
 pub(crate) struct Evaluated {
     /// The observation the demand came from (the last complete one when stale).
     pub observation: Arc<Observation>,
-    pub demand: Result<Demand, String>,
+    pub demand: Result<Demand, DemandError>,
     /// Why the newest evaluation was not used, when the answer is stale.
     pub stale_cause: Option<String>,
     /// Failures that removed terms under `on_term_error: skip`.
@@ -237,7 +237,7 @@ impl<S: MetricsSource> State<S> {
                     Some((good, demand)) => Evaluated {
                         observation: good,
                         demand: Ok(demand),
-                        stale_cause: Some(cause),
+                        stale_cause: Some(cause.to_string()),
                         skipped: Vec::new(),
                     },
                     None => Evaluated {

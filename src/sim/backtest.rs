@@ -380,7 +380,7 @@ pub(crate) fn figures(
     target: f64,
 ) -> serde_json::Value {
     let stats = &outcome.stats;
-    let quantile = |h: &super::stats::LogHistogram, q: f64| h.quantile(q);
+    let quantile = |h: &super::stats::LatencyHistogram, q: f64| h.quantile(q);
     let mut figures = json!({
         "name": outcome.policy.as_str(),
         "ttft_attainment": stats.ttft_attainment(),

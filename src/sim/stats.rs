@@ -8,60 +8,38 @@ use super::model::{Recorder, Request};
 /// for each (seconds).
 pub const ORACLE_WINDOW: f64 = 300.0;
 
-/// A latency distribution in log-spaced bins (1 % wide), for percentiles of millions of
-/// requests in constant memory.
+/// A latency distribution, for percentiles of millions of requests in constant memory:
+/// `hdrhistogram` in microseconds at two significant digits (1 %), up to 30 hours.
 #[derive(Debug, Clone)]
-pub struct LogHistogram {
-    bins: Vec<u64>,
-    count: u64,
-}
+pub struct LatencyHistogram(hdrhistogram::Histogram<u32>);
 
-/// The smallest latency told apart: 0.1 ms.
-const FLOOR: f64 = 1e-4;
-const GROWTH: f64 = 1.01;
-/// Bins up to about 30 hours.
-const BINS: usize = 1_900;
+/// The longest latency told apart, microseconds; longer ones count as this.
+const LONGEST_MICROS: u64 = 30 * 3600 * 1_000_000;
 
-impl Default for LogHistogram {
+impl Default for LatencyHistogram {
     fn default() -> Self {
-        Self {
-            bins: vec![0; BINS],
-            count: 0,
-        }
+        Self(
+            hdrhistogram::Histogram::new_with_bounds(1, LONGEST_MICROS, 2)
+                .expect("the bounds are valid"),
+        )
     }
 }
 
-impl LogHistogram {
-    /// Counts one value.
-    pub fn record(&mut self, value: f64) {
-        let index = if value <= FLOOR {
-            0
-        } else {
-            ((value / FLOOR).ln() / GROWTH.ln()).ceil() as usize
-        };
-        self.bins[index.min(BINS - 1)] += 1;
-        self.count += 1;
+impl LatencyHistogram {
+    /// Counts one latency, in seconds.
+    pub fn record(&mut self, seconds: f64) {
+        let micros = (seconds * 1e6).round().clamp(1.0, LONGEST_MICROS as f64) as u64;
+        self.0.saturating_record(micros);
     }
 
     /// Values recorded.
     pub fn count(&self) -> u64 {
-        self.count
+        self.0.len()
     }
 
-    /// The value at quantile `q` (0..1), to within 1 %; `None` when empty.
+    /// The latency at quantile `q` (0..1), seconds, to within 1 %; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen = 0;
-        for (index, &n) in self.bins.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(FLOOR * GROWTH.powi(index as i32));
-            }
-        }
-        None
+        (self.count() > 0).then(|| self.0.value_at_quantile(q) as f64 / 1e6)
     }
 }
 
@@ -152,9 +130,9 @@ pub struct Stats {
     /// Requests still in flight when the run ended.
     pub unfinished: u64,
     /// Every TTFT recorded, for quantiles.
-    pub ttft: LogHistogram,
+    pub ttft: LatencyHistogram,
     /// Every TPOT recorded, for quantiles.
-    pub tpot: LogHistogram,
+    pub tpot: LatencyHistogram,
 }
 
 impl Stats {
@@ -287,7 +265,7 @@ mod tests {
 
     #[test]
     fn quantiles_are_within_one_percent() {
-        let mut histogram = LogHistogram::default();
+        let mut histogram = LatencyHistogram::default();
         for i in 1..=1000 {
             histogram.record(f64::from(i) * 0.001);
         }
@@ -295,7 +273,7 @@ mod tests {
         let p99 = histogram.quantile(0.99).unwrap();
         assert!((p50 / 0.5 - 1.0).abs() < 0.011, "{p50}");
         assert!((p99 / 0.99 - 1.0).abs() < 0.011, "{p99}");
-        assert_eq!(LogHistogram::default().quantile(0.5), None);
+        assert_eq!(LatencyHistogram::default().quantile(0.5), None);
     }
 
     #[test]

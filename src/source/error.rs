@@ -3,7 +3,7 @@
 //! counts it under.
 
 use super::api::SourceError;
-use crate::query::PERIOD_LABEL;
+use crate::{demand::SignalError, query::PERIOD_LABEL};
 
 /// Why one signal could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, strum::IntoStaticStr)]
@@ -66,6 +66,23 @@ impl ReadError {
             other => other.into(),
         }
     }
+}
+
+/// Why a reading gave no demand.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DemandError {
+    /// `on_term_error: fail`, and these signals could not be read.
+    #[error("{0}")]
+    Unread(String),
+    /// The demand model refused what was read; `unread` names what could not be read
+    /// besides.
+    #[error("{error}{}", .unread.as_ref().map(|u| format!(" ({u})")).unwrap_or_default())]
+    Model {
+        /// What the model refused.
+        error: SignalError,
+        /// The signals that could not be read, on one line.
+        unread: Option<String>,
+    },
 }
 
 #[cfg(test)]

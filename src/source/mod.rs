@@ -14,6 +14,6 @@ pub use crate::query::{
 };
 pub use answers::{by_replica, fleet_value};
 pub use api::{ECHO_LIMIT, MetricsSource, Sample, SourceError, truncated};
-pub use error::ReadError;
+pub use error::{DemandError, ReadError};
 pub use observation::{Observation, QueryRecord, observe};
 pub use readings::Readings;

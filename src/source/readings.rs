@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::{
     answers::{by_replica, fleet_value, history_window, latency_window, mean},
     api::Sample,
-    error::ReadError,
+    error::{DemandError, ReadError},
     observation::{ByModel, Observation, summarize},
 };
 use crate::{
@@ -187,18 +187,19 @@ impl Readings {
         &self,
         target: &Target,
         policy: OnTermError,
-    ) -> Result<(Demand, Vec<String>), String> {
+    ) -> Result<(Demand, Vec<String>), DemandError> {
         let errors = self.error_summary();
         if policy == OnTermError::Fail
             && let Some(errors) = errors
         {
-            return Err(errors);
+            return Err(DemandError::Unread(errors));
         }
-        let demand =
-            demand::compute(&self.signals(), &target.into()).map_err(|e| match &errors {
-                Some(errors) => format!("{e} ({errors})"),
-                None => e.to_string(),
-            })?;
+        let demand = demand::compute(&self.signals(), &target.into()).map_err(|error| {
+            DemandError::Model {
+                error,
+                unread: errors,
+            }
+        })?;
         let skipped = self
             .errors()
             .into_iter()
