@@ -230,7 +230,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Prints an offline command's report, or its error.
-fn report(result: Result<String, String>) -> ExitCode {
+fn report(result: Result<String, crate::sim::SimError>) -> ExitCode {
     match result {
         Ok(report) => {
             print!("{report}");

@@ -5,8 +5,8 @@ mod presets;
 mod roles;
 
 pub use presets::{
-    KvSeries, Latency, Preset, Series, Unsupported, latency_named, latency_support, length_support, model_label,
-    preset,
+    KvSeries, Latency, Preset, Series, Unsupported, latency_named, latency_support, length_support,
+    model_label, preset,
 };
 
 pub use roles::{Engine, LatencySignal, Pool};

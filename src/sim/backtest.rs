@@ -1,5 +1,6 @@
 //! `backtest`: every policy over the same fleet and trace, as a table, JSON and a plot.
 
+use super::error::SimError;
 use std::{
     fmt::Write,
     path::{Path, PathBuf},
@@ -159,7 +160,7 @@ impl Prepared {
 }
 
 /// Reads the config and traces and builds the setup; every error names what is wrong.
-pub fn prepare(args: &BacktestArgs) -> Result<Prepared, String> {
+pub fn prepare(args: &BacktestArgs) -> Result<Prepared, SimError> {
     let config =
         Config::load(&args.config).map_err(|e| format!("{}: {e}", args.config.display()))?;
     let trace = Trace::load(&args.trace).map_err(|e| e.to_string())?;
@@ -324,7 +325,7 @@ fn check_simulable(pool: &PoolSetup, policies: &[Policy]) -> Result<(), String> 
 }
 
 /// Runs a backtest: the table or JSON to print; the plot is written to `args.plot`.
-pub fn backtest(args: &BacktestArgs) -> Result<String, String> {
+pub fn backtest(args: &BacktestArgs) -> Result<String, SimError> {
     let prepared = prepare(args)?;
     let outcomes = prepared.run_all(args.target);
     for outcome in &outcomes {
@@ -349,11 +350,19 @@ pub fn backtest(args: &BacktestArgs) -> Result<String, String> {
             .join(" + "),
         prepared.setup.model.cold_start
     );
-    std::fs::write(&args.plot, super::plot::timeline(&title, &outcomes)?)
-        .map_err(|e| format!("cannot write the plot to {}: {e}", args.plot.display()))?;
+    std::fs::write(&args.plot, super::plot::timeline(&title, &outcomes)?).map_err(|source| {
+        SimError::Write {
+            what: "plot",
+            path: args.plot.display().to_string(),
+            source,
+        }
+    })?;
     if let Some(path) = &args.timeline {
-        std::fs::write(path, to_csv(&outcomes))
-            .map_err(|e| format!("cannot write the timeline to {}: {e}", path.display()))?;
+        std::fs::write(path, to_csv(&outcomes)).map_err(|source| SimError::Write {
+            what: "timeline",
+            path: path.display().to_string(),
+            source,
+        })?;
     }
     Ok(if args.json {
         serde_json::to_string_pretty(&to_json(

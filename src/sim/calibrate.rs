@@ -2,6 +2,7 @@
 //! load one replica of the simulator's model sustains with its SLOs met, as the token
 //! rates a profile's `capacity.profile` holds. `keda-llm-scaler calibrate` prints it.
 
+use super::error::SimError;
 use rayon::prelude::*;
 
 use super::{
@@ -39,19 +40,17 @@ pub struct CalibrateArgs {
 }
 
 /// The profile as the YAML `capacity.profile` takes, with the command that made it.
-pub fn calibrate(args: &CalibrateArgs) -> Result<String, String> {
+pub fn calibrate(args: &CalibrateArgs) -> Result<String, SimError> {
     for (key, values) in [("--inputs", &args.inputs), ("--outputs", &args.outputs)] {
         if values.is_empty() || values.iter().any(|&v| v == 0 || v > 1_000_000) {
-            return Err(format!(
-                "{key} {values:?}: expected token counts from 1 to 1000000"
-            ));
+            return Err(
+                format!("{key} {values:?}: expected token counts from 1 to 1000000").into(),
+            );
         }
     }
     for (key, value) in [("--ttft", args.ttft), ("--tpot", args.tpot)] {
         if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
-            return Err(format!(
-                "{key} {value}: expected seconds above 0, at most 3600"
-            ));
+            return Err(format!("{key} {value}: expected seconds above 0, at most 3600").into());
         }
     }
     let calibration = Calibration {

@@ -22,6 +22,7 @@
 //! (a percentage error of 0 is undefined) and, with gaps, windows right after a gap, where
 //! no method has a current reading.
 
+use super::error::SimError;
 use std::{fmt::Write as _, time::Duration};
 
 pub use super::rates::{RateTrace, read_rate_trace};
@@ -279,7 +280,7 @@ impl HistoryShape {
 }
 
 /// Replays the trace; an error says which setting does not fit it.
-pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, String> {
+pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, SimError> {
     let shape = HistoryShape::of(&history_specs(settings), trace.window.as_secs_f64())?;
     let HistoryShape {
         period,
@@ -294,7 +295,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         return Err(format!(
             "the trace has {} windows: the forecast needs {periods} periods of {period} windows before the first scored one",
             rates.len()
-        ));
+        ).into());
     }
     let mut errors: [Vec<(f64, f64)>; 3] = Default::default();
     let mut zero_windows = 0;
@@ -488,7 +489,7 @@ mod tests {
             window: Duration::from_secs(600),
             rates: vec![1.0; 6 * 144],
         };
-        let error = evaluate(&trace, &zero).unwrap_err();
+        let error = evaluate(&trace, &zero).unwrap_err().to_string();
         assert!(error.contains("--level-window 0s"), "{error}");
     }
 
@@ -540,12 +541,16 @@ mod tests {
         let trace = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n1200,3\n").unwrap();
         assert_eq!(trace.window, Duration::from_secs(600));
         assert_eq!(trace.rates, vec![1.0, 2.0, 3.0]);
-        let gap = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n1800,3\n").unwrap_err();
+        let gap = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n1800,3\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             gap.contains("line 4") && gap.contains("none missing"),
             "{gap}"
         );
-        let bad = parse_rate_trace("window_start_s,rate\n0,1\n600,-2\n").unwrap_err();
+        let bad = parse_rate_trace("window_start_s,rate\n0,1\n600,-2\n")
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("line 3") && bad.contains("`-2`"), "{bad}");
     }
 
@@ -558,6 +563,7 @@ mod tests {
         assert!(
             evaluate(&short, &settings(600))
                 .unwrap_err()
+                .to_string()
                 .contains("needs 3 periods")
         );
         let mut odd = settings(600);
@@ -565,6 +571,7 @@ mod tests {
         assert!(
             evaluate(&daily_cycle(), &odd)
                 .unwrap_err()
+                .to_string()
                 .contains("whole number")
         );
     }

@@ -6,6 +6,7 @@
 pub mod backtest;
 pub mod calibrate;
 pub mod demo;
+mod error;
 pub mod feasible;
 pub mod fleet;
 pub mod forecast_eval;
@@ -19,3 +20,5 @@ pub mod search;
 pub mod stats;
 pub mod trace;
 pub mod tsdb;
+
+pub use error::SimError;

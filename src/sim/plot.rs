@@ -9,7 +9,10 @@ use plotters::{
 };
 use strum::IntoEnumIterator;
 
-use super::run::{Outcome, Policy};
+use super::{
+    error::SimError,
+    run::{Outcome, Policy},
+};
 
 /// A drawing area on an SVG document held in memory.
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
@@ -53,13 +56,14 @@ pub(crate) fn nice(value: f64) -> f64 {
 }
 
 /// Runs `draw` on a fresh white SVG document of `size` and returns the document.
-fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult) -> Result<String, String> {
+fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult) -> Result<String, SimError> {
     let mut document = String::new();
     {
         let root = SVGBackend::with_string(&mut document, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        draw(&root)?;
-        root.present().map_err(|e| e.to_string())?;
+        root.fill(&WHITE)
+            .map_err(|e| SimError::Plot(e.to_string()))?;
+        draw(&root).map_err(SimError::Plot)?;
+        root.present().map_err(|e| SimError::Plot(e.to_string()))?;
     }
     Ok(document)
 }
@@ -74,7 +78,7 @@ fn legend_entry(area: &Area, row: u32, swatch: &ShapeStyle, text: &str) -> DrawR
 
 /// A backtest's timeline: arrivals per second above, every policy's pods below with this
 /// scaler's demand, and a legend with each policy's GPU-hours at the right.
-pub fn timeline(title: &str, outcomes: &[Outcome]) -> Result<String, String> {
+pub fn timeline(title: &str, outcomes: &[Outcome]) -> Result<String, SimError> {
     svg((1160, 540), |root| {
         let root = root
             .titled(title, ("sans-serif", 15).into_font().style(FontStyle::Bold))
@@ -230,7 +234,7 @@ pub fn scorecard(
     panels: &[ScorePanel],
     policies: &[Policy],
     target: f64,
-) -> Result<String, String> {
+) -> Result<String, SimError> {
     const PANEL: (u32, u32) = (440, 340);
     let columns = panels.len().clamp(1, 3) as u32;
     let rows = (panels.len() as u32).div_ceil(columns).max(1);

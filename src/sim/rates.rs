@@ -2,6 +2,7 @@
 //! every absurd number refused (line, value and what is allowed), for the backtest's
 //! arrivals and for `forecast-eval`.
 
+use super::error::SimError;
 use std::{path::Path, time::Duration};
 
 /// A rate trace of equal windows.
@@ -14,9 +15,9 @@ pub struct RateTrace {
 }
 
 /// Reads a `window_start_s,rate` CSV (a header line, then rows at a fixed spacing).
-pub fn read_rate_trace(path: &Path) -> Result<RateTrace, String> {
+pub fn read_rate_trace(path: &Path) -> Result<RateTrace, SimError> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_rate_trace(&text).map_err(|e| format!("{}: {e}", path.display()))
+    parse_rate_trace(&text).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
 /// The latest window start a rate file may have: ten years of seconds. Later ones are
@@ -61,16 +62,16 @@ pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
 }
 
 /// Parses a rate file's text (`window_start_s,<rate>`).
-pub fn parse_rate_trace(text: &str) -> Result<RateTrace, String> {
+pub fn parse_rate_trace(text: &str) -> Result<RateTrace, SimError> {
     let rows = parse_rate_rows(text)?;
     let starts: Vec<(usize, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
     let rates: Vec<f64> = rows.iter().map(|r| r.2).collect();
     if rates.len() < 2 {
-        return Err("expected at least two windows".to_owned());
+        return Err("expected at least two windows".to_owned().into());
     }
     let width = starts[1].1 - starts[0].1;
     if !(width.is_finite() && width > 0.0) {
-        return Err("window starts must increase".to_owned());
+        return Err("window starts must increase".to_owned().into());
     }
     for pair in starts.windows(2) {
         if ((pair[1].1 - pair[0].1) - width).abs() > 1e-6 * width {
@@ -79,7 +80,7 @@ pub fn parse_rate_trace(text: &str) -> Result<RateTrace, String> {
                 pair[1].0,
                 pair[1].1 - pair[0].1,
                 width
-            ));
+            ).into());
         }
     }
     Ok(RateTrace {

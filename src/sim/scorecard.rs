@@ -1,6 +1,7 @@
 //! `scorecard`: the scaler against the searched references over a set of traces, one
 //! config for all of them.
 
+use super::error::SimError;
 use std::{
     collections::BTreeMap,
     fmt::Write,
@@ -295,7 +296,7 @@ impl Scored {
 }
 
 /// Runs a scorecard: the table or JSON to print; the plot goes to `args.plot`.
-pub fn scorecard(args: &ScorecardArgs) -> Result<String, String> {
+pub fn scorecard(args: &ScorecardArgs) -> Result<String, SimError> {
     let entries = read_manifest(args)?;
     // Every entry is checked and loaded before anything runs or is written.
     let prepared = entries
@@ -321,8 +322,11 @@ pub fn scorecard(args: &ScorecardArgs) -> Result<String, String> {
         })
         .collect();
     if let Some(path) = &args.plot {
-        std::fs::write(path, plot(&scored, args.target)?)
-            .map_err(|e| format!("cannot write the plot to {}: {e}", path.display()))?;
+        std::fs::write(path, plot(&scored, args.target)?).map_err(|source| SimError::Write {
+            what: "plot",
+            path: path.display().to_string(),
+            source,
+        })?;
     }
     Ok(if args.json {
         serde_json::to_string_pretty(&to_json(&scored, args.target)).expect("JSON values serialize")
@@ -408,7 +412,7 @@ fn to_table(scored: &[Scored], target: f64) -> String {
 }
 
 /// The points of every trace's panel, for [`super::plot::scorecard`].
-fn plot(scored: &[Scored], target: f64) -> Result<String, String> {
+fn plot(scored: &[Scored], target: f64) -> Result<String, SimError> {
     let panels: Vec<ScorePanel> = scored
         .iter()
         .map(|s| ScorePanel {
