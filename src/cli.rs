@@ -392,6 +392,8 @@ async fn serve(config_path: PathBuf, grpc_addr: SocketAddr, http_addr: SocketAdd
             return ExitCode::FAILURE;
         }
     };
+    // The bound addresses: with port 0 the system picks one, and this line says which.
+    let (grpc_addr, http_addr) = (bound(&grpc, grpc_addr), bound(&http, http_addr));
     tracing::info!(%grpc_addr, %http_addr, prometheus = config.prometheus.url.as_str(), "starting");
     match server::run_from_file(&config_path, grpc, Some(http), shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -400,6 +402,11 @@ async fn serve(config_path: PathBuf, grpc_addr: SocketAddr, http_addr: SocketAdd
             ExitCode::FAILURE
         }
     }
+}
+
+/// The address a listener is bound to (the one asked for, if the system cannot say).
+fn bound(listener: &tokio::net::TcpListener, asked: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(asked)
 }
 
 async fn demo(args: crate::sim::demo::DemoArgs) -> ExitCode {
@@ -416,8 +423,8 @@ async fn demo(args: crate::sim::demo::DemoArgs) -> ExitCode {
         }
     };
     tracing::info!(
-        grpc_addr = %args.grpc_addr,
-        http_addr = %args.http_addr,
+        grpc_addr = %bound(&grpc, args.grpc_addr),
+        http_addr = %bound(&http, args.http_addr),
         speed = args.speed,
         "demo: a simulated Llama-3-70B fleet replays Azure's conversation trace"
     );

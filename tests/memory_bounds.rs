@@ -8,11 +8,11 @@ mod common;
 mod fake_prometheus;
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
-use common::{demand, free_port, scaled_object};
+use common::{demand, scaled_object, spawn_serve};
 use fake_prometheus::{Fake, Reply, now};
 use keda_llm_scaler::proto::externalscaler::external_scaler_client::ExternalScalerClient;
 
@@ -95,24 +95,13 @@ async fn the_largest_answers_keep_memory_bounded_and_others_served() {
         profile("normal")
     );
     std::fs::write(&config, text).unwrap();
-    let (grpc_port, http_port) = (free_port(), free_port());
-    let child = Killed(
-        // KEDA_LLM_SCALER_BIN measures another build (BENCHMARKS.md uses the release one).
-        Command::new(
-            std::env::var("KEDA_LLM_SCALER_BIN")
-                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keda-llm-scaler").to_owned()),
-        )
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg(format!("--grpc-addr=127.0.0.1:{grpc_port}"))
-        .arg(format!("--http-addr=127.0.0.1:{http_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
+    // KEDA_LLM_SCALER_BIN measures another build (BENCHMARKS.md uses the release one).
+    let binary = std::env::var("KEDA_LLM_SCALER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keda-llm-scaler").to_owned());
+    let (child, grpc_addr, _) = spawn_serve(&binary, &config);
+    let child = Killed(child);
     let pid = child.0.id();
-    let endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let endpoint = format!("http://{grpc_addr}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut client = loop {
         match ExternalScalerClient::connect(endpoint.clone()).await {

@@ -2,8 +2,10 @@
 //! process exits with 0 well within Kubernetes' grace period, even with a client still
 //! watching health.
 
+mod common;
+
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -14,14 +16,6 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_streams_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,17 +25,9 @@ async fn sigterm_drains_streams_and_exits_cleanly() {
         "prometheus:\n  url: http://127.0.0.1:1\nprofiles:\n  p:\n    engine: seed\n    capacity: {queue_per_replica: 15, output_tokens_per_second: 5000}\n",
     )
     .unwrap();
-    let (grpc_port, http_port) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keda-llm-scaler"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg(format!("--grpc-addr=127.0.0.1:{grpc_port}"))
-        .arg(format!("--http-addr=127.0.0.1:{http_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let (mut child, grpc_addr, _) =
+        common::spawn_serve(env!("CARGO_BIN_EXE_keda-llm-scaler"), &config);
+    let endpoint = format!("http://{grpc_addr}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let channel = loop {
         match tonic::transport::Endpoint::from_shared(endpoint.clone())

@@ -431,25 +431,24 @@ impl Drop for Demo {
 
 #[test]
 fn demo_answers_grpcurl_from_the_simulated_fleet() {
-    let grpc = common::free_port();
-    let http = common::free_port();
-    let addr = format!("127.0.0.1:{grpc}");
-    let _demo = Demo(
-        Command::new(BINARY)
-            .args([
-                "demo",
-                "--grpc-addr",
-                &addr,
-                "--http-addr",
-                &format!("127.0.0.1:{http}"),
-                "--speed",
-                "60",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = Command::new(BINARY)
+        .args([
+            "demo",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--speed",
+            "60",
+        ])
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (grpc, _) = common::read_from_stderr(&mut child, common::logged_addrs);
+    let _demo = Demo(child);
+    let addr = grpc.to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(&addr).is_err() {
         assert!(

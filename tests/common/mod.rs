@@ -25,13 +25,57 @@ use keda_llm_scaler::{
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
-/// A free loopback port (bound, then released for a child process to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Reads a child's stderr on a thread until `pick` finds what it looks for in a line,
+/// and keeps reading the rest so the child never blocks on a full pipe (the thread ends
+/// with the child). Panics if the child's stderr ends first, or after 30 s.
+pub fn read_from_stderr<T: Send + 'static>(
+    child: &mut Child,
+    pick: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> T {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("the child's stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.is_some()
+                && let Some(found) = pick(&line)
+            {
+                let _ = tx.take().expect("checked").send(found);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the child printed what the test looks for within 30 s")
+}
+
+/// The gRPC and HTTP addresses `serve` and `demo` log when they start (with
+/// `LOG_FORMAT=json`): bound to port 0, the system picks them.
+pub fn logged_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &event["fields"];
+    Some((
+        fields["grpc_addr"].as_str()?.parse().ok()?,
+        fields["http_addr"].as_str()?.parse().ok()?,
+    ))
+}
+
+/// The binary serving `config` on ports the system picks, with its addresses.
+pub fn spawn_serve(binary: &str, config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = Command::new(binary)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0"])
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (grpc, http) = read_from_stderr(&mut child, logged_addrs);
+    (child, grpc, http)
 }
 
 /// Series served in the Prometheus text format. Counters are given as a slope and grow
@@ -164,7 +208,9 @@ impl PrometheusServer {
     /// Starts Prometheus on a free port with the config and data in `dir`.
     async fn start_in(dir: tempfile::TempDir) -> Self {
         let mut server = Self {
-            port: free_port(),
+            // The first start binds port 0 and reads the port Prometheus logs; a restart
+            // takes the same one back.
+            port: 0,
             dir,
             child: None,
         };
@@ -224,13 +270,19 @@ impl PrometheusServer {
             ))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .arg("--log.level=warn")
+            .arg("--log.level=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start `{binary}` (apt-get install prometheus): {e}")
             });
+        let mut child = child;
+        // `msg="Listening on" address=127.0.0.1:PORT`, the port it bound.
+        self.port = read_from_stderr(&mut child, |line| {
+            let (_, rest) = line.split_once(r#"msg="Listening on" address=127.0.0.1:"#)?;
+            rest.split_whitespace().next()?.parse::<u16>().ok()
+        });
         self.child = Some(child);
         let ready = format!("{}/-/ready", self.url());
         let deadline = Instant::now() + Duration::from_secs(30);
