@@ -8,8 +8,7 @@
 //!
 //! Needs Debian's `prometheus` on PATH. Loopback only; bounded in calls and time.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::time::{Duration, Instant};
 

@@ -13,8 +13,7 @@
 //!
 //! Loopback only; stops by itself after --duration seconds.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{
     process::{Command, Stdio},

@@ -1,7 +1,7 @@
 //! The SLO and forecast terms against a real Prometheus holding days of history,
 //! written with `promtool tsdb create-blocks-from openmetrics`.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{
     fmt::Write as _,

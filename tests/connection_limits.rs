@@ -4,7 +4,7 @@
 //! `server.max_connections`, and keep an idle client that did open properly (KEDA's one
 //! long-lived connection) for longer than the timeout.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{
     net::SocketAddr,

@@ -1,7 +1,7 @@
 //! What a user types: grpcurl through reflection, `keda-llm-scaler explain`, and
 //! `keda-llm-scaler check-config`.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{process::Command, time::Duration};
 

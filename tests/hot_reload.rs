@@ -2,7 +2,7 @@
 //! timestamped directory, a `..data_tmp` symlink renamed over `..data`, the old
 //! directory removed. A bad file is refused and the last good config keeps serving.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{
     os::unix::fs::symlink,

@@ -4,7 +4,7 @@
 //! Prometheus is asked at most once per ScaledObject per cache_ttl (here, as the objects
 //! differ only by model, once per cache_ttl for all of them).
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 //! 200 distinct ScaledObjects with long names. Peak and settled RSS come from /proc;
 //! another ScaledObject keeps its exact value throughout.
 
-mod common;
-mod fake_prometheus;
+use keda_llm_scaler_test_support as common;
+use keda_llm_scaler_test_support::fake_prometheus;
 
 use std::{
     process::Child,

@@ -3,7 +3,7 @@
 //! them. The endpoint here checks them as an authenticating proxy in front of Prometheus
 //! would, and answers in Prometheus' JSON.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{
     path::PathBuf,

@@ -1,7 +1,7 @@
 //! The scaler against a real Prometheus scraping an exporter with known series: the
 //! answers equal the formulas, and an outage gives UNAVAILABLE, never a made-up 0.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::time::Duration;
 

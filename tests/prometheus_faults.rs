@@ -3,8 +3,8 @@
 //! another origin, and more concurrent queries than `max_connections`. Each is refused
 //! (or bounded) with an error that names the limit; a good answer still reads.
 
-mod common;
-mod fake_prometheus;
+use keda_llm_scaler_test_support as common;
+use keda_llm_scaler_test_support::fake_prometheus;
 
 use std::{
     sync::{Arc, atomic::Ordering},

@@ -2,7 +2,7 @@
 //! the cache window, slow and broken Prometheus endpoints, config changes pushed to
 //! StreamMetricSpec, and graceful shutdown.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{
     collections::HashMap,

@@ -2,7 +2,7 @@
 //! process exits with 0 well within Kubernetes' grace period, even with a client still
 //! watching health.
 
-mod common;
+use keda_llm_scaler_test_support as common;
 
 use std::{
     process::Command,

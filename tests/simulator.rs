@@ -9,7 +9,7 @@ use std::{
 };
 
 mod cli;
-mod common;
+use keda_llm_scaler_test_support as common;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_keda-llm-scaler");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backtest/llama-70b.yaml");

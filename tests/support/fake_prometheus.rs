@@ -1,8 +1,6 @@
 //! A fault-injecting fake Prometheus for tests: a loopback HTTP server whose every
 //! answer a test chooses (status, headers, body, chunking, delay), recording the
-//! requests and the most connections open at once. Included by the tests that need it
-//! (`mod fake_prometheus;`).
-#![allow(dead_code)]
+//! requests and the most connections open at once.
 
 use std::{
     sync::{

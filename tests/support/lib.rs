@@ -1,8 +1,9 @@
 //! Real parts for integration tests: a Prometheus server, an exporter it scrapes, and
 //! the scaler itself, all on loopback ports chosen by the OS.
 
-#![allow(dead_code)]
+#![forbid(unsafe_code)]
 
+pub mod fake_prometheus;
 pub mod floor;
 pub mod loadgen;
 
