@@ -42,6 +42,19 @@ fn backtest(args: &[&str]) -> (bool, String, String) {
     cli::run_binary(&[&["backtest"], args].concat())
 }
 
+/// Every policy `backtest` runs by default, in its order.
+const ALL_POLICIES: [&str; 9] = [
+    "static",
+    "static-best",
+    "keda-queue",
+    "keda-tokens",
+    "keda-seed",
+    "keda-tuned",
+    "scaler",
+    "just-in-time",
+    "oracle",
+];
+
 #[test]
 fn backtest_compares_every_policy_deterministically() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,20 +86,7 @@ fn backtest_compares_every_policy_deterministically() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "static",
-            "static-best",
-            "keda-queue",
-            "keda-tokens",
-            "keda-seed",
-            "keda-tuned",
-            "scaler",
-            "just-in-time",
-            "oracle"
-        ]
-    );
+    assert_eq!(names, ALL_POLICIES);
     let by_name = |name: &str| policies.iter().find(|p| p["name"] == name).unwrap();
     let requests = by_name("static")["requests"].as_u64().unwrap();
     // About 3 x 3,900 requests in 12 minutes.
@@ -146,17 +146,7 @@ fn backtest_compares_every_policy_deterministically() {
         .filter(|l| l.starts_with("<polyline") && l.contains(r#"stroke-width="2""#))
         .count();
     assert_eq!(policy_lines, 9, "{svg}");
-    for name in [
-        "static",
-        "static-best",
-        "keda-queue",
-        "keda-tokens",
-        "keda-seed",
-        "keda-tuned",
-        "scaler",
-        "just-in-time",
-        "oracle",
-    ] {
+    for name in ALL_POLICIES {
         assert!(svg.contains(&format!("{name} (")), "{name} in the legend");
     }
     assert!(svg.contains("scaler demand"));
