@@ -261,9 +261,16 @@ fn profile_of<'c>(
 
 /// The trigger's pool, or the profile's.
 fn pool_of(metadata: &HashMap<String, String>, profile: &Profile) -> Result<Pool, MetadataError> {
+    Ok(pool_named(metadata)?.unwrap_or(profile.pool))
+}
+
+/// The pool the trigger names, if it names one: checked whatever the profile.
+pub(super) fn pool_named(
+    metadata: &HashMap<String, String>,
+) -> Result<Option<Pool>, MetadataError> {
     Ok(match metadata.get("pool") {
-        None => profile.pool,
-        Some(text) => Pool::parse(text).ok_or_else(|| {
+        None => None,
+        Some(text) => Some(Pool::parse(text).ok_or_else(|| {
             MetadataError::new(
                 "pool",
                 format!(
@@ -272,7 +279,7 @@ fn pool_of(metadata: &HashMap<String, String>, profile: &Profile) -> Result<Pool
                     Pool::ALLOWED
                 ),
             )
-        })?,
+        })?),
     })
 }
 

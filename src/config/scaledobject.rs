@@ -136,6 +136,11 @@ fn resolve_all(
                 problems.push(e.to_string());
                 match (key.as_deref(), config.profile_names().first()) {
                     (Some("profile"), Some(first)) => {
+                        // The pool's value is checked alone: whether the first profile
+                        // could serve that pool says nothing of the profile meant.
+                        if let Err(e) = metadata::pool_named(&metadata) {
+                            problems.push(metadata::ResolveError::Metadata(e).to_string());
+                        }
                         metadata.retain(|k, _| PROFILE_FREE_KEYS.contains(&k.as_str()));
                         metadata.insert("profile".into(), (*first).to_owned());
                     }
@@ -215,16 +220,17 @@ spec:
   scaleTargetRef: {name: b}
   triggers:
     - type: external
-      metadata: {scalerAddress: "s:6000", profle: llama-70b, queuePerReplica: "-3", kvCacheTarget: "2", profile: nope}
+      metadata: {scalerAddress: "s:6000", profle: llama-70b, queuePerReplica: "-3", kvCacheTarget: "2", profile: nope, pool: sideways}
 "#;
         let findings = check("so.yaml", text, &config);
         let all = findings.errors.join("\n");
-        assert_eq!(findings.errors.len(), 4, "{all}");
+        assert_eq!(findings.errors.len(), 5, "{all}");
         for expected in [
             "`profle`",
             "queuePerReplica",
             "kvCacheTarget",
             "`nope` is not a profile",
+            "`sideways` is not allowed",
         ] {
             assert!(all.contains(expected), "{expected}: {all}");
         }
