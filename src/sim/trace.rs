@@ -49,58 +49,7 @@ impl Draws for SimRng {
     }
 }
 
-/// Why a trace cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum TraceError {
-    /// The file cannot be read.
-    #[error("cannot read trace {path}: {source}")]
-    Read {
-        /// The trace's path.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A line that is not a request.
-    #[error("{path} line {line}: {problem}")]
-    Parse {
-        /// The trace's path.
-        path: String,
-        /// The line, from 1.
-        line: usize,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// None of the formats read.
-    #[error(
-        "{path}: unknown trace format: expected Azure's CSV (header `TIMESTAMP,ContextTokens,GeneratedTokens`), Mooncake's JSONL (`timestamp`, `input_length`, `output_length`) or a rate file (header `window_start_s,<rate>`)"
-    )]
-    UnknownFormat {
-        /// The trace's path.
-        path: String,
-    },
-    /// A rate file that does not hold.
-    #[error("{path}: {problem}")]
-    Rates {
-        /// The trace's path.
-        path: String,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// No request at all.
-    #[error("{path}: the trace holds no requests")]
-    Empty {
-        /// The trace's path.
-        path: String,
-    },
-    /// A rate file given where lengths are needed.
-    #[error(
-        "{path} is a rate file: it carries no token lengths, so give a request trace to draw them from (--lengths)"
-    )]
-    NeedsLengths {
-        /// The trace's path.
-        path: String,
-    },
-}
+pub use super::error::TraceError;
 
 /// Requests with their arrival times, sorted.
 #[derive(Debug, Clone)]
