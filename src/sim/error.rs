@@ -1,4 +1,5 @@
-//! Why an offline tool (backtest, scorecard, calibrate, forecast-eval) stopped.
+//! Why an offline tool (backtest, scorecard, calibrate, forecast-eval) stopped, and why a
+//! trace cannot be read.
 
 /// Why a simulation or an evaluation could not run; the message names the flag, key or
 /// file to change.
