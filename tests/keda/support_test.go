@@ -5,17 +5,19 @@
 package keda
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,16 +60,62 @@ func scalerBinary(t testing.TB) string {
 	return newest
 }
 
-// freePort is a loopback port the OS just handed out. Prometheus and the scaler take
-// an address, not a socket, so the callers retry with another port when it was taken.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// firstLine sends the first value pick finds in a line of r, and keeps reading to the
+// end so that the writer never blocks on a full pipe.
+func firstLine[T any](r io.Reader, pick func(string) (T, bool)) <-chan T {
+	found := make(chan T, 1)
+	go func() {
+		scanner := bufio.NewScanner(r)
+		scanner.Buffer(make([]byte, 64*1024), 1024*1024)
+		sent := false
+		for scanner.Scan() {
+			if v, ok := pick(scanner.Text()); ok && !sent {
+				found <- v
+				sent = true
+			}
+		}
+		close(found)
+	}()
+	return found
+}
+
+// startWithStderr starts cmd with its stderr on a pipe and returns the reading end.
+// Unlike StderrPipe, Wait does not close it: the reader sees the end once the child has
+// exited and every line is read, as this process keeps no copy of the writing end.
+func startWithStderr(cmd *exec.Cmd) (*os.File, error) {
+	r, w, err := os.Pipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	cmd.Stderr = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// abandon kills a child that never became ready and reaps it.
+func abandon(cmd *exec.Cmd) {
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+}
+
+// awaitLine is the value firstLine found, or an error when the stream ended or limit
+// passed first.
+func awaitLine[T any](found <-chan T, limit time.Duration, what string) (T, error) {
+	var zero T
+	select {
+	case v, ok := <-found:
+		if !ok {
+			return zero, fmt.Errorf("the output ended before %s", what)
+		}
+		return v, nil
+	case <-time.After(limit):
+		return zero, fmt.Errorf("no %s within %v", what, limit)
+	}
 }
 
 // waitFor polls check every 50 ms until it returns nil or the limit passes.
@@ -180,34 +228,46 @@ func startPrometheus(t testing.TB, target string) *Prometheus {
 	}
 	p := &Prometheus{dir: dir, t: t}
 	t.Cleanup(p.Stop)
-	for attempt := 0; ; attempt++ {
-		p.port = freePort(t)
-		if err := p.Start(); err == nil {
-			// Prometheus hands new targets to its scrapers after up to 5 s: wait for
-			// the first scrape, so that tests time our path, not its start.
-			waitFor(t, 30*time.Second, "Prometheus scrapes the exporter", p.scraped)
-			return p
-		} else if attempt == 4 {
-			t.Fatalf("Prometheus did not start: %v", err)
-		}
+	if err := p.Start(); err != nil {
+		t.Fatalf("Prometheus did not start: %v", err)
 	}
+	// Prometheus hands new targets to its scrapers after up to 5 s: wait for the first
+	// scrape, so that tests time our path, not its start.
+	waitFor(t, 30*time.Second, "Prometheus scrapes the exporter", p.scraped)
+	return p
 }
 
-// Start runs Prometheus on its port and data dir, waiting until it is ready.
+// Start runs Prometheus on its data dir, waiting until it is ready. The first start
+// binds port 0 and reads the port Prometheus logs; a restart takes the same one back.
 func (p *Prometheus) Start() error {
 	binary := os.Getenv("PROMETHEUS_BIN")
 	if binary == "" {
 		binary = "prometheus"
 	}
-	p.URL = fmt.Sprintf("http://127.0.0.1:%d", p.port)
 	p.cmd = exec.Command(binary,
 		"--config.file="+filepath.Join(p.dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(p.dir, "data"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", p.port),
-		"--log.level=warn")
-	if err := p.cmd.Start(); err != nil {
+		"--log.level=info")
+	stderr, err := startWithStderr(p.cmd)
+	if err != nil {
 		p.t.Fatalf("cannot start %s (apt-get install prometheus): %v", binary, err)
 	}
+	// `msg="Listening on" address=127.0.0.1:PORT`: the port it bound.
+	port, err := awaitLine(firstLine(stderr, func(line string) (int, bool) {
+		_, rest, found := strings.Cut(line, `msg="Listening on" address=127.0.0.1:`)
+		if !found {
+			return 0, false
+		}
+		port, err := strconv.Atoi(strings.Fields(rest + " ")[0])
+		return port, err == nil
+	}), 30*time.Second, "listening line from Prometheus")
+	if err != nil {
+		abandon(p.cmd)
+		return err
+	}
+	p.port = port
+	p.URL = fmt.Sprintf("http://127.0.0.1:%d", p.port)
 	return waitReady(p.cmd, 30*time.Second, p.URL+"/-/ready")
 }
 
@@ -296,7 +356,7 @@ type Scaler struct {
 	logs     *os.File
 }
 
-// startScaler writes config to a file and serves it on free loopback ports.
+// startScaler writes config to a file and serves it on loopback ports the system picks.
 func startScaler(t testing.TB, config string, extraArgs ...string) *Scaler {
 	t.Helper()
 	dir := t.TempDir()
@@ -317,29 +377,49 @@ func startScaler(t testing.TB, config string, extraArgs ...string) *Scaler {
 			t.Logf("scaler log:\n%s", text)
 		}
 	})
-	for attempt := 0; ; attempt++ {
-		s.GRPCAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		s.httpAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		if err := s.Start(extraArgs...); err == nil {
-			return s
-		} else if attempt == 4 {
-			t.Fatalf("keda-llm-scaler did not start: %v", err)
-		}
+	s.GRPCAddr, s.httpAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if err := s.Start(extraArgs...); err != nil {
+		t.Fatalf("keda-llm-scaler did not start: %v", err)
 	}
+	return s
 }
 
 // Start runs the binary on the scaler's addresses and waits for /readyz, which answers
-// 200 only once the gRPC listener serves.
+// 200 only once the gRPC listener serves. The first start binds port 0 and reads the
+// addresses from the binary's `starting` line; a restart takes the same ones back.
 func (s *Scaler) Start(extraArgs ...string) error {
 	args := append([]string{"serve", "--config", s.Config,
 		"--grpc-addr=" + s.GRPCAddr, "--http-addr=" + s.httpAddr}, extraArgs...)
 	s.cmd = exec.Command(scalerBinary(s.t), args...)
+	s.cmd.Env = append(os.Environ(), "LOG_FORMAT=json")
 	s.cmd.Stdout = s.logs
-	s.cmd.Stderr = s.logs
-	if err := s.cmd.Start(); err != nil {
+	stderr, err := startWithStderr(s.cmd)
+	if err != nil {
 		s.t.Fatal(err)
 	}
+	addrs, err := awaitLine(firstLine(io.TeeReader(stderr, s.logs), startingAddrs),
+		30*time.Second, "starting line from keda-llm-scaler")
+	if err != nil {
+		abandon(s.cmd)
+		return err
+	}
+	s.GRPCAddr, s.httpAddr = addrs[0], addrs[1]
 	return waitReady(s.cmd, 30*time.Second, "http://"+s.httpAddr+"/readyz")
+}
+
+// startingAddrs reads the gRPC and HTTP addresses from the JSON `starting` line.
+func startingAddrs(line string) ([2]string, bool) {
+	var event struct {
+		Fields struct {
+			Message  string `json:"message"`
+			GRPCAddr string `json:"grpc_addr"`
+			HTTPAddr string `json:"http_addr"`
+		} `json:"fields"`
+	}
+	if json.Unmarshal([]byte(line), &event) != nil || event.Fields.Message != "starting" {
+		return [2]string{}, false
+	}
+	return [2]string{event.Fields.GRPCAddr, event.Fields.HTTPAddr}, true
 }
 
 // Kill ends the process at once, as a crash or an OOM kill would.
