@@ -206,7 +206,7 @@ impl PrometheusServer {
         Self::start_in(dir).await
     }
 
-    /// Starts Prometheus on a free port with the config and data in `dir`.
+    /// Starts Prometheus on a port the system picks, with the config and data in `dir`.
     async fn start_in(dir: tempfile::TempDir) -> Self {
         let mut server = Self {
             // The first start binds port 0 and reads the port Prometheus logs; a restart
