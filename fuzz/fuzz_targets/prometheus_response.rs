@@ -62,7 +62,7 @@ fuzz_target!(|input: &[u8]| {
     .into();
     let target = metadata::resolve(&config, &metadata).expect("a valid trigger");
     let planned = promql::plan(config.profile("llama-70b").unwrap(), &target);
-    let answer = answer.map_err(|e| e.to_string());
+    let answer = answer.map_err(keda_llm_scaler::source::ReadError::from);
     let answers = planned
         .plan
         .queries
