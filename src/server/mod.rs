@@ -236,13 +236,18 @@ pub async fn serve<S: MetricsSource>(
     Ok(())
 }
 
-/// The reflection service (v1), over this service's and health's descriptors.
-fn reflection_v1() -> tonic_reflection::server::v1::ServerReflectionServer<
-    impl tonic_reflection::server::v1::ServerReflection,
-> {
+/// Reflection over this service's and health's descriptors.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// The reflection service (v1).
+fn reflection_v1() -> tonic_reflection::server::v1::ServerReflectionServer<
+    impl tonic_reflection::server::v1::ServerReflection,
+> {
+    reflection()
         .build_v1()
         .expect("descriptors compiled into the binary are valid")
 }
@@ -251,9 +256,7 @@ fn reflection_v1() -> tonic_reflection::server::v1::ServerReflectionServer<
 fn reflection_v1alpha() -> tonic_reflection::server::v1alpha::ServerReflectionServer<
     impl tonic_reflection::server::v1alpha::ServerReflection,
 > {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    reflection()
         .build_v1alpha()
         .expect("descriptors compiled into the binary are valid")
 }

@@ -97,7 +97,7 @@ pub fn timeline(title: &str, outcomes: &[Outcome]) -> Result<String, SimError> {
             let mut chart = axis.chart(&load_area, "arrivals / s", max)?;
             chart
                 .draw_series(LineSeries::new(
-                    axis.points(load),
+                    axis.points(load, max),
                     RGBColor(0x44, 0x44, 0x44),
                 ))
                 .map_err(|e| e.to_string())?;
@@ -124,7 +124,7 @@ fn pods_panel(area: &Area, legend: &Area, axis: &TimeAxis, outcomes: &[Outcome])
             .iter()
             .map(|p| (p.at, f64::from(p.pods.iter().sum::<u32>())));
         chart
-            .draw_series(LineSeries::new(axis.points(pods), style))
+            .draw_series(LineSeries::new(axis.points(pods, max), style))
             .map_err(|e| e.to_string())?;
         let text = format!(
             "{} ({:.1} GPU-h)",
@@ -140,7 +140,7 @@ fn pods_panel(area: &Area, legend: &Area, axis: &TimeAxis, outcomes: &[Outcome])
                 .iter()
                 .map(|p| (p.at, p.demand.iter().sum::<f64>()));
             chart
-                .draw_series(LineSeries::new(axis.points(demand), style))
+                .draw_series(LineSeries::new(axis.points(demand, max), style))
                 .map_err(|e| e.to_string())?;
             legend_entry(legend, row, &style.filled(), "scaler demand")?;
             row += 1;
@@ -173,11 +173,12 @@ impl TimeAxis {
         }
     }
 
-    /// Points at seconds, in the axis' unit, each value held at or below `max`'s panel.
-    fn points(&self, points: impl IntoIterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    /// Points at seconds, in the axis' unit, each value held at or below `max`, the top
+    /// of its panel: a line above it would cross into the panel above.
+    fn points(&self, points: impl IntoIterator<Item = (f64, f64)>, max: f64) -> Vec<(f64, f64)> {
         points
             .into_iter()
-            .map(|(t, v)| (t / self.unit_seconds, v))
+            .map(|(t, v)| (t / self.unit_seconds, v.min(max)))
             .collect()
     }
 
@@ -319,6 +320,18 @@ fn score_panel(area: &Area, panel: &ScorePanel, target: f64) -> DrawResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_is_in_hours_past_four_hours_and_values_stay_in_their_panel() {
+        let short = TimeAxis::for_end(3600.0);
+        assert_eq!((short.unit, short.end), ("min", 60.0));
+        let long = TimeAxis::for_end(86_400.0);
+        assert_eq!((long.unit, long.end), ("h", 24.0));
+        assert_eq!(
+            long.points([(7200.0, 3.0), (10_800.0, 12.0)], 10.0),
+            [(2.0, 3.0), (3.0, 10.0)]
+        );
+    }
 
     #[test]
     fn axis_maxima_are_round() {
