@@ -249,6 +249,17 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
         close(wanted, 1000.0 * 1.1 / 500.0),
         "demand {wanted}: {explanation:#?}"
     );
+    // The recent levels are one range vector: Prometheus answered the subquery with a
+    // sample per step in each past period that has data (none today, which has no
+    // series): not enough of today to score the candidates on.
+    let recent = explanation
+        .queries
+        .iter()
+        .find(|q| q.signal == "history_recent")
+        .expect("the recent levels are queried");
+    assert!(recent.error.is_empty(), "{recent:#?}");
+    assert!(recent.series >= 3, "{recent:#?}");
+    assert_eq!(forecast.candidates, None, "{explanation:#?}");
     assert_eq!(explanation.winning_term, "forecast");
     let active = client.is_active(warm30.clone()).await.unwrap().into_inner();
     assert!(active.result, "pre-warming from zero");

@@ -42,10 +42,28 @@ pub struct PastPeriod {
 pub struct HistoryWindow {
     /// The past periods Prometheus had data for, most recent first.
     pub past: Vec<PastPeriod>,
-    /// The mean rate over the level window ending now.
-    pub level_now: f64,
+    /// The mean rate over the level window ending now; `None` where the fleet has no
+    /// series now (scaled to zero), which is not the same as a measured 0.
+    pub level_now: Option<f64>,
     /// The mean rate over the long level window ending now.
     pub long_level_now: f64,
+    /// The levels of the last few level windows, today and at the same time in the past
+    /// periods, on which the candidate forecasts are scored; `None` where not read.
+    pub recent: Option<RecentLevels>,
+}
+
+/// The level in each of the last level windows, now and at the same time in each past
+/// period: what the forecast would have said then, and what came, for each candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentLevels {
+    /// `bands[k][n]`: the mean rate over the level window ending n level windows before
+    /// now - kP (band 0 is today, band k the k-th past period); `None` where Prometheus
+    /// had no sample. Bands may be shorter than [`recent_steps`]: what is missing is
+    /// missing data.
+    pub bands: Vec<Vec<Option<f64>>>,
+    /// Level windows per lead (rounded up): the peak a forecast at a past step is scored
+    /// against is the highest level of the lead_steps windows that followed it.
+    pub lead_steps: usize,
 }
 
 /// The forecast and its parts, for Explain. The parts are the level window's view.
@@ -73,6 +91,49 @@ pub struct Forecast {
     /// the forecast in each past period (see [`forecast`]); `None` with fewer than two
     /// periods to replay (the seasonal views alone).
     pub seasonal_weight: Option<f64>,
+    /// The candidates as scored on the recent level windows, where enough of them were
+    /// read: `rate` is then their weighted mean.
+    pub candidates: Option<Candidates>,
+}
+
+/// The candidate forecasts, each scored on the last [`RECENT_POINTS`] level windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidates {
+    /// The seasonal forecast, weighted against today's level by the replay.
+    pub seasonal: Candidate,
+    /// Today's level: the rate over the lead stays what it is now.
+    pub last_value: Candidate,
+    /// One period ago's peak over the same stretch.
+    pub seasonal_naive: Candidate,
+    /// Recent level windows the candidates were scored on.
+    pub points: usize,
+}
+
+/// One candidate forecast and how it did recently.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// The rate it forecasts now.
+    pub rate: f64,
+    /// Its mean absolute percentage error over the recent points, as a fraction.
+    pub recent_error: f64,
+    /// Its share of the forecast (the weights add up to 1).
+    pub weight: f64,
+}
+
+/// Recent level windows each candidate is scored on: two hours of 10-minute windows.
+/// Long enough that one burst does not decide, short enough to follow a change of regime
+/// within the day (chosen over 6 to 72 on the bundled trace and traces reshaped from it,
+/// see BENCHMARKS.md).
+pub const RECENT_POINTS: usize = 12;
+
+/// Fewer scored points than this and the candidates are not weighed (the seasonal
+/// forecast alone, as without recent levels).
+const MIN_RECENT_POINTS: usize = 3;
+
+/// Level windows of recent history the forecast reads per band for a lead of
+/// `lead_steps` level windows: the scored points, their leads and their long windows.
+pub fn recent_steps(lead_steps: usize) -> usize {
+    lead_steps + RECENT_POINTS + LONG_LEVEL_WINDOWS as usize - 1
 }
 
 /// The long level window's view, for Explain.
@@ -126,7 +187,10 @@ struct View {
     periods: usize,
 }
 
-fn view(past: &[(f64, f64)], level_now: f64) -> Option<View> {
+/// One view. `level_now` is `None` where today's level was not read: the view then
+/// keeps the lower bound of [`LEVEL_RATIO_RANGE`] (a fleet scaled to zero still sees its
+/// usual traffic coming); a measured level is followed down as far as it goes.
+fn view(past: &[(f64, f64)], level_now: Option<f64>) -> Option<View> {
     let past: Vec<(f64, f64)> = past
         .iter()
         .copied()
@@ -135,7 +199,10 @@ fn view(past: &[(f64, f64)], level_now: f64) -> Option<View> {
     if past.is_empty() {
         return None;
     }
-    let level_now = if usable(level_now) { level_now } else { 0.0 };
+    let (level_now, low) = match level_now {
+        Some(level) if usable(level) => (level, 0.0),
+        _ => (0.0, LEVEL_RATIO_RANGE.0),
+    };
     let past_peak = median(&mut past.iter().map(|p| p.0).collect::<Vec<_>>());
     let past_level = median(&mut past.iter().map(|p| p.1).collect::<Vec<_>>());
     if past_level <= 0.0 {
@@ -149,7 +216,7 @@ fn view(past: &[(f64, f64)], level_now: f64) -> Option<View> {
             periods: past.len(),
         });
     }
-    let level_ratio = (level_now / past_level).clamp(LEVEL_RATIO_RANGE.0, LEVEL_RATIO_RANGE.1);
+    let level_ratio = (level_now / past_level).clamp(low, LEVEL_RATIO_RANGE.1);
     let mut changes: Vec<f64> = past
         .iter()
         .filter(|&&(peak, level)| peak > 0.0 && level > 0.0)
@@ -191,9 +258,33 @@ fn view(past: &[(f64, f64)], level_now: f64) -> Option<View> {
 /// from the periods before it, against period k's peak, and so is level_k. With errors
 /// E_s and E_l summed over the replays, the weight of the seasonal views is
 /// E_l^2 / (E_s^2 + E_l^2). A traffic whose days repeat keeps the seasonal forecast; one
-/// whose daily shape drifts or breaks leans on today's level. It needs no query beyond
-/// the ones the views read.
+/// whose daily shape drifts or breaks leans on today's level.
+///
+/// With recent levels, that forecast, last-value and seasonal-naive are each made again
+/// at every one of the last [`RECENT_POINTS`] level windows whose lead has passed, and
+/// scored against the peak that came; the forecast is their mean weighted by the inverse
+/// square of their mean absolute percentage errors: whichever has been closest lately
+/// counts most, and one clearly closer nearly alone.
 pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
+    let mut f = blended(history)?;
+    if let Some(recent) = &history.recent
+        && let Some(candidates) = scored(history, recent, f.rate)
+    {
+        f.rate = [
+            candidates.seasonal,
+            candidates.last_value,
+            candidates.seasonal_naive,
+        ]
+        .iter()
+        .map(|c| c.weight * c.rate)
+        .sum();
+        f.candidates = Some(candidates);
+    }
+    Some(f)
+}
+
+/// The seasonal forecast blended with today's level by the replay in the past periods.
+fn blended(history: &HistoryWindow) -> Option<Forecast> {
     let mut f = seasonal(history)?;
     if let Some((seasonal_error, last_error)) = replayed_errors(history) {
         // Weighted by how close each came in the past periods, as inverse variances: the
@@ -201,11 +292,103 @@ pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
         let total = seasonal_error.powi(2) + last_error.powi(2);
         if total > 0.0 {
             let w = last_error.powi(2) / total;
-            f.rate = w * f.rate + (1.0 - w) * history.level_now.max(0.0);
+            f.rate = w * f.rate + (1.0 - w) * history.level_now.unwrap_or(0.0).max(0.0);
             f.seasonal_weight = Some(w);
         }
     }
     Some(f)
+}
+
+/// The three candidates' rates now: the blended seasonal forecast, today's level and the
+/// peak one period ago (today's level where that period is missing).
+fn candidate_rates(history: &HistoryWindow, seasonal: f64) -> [f64; 3] {
+    let last = history.level_now.unwrap_or(0.0).max(0.0);
+    let naive = history
+        .past
+        .iter()
+        .find(|p| p.periods_back == 1 && usable(p.peak))
+        .map_or(last, |p| p.peak);
+    [seasonal, last, naive]
+}
+
+/// What the history would have been `steps` level windows ago, from the recent levels:
+/// with the peaks over the lead that followed then, and that peak today's band saw.
+fn history_then(recent: &RecentLevels, steps: usize) -> Option<(HistoryWindow, f64)> {
+    let lead = recent.lead_steps.max(1);
+    let at = |band: &[Option<f64>], n: usize| band.get(n).copied().flatten().filter(|v| usable(*v));
+    let peak = |band: &[Option<f64>]| {
+        (steps - lead..steps)
+            .filter_map(|n| at(band, n))
+            .reduce(f64::max)
+    };
+    let long = |band: &[Option<f64>]| {
+        let values: Vec<f64> = (steps..steps + LONG_LEVEL_WINDOWS as usize)
+            .filter_map(|n| at(band, n))
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let (today, past) = recent.bands.split_first()?;
+    let actual = peak(today).filter(|&a| a > 0.0)?;
+    let past = past
+        .iter()
+        .zip(1..)
+        .filter_map(|(band, k)| {
+            Some(PastPeriod {
+                periods_back: k,
+                peak: peak(band)?,
+                level: at(band, steps)?,
+                long_level: long(band),
+            })
+        })
+        .collect();
+    let history = HistoryWindow {
+        past,
+        level_now: Some(at(today, steps)?),
+        long_level_now: long(today).unwrap_or(0.0),
+        recent: None,
+    };
+    Some((history, actual))
+}
+
+/// Scores the candidates on the recent levels and weighs them; `None` with fewer than
+/// [`MIN_RECENT_POINTS`] points scored.
+fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Option<Candidates> {
+    let lead = recent.lead_steps.max(1);
+    let mut errors = [0.0; 3];
+    let mut points = 0;
+    for steps in lead..lead + RECENT_POINTS {
+        let Some((then, actual)) = history_then(recent, steps) else {
+            continue;
+        };
+        let Some(predicted) = blended(&then) else {
+            continue;
+        };
+        for (error, rate) in errors
+            .iter_mut()
+            .zip(candidate_rates(&then, predicted.rate))
+        {
+            *error += (rate - actual).abs() / actual;
+        }
+        points += 1;
+    }
+    if points < MIN_RECENT_POINTS {
+        return None;
+    }
+    // Inverse squared errors; a candidate that was exact takes it all.
+    let inverse = errors.map(|e| 1.0 / (e / points as f64).max(1e-9).powi(2));
+    let total: f64 = inverse.iter().sum();
+    let rates = candidate_rates(history, seasonal);
+    let candidate = |i: usize| Candidate {
+        rate: rates[i],
+        recent_error: errors[i] / points as f64,
+        weight: inverse[i] / total,
+    };
+    Some(Candidates {
+        seasonal: candidate(0),
+        last_value: candidate(1),
+        seasonal_naive: candidate(2),
+        points,
+    })
 }
 
 /// Replays the seasonal forecast at the same time in each past period from the periods
@@ -219,8 +402,9 @@ fn replayed_errors(history: &HistoryWindow) -> Option<(f64, f64)> {
         let then = &history.past[k];
         let earlier = HistoryWindow {
             past: history.past[k + 1..].to_vec(),
-            level_now: then.level,
+            level_now: Some(then.level),
             long_level_now: then.long_level.unwrap_or(0.0),
+            recent: None,
         };
         let Some(predicted) = seasonal(&earlier) else {
             continue;
@@ -243,7 +427,8 @@ fn seasonal(history: &HistoryWindow) -> Option<Forecast> {
         .iter()
         .filter_map(|p| Some((p.peak, p.long_level?)))
         .collect();
-    let long = view(&long, history.long_level_now);
+    // The long level is read with today's level: missing together.
+    let long = view(&long, history.level_now.map(|_| history.long_level_now));
     let rate = long.map_or(short.rate, |long| (short.rate + long.rate) / 2.0);
     Some(Forecast {
         rate,
@@ -259,6 +444,7 @@ fn seasonal(history: &HistoryWindow) -> Option<Forecast> {
             level_ratio: long.level_ratio,
         }),
         seasonal_weight: None,
+        candidates: None,
     })
 }
 
@@ -301,14 +487,15 @@ mod tests {
     fn identical_periods_give_their_peak_scaled_by_todays_level() {
         let history = HistoryWindow {
             past: past(&[(1000.0, 100.0), (1000.0, 100.0), (1000.0, 100.0)]),
-            level_now: 100.0,
+            level_now: Some(100.0),
             long_level_now: 0.0,
+            recent: None,
         };
         let f = forecast(&history).unwrap();
         assert!(close(f.rate, 1000.0), "{f:?}");
         assert_eq!(f.agreement, 1.0);
         let busier = HistoryWindow {
-            level_now: 150.0,
+            level_now: Some(150.0),
             ..history
         };
         assert!(close(forecast(&busier).unwrap().rate, 1500.0));
@@ -318,18 +505,27 @@ mod tests {
     fn the_level_ratio_is_clipped() {
         let history = HistoryWindow {
             past: past(&[(200.0, 100.0); 3]),
-            level_now: 1000.0,
+            level_now: Some(1000.0),
             long_level_now: 0.0,
+            recent: None,
         };
         let f = forecast(&history).unwrap();
         assert_eq!(f.level_ratio, LEVEL_RATIO_RANGE.1);
         assert!(close(f.rate, 400.0));
-        // Today at zero (a fleet scaled to zero) still gets half the usual forecast.
-        let idle = HistoryWindow {
-            level_now: 0.0,
+        // No level today (a fleet scaled to zero has no series) still gets half the
+        // usual forecast...
+        let scaled_to_zero = HistoryWindow {
+            level_now: None,
+            ..history.clone()
+        };
+        assert!(close(forecast(&scaled_to_zero).unwrap().rate, 100.0));
+        // ...while a level measured near zero is followed: the traffic went away.
+        let quiet = HistoryWindow {
+            level_now: Some(2.0),
             ..history
         };
-        assert!(close(forecast(&idle).unwrap().rate, 100.0));
+        let f = forecast(&quiet).unwrap();
+        assert!(close(f.level_ratio, 0.02) && close(f.rate, 4.0), "{f:?}");
     }
 
     #[test]
@@ -342,8 +538,9 @@ mod tests {
                 (1000.0, 500.0),
                 (9000.0, 500.0),
             ]),
-            level_now: 500.0,
+            level_now: Some(500.0),
             long_level_now: 0.0,
+            recent: None,
         };
         let f = forecast(&history).unwrap();
         assert_eq!(f.past_peak, 1000.0);
@@ -354,13 +551,15 @@ mod tests {
     fn disagreeing_periods_are_trusted_less() {
         let agree = HistoryWindow {
             past: past(&[(200.0, 100.0), (200.0, 100.0), (200.0, 100.0)]),
-            level_now: 100.0,
+            level_now: Some(100.0),
             long_level_now: 0.0,
+            recent: None,
         };
         let disagree = HistoryWindow {
             past: past(&[(200.0, 100.0), (400.0, 100.0), (60.0, 100.0)]),
-            level_now: 100.0,
+            level_now: Some(100.0),
             long_level_now: 0.0,
+            recent: None,
         };
         let a = forecast(&agree).unwrap();
         let d = forecast(&disagree).unwrap();
@@ -373,8 +572,9 @@ mod tests {
     fn a_spike_from_an_idle_time_of_day_is_the_past_peak() {
         let history = HistoryWindow {
             past: past(&[(800.0, 0.0), (900.0, 0.0), (1000.0, 0.0)]),
-            level_now: 0.0,
+            level_now: Some(0.0),
             long_level_now: 0.0,
+            recent: None,
         };
         let f = forecast(&history).unwrap();
         // Replayed, the median peak missed by 150 and 100, an idle level by 800 and 900:
@@ -391,8 +591,9 @@ mod tests {
         // while the level then was within 10 of it: the forecast is nearly today's level.
         let history = HistoryWindow {
             past: past(&[(110.0, 100.0), (1000.0, 990.0), (100.0, 90.0)]),
-            level_now: 100.0,
+            level_now: Some(100.0),
             long_level_now: 0.0,
+            recent: None,
         };
         let f = forecast(&history).unwrap();
         assert!(f.seasonal_weight.unwrap() < 0.01, "{f:?}");
@@ -408,8 +609,9 @@ mod tests {
         // the short view follows it all the way, the long one not at all.
         let history = HistoryWindow {
             past: past_long(&[(200.0, 100.0, 100.0); 3]),
-            level_now: 130.0,
+            level_now: Some(130.0),
             long_level_now: 100.0,
+            recent: None,
         };
         let f = forecast(&history).unwrap();
         assert!(close(f.level_window_rate, 260.0), "{f:?}");
@@ -425,8 +627,9 @@ mod tests {
         // rising hour, so its change to the peak is larger and its view the same.
         let rising = HistoryWindow {
             past: past_long(&[(200.0, 100.0, 80.0); 3]),
-            level_now: 100.0,
+            level_now: Some(100.0),
             long_level_now: 80.0,
+            recent: None,
         };
         let f = forecast(&rising).unwrap();
         assert!(close(f.rate, 200.0) && close(f.long_window.unwrap().rate, 200.0));
@@ -437,8 +640,9 @@ mod tests {
         let mut periods = past_long(&[(200.0, 100.0, 100.0); 3]);
         let history = HistoryWindow {
             past: past(&[(200.0, 100.0); 3]),
-            level_now: 130.0,
+            level_now: Some(130.0),
             long_level_now: 100.0,
+            recent: None,
         };
         let f = forecast(&history).unwrap();
         assert_eq!(f.long_window, None);
@@ -460,15 +664,94 @@ mod tests {
     fn no_history_means_no_forecast() {
         let empty = HistoryWindow {
             past: Vec::new(),
-            level_now: 300.0,
+            level_now: Some(300.0),
             long_level_now: 0.0,
+            recent: None,
         };
         assert_eq!(forecast(&empty), None);
         let unusable = HistoryWindow {
             past: past(&[(f64::NAN, 1.0), (-1.0, 1.0)]),
-            level_now: 300.0,
+            level_now: Some(300.0),
             long_level_now: 0.0,
+            recent: None,
         };
         assert_eq!(forecast(&unusable), None);
+    }
+
+    /// Recent levels: today flat at 100; in each past period, levels that alternated
+    /// between 100 and 300 every level window.
+    fn flat_today_spiky_past(lead_steps: usize) -> RecentLevels {
+        let steps = recent_steps(lead_steps);
+        let spiky = (0..steps)
+            .map(|n| Some(if n % 2 == 0 { 100.0 } else { 300.0 }))
+            .collect();
+        let mut bands = vec![vec![Some(100.0); steps]];
+        bands.extend(std::iter::repeat_n(spiky, 3));
+        RecentLevels { bands, lead_steps }
+    }
+
+    #[test]
+    fn the_candidate_that_was_right_lately_takes_the_forecast() {
+        // The past periods say a spike to 300 comes; lately they said so every other
+        // window and it never came, while today's level was exact every time.
+        let history = HistoryWindow {
+            past: past(&[(300.0, 100.0); 3]),
+            level_now: Some(100.0),
+            long_level_now: 100.0,
+            recent: Some(flat_today_spiky_past(1)),
+        };
+        let f = forecast(&history).unwrap();
+        let c = f.candidates.unwrap();
+        assert_eq!(c.points, RECENT_POINTS);
+        assert!(close(c.seasonal.rate, 300.0) && close(c.seasonal_naive.rate, 300.0));
+        assert!(c.last_value.recent_error < 1e-9, "{c:?}");
+        // Six of the twelve points foresaw 300 for an actual 100.
+        assert!(close(c.seasonal_naive.recent_error, 1.0), "{c:?}");
+        assert!(c.last_value.weight > 0.999, "{c:?}");
+        assert!((f.rate - 100.0).abs() < 0.1, "{f:?}");
+        let total = c.seasonal.weight + c.last_value.weight + c.seasonal_naive.weight;
+        assert!(close(total, 1.0));
+    }
+
+    #[test]
+    fn too_few_recent_levels_leave_the_seasonal_forecast_alone() {
+        let mut recent = flat_today_spiky_past(1);
+        // Today's band read only for the latest two windows: one point can be scored.
+        for level in recent.bands[0].iter_mut().skip(2) {
+            *level = None;
+        }
+        let with = HistoryWindow {
+            past: past(&[(300.0, 100.0); 3]),
+            level_now: Some(100.0),
+            long_level_now: 100.0,
+            recent: Some(recent),
+        };
+        let without = HistoryWindow {
+            recent: None,
+            ..with.clone()
+        };
+        let f = forecast(&with).unwrap();
+        assert_eq!(f.candidates, None);
+        assert_eq!(f.rate, forecast(&without).unwrap().rate);
+    }
+
+    #[test]
+    fn a_recent_point_is_scored_against_the_peak_over_its_lead() {
+        // A lead of three level windows: the point three windows back is scored against
+        // the highest of the three that followed it.
+        let mut recent = flat_today_spiky_past(3);
+        recent.bands[0][1] = Some(250.0);
+        let (then, actual) = history_then(&recent, 3).unwrap();
+        assert_eq!(actual, 250.0);
+        assert_eq!(then.level_now, Some(100.0));
+        // Each past period's peak over the same windows: 300 at n = 1.
+        assert!(
+            then.past
+                .iter()
+                .all(|p| p.peak == 300.0 && p.level == 300.0)
+        );
+        assert_eq!(then.past.len(), 3);
+        // Its long level: windows 3, 4 and 5 of today's band.
+        assert!(close(then.long_level_now, 100.0));
     }
 }

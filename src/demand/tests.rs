@@ -568,8 +568,9 @@ profiles:
                 long_level: Some(0.0),
             })
             .collect(),
-        level_now: 0.0,
+        level_now: Some(0.0),
         long_level_now: 0.0,
+        recent: None,
     });
     let d = compute(&s, &p).unwrap();
     assert_eq!(term(&d, TermKind::Schedule), 3.0);
@@ -580,8 +581,9 @@ profiles:
     // Without history there is no forecast, and that is not an error.
     s.history = Some(forecast::HistoryWindow {
         past: Vec::new(),
-        level_now: 0.0,
+        level_now: Some(0.0),
         long_level_now: 0.0,
+        recent: None,
     });
     let d = compute(&s, &p).unwrap();
     assert!(d.term(TermKind::Forecast).is_none() && !d.skipped.contains(&TermKind::Forecast));

@@ -6,8 +6,10 @@ mod plan;
 mod signal;
 mod spec;
 
-pub use plan::{Planned, QueryPlan, history_specs, plan};
-pub use signal::{LEVEL_LABEL, LONG_LEVEL, LatencyKind, MIX_WINDOW, PERIOD_LABEL, Signal};
+pub use plan::{Planned, QueryPlan, history_specs, lead_steps, plan};
+pub use signal::{
+    AGO_LABEL, LEVEL_LABEL, LONG_LEVEL, LatencyKind, MIX_WINDOW, PERIOD_LABEL, Signal,
+};
 pub use spec::{Aggregation, CustomShape, QuerySpec, Read, quote, subquery_step};
 
 #[cfg(test)]

@@ -51,6 +51,16 @@ impl QueryPlan {
         }
     }
 
+    /// The recent levels' window and level windows per lead, where the plan reads them.
+    pub fn recent_shape(&self) -> Option<(Duration, u32)> {
+        self.specs.iter().find_map(|spec| match spec.read {
+            Read::HistoryRecent {
+                window, lead_steps, ..
+            } => Some((window, lead_steps)),
+            _ => None,
+        })
+    }
+
     /// The PromQL of one signal, if the plan asks for it.
     pub fn query(&self, signal: Signal) -> Option<&str> {
         self.queries
@@ -258,7 +268,7 @@ fn add_history(specs: &mut Vec<QuerySpec>, target: &Target) {
     let Some(rate) = specs.iter().find(|s| s.signal == tokens).cloned() else {
         return;
     };
-    let [peaks, levels] = history_specs(
+    let [peaks, levels, recent] = history_specs(
         rate,
         history.period.value.0,
         history.periods.value,
@@ -267,19 +277,21 @@ fn add_history(specs: &mut Vec<QuerySpec>, target: &Target) {
     );
     specs.push(peaks);
     specs.push(levels);
+    specs.push(recent);
 }
 
-/// The forecast's two queries over the token-rate query `rate`: each of the past
-/// `periods` periods' peak over `lead`, and the level over `level_window` (and the long
-/// window) now and at the same time in each past period. `forecast-eval` evaluates these
-/// same two specs over a rate file.
+/// The forecast's three queries over the token-rate query `rate`: each of the past
+/// `periods` periods' peak over `lead`; the level over `level_window` (and the long
+/// window) now and at the same time in each past period; and the level at each of the
+/// last few level windows, now and then, on which the candidates are scored.
+/// `forecast-eval` evaluates these same specs over a rate file.
 pub fn history_specs(
     rate: QuerySpec,
     period: Duration,
     periods: u32,
     lead: Duration,
     level_window: Duration,
-) -> [QuerySpec; 2] {
+) -> [QuerySpec; 3] {
     let of = Box::new(rate);
     let with = |signal, read| QuerySpec {
         signal,
@@ -299,9 +311,19 @@ pub fn history_specs(
         window: level_window,
         long_window: long_level_window(level_window),
     };
+    let lead_steps = lead_steps(lead, level_window);
+    let recent = Read::HistoryRecent {
+        of: of.clone(),
+        period,
+        periods,
+        window: level_window,
+        steps: crate::demand::forecast::recent_steps(lead_steps as usize) as u32,
+        lead_steps,
+    };
     [
         with(Signal::HistoryPeak, peaks),
         with(Signal::HistoryLevel, levels),
+        with(Signal::HistoryRecent, recent),
     ]
 }
 
@@ -395,4 +417,14 @@ fn custom_slo_reads<'q>(
         reads.push((Signal::SloPrefillLong { slo: index }, prefill, long));
     }
     reads
+}
+
+/// Level windows per lead, rounded up (at least one).
+pub fn lead_steps(lead: Duration, level_window: Duration) -> u32 {
+    if level_window.is_zero() {
+        return 1;
+    }
+    (lead.as_secs_f64() / level_window.as_secs_f64())
+        .ceil()
+        .max(1.0) as u32
 }

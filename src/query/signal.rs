@@ -41,6 +41,9 @@ pub enum Signal {
     HistoryPeak,
     /// The token rate's level now and at the same time in past periods.
     HistoryLevel,
+    /// The token rate's level at each of the last level windows, now and at the same
+    /// time in past periods (a range vector).
+    HistoryRecent,
 }
 
 impl Signal {
@@ -76,3 +79,7 @@ pub const PERIOD_LABEL: &str = "llm_scaler_period";
 pub const LEVEL_LABEL: &str = "llm_scaler_level";
 /// The value of [`LEVEL_LABEL`] on the long level window's series.
 pub const LONG_LEVEL: &str = "long";
+
+/// The label a range vector's samples carry once read: how many whole seconds before
+/// the query they were taken.
+pub const AGO_LABEL: &str = "llm_scaler_ago";

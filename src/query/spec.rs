@@ -118,6 +118,24 @@ pub enum Read {
         /// The long level window.
         long_window: Duration,
     },
+    /// Another query's level (mean) over `window` at the end of each of the last `steps`
+    /// windows, now and at the same time in each of the past `periods`: one range vector
+    /// with a series per period (tagged as the other history queries are). The forecast
+    /// scores its candidates on it.
+    HistoryRecent {
+        /// The query whose past is read (the pool's token rate).
+        of: Box<QuerySpec>,
+        /// The season: a day or a week.
+        period: Duration,
+        /// How many past periods.
+        periods: u32,
+        /// The level window, which is also the step between samples.
+        window: Duration,
+        /// Samples per period.
+        steps: u32,
+        /// Level windows per lead, rounded up: how the samples are scored.
+        lead_steps: u32,
+    },
     /// Engine `custom`: the config's expression with `$selector` and `$rate_window`
     /// filled in, aggregated as `shape` says.
     Custom {
@@ -211,6 +229,14 @@ impl QuerySpec {
                 window,
                 long_window,
             } => history_levels(&of.promql(), *period, *periods, *window, *long_window),
+            Read::HistoryRecent {
+                of,
+                period,
+                periods,
+                window,
+                steps,
+                ..
+            } => history_recent(&of.promql(), *period, *periods, *window, *steps),
             Read::Custom { expression, shape } => match shape {
                 CustomShape::PerReplica(aggregation) => {
                     format!("{} by ({label}) ({expression})", aggregation.as_str())
@@ -255,6 +281,14 @@ impl QuerySpec {
                 window,
                 long_window,
             } => Some((of, *period * *periods + (*window).max(*long_window))),
+            Read::HistoryRecent {
+                of,
+                period,
+                periods,
+                window,
+                steps,
+                ..
+            } => Some((of, *period * *periods + *window * (*steps + 1))),
             _ => None,
         }
     }
@@ -402,4 +436,33 @@ fn history_levels(
         }))
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// The level over `window` at each of the last `steps` windows, now and at the same time
+/// in each past period: the branches are instant vectors tagged by period, and one
+/// subquery samples them all every `window`.
+fn history_recent(
+    rate: &str,
+    period: Duration,
+    periods: u32,
+    window: Duration,
+    steps: u32,
+) -> String {
+    let range = format!("{}:{}", ConfigDuration(window), subquery_step(window));
+    let branches = (0..=periods)
+        .map(|k| {
+            let offset = if k == 0 {
+                String::new()
+            } else {
+                format!(" offset {}", ConfigDuration(period * k))
+            };
+            tagged(k, format!("avg_over_time(({rate})[{range}]{offset})"))
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    format!(
+        "({branches})[{}:{}]",
+        ConfigDuration(window * steps),
+        ConfigDuration(window)
+    )
 }

@@ -6,12 +6,12 @@ use tonic::{Request, Response, Status};
 
 use super::{deadline, state::State};
 use crate::{
-    demand::{Demand, Signals, TermKind},
+    demand::{self, Demand, Signals, TermKind},
     proto::{
         externalscaler::ScaledObjectRef,
         llmscaler::v1::{
-            Explanation, Forecast, Inputs, Query, ReplicaInputs, ScheduleWindow, SloStatus, Term,
-            explain_server::Explain,
+            Explanation, Forecast, ForecastCandidate, ForecastCandidates, Inputs, Query,
+            ReplicaInputs, ScheduleWindow, SloStatus, Term, explain_server::Explain,
         },
     },
     source::{MetricsSource, QueryRecord, Signal},
@@ -44,7 +44,10 @@ fn term_reads(kind: TermKind, pool: crate::config::Pool, signal: Signal) -> bool
                 | Signal::SloPrefillLong { .. }
         ),
         TermKind::Schedule => false,
-        TermKind::Forecast => matches!(signal, Signal::HistoryPeak | Signal::HistoryLevel),
+        TermKind::Forecast => matches!(
+            signal,
+            Signal::HistoryPeak | Signal::HistoryLevel | Signal::HistoryRecent
+        ),
     }
 }
 
@@ -193,6 +196,19 @@ fn fill_demand(
         long_window_tokens_per_second: f.long_window.map(|l| l.rate),
         long_level_ratio: f.long_window.map(|l| l.level_ratio),
         seasonal_weight: f.seasonal_weight,
+        candidates: f.candidates.map(|c| {
+            let one = |c: demand::forecast::Candidate| ForecastCandidate {
+                tokens_per_second: c.rate,
+                recent_error: c.recent_error,
+                weight: c.weight,
+            };
+            ForecastCandidates {
+                seasonal: Some(one(c.seasonal)),
+                last_value: Some(one(c.last_value)),
+                seasonal_naive: Some(one(c.seasonal_naive)),
+                points: u32::try_from(c.points).unwrap_or(u32::MAX),
+            }
+        }),
     });
 }
 
@@ -394,6 +410,28 @@ fn render_anticipation(out: &mut String, e: &Explanation) {
                 "           weighted {w:.3} against today's level, by how each did in the past periods"
             );
         }
+        if let Some(c) = &f.candidates {
+            let _ = writeln!(
+                out,
+                "           candidates scored on the last {} level windows (rate, recent error, weight):",
+                c.points
+            );
+            for (name, one) in [
+                ("seasonal", &c.seasonal),
+                ("last-value", &c.last_value),
+                ("seasonal-naive", &c.seasonal_naive),
+            ] {
+                if let Some(one) = one {
+                    let _ = writeln!(
+                        out,
+                        "             {name:<15} {:.3}  {:.1} %  {:.3}",
+                        one.tokens_per_second,
+                        one.recent_error * 100.0,
+                        one.weight
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -474,6 +512,7 @@ mod tests {
             long_window_tokens_per_second: Some(200.0),
             long_level_ratio: Some(1.0),
             seasonal_weight: Some(0.8),
+            candidates: None,
         };
         let text = with_forecast(both);
         assert!(
@@ -485,6 +524,7 @@ mod tests {
             text.contains("mean of the level window's 260.000 and the long window's 200.000 (long level ratio 1.000)"),
             "{text}"
         );
+        assert!(!text.contains("candidates"), "{text}");
         let short_only = Forecast {
             long_window_tokens_per_second: None,
             long_level_ratio: None,
@@ -494,5 +534,30 @@ mod tests {
         let text = with_forecast(short_only);
         assert!(text.contains("from the level window alone"), "{text}");
         assert!(!text.contains("weighted"), "{text}");
+        let one = |rate, error, weight| {
+            Some(ForecastCandidate {
+                tokens_per_second: rate,
+                recent_error: error,
+                weight,
+            })
+        };
+        let scored = Forecast {
+            candidates: Some(ForecastCandidates {
+                seasonal: one(240.0, 0.05, 0.7),
+                last_value: one(200.0, 0.1, 0.2),
+                seasonal_naive: one(300.0, 0.2, 0.1),
+                points: 12,
+            }),
+            ..both
+        };
+        let text = with_forecast(scored);
+        assert!(
+            text.contains("candidates scored on the last 12 level windows"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last-value      200.000  10.0 %  0.200"),
+            "{text}"
+        );
     }
 }

@@ -28,7 +28,7 @@ use std::{fmt::Write as _, time::Duration};
 pub use super::rates::{RateTrace, read_rate_trace};
 use super::trace::{Draws, SimRng, seeded};
 use crate::{
-    demand::forecast::{HistoryWindow, PastPeriod, forecast},
+    demand::forecast::{HistoryWindow, PastPeriod, RecentLevels, forecast},
     query::{CustomShape, QuerySpec, Read, Signal},
 };
 
@@ -175,7 +175,7 @@ fn score(name: &'static str, pairs: &[(f64, f64)]) -> MethodScore {
 
 /// The history queries the service sends for these settings: `forecast-eval` evaluates
 /// the same specs over the trace. The rate file stands for the token-rate query they read.
-fn history_specs(settings: &EvalSettings) -> [QuerySpec; 2] {
+fn history_specs(settings: &EvalSettings) -> [QuerySpec; 3] {
     let rate = QuerySpec {
         signal: Signal::OutputTokens,
         read: Read::Custom {
@@ -208,12 +208,16 @@ struct HistoryShape {
     level: usize,
     /// Windows of the long level.
     long: usize,
+    /// Samples per band of the recent levels.
+    recent_steps: usize,
+    /// Level windows per lead, as the recent levels are scored.
+    lead_steps: usize,
 }
 
 impl HistoryShape {
     /// The shape of the specs over windows of `window` seconds: a whole number of windows
     /// per period, and a lead shorter than the period.
-    fn of([peaks, levels]: &[QuerySpec; 2], window: f64) -> Result<Self, String> {
+    fn of([peaks, levels, recent]: &[QuerySpec; 3], window: f64) -> Result<Self, String> {
         let (
             Read::HistoryPeaks {
                 period,
@@ -245,6 +249,12 @@ impl HistoryShape {
         if level.is_zero() {
             return Err("--level-window 0s: expected a duration above 0".to_owned());
         }
+        let Read::HistoryRecent {
+            steps, lead_steps, ..
+        } = recent.read
+        else {
+            unreachable!("history_specs gives the recent levels third");
+        };
         let level_windows = ((level.as_secs_f64() / window).round() as usize).max(1);
         let long_per_level = (long_window.as_secs_f64() / level.as_secs_f64()).round() as usize;
         Ok(Self {
@@ -253,6 +263,8 @@ impl HistoryShape {
             lead,
             level: level_windows,
             long: level_windows * long_per_level,
+            recent_steps: steps as usize,
+            lead_steps: lead_steps as usize,
         })
     }
 
@@ -272,10 +284,29 @@ impl HistoryShape {
         };
         Some(HistoryWindow {
             past: (1..=self.periods).filter_map(past).collect(),
-            level_now,
+            level_now: Some(level_now),
             // As the server reads it: no series now is a level of 0.
             long_level_now: recorded_mean(&rates[i - self.long..i]).unwrap_or(0.0),
+            recent: Some(self.recent_at(rates, i)),
         })
+    }
+
+    /// The recent levels at the start of window `i`: band k's sample n is the level
+    /// over the level window ending n level windows before i - k periods; windows before
+    /// the trace began are missing.
+    fn recent_at(&self, rates: &[Option<f64>], i: usize) -> RecentLevels {
+        let band = |k: usize| {
+            (0..self.recent_steps)
+                .map(|n| {
+                    let end = (i - k * self.period).checked_sub(n * self.level)?;
+                    recorded_mean(&rates[end.checked_sub(self.level)?..end])
+                })
+                .collect()
+        };
+        RecentLevels {
+            bands: (0..=self.periods).map(band).collect(),
+            lead_steps: self.lead_steps,
+        }
     }
 }
 
@@ -312,7 +343,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
             after_gap_windows += 1;
             continue;
         };
-        let level_now = history.level_now;
+        let level_now = history.level_now.unwrap_or(last_value);
         let shipped = forecast(&history).map_or(level_now, |f| f.rate);
         let seasonal_naive =
             peak(&rates[i - period..i - period + lead_windows]).unwrap_or(last_value);

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     config::LatencySignal,
     engine::Series,
-    query::{LEVEL_LABEL, LONG_LEVEL, PERIOD_LABEL, QueryPlan, QuerySpec, Read, Signal},
+    query::{AGO_LABEL, LEVEL_LABEL, LONG_LEVEL, PERIOD_LABEL, QueryPlan, QuerySpec, Read, Signal},
     source::{Observation, ReadError, Sample, SourceError},
 };
 
@@ -258,6 +258,13 @@ impl Tsdb {
                 *periods,
                 [secs(window), secs(long_window)],
             ),
+            Read::HistoryRecent {
+                period,
+                periods,
+                window,
+                steps,
+                ..
+            } => self.recent(now, secs(period), *periods, secs(window), *steps),
             Read::Custom { .. } => {
                 return Err(
                     "the simulated fleet answers the queries of preset engines, not a custom profile's expressions"
@@ -393,6 +400,35 @@ impl Tsdb {
                     &[(PERIOD_LABEL, &k)]
                 };
                 samples.push(sample(labels, level));
+            }
+        }
+        samples
+    }
+}
+
+impl Tsdb {
+    /// Per period k >= 0, the mean rate over the window ending at each of the last
+    /// `steps` multiples of `window` (as a subquery aligns its steps), before the same
+    /// time k periods ago; each sample says how many seconds before now it was taken,
+    /// as the source labels a range vector's points.
+    fn recent(&self, now: f64, period: f64, periods: u32, window: f64, steps: u32) -> Vec<Sample> {
+        let latest = (now / window).floor() * window;
+        let mut samples = Vec::new();
+        for k in 0..=periods {
+            for n in 0..steps {
+                let at = latest - window * f64::from(n);
+                let back = at - period * f64::from(k);
+                let points = self.rates_between(back - window, back);
+                let count = points.len();
+                if count == 0 {
+                    continue;
+                }
+                let level = points.sum::<f64>() / count as f64;
+                let ago = format!("{:.0}", (now - at).floor());
+                samples.push(sample(
+                    &[(PERIOD_LABEL, &k.to_string()), (AGO_LABEL, &ago)],
+                    level,
+                ));
             }
         }
         samples
@@ -567,6 +603,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(history.past.iter().all(|p| p.long_level == Some(0.0)));
+        assert_eq!(history.level_now, Some(0.0));
+        // The recent levels: today and yesterday in full, measured at 0; two days ago
+        // the windows before the first scrape are missing, as in Prometheus.
+        let recent = history.recent.unwrap();
+        let (window, lead_steps) = setup.plan.recent_shape().unwrap();
+        assert_eq!(recent.lead_steps, lead_steps as usize);
+        assert!(recent.bands[..2].iter().flatten().all(|l| *l == Some(0.0)));
+        assert!(recent.bands[0].len() > 1);
+        assert_eq!(recent.bands.get(2).and_then(|b| b[1]), None);
+        let raw = tsdb
+            .answer(setup.plan.spec(Signal::HistoryRecent).unwrap(), now + 42.0)
+            .unwrap();
+        let ago = window.as_secs_f64() + 42.0;
+        assert!(
+            raw.iter()
+                .any(|s| s.labels[AGO_LABEL] == format!("{ago:.0}"))
+        );
     }
 
     /// Every engine preset with every query it has: all SLOs it exports, the mix where it

@@ -5,10 +5,10 @@ use super::{api::Sample, error::ReadError};
 use crate::{
     demand::{
         ReplicaValue,
-        forecast::{HistoryWindow, PastPeriod},
+        forecast::{HistoryWindow, PastPeriod, RecentLevels, recent_steps},
         slo::{Bucket, LatencyWindow},
     },
-    query::{LEVEL_LABEL, LONG_LEVEL, LatencyKind, PERIOD_LABEL, Signal},
+    query::{AGO_LABEL, LEVEL_LABEL, LONG_LEVEL, LatencyKind, PERIOD_LABEL, Signal},
 };
 
 pub(super) fn latency_window(
@@ -87,11 +87,55 @@ pub(super) fn history_window(
         })
         .collect();
     past.sort_by_key(|p| p.periods_back);
-    // A fleet with no traffic now has no series now: its level is 0.
+    // A fleet with no traffic now has no series now: no level, which the forecast
+    // tells from a measured 0.
     Ok(HistoryWindow {
         past,
-        level_now: at(&levels, 0).unwrap_or(0.0),
+        level_now: at(&levels, 0),
         long_level_now: at(&long_levels, 0).unwrap_or(0.0),
+        recent: None,
+    })
+}
+
+/// More bands than a config can ask for (eight past periods and today).
+const MAX_BANDS: usize = 16;
+
+/// The recent levels from the range vector's samples, each tagged with its period and
+/// how many seconds before the query it was taken: sample n of a band is the one taken
+/// n windows (rounded down) before the latest step. Samples past the bands' length are
+/// left out.
+pub(super) fn recent_levels(
+    samples: Vec<Sample>,
+    window: std::time::Duration,
+    lead_steps: u32,
+) -> Result<RecentLevels, ReadError> {
+    let steps = recent_steps(lead_steps as usize);
+    let window = window.as_secs_f64().max(1.0);
+    let mut bands: Vec<Vec<Option<f64>>> = Vec::new();
+    for sample in samples {
+        let k = sample
+            .labels
+            .get(PERIOD_LABEL)
+            .and_then(|k| k.parse::<usize>().ok())
+            .ok_or(ReadError::NoPeriodLabel("history recent"))?;
+        let ago = sample
+            .labels
+            .get(AGO_LABEL)
+            .and_then(|a| a.parse::<f64>().ok())
+            .ok_or(ReadError::NoPeriodLabel("history recent"))?;
+        let n = (ago / window).floor() as usize;
+        // A period past what any config reads is not ours (and would size the bands).
+        if k > MAX_BANDS || n >= steps {
+            continue;
+        }
+        if bands.len() <= k {
+            bands.resize(k + 1, vec![None; steps]);
+        }
+        bands[k][n] = Some(sample.value);
+    }
+    Ok(RecentLevels {
+        bands,
+        lead_steps: lead_steps as usize,
     })
 }
 
@@ -170,21 +214,55 @@ mod tests {
         assert_eq!(back, [1, 3]);
         assert_eq!(history.past[1].peak, 1100.0);
         assert_eq!(history.past[1].level, 550.0);
-        assert_eq!(history.level_now, 500.0);
+        assert_eq!(history.level_now, Some(500.0));
         // A peak without its level is no period either.
         let history = history_window(vec![tagged("2", 700.0)], vec![tagged("0", 1.0)]).unwrap();
         assert!(history.past.is_empty());
     }
 
     #[test]
-    fn no_series_now_is_a_level_of_zero_and_an_untagged_series_is_an_error() {
+    fn no_series_now_is_no_level_and_an_untagged_series_is_an_error() {
         let history = history_window(vec![tagged("1", 10.0)], vec![tagged("1", 5.0)]).unwrap();
-        assert_eq!(history.level_now, 0.0);
+        assert_eq!(history.level_now, None);
         let untagged = Sample {
             labels: HashMap::new(),
             value: 1.0,
         };
         let error = history_window(vec![untagged], Vec::new()).unwrap_err();
         assert_eq!(error, ReadError::NoPeriodLabel("history peak"));
+    }
+
+    #[test]
+    fn recent_levels_are_placed_by_period_and_age() {
+        let point = |k: &str, ago: &str, value: f64| Sample {
+            labels: HashMap::from([
+                (PERIOD_LABEL.to_owned(), k.to_owned()),
+                (AGO_LABEL.to_owned(), ago.to_owned()),
+            ]),
+            value,
+        };
+        let window = std::time::Duration::from_secs(600);
+        // Taken 42 s after the latest step: ages 42, 642, ... are steps 0, 1, ...
+        let samples = vec![
+            point("0", "42", 10.0),
+            point("0", "642", 11.0),
+            point("2", "1242", 12.0),
+            // Older than the bands hold, and a period no config reads: left out.
+            point("0", "999999", 1.0),
+            point("99", "42", 1.0),
+        ];
+        let recent = recent_levels(samples, window, 1).unwrap();
+        let steps = recent_steps(1);
+        assert_eq!(recent.bands.len(), 3);
+        assert!(recent.bands.iter().all(|b| b.len() == steps));
+        assert_eq!(recent.bands[0][..2], [Some(10.0), Some(11.0)]);
+        assert_eq!(recent.bands[1], vec![None; steps]);
+        assert_eq!(recent.bands[2][2], Some(12.0));
+        assert_eq!(recent.lead_steps, 1);
+        let untagged = point("0", "x", 1.0);
+        assert_eq!(
+            recent_levels(vec![untagged], window, 1).unwrap_err(),
+            ReadError::NoPeriodLabel("history recent")
+        );
     }
 }

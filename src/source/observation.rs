@@ -43,6 +43,8 @@ pub struct Observation {
     pub model_label: Option<String>,
     /// From the plan: how each SLO's latency is exported.
     pub latency_kinds: Vec<LatencyKind>,
+    /// From the plan: the recent levels' window and level windows per lead.
+    pub recent_shape: Option<(Duration, u32)>,
     /// Each query as it ran, for Explain and /metrics.
     pub queries: Vec<QueryRecord>,
     /// Wall-clock start, for Explain and for schedules.
@@ -72,6 +74,7 @@ impl Observation {
             replica_label: String::new(),
             model_label: None,
             latency_kinds: Vec::new(),
+            recent_shape: None,
             queries: Vec::new(),
             started_at: SystemTime::now(),
             started: Instant::now(),
@@ -94,6 +97,7 @@ impl Observation {
             replica_label: plan.replica_label.clone(),
             model_label: plan.model_label.clone(),
             latency_kinds: plan.latency_kinds.clone(),
+            recent_shape: plan.recent_shape(),
             queries,
             started_at,
             started,

@@ -23,7 +23,7 @@ use serde::{
 use tokio::sync::Semaphore;
 
 use super::api::{MetricsSource, Sample, SourceError, truncated};
-use crate::config::PrometheusConfig;
+use crate::{config::PrometheusConfig, query::AGO_LABEL};
 
 /// Queries one Prometheus-compatible endpoint. A config reload that changes the
 /// `prometheus` section swaps the client in place ([`Prometheus::reconfigure`]).
@@ -411,19 +411,38 @@ struct Series {
     value: (f64, String),
 }
 
-/// Reads a vector's series, failing at the first one past the limit.
-struct BoundedSeries(u64);
+/// One series of a range vector (a subquery's answer).
+#[derive(Deserialize)]
+struct RangeSeries {
+    #[serde(default)]
+    metric: HashMap<String, String>,
+    values: Vec<(f64, String)>,
+}
 
-impl<'de> DeserializeSeed<'de> for BoundedSeries {
-    type Value = Vec<Series>;
+/// The most samples one series of a range vector may hold: Prometheus' own limit on the
+/// points of a range query's series.
+pub const MAX_RANGE_POINTS: usize = 11_000;
+
+/// Reads a vector's (or a range vector's) series, failing at the first one past the
+/// limit.
+struct BoundedSeries<T>(u64, std::marker::PhantomData<T>);
+
+impl<T> BoundedSeries<T> {
+    fn new(max_series: u64) -> Self {
+        Self(max_series, std::marker::PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for BoundedSeries<T> {
+    type Value = Vec<T>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for BoundedSeries {
-    type Value = Vec<Series>;
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedSeries<T> {
+    type Value = Vec<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "a list of at most {} series", self.0)
@@ -431,7 +450,7 @@ impl<'de> Visitor<'de> for BoundedSeries {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut series = Vec::new();
-        while let Some(one) = seq.next_element::<Series>()? {
+        while let Some(one) = seq.next_element::<T>()? {
             if series.len() as u64 >= self.0 {
                 return Err(serde::de::Error::custom(format!(
                     "more than prometheus.max_series ({}) series",
@@ -489,7 +508,7 @@ pub fn parse_answer(
     let samples = match data.result_type.as_str() {
         "vector" => {
             let mut deserializer = serde_json::Deserializer::from_str(data.result.get());
-            let series = BoundedSeries(max_series)
+            let series: Vec<Series> = BoundedSeries::new(max_series)
                 .deserialize(&mut deserializer)
                 .map_err(|e| SourceError::BadResponse(format!("a malformed vector: {e}")))?;
             if let Some(one) = series
@@ -499,6 +518,13 @@ pub fn parse_answer(
                 return Err(skewed(one.value.0, now));
             }
             vector_samples(series)?
+        }
+        "matrix" => {
+            let mut deserializer = serde_json::Deserializer::from_str(data.result.get());
+            let series: Vec<RangeSeries> = BoundedSeries::new(max_series)
+                .deserialize(&mut deserializer)
+                .map_err(|e| SourceError::BadResponse(format!("a malformed matrix: {e}")))?;
+            range_samples(series, now)?
         }
         "scalar" => {
             let (at, value): (f64, String) = serde_json::from_str(data.result.get())
@@ -530,6 +556,37 @@ fn skewed(at: f64, now: f64) -> SourceError {
         "a sample is stamped {:.0} s from now: a cached or replayed answer, or Prometheus' clock and the scaler's disagree (they must agree within {MAX_SAMPLE_SKEW_S} s)",
         at - now
     ))
+}
+
+/// A range vector's samples, each series' points as samples of their own that carry
+/// [`AGO_LABEL`]: how many whole seconds before `now` they were taken. No point may be
+/// stamped after now (beyond the allowed skew), and a series holds at most
+/// [`MAX_RANGE_POINTS`].
+fn range_samples(series: Vec<RangeSeries>, now: f64) -> Result<Vec<Sample>, SourceError> {
+    let mut samples = Vec::new();
+    for one in series {
+        if one.values.len() > MAX_RANGE_POINTS {
+            return Err(SourceError::BadResponse(format!(
+                "a series of {} points: at most {MAX_RANGE_POINTS} are read",
+                one.values.len()
+            )));
+        }
+        for (at, value) in one.values {
+            if at - now > MAX_SAMPLE_SKEW_S {
+                return Err(skewed(at, now));
+            }
+            let mut labels = one.metric.clone();
+            labels.insert(
+                AGO_LABEL.to_owned(),
+                format!("{:.0}", (now - at).max(0.0).floor()),
+            );
+            samples.push(Series {
+                metric: labels,
+                value: (at, value),
+            });
+        }
+    }
+    vector_samples(samples)
 }
 
 /// The samples of a vector; two series with the same labels make it malformed
@@ -637,7 +694,42 @@ mod tests {
                 .value
                 .is_nan()
         );
-        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
-        assert!(parse_answer(200, matrix.as_bytes(), 10, now).is_err());
+        let string = r#"{"status":"success","data":{"resultType":"string","result":[1,"a"]}}"#;
+        assert!(parse_answer(200, string.as_bytes(), 10, now).is_err());
+    }
+
+    #[test]
+    fn a_range_vector_is_read_as_samples_that_say_how_old_they_are() {
+        let now = 1_800_000_042.5;
+        let matrix = |points: &str| {
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"llm_scaler_period":"1"}},"values":[{points}]}}]}}}}"#
+            )
+        };
+        let answered = parse_answer(
+            200,
+            matrix(r#"[1799999400,"2"],[1800000000,"3"]"#).as_bytes(),
+            10,
+            now,
+        )
+        .unwrap();
+        let ages: Vec<(&str, f64)> = answered
+            .samples
+            .iter()
+            .map(|s| (s.labels[AGO_LABEL].as_str(), s.value))
+            .collect();
+        assert_eq!(ages, [("642", 2.0), ("42", 3.0)]);
+        assert!(
+            answered
+                .samples
+                .iter()
+                .all(|s| s.labels["llm_scaler_period"] == "1")
+        );
+        // A point from the future is not the fleet as it was.
+        assert!(parse_answer(200, matrix(r#"[1800001000,"1"]"#).as_bytes(), 10, now).is_err());
+        // The series limit holds for range vectors too, and so does one on points.
+        assert!(parse_answer(200, matrix(r#"[1800000000,"1"]"#).as_bytes(), 0, now).is_err());
+        let many = vec![r#"[1800000000,"1"]"#; MAX_RANGE_POINTS + 1].join(",");
+        assert!(parse_answer(200, matrix(&many).as_bytes(), 10, now).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::{
-    answers::{by_replica, fleet_value, history_window, latency_window, mean},
+    answers::{by_replica, fleet_value, history_window, latency_window, mean, recent_levels},
     api::Sample,
     error::{DemandError, ReadError},
     observation::{ByModel, Observation, summarize},
@@ -87,10 +87,7 @@ impl Observation {
         let slos = (0..self.latency_kinds.len())
             .map(|i| own.slo_windows(i))
             .collect();
-        let history = match (own.get(Signal::HistoryPeak), own.get(Signal::HistoryLevel)) {
-            (Some(peaks), Some(levels)) => Some(peaks.and_then(|p| history_window(p, levels?))),
-            _ => None,
-        };
+        let history = own.history();
         let mean_lengths = own.mean_lengths();
         // Conversions can fail too (a series without its label): those count as errors.
         let mut readings = Readings {
@@ -160,6 +157,22 @@ impl Own<'_> {
             long: latency_window(kind, long?)?,
             prefill,
         })
+    }
+
+    /// The forecast's history, when the plan reads it: the peaks, the levels and, where
+    /// planned, the recent levels. A failure of any of them fails the history.
+    fn history(&mut self) -> Option<Result<HistoryWindow, ReadError>> {
+        let peaks = self.get(Signal::HistoryPeak)?;
+        let levels = self.get(Signal::HistoryLevel)?;
+        let recent = self.get(Signal::HistoryRecent);
+        let shape = self.observation.recent_shape;
+        Some((|| {
+            let mut history = history_window(peaks?, levels?)?;
+            if let (Some(recent), Some((window, lead_steps))) = (recent, shape) {
+                history.recent = Some(recent_levels(recent?, window, lead_steps)?);
+            }
+            Ok(history)
+        })())
     }
 
     /// The mean prompt and output lengths, when the plan reads the mix.
@@ -256,9 +269,12 @@ impl Readings {
             add(Signal::MeanInputTokens, lengths.as_ref().map(|_| ()));
         }
         if let Some(history) = &self.history
-            && !from_queries
-                .iter()
-                .any(|(s, _)| matches!(s, Signal::HistoryPeak | Signal::HistoryLevel))
+            && !from_queries.iter().any(|(s, _)| {
+                matches!(
+                    s,
+                    Signal::HistoryPeak | Signal::HistoryLevel | Signal::HistoryRecent
+                )
+            })
         {
             add(Signal::HistoryPeak, history.as_ref().map(|_| ()));
         }
