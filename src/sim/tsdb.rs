@@ -387,12 +387,9 @@ impl Tsdb {
         for (window, long) in [(windows[0], false), (windows[1], true)] {
             for k in 0..=periods {
                 let back = now - period * f64::from(k);
-                let points = self.rates_between(back - window, back);
-                let count = points.len();
-                if count == 0 {
+                let Some(level) = self.mean_between(back - window, back) else {
                     continue;
-                }
-                let level = points.sum::<f64>() / count as f64;
+                };
                 let k = k.to_string();
                 let labels: &[(&str, &str)] = if long {
                     &[(PERIOD_LABEL, &k), (LEVEL_LABEL, LONG_LEVEL)]
@@ -407,6 +404,14 @@ impl Tsdb {
 }
 
 impl Tsdb {
+    /// The mean of the rates recorded in [from, to]; `None` when there are none, as
+    /// `avg_over_time` over no samples has no value.
+    fn mean_between(&self, from: f64, to: f64) -> Option<f64> {
+        let points = self.rates_between(from, to);
+        let count = points.len();
+        (count > 0).then(|| points.sum::<f64>() / count as f64)
+    }
+
     /// Per period k >= 0, the mean rate over the window ending at each of the last
     /// `steps` multiples of `window` (as a subquery aligns its steps), before the same
     /// time k periods ago; each sample says how many seconds before now it was taken,
@@ -418,12 +423,9 @@ impl Tsdb {
             for n in 0..steps {
                 let at = latest - window * f64::from(n);
                 let back = at - period * f64::from(k);
-                let points = self.rates_between(back - window, back);
-                let count = points.len();
-                if count == 0 {
+                let Some(level) = self.mean_between(back - window, back) else {
                     continue;
-                }
-                let level = points.sum::<f64>() / count as f64;
+                };
                 let ago = format!("{:.0}", (now - at).floor());
                 samples.push(sample(
                     &[(PERIOD_LABEL, &k.to_string()), (AGO_LABEL, &ago)],
