@@ -36,6 +36,13 @@ pub struct SloConfig {
     /// The term never asks for more than R times this.
     #[serde(default = "default_max_boost")]
     pub max_boost: AtLeastOne,
+    /// For a TPOT SLO: the prompt length, in tokens, from which one request alone on an
+    /// idle replica already decodes slower than the threshold (the model's floor at that
+    /// context). Requests with longer prompts miss on any fleet, so their share of the
+    /// engine's prompt-length histogram counts as misses replicas cannot fix. Without
+    /// it every TPOT miss counts as one replicas can fix (batch interference).
+    #[serde(default)]
+    pub floor_context_tokens: Option<Spanned<ContextTokens>>,
 }
 
 impl SloConfig {
@@ -90,6 +97,11 @@ impl fmt::Display for SloName {
 super::values::checked_number!(
     /// An SLO objective.
     Objective, "a ratio greater than 0 and less than 1, such as 0.99", |v| v > 0.0 && v < 1.0
+);
+super::values::checked_number!(
+    /// A prompt length in tokens, as long as any model's context.
+    ContextTokens, "a whole number of tokens from 1 to 100000000, such as 120000",
+    |v| v >= 1.0 && v <= 1e8 && v.fract() == 0.0
 );
 super::values::checked_number!(
     /// A multiplier that never lowers a value.
@@ -261,6 +273,16 @@ pub(super) fn check_slos(problems: &mut Vec<Problem>, profile: &str, slos: &[Slo
             Duration::from_millis(1),
             Duration::from_secs(3600),
         );
+        if let (LatencySignal::Ttft, Some(floor)) = (slo.signal, &slo.floor_context_tokens) {
+            problems.push(Problem {
+                line: floor.referenced.line(),
+                key: key("floor_context_tokens"),
+                message: format!(
+                    "{} is set on a ttft SLO: expected it only on tpot SLOs (a TTFT SLO splits its misses by the engine's prefill times)",
+                    floor.value.0
+                ),
+            });
+        }
         let windows = &slo.windows;
         match windows.value.as_slice() {
             [short, long] => {

@@ -333,6 +333,11 @@ pub struct CustomQueries {
     /// misses queueing caused, not on prompts whose prefill alone exceeds the threshold.
     #[serde(default)]
     pub prefill_time_buckets: Option<String>,
+    /// Optional: the `_bucket` series of each request's prompt-length histogram in tokens
+    /// (vLLM's `request_prompt_tokens`). With it, a `tpot` SLO that sets
+    /// `floor_context_tokens` acts only on the misses sharing a replica caused.
+    #[serde(default)]
+    pub prompt_tokens_buckets: Option<String>,
 }
 
 /// How per-replica KV usage becomes one K.

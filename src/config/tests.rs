@@ -279,6 +279,46 @@ fn an_slo_on_a_latency_the_engine_does_not_export_is_refused() {
 }
 
 #[test]
+fn a_floor_context_loads_on_tpot_and_is_refused_where_it_cannot_split() {
+    let with = |text: &str| {
+        text.replace(
+            "objective: 0.995}",
+            "objective: 0.995, floor_context_tokens: 120000}",
+        )
+    };
+    let config = Config::parse(&with(ANTICIPATING)).unwrap();
+    let tpot = &config.profile("p").unwrap().slos[1];
+    assert_eq!(
+        tpot.floor_context_tokens.as_ref().unwrap().value.0,
+        120_000.0
+    );
+    // Not a whole token count, out of range.
+    for bad in ["0", "1.5", "-3", "1e12"] {
+        let e = error(&with(ANTICIPATING).replace("120000", bad));
+        assert!(
+            e.contains("floor_context_tokens") && e.contains("from 1 to 100000000"),
+            "{bad}: {e}"
+        );
+    }
+    // On a TTFT SLO: the prefill times split it.
+    let e = error(&ANTICIPATING.replace(
+        "        max_boost: 2.0\n",
+        "        max_boost: 2.0\n        floor_context_tokens: 5000\n",
+    ));
+    assert!(
+        e.contains("profiles.p.slos[0].floor_context_tokens") && e.contains("only on tpot"),
+        "{e}"
+    );
+    // An engine without a prompt-length histogram cannot split.
+    let e = error(&with(ANTICIPATING).replace("engine: vllm", "engine: sglang"));
+    assert!(
+        e.contains("profiles.p.slos[1].floor_context_tokens")
+            && e.contains("engine sglang exports no per-request prompt-length histogram"),
+        "{e}"
+    );
+}
+
+#[test]
 fn input_term_needs_an_input_capacity() {
     let text = "prometheus:\n  url: http://p:9090\nprofiles:\n  chat:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n      input_term: true\n";
     let error = Config::parse(text).unwrap_err().to_string();

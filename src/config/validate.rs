@@ -178,6 +178,15 @@ fn profile_problems(problems: &mut Vec<Problem>, name: &ProfileName, profile: &P
                 message,
             ));
         }
+        if let (LatencySignal::Tpot, Some(floor)) = (slo.signal, &slo.floor_context_tokens)
+            && let Err(message) = prompt_length_support(profile)
+        {
+            problems.push(Problem {
+                line: floor.referenced.line(),
+                key: format!("profiles.{name}.slos[{i}].floor_context_tokens"),
+                message,
+            });
+        }
     }
     if let Some(predictive) = &profile.predictive {
         anticipation::check_predictive(problems, name.as_str(), predictive);
@@ -231,6 +240,33 @@ fn capacity_problems(problems: &mut Vec<Problem>, name: &ProfileName, profile: &
         }
         if let Err(unsupported) = crate::engine::length_support(profile.engine) {
             problems.push(problem(key, unsupported.to_string()));
+        }
+    }
+}
+
+/// Whether a TPOT SLO's misses can be split at `floor_context_tokens`: the engine must
+/// export TPOT and each request's prompt length as histograms (or, for `custom`, the
+/// config gives `queries.prompt_tokens_buckets`).
+fn prompt_length_support(profile: &Profile) -> Result<(), String> {
+    match crate::engine::preset(profile.engine) {
+        Some(preset)
+            if !preset.prompt_lengths.is_empty()
+                && matches!(preset.tpot, crate::engine::Latency::Histogram { .. }) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(format!(
+            "engine {} exports no per-request prompt-length histogram next to a TPOT histogram, so the misses cannot be split: expected engine vllm (vllm:request_prompt_tokens), or custom with queries.prompt_tokens_buckets, or no floor_context_tokens",
+            profile.engine.as_str()
+        )),
+        None => {
+            let given = profile
+                .queries
+                .as_ref()
+                .is_some_and(|q| q.value.prompt_tokens_buckets.is_some());
+            given.then_some(()).ok_or_else(|| {
+                "needs queries.prompt_tokens_buckets with engine custom: the `_bucket` series of each request's prompt-length histogram in tokens, such as my_prompt_tokens_bucket{$selector}".to_owned()
+            })
         }
     }
 }

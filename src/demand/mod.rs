@@ -81,6 +81,21 @@ pub struct SloParams {
     pub gain: f64,
     /// The most the term multiplies the load-based demand by.
     pub max_boost: f64,
+    /// For a TPOT SLO: the prompt length from which a request alone on an idle replica
+    /// misses the threshold; the split's bound on the prompt-length histogram.
+    pub floor_context_tokens: Option<f64>,
+}
+
+impl SloParams {
+    /// The bound above which a request in the SLO's split histogram misses on any
+    /// replica: the threshold on prefill times (TTFT), the floor context on prompt
+    /// lengths (TPOT). `None`: the SLO has no split.
+    pub fn split_bound(&self) -> Option<f64> {
+        match self.signal {
+            LatencySignal::Ttft => Some(self.threshold),
+            LatencySignal::Tpot => self.floor_context_tokens,
+        }
+    }
 }
 
 /// The settings the terms use, taken from a resolved [`Target`].
@@ -140,6 +155,7 @@ impl From<&Target> for Params {
                     burn_threshold: slo.burn_threshold.0,
                     gain: slo.gain.0,
                     max_boost: slo.max_boost.0,
+                    floor_context_tokens: slo.floor_context_tokens.as_ref().map(|f| f.value.0),
                 })
                 .collect(),
             lead: target
@@ -201,8 +217,9 @@ pub struct SloStatus {
     pub short_burn: Option<f64>,
     /// The same over the long window.
     pub long_burn: Option<f64>,
-    /// Share of requests whose prefill alone took longer than the threshold: misses
-    /// more replicas do not remove. `None` without a split (see [`SloWindows::prefill`])
+    /// Share of requests that miss on any replica: for TTFT those whose prefill alone
+    /// took longer than the threshold, for TPOT those whose prompt is longer than
+    /// `floor_context_tokens`. `None` without a split (see [`SloWindows::unfixable`])
     /// or without requests.
     pub short_unfixable_ratio: Option<f64>,
     /// The same over the long window.
@@ -633,7 +650,7 @@ fn slo_term(
             unread = true;
             continue;
         };
-        let read = slo::read_windows(windows, slo.threshold, slo.objective)?;
+        let read = slo::read_windows(windows, slo.threshold, slo.objective, slo.split_bound())?;
         let burning = read
             .short
             .fixable_burn

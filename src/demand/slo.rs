@@ -10,12 +10,14 @@ pub struct SloWindows {
     pub short: LatencyWindow,
     /// The latency over the long window.
     pub long: LatencyWindow,
-    /// For a TTFT SLO on an engine that exports each request's prefill time (vLLM's
-    /// `request_prefill_time_seconds`): that histogram over the same two windows. A
-    /// request whose prefill alone exceeds the threshold misses however many replicas
-    /// there are; `None` where the engine has no such histogram (every miss counts as
-    /// one replicas can fix).
-    pub prefill: Option<(LatencyWindow, LatencyWindow)>,
+    /// The histogram that splits the misses, over the same two windows: a request above
+    /// its bound misses however many replicas there are. For a TTFT SLO on an engine
+    /// that exports each request's prefill time (vLLM's `request_prefill_time_seconds`)
+    /// that histogram, bounded by the threshold; for a TPOT SLO with
+    /// `floor_context_tokens`, the prompt-length histogram (vLLM's
+    /// `request_prompt_tokens`), bounded by that length. `None` without one: every miss
+    /// counts as one replicas can fix.
+    pub unfixable: Option<(LatencyWindow, LatencyWindow)>,
 }
 
 /// One histogram bucket: requests per second with a latency at or below `le`
@@ -128,7 +130,8 @@ pub struct WindowReading {
     pub error_ratio: Option<f64>,
     /// error_ratio / (1 - objective).
     pub burn: Option<f64>,
-    /// Share of requests whose prefill alone exceeded the threshold; `None` without a split.
+    /// Share of requests above the split's bound (see [`SloWindows::unfixable`]); `None`
+    /// without a split.
     pub unfixable_ratio: Option<f64>,
     /// max(0, error_ratio - unfixable_ratio) / (1 - objective): what the term acts on.
     pub fixable_burn: Option<f64>,
@@ -143,23 +146,35 @@ pub struct Reading {
     pub long: WindowReading,
 }
 
-/// Reads both windows. TTFT is queueing plus prefill, so TTFT >= prefill: every request
-/// whose prefill alone exceeds the threshold misses, and the misses above that share
-/// (prefill within the threshold, TTFT over it) are the ones queueing caused, which
-/// more replicas remove. vLLM records a request's prefill time when it finishes and its
-/// TTFT at the first token, so the two histograms count slightly different requests in
-/// a window; over minutes of traffic their shares agree. The prefill slowdown that sharing a replica causes counts with
-/// the unfixable share here: the split never asks for replicas a miss may not need.
+/// Reads both windows, splitting the misses with the histogram of
+/// [`SloWindows::unfixable`] at `split_bound` (no split without one).
+///
+/// TTFT is queueing plus prefill, so TTFT >= prefill: every request whose prefill alone
+/// exceeds the threshold misses, and the misses above that share (prefill within the
+/// threshold, TTFT over it) are the ones queueing caused, which more replicas remove.
+/// vLLM records a request's prefill time when it finishes and its TTFT at the first
+/// token, so the two histograms count slightly different requests in a window; over
+/// minutes of traffic their shares agree. The prefill slowdown that sharing a replica
+/// causes counts with the unfixable share here: the split never asks for replicas a
+/// miss may not need.
+///
+/// TPOT on an idle replica grows with the context each decode step reads, so a request
+/// whose prompt is longer than the model's floor context misses on any fleet; the misses
+/// above that share come from sharing a replica (larger batches, other requests'
+/// chunked prefill), which more replicas remove. The prompt-length histogram counts
+/// requests; where the TPOT histogram counts tokens (vLLM's inter-token latency), the
+/// shares agree when long prompts produce as many tokens as short ones.
 pub fn read_windows(
     windows: &SloWindows,
     threshold: f64,
     objective: f64,
+    split_bound: Option<f64>,
 ) -> Result<Reading, SignalError> {
-    let read = |latency: &LatencyWindow, prefill: Option<&LatencyWindow>| {
+    let read = |latency: &LatencyWindow, split: Option<&LatencyWindow>| {
         let misses = error_ratio(latency, threshold)?;
-        let unfixable_ratio = match prefill {
-            Some(prefill) => error_ratio(prefill, threshold)?,
-            None => None,
+        let unfixable_ratio = match (split, split_bound) {
+            (Some(split), Some(bound)) => error_ratio(split, bound)?,
+            _ => None,
         };
         let fixable = misses.map(|e| (e - unfixable_ratio.unwrap_or(0.0)).max(0.0));
         Ok::<_, SignalError>(WindowReading {
@@ -169,13 +184,13 @@ pub fn read_windows(
             fixable_burn: fixable.map(|e| burn_rate(e, objective)),
         })
     };
-    let (short_prefill, long_prefill) = match &windows.prefill {
+    let (short_split, long_split) = match &windows.unfixable {
         Some((short, long)) => (Some(short), Some(long)),
         None => (None, None),
     };
     Ok(Reading {
-        short: read(&windows.short, short_prefill)?,
-        long: read(&windows.long, long_prefill)?,
+        short: read(&windows.short, short_split)?,
+        long: read(&windows.long, long_split)?,
     })
 }
 

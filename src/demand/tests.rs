@@ -353,6 +353,7 @@ fn slo(name: &str, signal: LatencySignal) -> SloParams {
         burn_threshold: 1.0,
         gain: 0.25,
         max_boost: 2.0,
+        floor_context_tokens: None,
     }
 }
 
@@ -360,7 +361,7 @@ fn slow_share(short: f64, long: f64) -> Option<SloWindows> {
     Some(SloWindows {
         short: slo::LatencyWindow::SlowShare(Some(short)),
         long: slo::LatencyWindow::SlowShare(Some(long)),
-        prefill: None,
+        unfixable: None,
     })
 }
 
@@ -379,7 +380,7 @@ fn ttft_and_prefill(ttft: &[(f64, f64)], prefill: &[(f64, f64)]) -> Option<SloWi
     Some(SloWindows {
         short: histogram(ttft),
         long: histogram(ttft),
-        prefill: Some((histogram(prefill), histogram(prefill))),
+        unfixable: Some((histogram(prefill), histogram(prefill))),
     })
 }
 
@@ -450,6 +451,82 @@ fn misses_from_queueing_ask_for_replicas() {
     );
 }
 
+/// A TPOT SLO of 50 ms whose model reaches that TPOT alone from 100,000-token prompts.
+fn tpot_with_floor() -> SloParams {
+    SloParams {
+        threshold: 0.05,
+        floor_context_tokens: Some(100_000.0),
+        ..slo("tpot-50ms", LatencySignal::Tpot)
+    }
+}
+
+/// TPOT buckets of 100 requests/s, 10 % of them over 50 ms.
+const TEN_PERCENT_OVER_50MS: [(f64, f64); 4] = [
+    (0.025, 70.0),
+    (0.05, 90.0),
+    (0.1, 97.0),
+    (f64::INFINITY, 100.0),
+];
+
+#[test]
+fn tpot_misses_from_prompts_past_the_floor_context_ask_for_nothing() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![tpot_with_floor()];
+    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
+    // 10 % of the requests had prompts over 100,000 tokens: the model's own floor.
+    let prompts = [
+        (1_000.0, 60.0),
+        (10_000.0, 80.0),
+        (100_000.0, 90.0),
+        (f64::INFINITY, 100.0),
+    ];
+    s.slos = vec![ttft_and_prefill(&TEN_PERCENT_OVER_50MS, &prompts)];
+    let d = compute(&s, &p).unwrap();
+    assert!(d.term(TermKind::Slo).is_none(), "{:?}", d.terms);
+    let status = &d.slos[0];
+    assert!(!status.burning);
+    assert_eq!(
+        status.short_burn.map(|b| (b * 1e9).round() / 1e9),
+        Some(10.0)
+    );
+    assert_eq!(
+        status
+            .short_unfixable_ratio
+            .map(|u| (u * 1e9).round() / 1e9),
+        Some(0.1)
+    );
+    assert_eq!(status.short_fixable_burn, Some(0.0));
+}
+
+#[test]
+fn tpot_misses_from_sharing_a_replica_ask_for_replicas() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![tpot_with_floor()];
+    // L = 2 replicas of queue.
+    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
+    // 10 % over 50 ms, no prompt near the floor: batch interference, all fixable.
+    let prompts = [(10_000.0, 100.0), (f64::INFINITY, 100.0)];
+    s.slos = vec![ttft_and_prefill(&TEN_PERCENT_OVER_50MS, &prompts)];
+    let d = compute(&s, &p).unwrap();
+    // Fixable burn 10: 2 x min(2, 1 + 0.25 x 9) = 4.
+    assert_eq!(rounded(&d, TermKind::Slo), 4.0);
+    // Inside the bucket from 50,000 to 200,000 tokens the prompts are taken as evenly
+    // spread: 90 + 6 x 50/150 = 92 at or below 100,000, so 8 % past the floor, 2 %
+    // fixable, burn 2: 2 x (1 + 0.25 x 1) = 2.5.
+    let prompts = [(50_000.0, 90.0), (200_000.0, 96.0), (f64::INFINITY, 100.0)];
+    s.slos = vec![ttft_and_prefill(&TEN_PERCENT_OVER_50MS, &prompts)];
+    let d = compute(&s, &p).unwrap();
+    assert_eq!(rounded(&d, TermKind::Slo), 2.5);
+    // The same histograms without floor_context_tokens: no split, every miss counts.
+    p.slos = vec![SloParams {
+        floor_context_tokens: None,
+        ..tpot_with_floor()
+    }];
+    let d = compute(&s, &p).unwrap();
+    assert_eq!(rounded(&d, TermKind::Slo), 4.0);
+    assert_eq!(d.slos[0].short_unfixable_ratio, None);
+}
+
 #[test]
 fn slo_term_boosts_the_load_while_both_windows_burn() {
     let mut p = params(Pool::Unified);
@@ -479,7 +556,7 @@ fn slo_term_boosts_the_load_while_both_windows_burn() {
     s.slos = vec![Some(SloWindows {
         short: slo::LatencyWindow::SlowShare(None),
         long: slo::LatencyWindow::SlowShare(Some(0.5)),
-        prefill: None,
+        unfixable: None,
     })];
     assert!(compute(&s, &p).unwrap().term(TermKind::Slo).is_none());
 }

@@ -59,6 +59,9 @@ pub struct Preset {
     /// Histograms of each request's prompt and output length (base names): their
     /// `_sum / _count` over the rate window is the fleet's mix, for `capacity.profile`.
     pub request_lengths: Option<(Series, Series)>,
+    /// Each request's prompt length (histogram base names), which splits a TPOT SLO's
+    /// misses at its `floor_context_tokens`; empty: no split.
+    pub prompt_lengths: &'static [Series],
 }
 
 /// How an engine exports a latency.
@@ -100,7 +103,11 @@ const SEED: Preset = Preset {
     tpot: Latency::Gauge(series("llm_tpot_seconds")),
     prefill_time: &[],
     request_lengths: None,
+    prompt_lengths: &[],
 };
+
+/// vLLM's histogram of each request's prompt length.
+const VLLM_PROMPT_TOKENS: &[Series] = &[series("vllm:request_prompt_tokens")];
 
 const VLLM: Preset = Preset {
     model_label: Some("model_name"),
@@ -118,9 +125,10 @@ const VLLM: Preset = Preset {
     ]),
     prefill_time: &[series("vllm:request_prefill_time_seconds")],
     request_lengths: Some((
-        series("vllm:request_prompt_tokens"),
+        VLLM_PROMPT_TOKENS[0],
         series("vllm:request_generation_tokens"),
     )),
+    prompt_lengths: VLLM_PROMPT_TOKENS,
 };
 
 const SGLANG: Preset = Preset {
@@ -148,6 +156,7 @@ const SGLANG: Preset = Preset {
     ]),
     prefill_time: &[],
     request_lengths: None,
+    prompt_lengths: &[],
 };
 
 const TGI: Preset = Preset {
@@ -163,6 +172,7 @@ const TGI: Preset = Preset {
     tpot: seconds(&[series("tgi_request_mean_time_per_token_duration")]),
     prefill_time: &[],
     request_lengths: None,
+    prompt_lengths: &[],
 };
 
 const TRTLLM: Preset = Preset {
@@ -199,6 +209,7 @@ const TRTLLM: Preset = Preset {
     tpot: Latency::None("TensorRT-LLM behind Triton exports no time-per-output-token histogram"),
     prefill_time: &[],
     request_lengths: None,
+    prompt_lengths: &[],
 };
 
 const DYNAMO: Preset = Preset {
@@ -211,6 +222,7 @@ const DYNAMO: Preset = Preset {
     tpot: seconds(&[series("dynamo_frontend_inter_token_latency_seconds")]),
     prefill_time: &[],
     request_lengths: None,
+    prompt_lengths: &[],
 };
 
 /// The series presets of an engine; `None` for `custom`, whose queries the config gives.

@@ -198,24 +198,49 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
     }
 }
 
-/// One SLO's reads on a preset engine: its latency over both windows, and for a TTFT
-/// histogram the prefill times that split its misses; and how the latency is exported.
+/// The histogram that splits an SLO's misses into those replicas fix and those they
+/// don't, over both windows: prefill times for a TTFT histogram, prompt lengths for a
+/// TPOT histogram with `floor_context_tokens`; none where the engine exports neither.
+fn split_reads(preset: &Preset, slo: &SloConfig, index: u16) -> Vec<(Signal, Read)> {
+    if !matches!(preset.latency(slo.signal), Latency::Histogram { .. }) {
+        return Vec::new();
+    }
+    let (short, long) = (slo.short_window().0, slo.long_window().0);
+    let (series, signals) = match slo.signal {
+        LatencySignal::Ttft => (
+            preset.prefill_time,
+            [
+                Signal::SloPrefillShort { slo: index },
+                Signal::SloPrefillLong { slo: index },
+            ],
+        ),
+        LatencySignal::Tpot if slo.floor_context_tokens.is_some() => (
+            preset.prompt_lengths,
+            [
+                Signal::SloContextShort { slo: index },
+                Signal::SloContextLong { slo: index },
+            ],
+        ),
+        LatencySignal::Tpot => return Vec::new(),
+    };
+    if series.is_empty() {
+        return Vec::new();
+    }
+    let read = |window| Read::Buckets {
+        series,
+        window,
+        millis: false,
+    };
+    vec![(signals[0], read(short)), (signals[1], read(long))]
+}
+
+/// One SLO's reads on a preset engine: its latency over both windows, and the histogram
+/// that splits its misses (prefill times for a TTFT histogram, prompt lengths for a TPOT
+/// histogram with `floor_context_tokens`); and how the latency is exported.
 fn slo_reads(preset: &Preset, slo: &SloConfig, index: u16) -> (Vec<(Signal, Read)>, LatencyKind) {
     let latency = preset.latency(slo.signal);
     let (short, long) = (slo.short_window().0, slo.long_window().0);
-    let mut reads = Vec::new();
-    if slo.signal == LatencySignal::Ttft
-        && !preset.prefill_time.is_empty()
-        && matches!(latency, Latency::Histogram { .. })
-    {
-        let prefill = |window| Read::Buckets {
-            series: preset.prefill_time,
-            window,
-            millis: false,
-        };
-        reads.push((Signal::SloPrefillShort { slo: index }, prefill(short)));
-        reads.push((Signal::SloPrefillLong { slo: index }, prefill(long)));
-    }
+    let mut reads = split_reads(preset, slo, index);
     let windows = [
         (Signal::SloShort { slo: index }, short),
         (Signal::SloLong { slo: index }, long),
@@ -394,7 +419,8 @@ fn custom_plan(profile: &Profile, target: &Target) -> Planned {
     Planned { plan, model: None }
 }
 
-/// A custom SLO's bucket queries over both windows (and its prefill times for TTFT).
+/// A custom SLO's bucket queries over both windows (and the histogram splitting its
+/// misses: prefill times for TTFT, prompt lengths for TPOT with `floor_context_tokens`).
 fn custom_slo_reads<'q>(
     queries: &'q CustomQueries,
     slo: &SloConfig,
@@ -410,11 +436,29 @@ fn custom_slo_reads<'q>(
         reads.push((Signal::SloShort { slo: index }, buckets, short));
         reads.push((Signal::SloLong { slo: index }, buckets, long));
     }
-    if let (LatencySignal::Ttft, Some(prefill)) =
-        (slo.signal, queries.prefill_time_buckets.as_deref())
-    {
-        reads.push((Signal::SloPrefillShort { slo: index }, prefill, short));
-        reads.push((Signal::SloPrefillLong { slo: index }, prefill, long));
+    let split = match slo.signal {
+        LatencySignal::Ttft => queries.prefill_time_buckets.as_deref().map(|q| {
+            (
+                q,
+                Signal::SloPrefillShort { slo: index },
+                Signal::SloPrefillLong { slo: index },
+            )
+        }),
+        LatencySignal::Tpot => queries
+            .prompt_tokens_buckets
+            .as_deref()
+            .filter(|_| slo.floor_context_tokens.is_some())
+            .map(|q| {
+                (
+                    q,
+                    Signal::SloContextShort { slo: index },
+                    Signal::SloContextLong { slo: index },
+                )
+            }),
+    };
+    if let Some((query, short_signal, long_signal)) = split {
+        reads.push((short_signal, query, short));
+        reads.push((long_signal, query, long));
     }
     reads
 }

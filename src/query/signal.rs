@@ -33,6 +33,17 @@ pub enum Signal {
         /// The SLO's index in the trigger's list.
         slo: u16,
     },
+    /// For a TPOT SLO with `floor_context_tokens`: the per-request prompt-length
+    /// histogram over its short window.
+    SloContextShort {
+        /// The SLO's index in the trigger's list.
+        slo: u16,
+    },
+    /// The same over the long window.
+    SloContextLong {
+        /// The SLO's index in the trigger's list.
+        slo: u16,
+    },
     /// Mean prompt tokens per request finished over the rate window (`capacity.profile`).
     MeanInputTokens,
     /// Mean output tokens per request finished over the rate window.
@@ -50,6 +61,19 @@ impl Signal {
     /// A fixed name, for Explain and metric labels.
     pub fn as_str(self) -> &'static str {
         self.into()
+    }
+
+    /// The SLO a signal belongs to: its latency or the histogram splitting its misses.
+    pub fn slo_index(self) -> Option<u16> {
+        match self {
+            Signal::SloShort { slo }
+            | Signal::SloLong { slo }
+            | Signal::SloPrefillShort { slo }
+            | Signal::SloPrefillLong { slo }
+            | Signal::SloContextShort { slo }
+            | Signal::SloContextLong { slo } => Some(slo),
+            _ => None,
+        }
     }
 }
 

@@ -362,6 +362,30 @@ fn a_vllm_ttft_slo_also_reads_prefill_times_to_split_its_misses() {
 }
 
 #[test]
+fn a_vllm_tpot_slo_with_a_floor_context_reads_prompt_lengths_to_split_its_misses() {
+    let config = Config::parse(&ANTICIPATING.replace(
+        "threshold: 50ms, objective: 0.99}",
+        "threshold: 50ms, objective: 0.99, floor_context_tokens: 120000}",
+    ))
+    .unwrap();
+    let meta = [("profile".to_owned(), "vllm".to_owned())].into();
+    let target = metadata::resolve(&config, &meta).unwrap();
+    let plan = plan(config.profile("vllm").unwrap(), &target).plan;
+    assert_eq!(
+        plan.query(Signal::SloContextShort { slo: 1 }).unwrap(),
+        "sum by (le) (rate(vllm:request_prompt_tokens_bucket[5m]))"
+    );
+    assert_eq!(
+        plan.query(Signal::SloContextLong { slo: 1 }).unwrap(),
+        "sum by (le) (rate(vllm:request_prompt_tokens_bucket[1h]))"
+    );
+    assert!(plan.query(Signal::SloContextShort { slo: 0 }).is_none());
+    // Without the key, TPOT reads no split.
+    let plain = anticipating("vllm", "unified", None);
+    assert!(plain.query(Signal::SloContextShort { slo: 1 }).is_none());
+}
+
+#[test]
 fn slos_follow_the_pool_and_the_model_grouping() {
     // Prefill pools count TTFT only, decode pools TPOT only.
     let prefill = anticipating("vllm", "prefill", None);

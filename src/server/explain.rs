@@ -35,14 +35,7 @@ fn term_reads(kind: TermKind, pool: crate::config::Pool, signal: Signal) -> bool
         TermKind::Throughput => signal == Signal::OutputTokens,
         TermKind::InputThroughput => signal == Signal::InputTokens,
         TermKind::Kv => matches!(signal, Signal::Queue | Signal::KvCache),
-        TermKind::Slo => matches!(
-            signal,
-            Signal::Queue
-                | Signal::SloShort { .. }
-                | Signal::SloLong { .. }
-                | Signal::SloPrefillShort { .. }
-                | Signal::SloPrefillLong { .. }
-        ),
+        TermKind::Slo => signal == Signal::Queue || signal.slo_index().is_some(),
         TermKind::Schedule => false,
         TermKind::Forecast => matches!(
             signal,
@@ -359,9 +352,14 @@ fn render_slos(out: &mut String, e: &Explanation) {
             // With a split: how much of the miss replicas can remove, which the term acts on.
             if let (Some(short), Some(long)) = (slo.short_unfixable_ratio, slo.long_unfixable_ratio)
             {
+                let why = if slo.signal == "tpot" {
+                    "prompt over the floor context"
+                } else {
+                    "prefill alone over the threshold"
+                };
                 let _ = writeln!(
                     out,
-                    "  {:<14}       unfixable (prefill alone over the threshold) {:.2} % / {:.2} %; fixable burn short {}  long {}",
+                    "  {:<14}       unfixable ({why}) {:.2} % / {:.2} %; fixable burn short {}  long {}",
                     "",
                     short * 100.0,
                     long * 100.0,

@@ -136,8 +136,9 @@ pub struct Telemetry {
     pub slo_burn_rate: Gauges<BurnLabels>,
     /// The part of it replicas can fix, which the SLO term acts on.
     pub slo_fixable_burn_rate: Gauges<BurnLabels>,
-    /// Share of requests whose prefill alone exceeded the threshold (TTFT SLOs on engines
-    /// exporting per-request prefill time; absent otherwise).
+    /// Share of requests that miss on any replica: prefill alone over the threshold (TTFT
+    /// SLOs on engines exporting per-request prefill time), or a prompt longer than
+    /// `floor_context_tokens` (TPOT SLOs that set it); absent otherwise.
     pub slo_unfixable_ratio: Gauges<BurnLabels>,
     /// The forecast token rate over the lead per ScaledObject.
     pub forecast_tokens: Gauges<ScaledObjectLabels>,
@@ -249,7 +250,7 @@ impl SloMetrics {
             slo_unfixable_ratio: registered(
                 registry,
                 "slo_unfixable_ratio",
-                "Share of requests whose prefill alone took longer than the TTFT threshold, per SLO and window",
+                "Share of requests no replica count serves in time (TTFT: prefill alone over the threshold; TPOT: prompt over floor_context_tokens), per SLO and window",
                 Gauges::<BurnLabels>::default(),
             ),
         }

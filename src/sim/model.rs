@@ -244,6 +244,9 @@ pub struct Counters {
     pub finished_generation_tokens: f64,
     /// See `finished_prompt_tokens`.
     pub finished_length_count: f64,
+    /// Per bucket of [`PROMPT_TOKEN_BUCKETS`], then the overflow: each finished request's
+    /// prompt length (the buckets of `request_prompt_tokens`).
+    pub prompt_length_buckets: Vec<f64>,
 }
 
 /// vLLM's `time_to_first_token_seconds` bucket bounds.
@@ -255,6 +258,12 @@ pub const TTFT_BUCKETS: [f64; 22] = [
 pub const TPOT_BUCKETS: [f64; 19] = [
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
     40.0, 80.0,
+];
+
+/// vLLM's bucket bounds for its request-length histograms: 1, 2, 5 per decade up to the
+/// model's context (128k tokens here).
+pub const PROMPT_TOKEN_BUCKETS: [f64; 16] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5,
 ];
 
 /// vLLM's bucket bounds for its per-request phase times (queue, prefill, decode).
@@ -271,6 +280,7 @@ impl Counters {
             tpot_buckets: vec![0.0; TPOT_BUCKETS.len() + 1],
             prefill_buckets: vec![0.0; REQUEST_TIME_BUCKETS.len() + 1],
             queue_buckets: vec![0.0; REQUEST_TIME_BUCKETS.len() + 1],
+            prompt_length_buckets: vec![0.0; PROMPT_TOKEN_BUCKETS.len() + 1],
             ..Self::default()
         }
     }
@@ -293,6 +303,13 @@ impl Counters {
             *a += b;
         }
         for (a, b) in self.queue_buckets.iter_mut().zip(&other.queue_buckets) {
+            *a += b;
+        }
+        for (a, b) in self
+            .prompt_length_buckets
+            .iter_mut()
+            .zip(&other.prompt_length_buckets)
+        {
             *a += b;
         }
     }
@@ -483,6 +500,11 @@ impl Replica {
         self.counters.finished_prompt_tokens += f64::from(request.input);
         self.counters.finished_generation_tokens += f64::from(generated);
         self.counters.finished_length_count += 1.0;
+        observe(
+            &mut self.counters.prompt_length_buckets,
+            &PROMPT_TOKEN_BUCKETS,
+            f64::from(request.input),
+        );
         if self.role == Role::Decode || request.scheduled.is_nan() {
             return;
         }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::{
     fleet::Pool,
-    model::{Counters, REQUEST_TIME_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS},
+    model::{Counters, PROMPT_TOKEN_BUCKETS, REQUEST_TIME_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS},
 };
 use crate::{
     config::LatencySignal,
@@ -437,7 +437,8 @@ impl Tsdb {
     }
 }
 
-/// The histogram a bucket query reads: prefill times for the prefill signals, else the
+/// The histogram a bucket query reads: prefill times for the prefill signals, prompt
+/// lengths for the context signals, else the
 /// latency whose preset series the query names.
 fn histogram_of(
     signal: Signal,
@@ -448,6 +449,12 @@ fn histogram_of(
         Signal::SloPrefillShort { .. } | Signal::SloPrefillLong { .. }
     ) {
         return Ok((&REQUEST_TIME_BUCKETS, |c| &c.prefill_buckets));
+    }
+    if matches!(
+        signal,
+        Signal::SloContextShort { .. } | Signal::SloContextLong { .. }
+    ) {
+        return Ok((&PROMPT_TOKEN_BUCKETS, |c| &c.prompt_length_buckets));
     }
     let latency = series
         .iter()

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     config::{OnTermError, metadata::Target},
     demand::{self, Demand, ReplicaValue, Signals, SloWindows, forecast::HistoryWindow},
-    query::Signal,
+    query::{LatencyKind, Signal},
 };
 
 /// One trigger's signals, read from an observation: each a value or why it has none.
@@ -136,26 +136,42 @@ impl Own<'_> {
         })
     }
 
-    /// SLO `i`'s latency over both windows, with its prefill times where the plan has them.
+    /// SLO `i`'s latency over both windows, with the histogram that splits its misses
+    /// (prefill times or prompt lengths) where the plan has one.
     fn slo_windows(&mut self, i: usize) -> Result<SloWindows, ReadError> {
         let kind = self.observation.latency_kinds[i];
         let slo = u16::try_from(i).unwrap_or(u16::MAX);
         let missing = || Err(ReadError::NotPlanned);
         let short = self.get(Signal::SloShort { slo }).unwrap_or_else(missing);
         let long = self.get(Signal::SloLong { slo }).unwrap_or_else(missing);
-        let prefill = match (
-            self.get(Signal::SloPrefillShort { slo }),
-            self.get(Signal::SloPrefillLong { slo }),
-        ) {
-            (Some(short), Some(long)) => {
+        // Prefill times are in the latency's unit; prompt lengths are plain token counts.
+        let tokens = LatencyKind::Histogram {
+            le_scale_millis: false,
+        };
+        let split = [
+            (
+                Signal::SloPrefillShort { slo },
+                Signal::SloPrefillLong { slo },
+                kind,
+            ),
+            (
+                Signal::SloContextShort { slo },
+                Signal::SloContextLong { slo },
+                tokens,
+            ),
+        ]
+        .into_iter()
+        .find_map(|(short, long, kind)| Some((self.get(short)?, self.get(long)?, kind)));
+        let unfixable = match split {
+            Some((short, long, kind)) => {
                 Some((latency_window(kind, short?)?, latency_window(kind, long?)?))
             }
-            _ => None,
+            None => None,
         };
         Ok(SloWindows {
             short: latency_window(kind, short?)?,
             long: latency_window(kind, long?)?,
-            prefill,
+            unfixable,
         })
     }
 
@@ -250,10 +266,10 @@ impl Readings {
         }
         for (i, slo) in self.slos.iter().enumerate() {
             let slo_index = u16::try_from(i).unwrap_or(u16::MAX);
-            if from_queries.iter().any(|(s, _)| {
-                matches!(s, Signal::SloShort { slo } | Signal::SloLong { slo }
-                    | Signal::SloPrefillShort { slo } | Signal::SloPrefillLong { slo } if *slo == slo_index)
-            }) {
+            if from_queries
+                .iter()
+                .any(|(s, _)| s.slo_index() == Some(slo_index))
+            {
                 continue;
             }
             add(
