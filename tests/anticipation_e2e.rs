@@ -134,7 +134,37 @@ fn history(now: i64) -> String {
             );
         }
     }
-    for model in ["split", "unfixable"] {
+    // Two vLLM fleets with 30 % of TPOTs over 50 ms, whose prompt lengths say why:
+    // `tpot-split` has 10 % of its prompts past the 100,000-token floor context (two
+    // thirds of the misses are batch interference), `tpot-floor` 30 % (every miss is a
+    // context too long for 50 ms a token on any replica).
+    for (model, within_floor) in [("tpot-split", 9.0), ("tpot-floor", 7.0)] {
+        for pod in ["q1", "q2"] {
+            let labels = format!(r#"model_name="{model}",pod="{model}-{pod}""#);
+            let histograms = [
+                (
+                    "vllm:inter_token_latency_seconds_bucket",
+                    [("0.025", 5.0), ("0.05", 7.0), ("+Inf", 10.0)],
+                ),
+                (
+                    "vllm:request_prompt_tokens_bucket",
+                    [("10000", 5.0), ("100000", within_floor), ("+Inf", 10.0)],
+                ),
+            ];
+            for (name, buckets) in histograms {
+                for (le, per_second) in buckets {
+                    counter(
+                        &mut out,
+                        &format!(r#"{name}{{{labels},le="{le}"}}"#),
+                        start,
+                        end,
+                        |_| per_second,
+                    );
+                }
+            }
+        }
+    }
+    for model in ["split", "unfixable", "tpot-split", "tpot-floor"] {
         for pod in ["q1", "q2"] {
             gauge(
                 &mut out,
@@ -205,6 +235,17 @@ profiles:
     capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
     slos:
       - {{name: ttft-2s, signal: ttft, threshold: 2s, objective: 0.9, windows: [5m, 1h], gain: 0.25, max_boost: 2}}
+  tpot-split:
+    engine: vllm
+    selector: {{model_name: tpot-split}}
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
+    slos:
+      - &tpot {{name: tpot-50ms, signal: tpot, threshold: 50ms, objective: 0.9, windows: [5m, 1h], gain: 0.25, max_boost: 2, floor_context_tokens: 100000}}
+  tpot-floor:
+    engine: vllm
+    selector: {{model_name: tpot-floor}}
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
+    slos: [*tpot]
 "#
     )
 }
@@ -372,6 +413,58 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
         0.3
     ));
     assert!(value(&format!("keda_llm_scaler_slo_fixable_burn_rate{labels}")) < 1e-9);
+}
+
+/// TPOT misses split by the prompt-length histogram at `floor_context_tokens`, through
+/// a real Prometheus: the term acts on the share batch interference caused, and not at
+/// all when every miss is a context past the model's floor.
+#[tokio::test]
+async fn the_tpot_term_acts_only_on_misses_past_no_floor() {
+    let (_prometheus, scaler) = start().await;
+    let mut client = scaler.client().await;
+    let mut explain = scaler.explain_client().await;
+    // (fleet, unfixable share, fixable burn, demand): 30 % of TPOTs over 50 ms is burn
+    // 3 against a 10 % budget. With 10 % of prompts past the floor the fixable burn is
+    // 2: max(L, 1) x min(2, 1 + 0.25 x (2 - 1)) = 1.25. With 30 %, nothing is fixable
+    // and the idle fleet wants 0.
+    for (fleet, unfixable, fixable, expected) in [
+        ("tpot-split", 0.1, 2.0, 1.25),
+        ("tpot-floor", 0.3, 0.0, 0.0),
+    ] {
+        let object = scaled_object(fleet, &[("profile", fleet)]);
+        let wanted = demand(&mut client, &object).await.unwrap();
+        let explanation = explain.explain(object).await.unwrap().into_inner();
+        let status = &explanation.slos[0];
+        assert_eq!(status.signal, "tpot");
+        assert!(
+            close(status.short_burn_rate.unwrap(), 3.0),
+            "{explanation:#?}"
+        );
+        for ratio in [status.short_unfixable_ratio, status.long_unfixable_ratio] {
+            assert!(
+                close(ratio.unwrap(), unfixable),
+                "{fleet}: {explanation:#?}"
+            );
+        }
+        for burn in [
+            status.short_fixable_burn_rate,
+            status.long_fixable_burn_rate,
+        ] {
+            assert!(close(burn.unwrap(), fixable), "{fleet}: {explanation:#?}");
+        }
+        assert_eq!(status.burning, fixable > 1.0, "{explanation:#?}");
+        assert!(
+            close(wanted, expected),
+            "{fleet}: demand {wanted}: {explanation:#?}"
+        );
+    }
+    let object = scaled_object("tpot-floor", &[("profile", "tpot-floor")]);
+    let explanation = explain.explain(object).await.unwrap().into_inner();
+    let text = keda_llm_scaler::server::render_explanation(&explanation);
+    assert!(
+        text.contains("unfixable (prompt over the floor context) 30.00 % / 30.00 %"),
+        "{text}"
+    );
 }
 
 /// capacity.profile through a real Prometheus: the throughput term divides by the
