@@ -3,7 +3,7 @@
 
 use std::{
     net::TcpStream,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -16,7 +16,7 @@ const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backtest/llama-70b.ya
 const AZURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/azure2023_conv.csv");
 
 /// The first `minutes` of Azure's conversation trace.
-fn azure_slice(dir: &Path, minutes: i64) -> std::path::PathBuf {
+fn azure_slice(dir: &Path, minutes: i64) -> PathBuf {
     let text = std::fs::read_to_string(AZURE).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
@@ -222,14 +222,12 @@ fn backtest_runs_a_disaggregated_fleet_and_a_rate_file() {
     assert!(peak(column("scaler_pods_1")) >= 3, "{csv}");
 }
 
-#[test]
-fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
-    // Prompts of 40,000 tokens need 4.2 s of prefill on any replica: every TTFT misses
-    // its 2 s SLO, and no fleet size changes that.
-    let dir = tempfile::tempdir().unwrap();
-    let lengths = dir.path().join("long.csv");
+/// A trace of `rate` requests/s for an hour, every request of `input` prompt and
+/// `output` generated tokens: its rate and lengths files in `dir`.
+fn uniform_trace(dir: &Path, rate: f64, input: u32, output: u32) -> (PathBuf, PathBuf) {
+    let lengths = dir.join("long.csv");
     let rows: Vec<String> = (0..50)
-        .map(|i| format!("2026-01-05 00:00:{:02}.000000,40000,50", i % 60))
+        .map(|i| format!("2026-01-05 00:00:{:02}.000000,{input},{output}", i % 60))
         .collect();
     std::fs::write(
         &lengths,
@@ -239,54 +237,78 @@ fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
         ),
     )
     .unwrap();
-    let rates = dir.path().join("rates.csv");
-    let windows: Vec<String> = (0..6).map(|i| format!("{},0.1", i * 600)).collect();
+    let rates = dir.join("rates.csv");
+    let windows: Vec<String> = (0..6).map(|i| format!("{},{rate}", i * 600)).collect();
     std::fs::write(
         &rates,
         format!("window_start_s,rate\n{}\n", windows.join("\n")),
     )
     .unwrap();
+    (rates, lengths)
+}
+
+/// The scaler's backtest of a trace under `config`: its JSON report and its peak pods.
+fn scaler_run(
+    dir: &Path,
+    config: &Path,
+    (rates, lengths): &(PathBuf, PathBuf),
+    extra: &[&str],
+) -> (serde_json::Value, u32) {
+    let timeline = dir.join("timeline.csv");
+    let plot = dir.join("plot.svg");
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--trace",
+        rates.to_str().unwrap(),
+        "--lengths",
+        lengths.to_str().unwrap(),
+        "--policy",
+        "scaler",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--timeline",
+        timeline.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out, stderr) = backtest(&args);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let csv = std::fs::read_to_string(&timeline).unwrap();
+    let peak = csv
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(',').nth(2)?.parse::<u32>().ok())
+        .max()
+        .unwrap();
+    (report, peak)
+}
+
+/// The shipped config with `from` replaced by `to`, written to `dir/name`.
+fn shipped_with(dir: &Path, name: &str, from: &str, to: &str) -> PathBuf {
+    let shipped = std::fs::read_to_string(CONFIG).unwrap();
+    assert!(
+        shipped.contains(from),
+        "backtest/llama-70b.yaml changed: no {from:?}"
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, shipped.replace(from, to)).unwrap();
+    path
+}
+
+#[test]
+fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
+    // Prompts of 40,000 tokens need 4.2 s of prefill on any replica: every TTFT misses
+    // its 2 s SLO, and no fleet size changes that.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = uniform_trace(dir.path(), 0.1, 40_000, 50);
     // The same fleet without its TTFT SLO (the TPOT one stays: chunked prefill of these
     // prompts slows everyone's decoding, and more replicas do fix that).
-    let shipped = std::fs::read_to_string(CONFIG).unwrap();
     let ttft = "      - name: ttft-2s\n        signal: ttft\n        threshold: 2s\n        objective: 0.99\n";
-    assert!(
-        shipped.contains(ttft),
-        "backtest/llama-70b.yaml changed its TTFT SLO"
-    );
-    let without_ttft = dir.path().join("no-ttft.yaml");
-    std::fs::write(&without_ttft, shipped.replace(ttft, "")).unwrap();
-    let run = |config: &str| {
-        let timeline = dir.path().join("timeline.csv");
-        let plot = dir.path().join("plot.svg");
-        let (ok, out, stderr) = backtest(&[
-            "--config",
-            config,
-            "--trace",
-            rates.to_str().unwrap(),
-            "--lengths",
-            lengths.to_str().unwrap(),
-            "--policy",
-            "scaler",
-            "--plot",
-            plot.to_str().unwrap(),
-            "--timeline",
-            timeline.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(ok, "{stderr}");
-        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let csv = std::fs::read_to_string(&timeline).unwrap();
-        let peak = csv
-            .lines()
-            .skip(1)
-            .filter_map(|line| line.split(',').nth(2)?.parse::<u32>().ok())
-            .max()
-            .unwrap();
-        (report, peak)
-    };
-    let (report, peak) = run(CONFIG);
-    let (load_only, load_peak) = run(without_ttft.to_str().unwrap());
+    let without_ttft = shipped_with(dir.path(), "no-ttft.yaml", ttft, "");
+    let (report, peak) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
+    let (load_only, load_peak) = scaler_run(dir.path(), &without_ttft, &trace, &[]);
     assert_eq!(report["feasible"]["ttft_share"], 0.0, "{report}");
     assert_eq!(
         report["policies"][0]["ttft_attainment"], 0.0,
@@ -300,6 +322,45 @@ fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
     assert_eq!(
         report["policies"][0]["gpu_hours"], load_only["policies"][0]["gpu_hours"],
         "the TTFT SLO added replicas for misses no replica fixes: {report} against {load_only}"
+    );
+}
+
+#[test]
+fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
+    // A 25 ms TPOT SLO: one request alone on a replica decodes at 18 ms + 35 ns per
+    // token of context, which reaches 25 ms at about 199,700 tokens. Prompts of 250,000
+    // tokens miss it on any fleet; one every 100 s is a replica's worth of load.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = uniform_trace(dir.path(), 0.01, 250_000, 100);
+    let tpot = "        threshold: 50ms\n        objective: 0.99\n";
+    let floor =
+        "        threshold: 25ms\n        objective: 0.99\n        floor_context_tokens: 199000\n";
+    let with_floor = shipped_with(dir.path(), "floor.yaml", tpot, floor);
+    let no_floor = shipped_with(
+        dir.path(),
+        "no-floor.yaml",
+        tpot,
+        "        threshold: 25ms\n        objective: 0.99\n",
+    );
+    let tpot_slo = "      - name: tpot-50ms\n        signal: tpot\n        threshold: 50ms\n        objective: 0.99\n";
+    let no_tpot = shipped_with(dir.path(), "no-tpot.yaml", tpot_slo, "");
+    // minReplicaCount 1, so that the fleet shows what the terms ask for.
+    let one = ["--min-replicas", "1"];
+    let (report, peak) = scaler_run(dir.path(), &with_floor, &trace, &one);
+    let (unsplit, unsplit_peak) = scaler_run(dir.path(), &no_floor, &trace, &one);
+    let (load_only, _) = scaler_run(dir.path(), &no_tpot, &trace, &one);
+    // Every miss is a context past the floor: the split leaves the TPOT term nothing to
+    // act on, so the fleet is what the load asks for.
+    println!("peak {peak} pods, {unsplit_peak} without floor_context_tokens");
+    assert_eq!(
+        report["policies"][0]["gpu_hours"], load_only["policies"][0]["gpu_hours"],
+        "the TPOT SLO added replicas for misses no replica fixes: {report} against {load_only}"
+    );
+    // Without the key the same misses count as fixable and the term doubles the fleet.
+    let gpu = |r: &serde_json::Value| r["policies"][0]["gpu_hours"].as_f64().unwrap();
+    assert!(
+        gpu(&unsplit) > 1.5 * gpu(&report),
+        "{unsplit} against {report}"
     );
 }
 
