@@ -614,6 +614,8 @@ fn calibrate_prints_a_profile_the_config_takes_and_refuses_bad_grids() {
         rest.split(',').next().unwrap().parse().unwrap()
     };
     assert!(rate(points[1]) < rate(points[0]), "{out}");
+    // At 50 ms the 70B decodes in time at any context its KV cache holds.
+    assert!(out.contains("needs no floor_context_tokens"), "{out}");
     // Pasted under `capacity:`, it is a valid profile.
     let profile: String = out
         .lines()

@@ -101,7 +101,7 @@ super::values::checked_number!(
 super::values::checked_number!(
     /// A prompt length in tokens, as long as any model's context.
     ContextTokens, "a whole number of tokens from 1 to 100000000, such as 120000",
-    |v| v >= 1.0 && v <= 1e8 && v.fract() == 0.0
+    |v| (1.0..=1e8).contains(&v) && v.fract() == 0.0
 );
 super::values::checked_number!(
     /// A multiplier that never lowers a value.

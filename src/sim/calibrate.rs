@@ -75,7 +75,9 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<String, SimError> {
          # s) and the input tokens/s at which they hold TTFT, for {share} % of the requests\n\
          # that can meet them; lengths shaped like Azure's conversation trace, scaled to each\n\
          # point's means (keda-llm-scaler calibrate). Paste under a profile's `capacity:`.\n\
+         {floor}\
          profile:\n",
+        floor = floor_comment(&args.model, args.tpot),
         replicas = args.replicas,
         name = args.model.name,
         tpot = args.tpot,
@@ -92,6 +94,25 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<String, SimError> {
         ));
     }
     Ok(out)
+}
+
+/// What a TPOT SLO at `tpot` seconds sets as `floor_context_tokens` on this model, as a
+/// comment above the profile.
+fn floor_comment(model: &ModelProfile, tpot: f64) -> String {
+    match model.tpot_floor_context(tpot) {
+        None => format!(
+            "# A TPOT SLO at {tpot} s needs no floor_context_tokens: one request alone decodes\n\
+             # in time at any context the KV cache holds ({} tokens).\n",
+            model.kv_capacity_tokens
+        ),
+        Some(0) => {
+            format!("# A TPOT SLO at {tpot} s is out of reach: one request alone decodes slower.\n")
+        }
+        Some(floor) => format!(
+            "# A TPOT SLO at {tpot} s: floor_context_tokens: {floor} (longer prompts decode slower\n\
+             # than that alone, on any replica).\n"
+        ),
+    }
 }
 
 /// One point of the profile.

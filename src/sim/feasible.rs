@@ -55,6 +55,23 @@ impl ModelProfile {
         }
     }
 
+    /// The longest prompt one request alone still decodes within `tpot` seconds a token
+    /// from (its first decode step reads the prompt and one token): longer prompts miss
+    /// a TPOT SLO at that threshold on any replica, so this is the SLO's
+    /// `floor_context_tokens`. `None` when every prompt the KV cache holds decodes in
+    /// time (no floor to set), `Some(0)` when even an empty one does not.
+    pub fn tpot_floor_context(&self, tpot: f64) -> Option<u64> {
+        let base = self.decode_step(1, 0);
+        if base > tpot {
+            return Some(0);
+        }
+        if self.step_per_context_token <= 0.0 {
+            return None;
+        }
+        let context = ((tpot - base) / self.step_per_context_token).floor();
+        (context < self.kv_capacity_tokens as f64).then(|| (context as u64).saturating_sub(1))
+    }
+
     /// Which SLOs a request can meet at all, against `thresholds`.
     pub fn feasible(&self, input: u32, output: u32, thresholds: SloThresholds) -> Feasible {
         let alone = self.alone(input, output);
@@ -105,6 +122,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_tpot_floor_context_is_where_a_request_alone_first_misses() {
+        let model = ModelProfile::llama3_70b_tp4_h100();
+        let floor = model.tpot_floor_context(0.025).unwrap();
+        assert!((199_000..200_000).contains(&floor), "{floor}");
+        let first_step = |prompt: u64| model.decode_step(1, prompt + 1);
+        assert!(first_step(floor) <= 0.025 && first_step(floor + 1) > 0.025);
+        // At 50 ms the floor lies past what the KV cache holds.
+        assert_eq!(model.tpot_floor_context(0.05), None);
+        assert_eq!(model.tpot_floor_context(0.001), Some(0));
     }
 
     #[test]
