@@ -375,8 +375,9 @@ fn histogram(points: &[(f64, f64)]) -> slo::LatencyWindow {
     )
 }
 
-/// TTFT and prefill-time histograms, the same in both windows: 100 requests/s.
-fn ttft_and_prefill(ttft: &[(f64, f64)], prefill: &[(f64, f64)]) -> Option<SloWindows> {
+/// A latency histogram and the histogram splitting its misses (prefill times, prompt
+/// lengths), the same in both windows: 100 requests/s.
+fn latency_and_split(ttft: &[(f64, f64)], prefill: &[(f64, f64)]) -> Option<SloWindows> {
     Some(SloWindows {
         short: histogram(ttft),
         long: histogram(ttft),
@@ -392,36 +393,37 @@ const TEN_PERCENT_OVER_2S: [(f64, f64); 4] = [
     (f64::INFINITY, 100.0),
 ];
 
+/// With every miss in the split's unfixable share (burn 10 over a 1 % budget, 10 %
+/// unfixable), the SLO asks for nothing and says why.
+fn assert_unfixable_misses_ask_for_nothing(slo: SloParams, windows: Option<SloWindows>) {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo];
+    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
+    s.slos = vec![windows];
+    let d = compute(&s, &p).unwrap();
+    assert!(d.term(TermKind::Slo).is_none(), "{:?}", d.terms);
+    let status = &d.slos[0];
+    assert!(!status.burning);
+    let rounded = |v: Option<f64>| v.map(|v| (v * 1e9).round() / 1e9);
+    assert_eq!(rounded(status.short_burn), Some(10.0));
+    assert_eq!(rounded(status.short_unfixable_ratio), Some(0.1));
+    assert_eq!(status.short_fixable_burn, Some(0.0));
+}
+
 #[test]
 fn misses_from_prompts_too_long_for_any_replica_ask_for_nothing() {
-    let mut p = params(Pool::Unified);
-    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
-    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
     // 10 % of requests over 2 s, and the same 10 % took over 2 s in prefill alone:
     // their prompts are too long for 2 s on any replica.
-    let ttft = TEN_PERCENT_OVER_2S;
     let prefill = [
         (1.0, 85.0),
         (2.0, 90.0),
         (5.0, 96.0),
         (f64::INFINITY, 100.0),
     ];
-    s.slos = vec![ttft_and_prefill(&ttft, &prefill)];
-    let d = compute(&s, &p).unwrap();
-    assert!(d.term(TermKind::Slo).is_none(), "{:?}", d.terms);
-    let status = &d.slos[0];
-    assert!(!status.burning);
-    assert_eq!(
-        status.short_burn.map(|b| (b * 1e9).round() / 1e9),
-        Some(10.0)
+    assert_unfixable_misses_ask_for_nothing(
+        slo("ttft-2s", LatencySignal::Ttft),
+        latency_and_split(&TEN_PERCENT_OVER_2S, &prefill),
     );
-    assert_eq!(
-        status
-            .short_unfixable_ratio
-            .map(|u| (u * 1e9).round() / 1e9),
-        Some(0.1)
-    );
-    assert_eq!(status.short_fixable_burn, Some(0.0));
 }
 
 #[test]
@@ -433,14 +435,14 @@ fn misses_from_queueing_ask_for_replicas() {
     // 10 % over 2 s; every prefill took under 1 s: all of the misses are queueing.
     let ttft = TEN_PERCENT_OVER_2S;
     let prefill = [(1.0, 100.0), (2.0, 100.0), (f64::INFINITY, 100.0)];
-    s.slos = vec![ttft_and_prefill(&ttft, &prefill)];
+    s.slos = vec![latency_and_split(&ttft, &prefill)];
     let d = compute(&s, &p).unwrap();
     // Fixable burn 0.1 / 0.01 = 10: 2 x min(2, 1 + 0.25 x 9) = 4.
     assert_eq!(rounded(&d, TermKind::Slo), 4.0);
     assert!(d.slos[0].burning);
     // 7 % of the prefills took over 2 s: 3 % fixable, burn 3: 2 x (1 + 0.25 x 2) = 3.
     let prefill = [(1.0, 90.0), (2.0, 93.0), (f64::INFINITY, 100.0)];
-    s.slos = vec![ttft_and_prefill(&ttft, &prefill)];
+    s.slos = vec![latency_and_split(&ttft, &prefill)];
     let d = compute(&s, &p).unwrap();
     assert_eq!(rounded(&d, TermKind::Slo), 3.0);
     assert_eq!(
@@ -470,9 +472,6 @@ const TEN_PERCENT_OVER_50MS: [(f64, f64); 4] = [
 
 #[test]
 fn tpot_misses_from_prompts_past_the_floor_context_ask_for_nothing() {
-    let mut p = params(Pool::Unified);
-    p.slos = vec![tpot_with_floor()];
-    let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
     // 10 % of the requests had prompts over 100,000 tokens: the model's own floor.
     let prompts = [
         (1_000.0, 60.0),
@@ -480,22 +479,10 @@ fn tpot_misses_from_prompts_past_the_floor_context_ask_for_nothing() {
         (100_000.0, 90.0),
         (f64::INFINITY, 100.0),
     ];
-    s.slos = vec![ttft_and_prefill(&TEN_PERCENT_OVER_50MS, &prompts)];
-    let d = compute(&s, &p).unwrap();
-    assert!(d.term(TermKind::Slo).is_none(), "{:?}", d.terms);
-    let status = &d.slos[0];
-    assert!(!status.burning);
-    assert_eq!(
-        status.short_burn.map(|b| (b * 1e9).round() / 1e9),
-        Some(10.0)
+    assert_unfixable_misses_ask_for_nothing(
+        tpot_with_floor(),
+        latency_and_split(&TEN_PERCENT_OVER_50MS, &prompts),
     );
-    assert_eq!(
-        status
-            .short_unfixable_ratio
-            .map(|u| (u * 1e9).round() / 1e9),
-        Some(0.1)
-    );
-    assert_eq!(status.short_fixable_burn, Some(0.0));
 }
 
 #[test]
@@ -506,7 +493,7 @@ fn tpot_misses_from_sharing_a_replica_ask_for_replicas() {
     let mut s = signals(&[15.0, 15.0], 0.0, 0.0, &[0.1; 2]);
     // 10 % over 50 ms, no prompt near the floor: batch interference, all fixable.
     let prompts = [(10_000.0, 100.0), (f64::INFINITY, 100.0)];
-    s.slos = vec![ttft_and_prefill(&TEN_PERCENT_OVER_50MS, &prompts)];
+    s.slos = vec![latency_and_split(&TEN_PERCENT_OVER_50MS, &prompts)];
     let d = compute(&s, &p).unwrap();
     // Fixable burn 10: 2 x min(2, 1 + 0.25 x 9) = 4.
     assert_eq!(rounded(&d, TermKind::Slo), 4.0);
@@ -514,7 +501,7 @@ fn tpot_misses_from_sharing_a_replica_ask_for_replicas() {
     // spread: 90 + 6 x 50/150 = 92 at or below 100,000, so 8 % past the floor, 2 %
     // fixable, burn 2: 2 x (1 + 0.25 x 1) = 2.5.
     let prompts = [(50_000.0, 90.0), (200_000.0, 96.0), (f64::INFINITY, 100.0)];
-    s.slos = vec![ttft_and_prefill(&TEN_PERCENT_OVER_50MS, &prompts)];
+    s.slos = vec![latency_and_split(&TEN_PERCENT_OVER_50MS, &prompts)];
     let d = compute(&s, &p).unwrap();
     assert_eq!(rounded(&d, TermKind::Slo), 2.5);
     // The same histograms without floor_context_tokens: no split, every miss counts.
