@@ -298,6 +298,41 @@ fn shipped_with(dir: &Path, name: &str, from: &str, to: &str) -> PathBuf {
 }
 
 #[test]
+fn stock_keda_does_not_move_with_the_scalers_capacity_numbers() {
+    // The references are the yardstick: the scaler's capacity numbers size only its
+    // own fleet (and just-in-time's), never stock KEDA's, whose start fleet follows its
+    // own thresholds.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = azure_slice(dir.path(), 10);
+    let halved = shipped_with(
+        dir.path(),
+        "halved.yaml",
+        "output_tokens_per_second: 1000",
+        "output_tokens_per_second: 500",
+    );
+    let keda = |config: &Path| {
+        let plot = dir.path().join("plot.svg");
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend(["--trace", trace.to_str().unwrap(), "--json"]);
+        args.extend(["--plot", plot.to_str().unwrap()]);
+        args.extend(["--rate-scale", "4"]);
+        for policy in ["keda-queue", "keda-tokens", "keda-seed", "scaler"] {
+            args.extend(["--policy", policy]);
+        }
+        let (ok, out, stderr) = backtest(&args);
+        assert!(ok, "{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        report["policies"].as_array().unwrap().clone()
+    };
+    let (shipped, other) = (keda(Path::new(CONFIG)), keda(&halved));
+    for (a, b) in shipped.iter().zip(&other).take(3) {
+        assert_eq!(a, b, "{} moved with the scaler's capacity", a["name"]);
+    }
+    // The scaler itself does follow them.
+    assert_ne!(shipped[3]["gpu_hours"], other[3]["gpu_hours"]);
+}
+
+#[test]
 fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
     // Prompts of 40,000 tokens need 4.2 s of prefill on any replica: every TTFT misses
     // its 2 s SLO, and no fleet size changes that.

@@ -553,11 +553,31 @@ impl Simulation {
 
 /// Runs `policy` over the arrivals `make_arrivals` yields. It is called twice: the
 /// just-in-time reference and the static fleet see the whole trace first, and every
-/// fleet starts at the size the first minutes need.
+/// fleet starts at the size the first minutes need (by the profile's capacity, or for
+/// the stock KEDA policies by their own token thresholds).
 pub fn run(setup: &Setup, policy: Policy, make_arrivals: &dyn Fn() -> Arrivals) -> Outcome {
-    let lookahead = needs(setup, make_arrivals());
+    let lookahead = match policy {
+        Policy::KedaQueue | Policy::KedaTokens | Policy::KedaSeed | Policy::KedaTuned => {
+            needs(&sized_by_keda(setup), make_arrivals())
+        }
+        _ => needs(setup, make_arrivals()),
+    };
     let simulation = Simulation::new(setup.clone(), policy, lookahead);
     drive(simulation, make_arrivals())
+}
+
+/// The setup a stock KEDA policy's start fleet is sized with: its own token thresholds
+/// in place of the profile's capacity, so that it starts where its own trigger would
+/// hold a fleet that has been serving, and a reference searched over those thresholds
+/// does not move when the scaler's capacity numbers do.
+fn sized_by_keda(setup: &Setup) -> Setup {
+    let mut sized = setup.clone();
+    for pool in &mut sized.pools {
+        let prefill = pool.role == Role::Prefill;
+        pool.target.output_tokens_per_second = (!prefill).then_some(setup.keda.output_tokens);
+        pool.target.input_tokens_per_second = prefill.then_some(setup.keda.input_tokens);
+    }
+    sized
 }
 
 /// Feeds every arrival to `simulation`, lets in-flight requests finish (up to the drain
