@@ -316,6 +316,24 @@ fn a_floor_context_loads_on_tpot_and_is_refused_where_it_cannot_split() {
             && e.contains("engine sglang exports no per-request prompt-length histogram"),
         "{e}"
     );
+    // A custom engine must say where its prompt lengths are.
+    let custom = with(ANTICIPATING).replace(
+        "    engine: vllm\n",
+        "    engine: custom\n    queries: {queue_depth: q, output_tokens_per_second: o, input_tokens_per_second: i, kv_cache_usage: k, ttft_buckets: t, tpot_buckets: p}\n",
+    );
+    let e = error(&custom);
+    assert!(
+        e.contains("profiles.p.slos[1].floor_context_tokens")
+            && e.contains("needs queries.prompt_tokens_buckets"),
+        "{e}"
+    );
+    assert!(
+        Config::parse(&custom.replace(
+            "tpot_buckets: p}",
+            "tpot_buckets: p, prompt_tokens_buckets: l}"
+        ))
+        .is_ok()
+    );
 }
 
 #[test]

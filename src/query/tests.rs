@@ -386,6 +386,32 @@ fn a_vllm_tpot_slo_with_a_floor_context_reads_prompt_lengths_to_split_its_misses
 }
 
 #[test]
+fn a_custom_engine_splits_both_slos_with_its_own_histograms() {
+    let text = CONFIG.replace(
+        "      kv_cache_usage: my_kv{$selector}\n",
+        "      kv_cache_usage: my_kv{$selector}\n      ttft_buckets: my_ttft_bucket{$selector}\n      tpot_buckets: my_tpot_bucket{$selector}\n      prefill_time_buckets: my_prefill_bucket{$selector}\n      prompt_tokens_buckets: my_prompt_bucket{$selector}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n      - {name: tpot, signal: tpot, threshold: 50ms, objective: 0.99, floor_context_tokens: 120000}\n",
+    );
+    let config = Config::parse(&text).unwrap();
+    let meta = [("profile".to_owned(), "custom".to_owned())].into();
+    let target = metadata::resolve(&config, &meta).unwrap();
+    let plan = plan(config.profile("custom").unwrap(), &target).plan;
+    let query = |signal| plan.query(signal).unwrap_or_default();
+    assert!(
+        query(Signal::SloPrefillShort { slo: 0 }).contains(r#"my_prefill_bucket{team="a"}[5m]"#),
+        "{}",
+        query(Signal::SloPrefillShort { slo: 0 })
+    );
+    assert!(
+        query(Signal::SloContextLong { slo: 1 }).contains(r#"my_prompt_bucket{team="a"}[1h]"#),
+        "{}",
+        query(Signal::SloContextLong { slo: 1 })
+    );
+    // Each histogram splits only its own SLO.
+    assert!(plan.query(Signal::SloContextShort { slo: 0 }).is_none());
+    assert!(plan.query(Signal::SloPrefillShort { slo: 1 }).is_none());
+}
+
+#[test]
 fn slos_follow_the_pool_and_the_model_grouping() {
     // Prefill pools count TTFT only, decode pools TPOT only.
     let prefill = anticipating("vllm", "prefill", None);
