@@ -245,51 +245,72 @@ pub enum Found {
 }
 
 /// Per 15 s slot: the replicas each pool needs for the tokens arriving in the oracle
-/// window from the slot's start.
+/// window from the slot's start, at the rates the pool's capacity gives for the window's
+/// mix (`capacity.profile` at its mean lengths, else the fixed numbers): the fleet the
+/// scaler would have been holding.
 pub fn needs(
     setup: &Setup,
     arrivals: impl Iterator<Item = super::model::Request>,
 ) -> Vec<Vec<u32>> {
     const SLOT: f64 = 15.0;
-    let mut tokens: Vec<(f64, f64)> = Vec::new();
+    // Per slot: output tokens, input tokens, requests.
+    let mut tokens: Vec<[f64; 3]> = Vec::new();
     for request in arrivals {
         let slot = (request.arrival / SLOT) as usize;
         if tokens.len() <= slot {
-            tokens.resize(slot + 1, (0.0, 0.0));
+            tokens.resize(slot + 1, [0.0; 3]);
         }
-        tokens[slot].0 += f64::from(request.output);
-        tokens[slot].1 += f64::from(request.input);
+        tokens[slot][0] += f64::from(request.output);
+        tokens[slot][1] += f64::from(request.input);
+        tokens[slot][2] += 1.0;
     }
     let window = (setup.oracle_window / SLOT).ceil().max(1.0) as usize;
-    let mut sums = (0.0, 0.0);
+    let seconds = window as f64 * SLOT;
+    let mut sums = [0.0; 3];
     let mut out = vec![Vec::new(); tokens.len()];
     // A trailing sum over [slot, slot + window).
     for slot in (0..tokens.len()).rev() {
-        sums.0 += tokens[slot].0;
-        sums.1 += tokens[slot].1;
-        if slot + window < tokens.len() {
-            sums.0 -= tokens[slot + window].0;
-            sums.1 -= tokens[slot + window].1;
+        for (sum, value) in sums.iter_mut().zip(tokens[slot]) {
+            *sum += value;
         }
-        let seconds = window as f64 * SLOT;
+        if let Some(leaving) = tokens.get(slot + window) {
+            for (sum, value) in sums.iter_mut().zip(leaving) {
+                *sum -= value;
+            }
+        }
         out[slot] = setup
             .pools
             .iter()
-            .map(|pool| {
-                let output = sums.0 / seconds;
-                let input = sums.1 / seconds;
-                let by_output = pool.target.output_tokens_per_second.map(|c| output / c);
-                let by_input = pool.target.input_tokens_per_second.map(|c| input / c);
-                let need = match pool.role {
-                    Role::Prefill => by_input.unwrap_or(0.0),
-                    Role::Decode => by_output.unwrap_or(0.0),
-                    Role::Unified => by_output.unwrap_or(0.0).max(by_input.unwrap_or(0.0)),
-                };
-                (need.ceil() as u32).max(1)
-            })
+            .map(|pool| pool_needs(pool, sums, seconds))
             .collect();
     }
     out
+}
+
+/// The replicas one pool needs for `[output, input, requests]` arriving over `seconds`.
+fn pool_needs(pool: &PoolSetup, [output, input, requests]: [f64; 3], seconds: f64) -> u32 {
+    let target = &pool.target;
+    let (out_rate, in_rate) = match &target.capacity_profile {
+        Some(profile) if requests > 0.0 => {
+            let rates = profile.at(input / requests, output / requests);
+            (
+                Some(rates.output_tokens_per_second),
+                Some(rates.input_tokens_per_second),
+            )
+        }
+        _ => (
+            target.output_tokens_per_second,
+            target.input_tokens_per_second,
+        ),
+    };
+    let by_output = out_rate.map(|c| output / seconds / c);
+    let by_input = in_rate.map(|c| input / seconds / c);
+    let need = match pool.role {
+        Role::Prefill => by_input.unwrap_or(0.0),
+        Role::Decode => by_output.unwrap_or(0.0),
+        Role::Unified => by_output.unwrap_or(0.0).max(by_input.unwrap_or(0.0)),
+    };
+    (need.ceil() as u32).max(1)
 }
 
 /// A fleet under one policy, run step by step: `backtest` runs it to the end of a
@@ -576,6 +597,8 @@ fn sized_by_keda(setup: &Setup) -> Setup {
         let prefill = pool.role == Role::Prefill;
         pool.target.output_tokens_per_second = (!prefill).then_some(setup.keda.output_tokens);
         pool.target.input_tokens_per_second = prefill.then_some(setup.keda.input_tokens);
+        // Stock KEDA knows nothing of the scaler's profile.
+        pool.target.capacity_profile = None;
     }
     sized
 }
@@ -692,4 +715,76 @@ fn measure(
         .map(|m| m.value / m.target)
         .fold(0.0, f64::max);
     (Ok(metrics), Some(active), Some(asked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unified vLLM pool; `profile` lines go under its `capacity:`.
+    fn pool(profile: &str) -> PoolSetup {
+        let config = format!(
+            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  chat:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 1000\n      input_tokens_per_second: 4000\n      input_term: true\n{profile}"
+        );
+        let config = crate::config::Config::parse(&config).unwrap();
+        PoolSetup::new(&config, "chat", ScaledObjectSpec::recommended()).unwrap()
+    }
+
+    const FALLING: &str = "      profile:\n        - {input_tokens: 1000, output_tokens: 200, output_tokens_per_second: 1000, input_tokens_per_second: 5000}\n        - {input_tokens: 16000, output_tokens: 200, output_tokens_per_second: 1000, input_tokens_per_second: 2000}\n";
+
+    #[test]
+    fn without_a_profile_the_fixed_numbers_size_the_fleet() {
+        // 60 s of 10 requests/s with 16,000-token prompts: 160,000 prompt tokens/s.
+        let tokens = [60.0 * 10.0 * 100.0, 60.0 * 10.0 * 16_000.0, 600.0];
+        assert_eq!(pool_needs(&pool(""), tokens, 60.0), 40);
+    }
+
+    #[test]
+    fn with_a_profile_the_window_mix_picks_the_rates() {
+        let falling = pool(FALLING);
+        // Long prompts: 160,000 prompt tokens/s at 2,000 a replica.
+        let long = [60.0 * 10.0 * 100.0, 60.0 * 10.0 * 16_000.0, 600.0];
+        assert_eq!(pool_needs(&falling, long, 60.0), 80);
+        // Short prompts: 10,000 prompt tokens/s at 5,000 a replica.
+        let short = [60.0 * 10.0 * 100.0, 60.0 * 10.0 * 1_000.0, 600.0];
+        assert_eq!(pool_needs(&falling, short, 60.0), 2);
+        // No request in the window: the fixed numbers, and at least one replica.
+        assert_eq!(pool_needs(&falling, [0.0; 3], 60.0), 1);
+    }
+
+    #[test]
+    fn needs_sums_each_window_ahead_of_its_slot() {
+        let setup_pool = pool(FALLING);
+        let setup = Setup {
+            model: super::super::model::ModelProfile::llama3_70b_tp4_h100(),
+            router: Router::LeastOutstanding,
+            pools: vec![setup_pool],
+            seed: ScaledObjectSpec::seed(),
+            thresholds: SloThresholds::default(),
+            scrape_interval: 15.0,
+            start: chrono::Utc::now(),
+            request_timeout: 300.0,
+            on_term_error: crate::config::OnTermError::Fail,
+            sample_every: 15.0,
+            drain_limit: 0.0,
+            oracle_window: 60.0,
+            keda: KedaThresholds::SEED,
+        };
+        // A minute of short prompts, then a minute of long ones, 10 requests/s.
+        let arrivals = (0..1200).map(|i| {
+            let input = if i < 600 { 1_000 } else { 16_000 };
+            super::super::model::Request::new(f64::from(i) / 10.0, input, 100)
+        });
+        let needs = needs(&setup, arrivals);
+        assert_eq!(needs.len(), 8);
+        assert_eq!(needs[0], vec![2], "the short minute at 5,000 a replica");
+        assert_eq!(needs[4], vec![80], "the long minute at 2,000 a replica");
+        // Stock KEDA's start fleet never reads the profile.
+        assert!(
+            sized_by_keda(&setup).pools[0]
+                .target
+                .capacity_profile
+                .is_none()
+        );
+    }
 }
