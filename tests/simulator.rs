@@ -361,6 +361,43 @@ fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
 }
 
 #[test]
+fn attainment_is_counted_against_the_configs_slos() {
+    // 40,000-token prompts need 4.2 s of prefill: out of reach of the shipped 2 s TTFT
+    // SLO, within a 5 s one. The backtest judges the fleet by the SLOs its config sets.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = uniform_trace(dir.path(), 0.1, 40_000, 50);
+    let (shipped, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
+    let loose = shipped_with(dir.path(), "5s.yaml", "threshold: 2s", "threshold: 5s");
+    let loose = std::fs::read_to_string(&loose)
+        .unwrap()
+        .replace("threshold: 50ms", "threshold: 80ms");
+    let loose_path = dir.path().join("loose.yaml");
+    std::fs::write(&loose_path, loose).unwrap();
+    let (report, _) = scaler_run(dir.path(), &loose_path, &trace, &[]);
+    assert_eq!(shipped["thresholds"]["ttft_s"], 2.0, "{shipped}");
+    assert_eq!(shipped["thresholds"]["tpot_s"], 0.05, "{shipped}");
+    assert_eq!(shipped["feasible"]["ttft_share"], 0.0, "{shipped}");
+    assert_eq!(report["thresholds"]["ttft_s"], 5.0, "{report}");
+    assert_eq!(report["thresholds"]["tpot_s"], 0.08, "{report}");
+    assert_eq!(report["feasible"]["ttft_share"], 1.0, "{report}");
+    let attainment = report["policies"][0]["ttft_attainment"].as_f64().unwrap();
+    assert!(attainment > 0.9, "TTFT within 5 s: {report}");
+    // A config without SLOs is judged by the seed's 2 s and 50 ms.
+    let slos = std::fs::read_to_string(CONFIG).unwrap();
+    let start = slos
+        .find("    slos:\n")
+        .expect("the shipped config has slos");
+    let end = slos
+        .find("    predictive:\n")
+        .expect("and predictive after them");
+    let bare = dir.path().join("bare.yaml");
+    std::fs::write(&bare, format!("{}{}", &slos[..start], &slos[end..])).unwrap();
+    let (bare, _) = scaler_run(dir.path(), &bare, &trace, &[]);
+    assert_eq!(bare["thresholds"]["ttft_s"], 2.0, "{bare}");
+    assert_eq!(bare["thresholds"]["tpot_s"], 0.05, "{bare}");
+}
+
+#[test]
 fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
     // A 25 ms TPOT SLO: one request alone on a replica decodes at 18 ms + 35 ns per
     // token of context, which reaches 25 ms at about 199,700 tokens. Prompts of 250,000

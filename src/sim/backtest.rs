@@ -20,6 +20,7 @@ use super::{
     trace::{AZURE_CONV, AZURE_CONV_NAME, Arrivals, Replay, RequestTrace, Trace},
 };
 use crate::config::Config;
+use crate::engine::LatencySignal;
 
 /// `keda-llm-scaler backtest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -188,12 +189,13 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, SimError> {
         seed: args.seed,
     };
     let duration = Arrivals::new(trace.clone(), lengths.as_ref(), replay)?.duration();
+    let thresholds = slo_thresholds(&pools);
     let setup = Setup {
         model,
         router: args.router,
         pools,
         seed: ScaledObjectSpec::seed(),
-        thresholds: SloThresholds::default(),
+        thresholds,
         scrape_interval: 15.0,
         start,
         request_timeout: 300.0,
@@ -234,6 +236,25 @@ fn lengths_for(trace: &Trace, lengths: Option<&Path>) -> Result<Option<RequestTr
             Ok(Trace::Requests(requests)) => Ok(Some(requests)),
             _ => unreachable!("the bundled trace is a request trace"),
         },
+    }
+}
+
+/// The thresholds attainment is counted against: for each latency, the strictest the
+/// pools' SLOs set, so a backtest judges the fleet by the objectives its config holds it
+/// to; 2 s and 50 ms (the seed's) for a latency no SLO names.
+fn slo_thresholds(pools: &[PoolSetup]) -> SloThresholds {
+    let strictest = |signal: LatencySignal| {
+        pools
+            .iter()
+            .flat_map(|pool| &pool.target.slos)
+            .filter(|slo| slo.signal == signal)
+            .map(|slo| slo.threshold.value.0.as_secs_f64())
+            .reduce(f64::min)
+    };
+    let seed = SloThresholds::default();
+    SloThresholds {
+        ttft: strictest(LatencySignal::Ttft).unwrap_or(seed.ttft),
+        tpot: strictest(LatencySignal::Tpot).unwrap_or(seed.tpot),
     }
 }
 
