@@ -283,7 +283,11 @@ fn a_bad_manifest_is_refused_naming_the_entry_and_the_key() {
 fn every_shipped_manifest_names_traces_that_are_there() {
     // Users run these as the docs print them: a path that moved breaks the command.
     let base = Path::new(MANIFEST).parent().unwrap();
-    for name in ["scorecard.yaml", "scorecard-rates.yaml"] {
+    for name in [
+        "scorecard.yaml",
+        "scorecard-rates.yaml",
+        "scorecard-8b.yaml",
+    ] {
         let text = std::fs::read_to_string(base.join(name)).unwrap();
         let manifest: Value = serde_saphyr::from_str(&text).unwrap();
         let entries = manifest["traces"].as_array().unwrap();
