@@ -382,8 +382,26 @@ fn attainment_is_counted_against_the_configs_slos() {
     assert_eq!(report["feasible"]["ttft_share"], 1.0, "{report}");
     let attainment = report["policies"][0]["ttft_attainment"].as_f64().unwrap();
     assert!(attainment > 0.9, "TTFT within 5 s: {report}");
+    // Only a TTFT SLO: TPOT falls back to the seed's 50 ms, TTFT keeps the config's 5 s.
+    let tpot_slo = "      - name: tpot-50ms\n        signal: tpot\n        threshold: 50ms\n        objective: 0.99\n";
+    let shipped_text = std::fs::read_to_string(CONFIG).unwrap();
+    assert!(
+        shipped_text.contains(tpot_slo),
+        "the shipped config's TPOT SLO moved"
+    );
+    let ttft_only = dir.path().join("ttft-only.yaml");
+    std::fs::write(
+        &ttft_only,
+        shipped_text
+            .replace(tpot_slo, "")
+            .replace("threshold: 2s", "threshold: 5s"),
+    )
+    .unwrap();
+    let (ttft_only, _) = scaler_run(dir.path(), &ttft_only, &trace, &[]);
+    assert_eq!(ttft_only["thresholds"]["ttft_s"], 5.0, "{ttft_only}");
+    assert_eq!(ttft_only["thresholds"]["tpot_s"], 0.05, "{ttft_only}");
     // A config without SLOs is judged by the seed's 2 s and 50 ms.
-    let slos = std::fs::read_to_string(CONFIG).unwrap();
+    let slos = shipped_text;
     let start = slos
         .find("    slos:\n")
         .expect("the shipped config has slos");
@@ -395,6 +413,22 @@ fn attainment_is_counted_against_the_configs_slos() {
     let (bare, _) = scaler_run(dir.path(), &bare, &trace, &[]);
     assert_eq!(bare["thresholds"]["ttft_s"], 2.0, "{bare}");
     assert_eq!(bare["thresholds"]["tpot_s"], 0.05, "{bare}");
+}
+
+#[test]
+fn the_shipped_8b_config_scales_the_8b_preset() {
+    // backtest/llama-8b.yaml is what backtest/scorecard-8b.yaml replays: it must load,
+    // resolve and answer on the 8B replica model without an evaluation error.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = uniform_trace(dir.path(), 20.0, 1_000, 200);
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("backtest/llama-8b.yaml");
+    let (report, _) = scaler_run(dir.path(), &config, &trace, &["--model", "8b"]);
+    let scaler = &report["policies"][0];
+    assert_eq!(scaler["evaluation_errors"], 0, "{report}");
+    assert_eq!(scaler["refused"], 0, "{report}");
+    assert!(scaler["gpu_hours"].as_f64().unwrap() > 0.0, "{report}");
+    let tpot = scaler["tpot_attainment_feasible"].as_f64().unwrap();
+    assert!(tpot >= 0.99, "20 req/s of chat on the 8B: {report}");
 }
 
 #[test]
