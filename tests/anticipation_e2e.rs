@@ -378,6 +378,20 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
         slo_term.formula.contains("b_fixable_short"),
         "{slo_term:#?}"
     );
+    // GetMetrics asked first and the scaler kept that rise: Explain, the trigger's next
+    // evaluation, judges the same burn against it and follows.
+    assert_eq!(status.control, "follow", "{explanation:#?}");
+    assert!(close(status.boost.unwrap(), 1.25), "{explanation:#?}");
+    let rise = status.last_rise.as_ref().expect("the rise GetMetrics kept");
+    assert!(
+        close(rise.boost, 1.25) && close(rise.fixable_burn, 2.0),
+        "{rise:#?}"
+    );
+    let split_metrics = scaler.metrics().await;
+    let boost = r#"keda_llm_scaler_slo_boost{namespace="inference",scaledobject="split",slo="ttft-2s"} 1.25"#;
+    assert!(split_metrics.contains(boost), "{split_metrics}");
+    let held = r#"keda_llm_scaler_slo_boost_held{namespace="inference",scaledobject="split",slo="ttft-2s"} 0.0"#;
+    assert!(split_metrics.contains(held), "{split_metrics}");
 
     // Every miss is a long prompt: burn 3, fixable 0, no term; the idle fleet wants 0.
     let unfixable = scaled_object("unfixable", &[("profile", "unfixable")]);
@@ -397,6 +411,8 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
         "{explanation:#?}"
     );
     assert!(!status.burning);
+    assert_eq!(status.control, "idle", "{explanation:#?}");
+    assert!(status.last_rise.is_none(), "{explanation:#?}");
     assert_eq!(wanted, 0.0, "{explanation:#?}");
     let metrics = scaler.metrics().await;
     // The value of one series in /metrics (rate() over backfilled samples is exact only

@@ -324,6 +324,15 @@ fn scaler_metric_names() -> BTreeSet<String> {
             })
             .set(1.0);
     }
+    for family in [&telemetry.slo_boost, &telemetry.slo_boost_held] {
+        family
+            .get_or_create(&SloLabels {
+                namespace: "n".into(),
+                scaledobject: "s".into(),
+                slo: "ttft".into(),
+            })
+            .set(1.0);
+    }
     telemetry
         .query_duration
         .get_or_create(&SignalLabels {

@@ -287,6 +287,7 @@ fn every_shipped_manifest_names_traces_that_are_there() {
         "scorecard.yaml",
         "scorecard-rates.yaml",
         "scorecard-8b.yaml",
+        "scorecard-8b-rates.yaml",
     ] {
         let text = std::fs::read_to_string(base.join(name)).unwrap();
         let manifest: Value = serde_saphyr::from_str(&text).unwrap();

@@ -8,7 +8,9 @@
 //! - kv = R x K / target_ratio (decode, unified): the replicas that bring KV usage back to the target
 //! - slo = max(L, 1) x min(max_boost, 1 + gain x (b_short - 1)) while an SLO's burn rate
 //!   exceeds burn_threshold over both its windows (the largest over the SLOs), L the
-//!   largest of the terms above (the load-based demand); see [`slo`]
+//!   largest of the terms above (the load-based demand); see [`slo`]. The boost is
+//!   held at its last rise once the fleet served that rise without the burn falling
+//!   (anti-windup, see [`control`]), which is the one thing carried between evaluations
 //! - schedule = the largest min_replicas of the cron windows overlapping [now, now + lead]
 //! - forecast = forecast token rate x headroom / per-replica capacity; see [`forecast`]
 //!
@@ -17,6 +19,7 @@
 //! A signal may be missing (its query failed and the operator chose `on_term_error: skip`):
 //! the terms that need it are skipped and listed, and a demand with no term left is an error.
 
+pub mod control;
 mod error;
 pub mod forecast;
 pub mod schedule;
@@ -84,6 +87,9 @@ pub struct SloParams {
     /// For a TPOT SLO: the prompt length from which a request alone on an idle replica
     /// misses the threshold; the split's bound on the prompt-length histogram.
     pub floor_context_tokens: Option<f64>,
+    /// The short window, in seconds: how long the fleet must serve a rise of the term
+    /// before anti-windup judges it (see [`control`]).
+    pub short_window_s: f64,
 }
 
 impl SloParams {
@@ -156,6 +162,7 @@ impl From<&Target> for Params {
                     gain: slo.gain.0,
                     max_boost: slo.max_boost.0,
                     floor_context_tokens: slo.floor_context_tokens.as_ref().map(|f| f.value.0),
+                    short_window_s: slo.short_window().0.as_secs_f64(),
                 })
                 .collect(),
             lead: target
@@ -234,6 +241,14 @@ pub struct SloStatus {
     pub burning: bool,
     /// The replicas it asks for while burning.
     pub replicas: Option<f64>,
+    /// The boost in force while burning: the burn's, or the held one.
+    pub boost: Option<f64>,
+    /// What anti-windup did with the boost.
+    pub control: control::Control,
+    /// Why the term did or did not act, in words.
+    pub control_reason: String,
+    /// The term's last rise during this burn, which the next evaluation judges.
+    pub rise: Option<control::Rise>,
 }
 
 /// One term: its value in replicas, and the numbers it came from.
@@ -308,6 +323,9 @@ pub struct Demand {
     pub schedule: Option<ScheduledWindow>,
     /// The forecast, when there is history to make one.
     pub forecast: Option<Forecast>,
+    /// What to carry to the next evaluation of the same trigger: each burning SLO's
+    /// last rise (see [`control`]).
+    pub rises: Vec<control::Rise>,
 }
 
 impl Demand {
@@ -320,8 +338,18 @@ impl Demand {
 /// KV ratios a hair above 1 come from float arithmetic in exporters, not from overload.
 const KV_RATIO_SLACK: f64 = 1e-6;
 
-/// Computes the terms and the demand.
+/// Computes the terms and the demand of a first evaluation, with nothing carried.
 pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError> {
+    compute_after(signals, params, &[])
+}
+
+/// Computes the terms and the demand, given the rises the last evaluation of the same
+/// trigger carried ([`Demand::rises`]).
+pub fn compute_after(
+    signals: &Signals,
+    params: &Params,
+    rises: &[control::Rise],
+) -> Result<Demand, SignalError> {
     let inputs = aggregate(signals, params.kv_aggregate)?;
     let mut terms = Vec::with_capacity(3);
     let mut skipped = Vec::new();
@@ -336,10 +364,10 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         .fold(None, |best: Option<f64>, r| {
             Some(best.map_or(r, |b| b.max(r)))
         });
-    let slos = slo_term(
+    let (slos, rises) = slo_term(
         signals,
         params,
-        (inputs.replicas, load),
+        (inputs.replicas, load, rises),
         &mut terms,
         &mut skipped,
     )?;
@@ -364,6 +392,7 @@ pub fn compute(signals: &Signals, params: &Params) -> Result<Demand, SignalError
         slos,
         schedule,
         forecast,
+        rises,
     })
 }
 
@@ -601,52 +630,79 @@ fn capacity_at_mix(signals: &Signals, params: &Params) -> MixRates {
     }
 }
 
-/// The SLO term: the largest ask among the SLOs that burn over both windows.
-/// The slo term of one burning SLO: the load `l` boosted by its fixable short burn `b`,
-/// with the fleet of `r` replicas among its inputs.
-fn slo_boost(slo: &SloParams, read: &slo::Reading, (r, l): (f64, f64), b: f64) -> Term {
-    let boost = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
-    Term {
-        kind: TermKind::Slo,
-        replicas: l * boost,
-        formula: format!(
+/// The slo term of one burning SLO: the load `l` times the boost anti-windup let
+/// through, with the fleet of `r` replicas among its inputs.
+fn slo_boost(
+    slo: &SloParams,
+    read: &slo::Reading,
+    (r, l, b): (f64, f64, f64),
+    decision: &control::Decision,
+) -> Term {
+    let asked = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
+    let formula = if decision.control == control::Control::Hold {
+        format!(
+            "{}: max(L, 1) x held boost = {} x {} (the burn asks {}, but the last rise was served a short window and the fixable burn did not fall)",
+            slo.name,
+            num(l),
+            num(decision.boost),
+            num(asked)
+        )
+    } else {
+        format!(
             "{}: max(L, 1) x min(max_boost, 1 + gain x (b_fixable_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
             slo.name,
             num(l),
             num(slo.max_boost),
             num(slo.gain),
             num(b)
+        )
+    };
+    let mut inputs = vec![
+        ("replicas", r),
+        ("load_replicas", l),
+        ("burn_short", read.short.burn.unwrap_or(0.0)),
+        ("burn_long", read.long.burn.unwrap_or(0.0)),
+        ("fixable_burn_short", b),
+        ("fixable_burn_long", read.long.fixable_burn.unwrap_or(0.0)),
+        (
+            "unfixable_ratio_short",
+            read.short.unfixable_ratio.unwrap_or(0.0),
         ),
-        inputs: vec![
-            ("replicas", r),
-            ("load_replicas", l),
-            ("burn_short", read.short.burn.unwrap_or(0.0)),
-            ("burn_long", read.long.burn.unwrap_or(0.0)),
-            ("fixable_burn_short", b),
-            ("fixable_burn_long", read.long.fixable_burn.unwrap_or(0.0)),
-            (
-                "unfixable_ratio_short",
-                read.short.unfixable_ratio.unwrap_or(0.0),
-            ),
-            ("burn_threshold", slo.burn_threshold),
-            ("gain", slo.gain),
-            ("max_boost", slo.max_boost),
-        ],
+        ("burn_threshold", slo.burn_threshold),
+        ("gain", slo.gain),
+        ("max_boost", slo.max_boost),
+        ("boost", decision.boost),
+    ];
+    if let Some(rise) = &decision.rise {
+        inputs.push(("last_rise_boost", rise.boost));
+        inputs.push(("last_rise_fixable_burn", rise.fixable_burn));
+    }
+    Term {
+        kind: TermKind::Slo,
+        replicas: l * decision.boost,
+        formula,
+        inputs,
     }
 }
 
+/// The SLO term: the largest ask among the SLOs that burn over both windows, each
+/// boost judged against its last rise; returns each SLO's status and the rises to carry.
 fn slo_term(
     signals: &Signals,
     params: &Params,
-    (fleet, load): (Option<f64>, Option<f64>),
+    (fleet, load, rises): (Option<f64>, Option<f64>, &[control::Rise]),
     terms: &mut Vec<Term>,
     skipped: &mut Vec<TermKind>,
-) -> Result<Vec<SloStatus>, SignalError> {
+) -> Result<(Vec<SloStatus>, Vec<control::Rise>), SignalError> {
     let mut statuses = Vec::with_capacity(params.slos.len());
+    let mut carried = Vec::new();
     let mut best: Option<Term> = None;
     let mut unread = false;
     for (i, slo) in params.slos.iter().enumerate() {
+        let last = rises.iter().find(|r| r.slo == slo.name);
         let Some(Some(windows)) = signals.slos.get(i) else {
+            // Unread: what it last asked stands until it is read again.
+            carried.extend(last.cloned());
             unread = true;
             continue;
         };
@@ -659,23 +715,7 @@ fn slo_term(
                 .long
                 .fixable_burn
                 .is_some_and(|b| b > slo.burn_threshold);
-        let mut replicas = None;
-        if burning {
-            match (fleet, read.short.fixable_burn) {
-                (Some(r), Some(b)) => {
-                    // At least one replica's worth of load: a fleet whose load terms
-                    // read 0 still serves the requests that burn.
-                    let l = load.unwrap_or(0.0).max(1.0);
-                    let term = slo_boost(slo, &read, (r, l), b);
-                    replicas = Some(term.replicas);
-                    if best.as_ref().is_none_or(|t| term.replicas > t.replicas) {
-                        best = Some(term);
-                    }
-                }
-                _ => unread = true,
-            }
-        }
-        statuses.push(SloStatus {
+        let mut status = SloStatus {
             name: slo.name.clone(),
             signal: slo.signal,
             short_error_ratio: read.short.error_ratio,
@@ -687,14 +727,59 @@ fn slo_term(
             short_fixable_burn: read.short.fixable_burn,
             long_fixable_burn: read.long.fixable_burn,
             burning,
-            replicas,
-        });
+            replicas: None,
+            boost: None,
+            control: control::Control::Idle,
+            control_reason: if burning {
+                "burning, but the fleet's size was not read".to_owned()
+            } else {
+                format!(
+                    "not burning: the term acts when the fixable burn exceeds {} over both windows",
+                    num(slo.burn_threshold)
+                )
+            },
+            rise: None,
+        };
+        if burning {
+            match (fleet, read.short.fixable_burn) {
+                (Some(r), Some(b)) => {
+                    // At least one replica's worth of load: a fleet whose load terms
+                    // read 0 still serves the requests that burn.
+                    let l = load.unwrap_or(0.0).max(1.0);
+                    let step = control::Step {
+                        now: signals.now,
+                        fleet: r,
+                        load: l,
+                        fixable_burn: b,
+                        boost: slo.max_boost.min(1.0 + slo.gain * (b - 1.0)),
+                        short_window_s: slo.short_window_s,
+                        max_demand: params.max_demand,
+                    };
+                    let decision = control::decide(&slo.name, last, &step);
+                    let term = slo_boost(slo, &read, (r, l, b), &decision);
+                    status.replicas = Some(term.replicas);
+                    status.boost = Some(decision.boost);
+                    status.control = decision.control;
+                    status.control_reason = decision.reason.clone();
+                    status.rise = decision.rise.clone();
+                    carried.extend(decision.rise);
+                    if best.as_ref().is_none_or(|t| term.replicas > t.replicas) {
+                        best = Some(term);
+                    }
+                }
+                _ => {
+                    carried.extend(last.cloned());
+                    unread = true;
+                }
+            }
+        }
+        statuses.push(status);
     }
     if unread {
         skipped.push(TermKind::Slo);
     }
     terms.extend(best);
-    Ok(statuses)
+    Ok((statuses, carried))
 }
 
 /// The forecast term: the rate expected over the lead, in replicas.

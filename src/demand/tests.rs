@@ -354,6 +354,7 @@ fn slo(name: &str, signal: LatencySignal) -> SloParams {
         gain: 0.25,
         max_boost: 2.0,
         floor_context_tokens: None,
+        short_window_s: 300.0,
     }
 }
 
@@ -723,4 +724,62 @@ fn the_slo_term_ends_when_the_short_window_stops_burning_though_the_long_one_sti
     assert!(d.term(TermKind::Slo).is_none(), "{:?}", d.terms);
     assert!(!d.slos[0].burning);
     assert!(d.slos[0].long_fixable_burn.unwrap() > 1.0);
+}
+
+#[test]
+fn a_burn_the_served_rise_did_not_lower_holds_the_term_and_the_burn_ending_drops_it() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    let at = |seconds: i64| DateTime::from_timestamp(1_700_000_000 + seconds, 0);
+    // A queue of 60 on R replicas (L = 4) and a short burn of `burn` at `seconds`.
+    let observe = |seconds: i64, fleet: usize, burn: f64| {
+        let mut s = signals(&vec![60.0 / fleet as f64; fleet], 0.0, 0.0, &[]);
+        s.slos = vec![slow_share(burn / 100.0, 0.05)];
+        s.now = at(seconds);
+        s
+    };
+    // Burn 3: 4 x 1.5 = 6, remembered.
+    let first = compute_after(&observe(0, 4, 3.0), &p, &[]).unwrap();
+    assert_eq!(rounded(&first, TermKind::Slo), 6.0);
+    assert_eq!(first.slos[0].control, control::Control::Rise);
+    assert_eq!(first.rises.len(), 1);
+    // The fleet runs the 6 from 180 s; polled every minute, the burn has not fallen 5
+    // minutes later.
+    let mut rises = first.rises;
+    for seconds in (60..=420).step_by(60) {
+        let fleet = if seconds < 180 { 4 } else { 6 };
+        rises = compute_after(&observe(seconds, fleet, 3.0), &p, &rises)
+            .unwrap()
+            .rises;
+    }
+    let settled = compute_after(&observe(480, 6, 3.0), &p, &rises).unwrap();
+    assert_eq!(settled.slos[0].control, control::Control::Follow);
+    // Burn 5 would ask 4 x 2 = 8: held at 6, and Explain says why.
+    let held = compute_after(&observe(500, 6, 5.0), &p, &settled.rises).unwrap();
+    assert_eq!(rounded(&held, TermKind::Slo), 6.0);
+    assert_eq!(held.slos[0].control, control::Control::Hold);
+    assert!((held.slos[0].boost.unwrap() - 1.5).abs() < 1e-9);
+    assert!(held.slos[0].control_reason.starts_with("held at 1.500"));
+    assert!(
+        held.term(TermKind::Slo)
+            .unwrap()
+            .formula
+            .contains("held boost"),
+        "{:?}",
+        held.terms
+    );
+    // The same SLO unread: what it last asked stands for the next evaluation.
+    let mut unread = observe(520, 6, 5.0);
+    unread.slos = vec![None];
+    let carried = compute_after(&unread, &p, &held.rises).unwrap();
+    assert_eq!(carried.rises, held.rises);
+    // The burn ends: no term and nothing carried, so the next burn starts free.
+    let mut clean = observe(600, 6, 0.0);
+    clean.slos = vec![slow_share(0.0, 0.05)];
+    let ended = compute_after(&clean, &p, &carried.rises).unwrap();
+    assert!(ended.term(TermKind::Slo).is_none());
+    assert_eq!(ended.slos[0].control, control::Control::Idle);
+    assert!(ended.rises.is_empty());
+    let again = compute_after(&observe(700, 6, 5.0), &p, &ended.rises).unwrap();
+    assert_eq!(rounded(&again, TermKind::Slo), 8.0);
 }

@@ -11,7 +11,7 @@ use crate::{
         externalscaler::ScaledObjectRef,
         llmscaler::v1::{
             Explanation, Forecast, ForecastCandidate, ForecastCandidates, Inputs, Query,
-            ReplicaInputs, ScheduleWindow, SloStatus, Term, explain_server::Explain,
+            ReplicaInputs, ScheduleWindow, SloRise, SloStatus, Term, explain_server::Explain,
         },
     },
     source::{MetricsSource, QueryRecord, Signal},
@@ -169,6 +169,17 @@ fn fill_demand(
             long_fixable_burn_rate: slo.long_fixable_burn,
             burning: slo.burning,
             replicas: slo.replicas,
+            boost: slo.boost,
+            control: slo.control.as_str().to_owned(),
+            control_reason: slo.control_reason.clone(),
+            last_rise: slo.rise.as_ref().map(|r| SloRise {
+                boost: r.boost,
+                fixable_burn: r.fixable_burn,
+                replicas: r.replicas,
+                at_unix_ms: r.at.timestamp_millis(),
+                served_at_unix_ms: r.served_at.map(|t| t.timestamp_millis()),
+                lowest_fixable_burn_after: r.lowest_burn_after,
+            }),
         })
         .collect();
     explanation.schedule = demand.schedule.as_ref().map(|w| ScheduleWindow {

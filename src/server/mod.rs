@@ -1,6 +1,7 @@
 //! The network edge: KEDA's gRPC protocol, Explain, health and reflection on one
 //! listener; `/metrics`, `/healthz` and `/readyz` on another.
 
+mod carried;
 mod deadline;
 mod evaluator;
 mod explain;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::Status;
 
-use super::{evaluator::Evaluator, telemetry::Telemetry, tls, tracked};
+use super::{carried::Carried, evaluator::Evaluator, telemetry::Telemetry, tls, tracked};
 use crate::{
     config::{
         Config,
@@ -47,6 +47,8 @@ pub struct State<S> {
     pub tasks: TaskTracker,
     /// Triggers already resolved and planned against the config in force.
     resolutions: std::sync::Mutex<Resolutions>,
+    /// What each trigger's last evaluation carries to its next (SLO anti-windup).
+    carried: std::sync::Mutex<Carried>,
 }
 
 /// The most distinct triggers whose resolution is kept: far more than a cluster's
@@ -131,6 +133,7 @@ impl<S: MetricsSource> State<S> {
             tls_reload_interval: tls::RELOAD_INTERVAL,
             tracked: std::sync::Mutex::new(tracked::Tracked::default()),
             resolutions: std::sync::Mutex::new(Resolutions::default()),
+            carried: std::sync::Mutex::new(Carried::default()),
         }
     }
 
@@ -210,9 +213,20 @@ impl<S: MetricsSource> State<S> {
         let model = resolved.model.as_deref();
         let readings = observed.current.readings(model);
         self.telemetry.record_read_errors(&readings);
-        let mut evaluated = match readings.demand(&resolved.target, policy) {
+        // Evaluations of one trigger that overlap read the same rises; from the same
+        // observation they carry the same ones, so the last to finish is as good as any.
+        let rises = self
+            .carried
+            .lock()
+            .expect("carried lock")
+            .get(scaled_object);
+        let mut evaluated = match readings.demand_after(&resolved.target, policy, &rises) {
             Ok((demand, skipped)) => {
                 observed.mark_good();
+                self.carried
+                    .lock()
+                    .expect("carried lock")
+                    .set(scaled_object, demand.rises.clone());
                 Evaluated {
                     observation: observed.current,
                     demand: Ok(demand),
@@ -226,9 +240,11 @@ impl<S: MetricsSource> State<S> {
                     .last_good
                     .filter(|good| good.started.elapsed() <= evaluation.max_staleness.value.0)
                     .and_then(|good| {
+                        // Judged against the rises kept, but not kept itself: the
+                        // stale observation is older than what they record.
                         let demand = good
                             .readings(model)
-                            .demand(&resolved.target, policy)
+                            .demand_after(&resolved.target, policy, &rises)
                             .ok()?
                             .0;
                         Some((good, demand))
@@ -266,6 +282,10 @@ impl<S: MetricsSource> State<S> {
             .seen(&scaled_object.namespace, &scaled_object.name);
         for (namespace, name) in forgotten {
             self.telemetry.forget(&namespace, &name);
+            self.carried
+                .lock()
+                .expect("carried lock")
+                .forget(&namespace, &name);
         }
         if let Ok(demand) = &evaluated.demand {
             self.telemetry.record_demand(

@@ -47,6 +47,17 @@ pub struct BurnLabels {
     pub window: String,
 }
 
+/// The labels of an SLO's control series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloLabels {
+    /// The ScaledObject's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub scaledobject: String,
+    /// The SLO's name.
+    pub slo: String,
+}
+
 /// The labels of a gRPC call count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrpcLabels {
@@ -140,6 +151,12 @@ pub struct Telemetry {
     /// SLOs on engines exporting per-request prefill time), or a prompt longer than
     /// `floor_context_tokens` (TPOT SLOs that set it); absent otherwise.
     pub slo_unfixable_ratio: Gauges<BurnLabels>,
+    /// The boost the SLO term multiplies the load by while the SLO burns (absent
+    /// otherwise).
+    pub slo_boost: Gauges<SloLabels>,
+    /// 1 while anti-windup holds the boost below what the burn asks, else 0 (absent
+    /// while not burning).
+    pub slo_boost_held: Gauges<SloLabels>,
     /// The forecast token rate over the lead per ScaledObject.
     pub forecast_tokens: Gauges<ScaledObjectLabels>,
     /// The SLO names each ScaledObject has burn-rate series for, to drop them later.
@@ -230,6 +247,8 @@ struct SloMetrics {
     slo_burn_rate: Gauges<BurnLabels>,
     slo_fixable_burn_rate: Gauges<BurnLabels>,
     slo_unfixable_ratio: Gauges<BurnLabels>,
+    slo_boost: Gauges<SloLabels>,
+    slo_boost_held: Gauges<SloLabels>,
 }
 
 impl SloMetrics {
@@ -252,6 +271,18 @@ impl SloMetrics {
                 "slo_unfixable_ratio",
                 "Share of requests no replica count serves in time (TTFT: prefill alone over the threshold; TPOT: prompt over floor_context_tokens), per SLO and window",
                 Gauges::<BurnLabels>::default(),
+            ),
+            slo_boost: registered(
+                registry,
+                "slo_boost",
+                "The factor the SLO term multiplies the load-based demand by, while the SLO burns",
+                Gauges::<SloLabels>::default(),
+            ),
+            slo_boost_held: registered(
+                registry,
+                "slo_boost_held",
+                "1 while anti-windup holds an SLO's boost at its last rise (served for a short window without lowering the fixable burn), else 0",
+                Gauges::<SloLabels>::default(),
             ),
         }
     }
@@ -364,6 +395,8 @@ impl Telemetry {
             slo_burn_rate,
             slo_fixable_burn_rate,
             slo_unfixable_ratio,
+            slo_boost,
+            slo_boost_held,
         } = SloMetrics::register(&mut registry);
         let ServiceMetrics {
             query_duration,
@@ -399,6 +432,8 @@ impl Telemetry {
             slo_burn_rate,
             slo_fixable_burn_rate,
             slo_unfixable_ratio,
+            slo_boost,
+            slo_boost_held,
             query_duration,
             query_errors,
             read_errors,
@@ -579,6 +614,18 @@ impl Telemetry {
                     }
                 }
             }
+            let labels = SloLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                slo: slo.name.clone(),
+            };
+            if let Some(boost) = slo.boost {
+                self.slo_boost.get_or_create(&labels).set(boost);
+                let held = slo.control == crate::demand::control::Control::Hold;
+                self.slo_boost_held
+                    .get_or_create(&labels)
+                    .set(if held { 1.0 } else { 0.0 });
+            }
             names.push(slo.name.clone());
         }
         if !names.is_empty() {
@@ -596,6 +643,13 @@ impl Telemetry {
             .expect("slo names lock")
             .remove(&(namespace.to_owned(), name.to_owned()));
         for slo in names.into_iter().flatten() {
+            let labels = SloLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                slo: slo.clone(),
+            };
+            self.slo_boost.remove(&labels);
+            self.slo_boost_held.remove(&labels);
             for window in ["short", "long"] {
                 let labels = BurnLabels {
                     namespace: namespace.to_owned(),
@@ -721,9 +775,14 @@ mod tests {
                 long_fixable_burn: Some(1.5),
                 burning: true,
                 replicas: Some(1.25),
+                boost: Some(1.125),
+                control: crate::demand::control::Control::Hold,
+                control_reason: String::new(),
+                rise: None,
             }],
             schedule: None,
             forecast: None,
+            rises: Vec::new(),
         };
         telemetry.record_demand("ns", "gone", &demand, 0.1, true);
         telemetry.record_demand("ns", "kept", &demand, 0.1, false);
@@ -744,6 +803,18 @@ mod tests {
         assert!(before.contains(
             r#"keda_llm_scaler_observed_replicas{namespace="ns",scaledobject="gone"} 1.0"#
         ));
+        assert!(
+            before.contains(
+                r#"keda_llm_scaler_slo_boost{namespace="ns",scaledobject="gone",slo="ttft-2s"} 1.125"#
+            ),
+            "{before}"
+        );
+        assert!(
+            before.contains(
+                r#"keda_llm_scaler_slo_boost_held{namespace="ns",scaledobject="gone",slo="ttft-2s"} 1.0"#
+            ),
+            "{before}"
+        );
         assert!(
             before.contains(
                 r#"keda_llm_scaler_demand_at_max{namespace="ns",scaledobject="gone"} 0.0"#

@@ -334,6 +334,9 @@ pub struct Simulation {
     handoffs: Vec<Handoff>,
     /// The replicas the policy last asked for, per pool.
     demand: Vec<f64>,
+    /// What the scaler's last evaluation of each pool carried (its SLO terms' rises),
+    /// as the service keeps it per trigger.
+    rises: Vec<Vec<crate::demand::control::Rise>>,
     /// The timeline so far.
     pub timeline: Vec<Point>,
     arrived_in_sample: u64,
@@ -397,6 +400,7 @@ impl Simulation {
         let mut simulation = Self {
             stats: Stats::windowed(setup.thresholds, super::stats::ORACLE_WINDOW),
             demand: vec![0.0; pools.len()],
+            rises: vec![Vec::new(); pools.len()],
             setup,
             policy,
             lookahead,
@@ -525,8 +529,13 @@ impl Simulation {
                 Policy::JustInTime => self.oracle_wants(now, index),
                 policy if policy.holds() => current,
                 policy => {
-                    let (metrics, active, asked) =
-                        measure(&self.setup, policy, index, &self.tsdbs[index], now);
+                    let (metrics, active, asked) = measure(
+                        &self.setup,
+                        policy,
+                        (index, &mut self.rises[index]),
+                        &self.tsdbs[index],
+                        now,
+                    );
                     if metrics.is_err() {
                         self.evaluation_errors += 1;
                     }
@@ -652,7 +661,7 @@ pub(super) fn step_to(
 fn measure(
     setup: &Setup,
     policy: Policy,
-    index: usize,
+    (index, rises): (usize, &mut Vec<crate::demand::control::Rise>),
     tsdb: &Tsdb,
     now: f64,
 ) -> (Result<Vec<MetricValue>, ()>, Option<bool>, Option<f64>) {
@@ -660,18 +669,23 @@ fn measure(
     let wall = SystemTime::from(setup.start) + Duration::from_secs_f64(now.max(0.0));
     if policy == Policy::Scaler {
         let observation = tsdb.observe(&pool.plan, now, wall);
-        return match observation
-            .readings(None)
-            .demand(&pool.target, setup.on_term_error)
-        {
-            Ok((demand, _)) => (
-                Ok(vec![MetricValue {
-                    value: demand.replicas,
-                    target: 1.0,
-                }]),
-                Some(demand.active),
-                Some(demand.replicas),
-            ),
+        return match observation.readings(None).demand_after(
+            &pool.target,
+            setup.on_term_error,
+            rises,
+        ) {
+            Ok((demand, _)) => {
+                let answer = (
+                    Ok(vec![MetricValue {
+                        value: demand.replicas,
+                        target: 1.0,
+                    }]),
+                    Some(demand.active),
+                    Some(demand.replicas),
+                );
+                *rises = demand.rises;
+                answer
+            }
             Err(_) => (Err(()), None, None),
         };
     }

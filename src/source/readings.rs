@@ -211,11 +211,22 @@ impl Own<'_> {
 
 impl Readings {
     /// The demand from these readings under the term-error policy, with the failures
-    /// that removed terms.
+    /// that removed terms, as a first evaluation (nothing carried).
     pub fn demand(
         &self,
         target: &Target,
         policy: OnTermError,
+    ) -> Result<(Demand, Vec<String>), DemandError> {
+        self.demand_after(target, policy, &[])
+    }
+
+    /// The same, given the SLO rises the trigger's last evaluation carried
+    /// ([`Demand::rises`]).
+    pub fn demand_after(
+        &self,
+        target: &Target,
+        policy: OnTermError,
+        rises: &[demand::control::Rise],
     ) -> Result<(Demand, Vec<String>), DemandError> {
         let errors = self.error_summary();
         if policy == OnTermError::Fail
@@ -223,12 +234,13 @@ impl Readings {
         {
             return Err(DemandError::Unread(errors));
         }
-        let demand = demand::compute(&self.signals(), &target.into()).map_err(|error| {
-            DemandError::Model {
-                error,
-                unread: errors,
-            }
-        })?;
+        let demand =
+            demand::compute_after(&self.signals(), &target.into(), rises).map_err(|error| {
+                DemandError::Model {
+                    error,
+                    unread: errors,
+                }
+            })?;
         let skipped = self
             .errors()
             .into_iter()

@@ -1,0 +1,381 @@
+//! Anti-windup for the SLO term: what the term last rose to during a burn, carried from
+//! one evaluation to the next, so the term stops growing once growing has been tried
+//! and did not help.
+//!
+//! The boost follows the fixable short burn (`1 + gain x (b - 1)`, capped at
+//! `max_boost`). Left alone, a burn that more replicas do not lower (misses the split
+//! could not tell apart, a fleet bound elsewhere) keeps the boost at its cap for as
+//! long as it burns. So each rise is remembered with the burn that caused it, and
+//! judged once the fleet has served it: when the fleet has run at least the replicas
+//! asked for over one short window and the fixable burn never fell below the burn of
+//! the rise, the rise did not help, and the boost is held there until the burn stops.
+//! A rise not yet served (its replicas are still loading) or one that lowered the burn
+//! leaves the next rise free. Lower boosts always pass: the term falls with the burn,
+//! and ends with it.
+
+use chrono::{DateTime, Utc};
+
+/// The last rise of one SLO's boost during the burn in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rise {
+    /// The SLO it belongs to.
+    pub slo: String,
+    /// The boost the term rose to.
+    pub boost: f64,
+    /// The fixable short-window burn that asked for it.
+    pub fixable_burn: f64,
+    /// The replicas the term asked for then (clamped to max_demand).
+    pub replicas: f64,
+    /// When the term rose.
+    pub at: DateTime<Utc>,
+    /// The last evaluation that carried it. One unseen for [`FORGET_AFTER_S`] is
+    /// forgotten: the burn may have ended unseen (calls that went to another scaler
+    /// replica, or none at all).
+    pub seen_at: DateTime<Utc>,
+    /// When the fleet first ran that many replicas, within the HPA's 10 % tolerance.
+    pub served_at: Option<DateTime<Utc>>,
+    /// The lowest fixable short burn read once the fleet had served the rise for a
+    /// short window: the burn of requests the larger fleet served.
+    pub lowest_burn_after: Option<f64>,
+}
+
+/// What the controller did with one SLO's boost at one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Control {
+    /// The SLO is not burning (or was not read): no term, nothing remembered.
+    Idle,
+    /// The boost follows the burn at or below the last rise.
+    Follow,
+    /// The boost rose above the last rise (or this is the burn's first ask).
+    Rise,
+    /// The boost is held at the last rise: the fleet served it for a short window and
+    /// the fixable burn did not fall below the burn that asked for it.
+    Hold,
+}
+
+impl Control {
+    /// The name shown in Explain and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// One evaluation's reading of a burning SLO, as the controller needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// When the signals were observed; `None` leaves the boost unremembered.
+    pub now: Option<DateTime<Utc>>,
+    /// R: replicas serving now.
+    pub fleet: f64,
+    /// L: the load-based demand the boost multiplies.
+    pub load: f64,
+    /// The fixable short-window burn.
+    pub fixable_burn: f64,
+    /// The boost the burn asks for now.
+    pub boost: f64,
+    /// The SLO's short window, in seconds: how long a rise must be served to be judged.
+    pub short_window_s: f64,
+    /// The highest demand answered: a rise past it is served at it.
+    pub max_demand: f64,
+}
+
+/// The controller's answer for one burning SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The boost in force.
+    pub boost: f64,
+    /// What the controller did.
+    pub control: Control,
+    /// What to remember for the next evaluation.
+    pub rise: Option<Rise>,
+    /// Why, in words, for Explain.
+    pub reason: String,
+}
+
+/// KEDA asks every 15 to 30 s; four polls missed and the rise is forgotten.
+pub const FORGET_AFTER_S: f64 = 120.0;
+
+/// The HPA leaves a fleet alone within 10 % of its target, so a fleet within that of
+/// the ask (or within one replica) is taken as serving it.
+const HPA_TOLERANCE: f64 = 0.1;
+
+/// Decides one burning SLO's boost from its last rise.
+pub fn decide(slo: &str, last: Option<&Rise>, step: &Step) -> Decision {
+    let asked = step.load * step.boost;
+    let Some(now) = step.now else {
+        return Decision {
+            boost: step.boost,
+            control: Control::Rise,
+            rise: None,
+            reason: "no observation time: the boost follows the burn, unremembered".to_owned(),
+        };
+    };
+    let fresh = |r: &&Rise| {
+        r.slo == slo
+            && r.at <= now
+            && r.seen_at <= now
+            && (now - r.seen_at).as_seconds_f64() <= FORGET_AFTER_S
+    };
+    let Some(last) = last.filter(fresh) else {
+        return rise(slo, step, now, asked, "the burn's first ask".to_owned());
+    };
+    let last = judged(last, step, now);
+    if step.boost <= last.boost {
+        return Decision {
+            boost: step.boost,
+            control: Control::Follow,
+            reason: format!(
+                "the burn asks a boost of {:.3}, at or below the last rise's {:.3}",
+                step.boost, last.boost
+            ),
+            rise: Some(last),
+        };
+    }
+    match last.lowest_burn_after {
+        Some(lowest) if lowest >= last.fixable_burn => Decision {
+            boost: last.boost,
+            control: Control::Hold,
+            reason: format!(
+                "held at {:.3} (the burn asks {:.3}): the fleet has served the last rise's {:.1} replicas for a short window and the fixable burn did not fall below the {:.3} that asked for it (lowest since: {lowest:.3})",
+                last.boost, step.boost, last.replicas, last.fixable_burn
+            ),
+            rise: Some(last),
+        },
+        Some(lowest) => rise(
+            slo,
+            step,
+            now,
+            asked,
+            format!(
+                "the last rise lowered the fixable burn from {:.3} to {lowest:.3}",
+                last.fixable_burn
+            ),
+        ),
+        None => rise(
+            slo,
+            step,
+            now,
+            asked,
+            format!(
+                "the last rise ({:.1} replicas) has not been served for a short window yet",
+                last.replicas
+            ),
+        ),
+    }
+}
+
+fn rise(slo: &str, step: &Step, now: DateTime<Utc>, asked: f64, reason: String) -> Decision {
+    let rise = Rise {
+        slo: slo.to_owned(),
+        boost: step.boost,
+        fixable_burn: step.fixable_burn,
+        replicas: asked.min(step.max_demand),
+        at: now,
+        seen_at: now,
+        served_at: None,
+        lowest_burn_after: None,
+    };
+    Decision {
+        boost: step.boost,
+        control: Control::Rise,
+        rise: Some(served(rise, step, now)),
+        reason,
+    }
+}
+
+/// The rise with this evaluation's fleet and burn taken into account.
+fn judged(last: &Rise, step: &Step, now: DateTime<Utc>) -> Rise {
+    let mut rise = served(last.clone(), step, now);
+    rise.seen_at = now;
+    if let Some(served_at) = rise.served_at {
+        let settled = (now - served_at).as_seconds_f64() >= step.short_window_s;
+        if settled {
+            let lowest = rise
+                .lowest_burn_after
+                .map_or(step.fixable_burn, |l| l.min(step.fixable_burn));
+            rise.lowest_burn_after = Some(lowest);
+        }
+    }
+    rise
+}
+
+fn served(mut rise: Rise, step: &Step, now: DateTime<Utc>) -> Rise {
+    let serving =
+        step.fleet * (1.0 + HPA_TOLERANCE) >= rise.replicas || step.fleet + 1.0 > rise.replicas;
+    if rise.served_at.is_none() && serving {
+        rise.served_at = Some(now);
+    }
+    rise
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0)
+    }
+
+    fn step(seconds: i64, fleet: f64, burn: f64) -> Step {
+        Step {
+            now: at(seconds),
+            fleet,
+            load: 10.0,
+            fixable_burn: burn,
+            boost: (1.0 + 0.25 * (burn - 1.0)).min(2.0),
+            short_window_s: 300.0,
+            max_demand: 100.0,
+        }
+    }
+
+    /// Runs the controller over steps, carrying the rise, with KEDA's polls every 30 s
+    /// in between reading what the step before read; returns the steps' decisions.
+    fn decisions(steps: &[Step]) -> Vec<Decision> {
+        let mut last: Option<Rise> = None;
+        let mut out = Vec::new();
+        for (i, s) in steps.iter().enumerate() {
+            if let Some(before) = i.checked_sub(1).map(|j| steps[j]) {
+                let mut poll = before;
+                poll.now = poll.now.map(|t| t + chrono::TimeDelta::seconds(30));
+                while poll.now < s.now {
+                    last = decide("ttft", last.as_ref(), &poll).rise;
+                    poll.now = poll.now.map(|t| t + chrono::TimeDelta::seconds(30));
+                }
+            }
+            let d = decide("ttft", last.as_ref(), s);
+            last = d.rise.clone();
+            out.push(d);
+        }
+        out
+    }
+
+    fn run(steps: &[Step]) -> Vec<(Control, f64)> {
+        decisions(steps)
+            .into_iter()
+            .map(|d| (d.control, d.boost))
+            .collect()
+    }
+
+    #[test]
+    fn a_burn_that_does_not_fall_once_the_rise_is_served_stops_the_growth() {
+        // Burn 3 asks 1.5 x 10 = 15; the fleet of 10 grows to 15 by 180 s. Over the
+        // next short window the burn stays at 3 and then climbs to 5.
+        let decisions = run(&[
+            step(0, 10.0, 3.0),
+            step(180, 15.0, 3.0),
+            step(480, 15.0, 3.0),
+            step(500, 15.0, 5.0),
+            step(900, 15.0, 5.0),
+        ]);
+        assert_eq!(decisions[0], (Control::Rise, 1.5));
+        assert_eq!(decisions[1], (Control::Follow, 1.5));
+        assert_eq!(decisions[2], (Control::Follow, 1.5));
+        // Burn 5 would ask 2: held at 1.5, the rise that did not help.
+        assert_eq!(decisions[3], (Control::Hold, 1.5));
+        assert_eq!(decisions[4], (Control::Hold, 1.5));
+    }
+
+    #[test]
+    fn each_decision_says_why() {
+        let d = decisions(&[
+            step(0, 10.0, 3.0),
+            step(60, 15.0, 3.0),
+            step(400, 15.0, 5.0),
+        ]);
+        assert_eq!(d[0].reason, "the burn's first ask");
+        assert_eq!(
+            d[1].reason,
+            "the burn asks a boost of 1.500, at or below the last rise's 1.500"
+        );
+        assert_eq!(
+            d[2].reason,
+            "held at 1.500 (the burn asks 2.000): the fleet has served the last rise's 15.0 replicas for a short window and the fixable burn did not fall below the 3.000 that asked for it (lowest since: 3.000)"
+        );
+    }
+
+    #[test]
+    fn a_rise_not_yet_served_leaves_the_next_one_free() {
+        // The fleet is still at 10 (replicas loading) when the burn climbs: it may rise.
+        let decisions = run(&[step(0, 10.0, 3.0), step(600, 10.0, 5.0)]);
+        assert_eq!(decisions[1], (Control::Rise, 2.0));
+        // Served, but not yet for a short window: still free.
+        let decisions = run(&[
+            step(0, 10.0, 3.0),
+            step(60, 15.0, 3.0),
+            step(300, 15.0, 5.0),
+        ]);
+        assert_eq!(decisions[2], (Control::Rise, 2.0));
+    }
+
+    #[test]
+    fn a_rise_that_lowered_the_burn_leaves_the_next_one_free() {
+        // Served at 60 s; at 400 s the burn is down to 2, then new load pushes it to 5.
+        let decisions = run(&[
+            step(0, 10.0, 3.0),
+            step(60, 15.0, 3.0),
+            step(400, 15.0, 2.0),
+            step(500, 15.0, 5.0),
+        ]);
+        assert_eq!(decisions[2], (Control::Follow, 1.25));
+        assert_eq!(decisions[3], (Control::Rise, 2.0));
+    }
+
+    #[test]
+    fn a_held_boost_still_falls_with_the_burn() {
+        let decisions = run(&[
+            step(0, 10.0, 3.0),
+            step(60, 15.0, 3.0),
+            step(400, 15.0, 5.0),
+            step(420, 15.0, 1.8),
+        ]);
+        assert_eq!(decisions[2], (Control::Hold, 1.5));
+        assert_eq!(decisions[3], (Control::Follow, 1.2));
+    }
+
+    #[test]
+    fn a_fleet_within_the_hpa_tolerance_serves_the_ask() {
+        // Asked 20 (capped at max_demand 20 from 30): 19 replicas are within 10 %.
+        let mut first = step(0, 10.0, 9.0);
+        first.load = 15.0;
+        first.max_demand = 20.0;
+        let d = decide("ttft", None, &first);
+        assert_eq!(d.rise.as_ref().map(|r| r.replicas), Some(20.0));
+        let mut later = first;
+        later.now = at(60);
+        later.fleet = 19.0;
+        let d = decide("ttft", d.rise.as_ref(), &later);
+        assert_eq!(d.rise.and_then(|r| r.served_at), at(60));
+    }
+
+    #[test]
+    fn without_a_clock_nothing_is_remembered() {
+        let mut s = step(0, 10.0, 3.0);
+        s.now = None;
+        let d = decide("ttft", None, &s);
+        assert_eq!((d.control, d.boost, d.rise), (Control::Rise, 1.5, None));
+        assert!(d.reason.contains("no observation time"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_rise_no_evaluation_carried_for_a_short_window_is_forgotten() {
+        // Served and judged unhelpful, then unseen for 3 minutes (the calls went to
+        // another scaler replica, where the burn may have ended): the next burn is free.
+        let d = decisions(&[
+            step(0, 10.0, 3.0),
+            step(60, 15.0, 3.0),
+            step(400, 15.0, 3.0),
+        ]);
+        let next = decide("ttft", d[2].rise.as_ref(), &step(580, 15.0, 5.0));
+        assert_eq!(next.control, Control::Rise);
+        let soon = decide("ttft", d[2].rise.as_ref(), &step(500, 15.0, 5.0));
+        assert_eq!(soon.control, Control::Hold);
+    }
+
+    #[test]
+    fn a_rise_of_another_slo_is_not_read() {
+        let first = decide("tpot", None, &step(0, 10.0, 3.0));
+        let d = decide("ttft", first.rise.as_ref(), &step(60, 15.0, 5.0));
+        assert_eq!(d.control, Control::Rise);
+    }
+}
