@@ -485,6 +485,7 @@ fn alerts_and_dashboard_are_valid_promql_over_series_that_exist() {
         "KedaLlmScalerConfigReloadFailing",
         "KedaLlmScalerDemandAtMax",
         "KedaLlmScalerSloBurning",
+        "KedaLlmScalerSloBoostHeld",
     ] {
         assert!(alerts.contains(alert), "{alert} missing: {alerts:?}");
     }

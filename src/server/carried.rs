@@ -20,17 +20,22 @@ pub struct Carried {
     by_trigger: HashMap<Key, Vec<Rise>>,
 }
 
-fn key(scaled_object: &ScaledObjectRef) -> Key {
+/// A trigger's metadata in one order, to key caches by (KEDA sends a map).
+pub(super) fn sorted_metadata(scaled_object: &ScaledObjectRef) -> Vec<(String, String)> {
     let mut metadata: Vec<(String, String)> = scaled_object
         .scaler_metadata
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     metadata.sort_unstable();
+    metadata
+}
+
+fn key(scaled_object: &ScaledObjectRef) -> Key {
     (
         scaled_object.namespace.clone(),
         scaled_object.name.clone(),
-        metadata,
+        sorted_metadata(scaled_object),
     )
 }
 

@@ -70,13 +70,10 @@ struct Resolutions {
 impl Resolutions {
     /// The key of a trigger: its namespace and its metadata, sorted.
     fn key(scaled_object: &ScaledObjectRef) -> TriggerKey {
-        let mut metadata: Vec<(String, String)> = scaled_object
-            .scaler_metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        metadata.sort_unstable();
-        (scaled_object.namespace.clone(), metadata)
+        (
+            scaled_object.namespace.clone(),
+            super::carried::sorted_metadata(scaled_object),
+        )
     }
 
     /// The cached resolution, when the config is still the one it was made against.
