@@ -361,6 +361,39 @@ fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
 }
 
 #[test]
+fn without_a_split_long_prompts_still_cannot_drive_the_fleet_to_max_replicas() {
+    // SGLang exports no per-request prefill time: every TTFT miss counts as one replicas
+    // fix, so the TTFT term burns all hour on 40,000-token prompts. Bounded by the
+    // load, it asks for max_boost x L, not for the 20 of maxReplicaCount.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = uniform_trace(dir.path(), 0.1, 40_000, 50);
+    let shipped = std::fs::read_to_string(CONFIG).unwrap();
+    // SGLang has no request-length histograms either: the fixed numbers size the load.
+    let start = shipped
+        .find("      # One output column")
+        .expect("the shipped profile");
+    let end = shipped.find("    kv_cache:").expect("kv_cache after it");
+    let sglang = format!("{}{}", &shipped[..start], &shipped[end..])
+        .replace("engine: vllm", "engine: sglang");
+    let path = dir.path().join("sglang.yaml");
+    std::fs::write(&path, sglang).unwrap();
+    let (report, peak) = scaler_run(dir.path(), &path, &trace, &[]);
+    let (split, split_peak) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
+    assert_eq!(report["policies"][0]["evaluation_errors"], 0, "{report}");
+    assert_eq!(report["policies"][0]["ttft_attainment"], 0.0, "{report}");
+    println!("peak {peak} pods without the split, {split_peak} with it");
+    // The term acts (the fleet is larger than with vLLM's split)...
+    let gpu_hours = |r: &serde_json::Value| r["policies"][0]["gpu_hours"].as_f64().unwrap();
+    assert!(
+        gpu_hours(&report) > gpu_hours(&split),
+        "{report} against {split}"
+    );
+    // ...but within twice the load's fleet, far from the maximum of 20.
+    assert!(peak <= 2 * split_peak.max(3), "peak {peak} pods of 20");
+    assert!(peak < 10, "peak {peak} pods of 20");
+}
+
+#[test]
 fn attainment_is_counted_against_the_configs_slos() {
     // 40,000-token prompts need 4.2 s of prefill: out of reach of the shipped 2 s TTFT
     // SLO, within a 5 s one. The backtest judges the fleet by the SLOs its config sets.
