@@ -302,3 +302,64 @@ fn every_shipped_manifest_names_traces_that_are_there() {
         }
     }
 }
+
+#[test]
+fn hpa_floor_adds_the_oracle_through_the_scaled_object_and_its_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = cut(Path::new(AZURE), 15.0, dir.path());
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "traces:\n  - name: chat-4x\n    trace: {}\n    rate_scale: 4\n",
+            trace.display()
+        ),
+    )
+    .unwrap();
+    let base = ["--config", CONFIG, "--traces", manifest.to_str().unwrap()];
+    let (ok, json, stderr) = scorecard(&[&base[..], &["--hpa-floor", "--json"]].concat());
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&json).unwrap();
+    let trace = &report["traces"][0];
+    let names: Vec<&str> = trace["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "scaler",
+            "oracle",
+            "oracle-hpa",
+            "static-best",
+            "keda-tuned",
+            "keda-seed"
+        ]
+    );
+    let gpu_hours = |name: &str| number(policy(trace, name), "gpu_hours");
+    assert!(gpu_hours("oracle-hpa") >= gpu_hours("oracle"), "{trace}");
+
+    let (ok, table, _) = scorecard(&[&base[..], &["--hpa-floor"]].concat());
+    assert!(ok);
+    assert!(
+        table.starts_with(
+            "| trace | policy | feasible TTFT | feasible TPOT | windows < 99 % | GPU-hours | / oracle | / oracle-hpa | / keda-tuned | chosen |"
+        ),
+        "{table}"
+    );
+    let scaler_row = table
+        .lines()
+        .find(|l| l.starts_with("| chat-4x | scaler |"))
+        .unwrap();
+    let cells: Vec<&str> = scaler_row.split('|').map(str::trim).collect();
+    let expected = gpu_hours("scaler") / gpu_hours("oracle-hpa");
+    let shown: f64 = cells[8].parse().unwrap();
+    assert!((shown - expected).abs() < 0.006, "{scaler_row}: {expected}");
+    assert!(table.contains("|  | oracle-hpa |"), "{table}");
+    // Without the flag the table keeps its columns.
+    let (ok, plain, _) = scorecard(&base);
+    assert!(ok);
+    assert!(!plain.contains("oracle-hpa"), "{plain}");
+}

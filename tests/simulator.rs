@@ -166,6 +166,78 @@ fn backtest_compares_every_policy_deterministically() {
     assert!(table.contains("\noracle: "), "{table}");
 }
 
+/// The timeline's column `name` for `policy`, by sample.
+fn column(timeline: &str, name: &str) -> Vec<f64> {
+    let mut lines = timeline.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let index = header
+        .iter()
+        .position(|h| *h == name)
+        .unwrap_or_else(|| panic!("{name} in {header:?}"));
+    lines
+        .map(|line| line.split(',').nth(index).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn oracle_hpa_asks_the_oracles_fleets_through_the_scalers_scaled_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = azure_slice(dir.path(), 30);
+    let timeline = dir.path().join("timeline.csv");
+    let (ok, json, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        trace.to_str().unwrap(),
+        "--rate-scale",
+        "4",
+        "--policy",
+        "oracle",
+        "--policy",
+        "oracle-hpa",
+        "--plot",
+        dir.path().join("plot.svg").to_str().unwrap(),
+        "--timeline",
+        timeline.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let policies = report["policies"].as_array().unwrap();
+    let by_name = |name: &str| policies.iter().find(|p| p["name"] == name).unwrap();
+    let (oracle, floor) = (by_name("oracle"), by_name("oracle-hpa"));
+    let gpu_hours = |p: &serde_json::Value| p["gpu_hours"].as_f64().unwrap();
+    // The HPA holds replicas the oracle lets go: the floor behind a ScaledObject costs
+    // more, and asking one cold start ahead keeps the oracle's attainment.
+    assert!(gpu_hours(floor) > gpu_hours(oracle), "{report}");
+    for key in ["ttft_attainment_feasible", "tpot_attainment_feasible"] {
+        assert!(floor[key].as_f64().unwrap() >= 0.99, "{key}: {floor}");
+    }
+
+    let timeline = std::fs::read_to_string(&timeline).unwrap();
+    let at = column(&timeline, "at_s");
+    let asked = column(&timeline, "oracle-hpa_demand_0");
+    let pods = column(&timeline, "oracle-hpa_pods_0");
+    let oracle_serving = column(&timeline, "oracle_serving_0");
+    for i in 0..at.len() {
+        // Between window starts, while the trace lasts, it asks at least the fleet the
+        // oracle serves with.
+        if at[i] % 300.0 != 0.0 && at[i] < 30.0 * 60.0 {
+            assert!(asked[i] >= oracle_serving[i], "at {} s", at[i]);
+        }
+        // The recommended ScaledObject lets one pod go per 2 minutes.
+        for j in i + 1..at.len() {
+            if at[j] - at[i] < 120.0 {
+                assert!(pods[j] >= pods[i] - 1.0, "{} s to {} s", at[i], at[j]);
+            }
+        }
+    }
+    assert!(
+        (0..at.len()).any(|i| pods[i] > oracle_serving[i]),
+        "the HPA holds replicas the oracle has let go"
+    );
+}
+
 #[test]
 fn backtest_runs_a_disaggregated_fleet_and_a_rate_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -523,7 +595,7 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         "--config", CONFIG, "--trace", AZURE, "--policy", "hpa", "--plot", plot,
     ]);
     assert!(
-        stderr.contains("unknown policy `hpa`: expected static, static-best, keda-queue, keda-tokens, keda-seed, keda-tuned, scaler, just-in-time, oracle"),
+        stderr.contains("unknown policy `hpa`: expected static, static-best, keda-queue, keda-tokens, keda-seed, keda-tuned, scaler, just-in-time, oracle, oracle-hpa"),
         "{stderr}"
     );
     let missing = dir.path().join("missing.csv");

@@ -206,7 +206,7 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, SimError> {
         keda: super::run::KedaThresholds::SEED,
     };
     let policies = if args.policies.is_empty() {
-        Policy::iter().collect()
+        Policy::iter().filter(|p| p.runs_by_default()).collect()
     } else {
         args.policies.clone()
     };

@@ -24,7 +24,7 @@ type DrawResult = Result<(), String>;
 const LEGEND_WIDTH: u32 = 260;
 
 /// One color per policy, in the order [`Policy`] declares.
-const COLORS: [RGBColor; 9] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(0x7f, 0x7f, 0x7f),
     RGBColor(0xbc, 0xbd, 0x22),
     RGBColor(0x1f, 0x77, 0xb4),
@@ -34,6 +34,7 @@ const COLORS: [RGBColor; 9] = [
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x8c, 0x56, 0x4b),
     RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xe3, 0x77, 0xc2),
 ];
 
 /// The color a policy is drawn in, on every plot.

@@ -53,6 +53,10 @@ pub enum Policy {
     /// Knows future arrivals; per window the fewest replicas the simulator shows reach
     /// the target (searched): the cost floor.
     Oracle,
+    /// The oracle's fleets, asked of this scaler's ScaledObject one cold start ahead and
+    /// shaped by its HPA (stabilization, rate policies, tolerance): the floor for any
+    /// demand behind that ScaledObject. Run only when named.
+    OracleHpa,
 }
 
 impl Policy {
@@ -71,8 +75,18 @@ impl Policy {
     fn is_planned(self) -> bool {
         matches!(
             self,
-            Policy::Static | Policy::StaticBest | Policy::JustInTime | Policy::Oracle
+            Policy::Static
+                | Policy::StaticBest
+                | Policy::JustInTime
+                | Policy::Oracle
+                | Policy::OracleHpa
         )
+    }
+
+    /// Whether `backtest` runs it when no `--policy` is named: all but `oracle-hpa`,
+    /// which searches the oracle a second time and is asked for by name.
+    pub fn runs_by_default(self) -> bool {
+        self != Policy::OracleHpa
     }
 
     /// Policies that follow a fleet size given to them and hold it between changes.
@@ -387,7 +401,7 @@ impl Simulation {
             .iter()
             .map(|p| {
                 Hpa::new(match policy {
-                    Policy::Scaler => p.scaled_object.clone(),
+                    Policy::Scaler | Policy::OracleHpa => p.scaled_object.clone(),
                     _ => setup.seed.clone(),
                 })
             })
@@ -527,6 +541,15 @@ impl Simulation {
             let wanted = match self.policy {
                 Policy::Static => self.peak(index),
                 Policy::JustInTime => self.oracle_wants(now, index),
+                Policy::OracleHpa => {
+                    let asked = f64::from(self.oracle_wants(now, index));
+                    self.demand[index] = asked;
+                    let metric = MetricValue {
+                        value: asked,
+                        target: 1.0,
+                    };
+                    self.hpas[index].sync(now, current, Ok(vec![metric]))
+                }
                 policy if policy.holds() => current,
                 policy => {
                     let (metrics, active, asked) = measure(
@@ -549,7 +572,7 @@ impl Simulation {
                     }
                 }
             };
-            if self.policy.is_planned() {
+            if self.policy.is_planned() && self.policy != Policy::OracleHpa {
                 self.demand[index] = f64::from(wanted);
             }
             self.pools[index].scale_to(wanted, now);

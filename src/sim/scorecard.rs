@@ -40,6 +40,22 @@ pub struct ScorecardArgs {
     /// Also plot, per trace, each policy's GPU-hours against its attainment (SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Also run `oracle-hpa` (the oracle's fleets asked through the scaler's
+    /// ScaledObject) and give the scaler's GPU-hours as a ratio to it: how much of the
+    /// gap to the oracle the HPA's behavior and the cold start leave to any demand.
+    #[arg(long)]
+    pub hpa_floor: bool,
+}
+
+impl ScorecardArgs {
+    /// The policies this scorecard compares, in its order.
+    fn policies(&self) -> Vec<Policy> {
+        let mut policies = POLICIES.to_vec();
+        if self.hpa_floor {
+            policies.insert(2, Policy::OracleHpa);
+        }
+        policies
+    }
 }
 
 /// The policies a scorecard compares, in its order.
@@ -261,7 +277,7 @@ fn read_entry(
         trace,
         lengths,
         profiles: Vec::new(),
-        policies: POLICIES.to_vec(),
+        policies: args.policies(),
         model: fields.model()?,
         cold_start: None,
         router: Router::LeastOutstanding,
@@ -322,17 +338,19 @@ pub fn scorecard(args: &ScorecardArgs) -> Result<String, SimError> {
         })
         .collect();
     if let Some(path) = &args.plot {
-        std::fs::write(path, plot(&scored, args.target)?).map_err(|source| SimError::Write {
-            what: "plot",
-            path: path.display().to_string(),
-            source,
+        std::fs::write(path, plot(&scored, args.target, &args.policies())?).map_err(|source| {
+            SimError::Write {
+                what: "plot",
+                path: path.display().to_string(),
+                source,
+            }
         })?;
     }
     Ok(if args.json {
         serde_json::to_string_pretty(&to_json(&scored, args.target)).expect("JSON values serialize")
             + "\n"
     } else {
-        to_table(&scored, args.target)
+        to_table(&scored, args.target, args.hpa_floor)
     })
 }
 
@@ -361,49 +379,52 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// One markdown table over every trace; the scaler's row carries its ratios.
-fn to_table(scored: &[Scored], target: f64) -> String {
+/// One markdown table over every trace; the scaler's row carries its ratios (to
+/// `oracle-hpa` too with `hpa_floor`).
+fn to_table(scored: &[Scored], target: f64, hpa_floor: bool) -> String {
     let mut out = String::new();
+    let floor_heading = if hpa_floor { " / oracle-hpa |" } else { "" };
     let _ = writeln!(
         out,
-        "| trace | policy | feasible TTFT | feasible TPOT | windows < {:.0} % | GPU-hours | / oracle | / keda-tuned | chosen |",
+        "| trace | policy | feasible TTFT | feasible TPOT | windows < {:.0} % | GPU-hours | / oracle |{floor_heading} / keda-tuned | chosen |",
         target * 100.0
     );
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+    let floor_rule = if hpa_floor { "---:|" } else { "" };
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|{floor_rule}---:|---|"
+    );
     for s in scored {
         let (ttft, tpot) = feasible_shares(&s.outcomes);
         for outcome in &s.outcomes {
             let scaler = outcome.policy == Policy::Scaler;
             let feasible = &outcome.stats.feasible;
+            let to = |policy: Policy| match scaler {
+                true => ratio(Some(outcome.gpu_hours), s.gpu_hours(policy)),
+                false => String::new(),
+            };
+            let floor = match hpa_floor {
+                true => format!(" {} |", to(Policy::OracleHpa)),
+                false => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} % | {:.2} % | {} | {:.1} | {} | {} | {} |",
-                if scaler {
-                    s.name.clone()
-                } else {
-                    String::new()
-                },
+                "| {} | {} | {:.2} % | {:.2} % | {} | {:.1} | {} |{floor} {} | {} |",
+                if scaler { s.name.as_str() } else { "" },
                 outcome.policy.as_str(),
                 feasible.ttft_attainment() * 100.0,
                 feasible.tpot_attainment() * 100.0,
                 super::search::missed_windows(outcome, target).len(),
                 outcome.gpu_hours,
-                if scaler {
-                    ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::Oracle))
-                } else {
-                    String::new()
-                },
-                if scaler {
-                    ratio(Some(outcome.gpu_hours), s.gpu_hours(Policy::KedaTuned))
-                } else {
-                    String::new()
-                },
+                to(Policy::Oracle),
+                to(Policy::KedaTuned),
                 super::backtest::found_text(outcome),
             );
         }
+        let floor_blank = if hpa_floor { " |" } else { "" };
         let _ = writeln!(
             out,
-            "| | feasible share | {:.2} % | {:.2} % | | | | | |",
+            "| | feasible share | {:.2} % | {:.2} % | | | |{floor_blank} | |",
             ttft * 100.0,
             tpot * 100.0
         );
@@ -412,7 +433,7 @@ fn to_table(scored: &[Scored], target: f64) -> String {
 }
 
 /// The points of every trace's panel, for [`super::plot::scorecard`].
-fn plot(scored: &[Scored], target: f64) -> Result<String, SimError> {
+fn plot(scored: &[Scored], target: f64, policies: &[Policy]) -> Result<String, SimError> {
     let panels: Vec<ScorePanel> = scored
         .iter()
         .map(|s| ScorePanel {
@@ -428,5 +449,5 @@ fn plot(scored: &[Scored], target: f64) -> Result<String, SimError> {
                 .collect(),
         })
         .collect();
-    super::plot::scorecard(&panels, &POLICIES, target)
+    super::plot::scorecard(&panels, policies, target)
 }

@@ -45,6 +45,7 @@ pub fn evaluate(setup: &Setup, policy: Policy, arrivals: MakeArrivals, target: f
         Policy::StaticBest => static_best(setup, arrivals, target),
         Policy::KedaTuned => keda_tuned(setup, arrivals, target),
         Policy::Oracle => oracle(setup, arrivals, target),
+        Policy::OracleHpa => oracle_hpa(setup, arrivals, target),
         policy => run(setup, policy, arrivals),
     }
 }
@@ -347,6 +348,26 @@ impl OracleRun<'_> {
 /// documentation); within the scaler's bounds, at the maximum where even that misses
 /// (`capped` windows).
 pub fn oracle(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
+    oracle_fleets(setup, arrivals, target).0
+}
+
+/// `oracle-hpa`: the oracle's fleets asked of the scaler's ScaledObject one cold start
+/// ahead, through the HPA (see [`Policy::OracleHpa`]).
+pub fn oracle_hpa(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
+    let (_, fleets) = oracle_fleets(setup, arrivals, target);
+    let slots_per_window = (ORACLE_WINDOW / 15.0).round() as usize;
+    let lookahead = fleets
+        .iter()
+        .flat_map(|fleet| std::iter::repeat_n(fleet.clone(), slots_per_window))
+        .collect();
+    drive(
+        Simulation::new(setup.clone(), Policy::OracleHpa, lookahead),
+        arrivals(),
+    )
+}
+
+/// The oracle's run, and the fleet it chose for each window (per pool).
+fn oracle_fleets(setup: &Setup, arrivals: MakeArrivals, target: f64) -> (Outcome, Vec<Vec<u32>>) {
     let arrivals = arrivals();
     let duration = arrivals.duration();
     let windows = ((duration / ORACLE_WINDOW).ceil() as u64).max(1);
@@ -362,6 +383,7 @@ pub fn oracle(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
         timeline: Vec::new(),
     };
     let mut fleet: Vec<u32> = bounds.iter().map(|b| b.0).collect();
+    let mut fleets = Vec::with_capacity(windows as usize);
     let mut capped = 0;
     for window in 0..windows {
         let start = window as f64 * ORACLE_WINDOW;
@@ -372,6 +394,7 @@ pub fn oracle(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
             capped += 1;
         }
         state.commit(window, &fleet);
+        fleets.push(fleet.clone());
     }
     let mut simulation = state.simulation.expect("at least one window was committed");
     state.timeline.append(&mut simulation.timeline);
@@ -382,7 +405,7 @@ pub fn oracle(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
     }
     let mut outcome = simulation.drain(duration);
     outcome.found = Some(Found::Windows { windows, capped });
-    outcome
+    (outcome, fleets)
 }
 
 #[cfg(test)]
