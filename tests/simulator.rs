@@ -412,7 +412,7 @@ fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
     let trace = uniform_trace(dir.path(), 0.1, 40_000, 50);
     // The same fleet without its TTFT SLO (the TPOT one stays: chunked prefill of these
     // prompts slows everyone's decoding, and more replicas do fix that).
-    let ttft = "      - name: ttft-2s\n        signal: ttft\n        threshold: 2s\n        objective: 0.99\n";
+    let ttft = "      - name: ttft-2s\n        signal: ttft\n        threshold: 2s\n        objective: 0.99\n        windows: [2m, 1h]\n";
     let without_ttft = shipped_with(dir.path(), "no-ttft.yaml", ttft, "");
     let (report, peak) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
     let (load_only, load_peak) = scaler_run(dir.path(), &without_ttft, &trace, &[]);
@@ -447,7 +447,7 @@ fn without_a_split_long_prompts_still_cannot_drive_the_fleet_to_max_replicas() {
     let end = shipped.find("    kv_cache:").expect("kv_cache after it");
     let sglang = format!("{}{}", &shipped[..start], &shipped[end..])
         .replace("engine: vllm", "engine: sglang");
-    let ttft = "      - name: ttft-2s\n        signal: ttft\n        threshold: 2s\n        objective: 0.99\n";
+    let ttft = "      - name: ttft-2s\n        signal: ttft\n        threshold: 2s\n        objective: 0.99\n        windows: [2m, 1h]\n";
     assert!(sglang.contains(ttft), "the shipped TTFT SLO moved");
     let with_ttft = dir.path().join("sglang.yaml");
     std::fs::write(&with_ttft, &sglang).unwrap();
@@ -492,7 +492,7 @@ fn attainment_is_counted_against_the_configs_slos() {
     let attainment = report["policies"][0]["ttft_attainment"].as_f64().unwrap();
     assert!(attainment > 0.9, "TTFT within 5 s: {report}");
     // Only a TTFT SLO: TPOT falls back to the seed's 50 ms, TTFT keeps the config's 5 s.
-    let tpot_slo = "      - name: tpot-50ms\n        signal: tpot\n        threshold: 50ms\n        objective: 0.99\n";
+    let tpot_slo = "      - name: tpot-50ms\n        signal: tpot\n        threshold: 50ms\n        objective: 0.99\n        windows: [2m, 1h]\n";
     let shipped_text = std::fs::read_to_string(CONFIG).unwrap();
     assert!(
         shipped_text.contains(tpot_slo),
@@ -557,7 +557,7 @@ fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
         tpot,
         "        threshold: 25ms\n        objective: 0.99\n",
     );
-    let tpot_slo = "      - name: tpot-50ms\n        signal: tpot\n        threshold: 50ms\n        objective: 0.99\n";
+    let tpot_slo = "      - name: tpot-50ms\n        signal: tpot\n        threshold: 50ms\n        objective: 0.99\n        windows: [2m, 1h]\n";
     let no_tpot = shipped_with(dir.path(), "no-tpot.yaml", tpot_slo, "");
     // minReplicaCount 1, so that the fleet shows what the terms ask for.
     let one = ["--min-replicas", "1"];

@@ -96,10 +96,10 @@ impl SloParams {
     /// The bound above which a request in the SLO's split histogram misses on any
     /// replica: the threshold on prefill times (TTFT), the floor context on prompt
     /// lengths (TPOT). `None`: the SLO has no split.
-    pub fn split_bound(&self) -> Option<f64> {
+    pub fn split_bound(&self) -> Option<slo::Split> {
         match self.signal {
-            LatencySignal::Ttft => Some(self.threshold),
-            LatencySignal::Tpot => self.floor_context_tokens,
+            LatencySignal::Ttft => Some(slo::Split::Seconds(self.threshold)),
+            LatencySignal::Tpot => self.floor_context_tokens.map(slo::Split::Other),
         }
     }
 }

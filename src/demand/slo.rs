@@ -118,6 +118,72 @@ pub fn error_ratio(window: &LatencyWindow, threshold: f64) -> Result<Option<f64>
     Ok(Some((1.0 - good / total).clamp(0.0, 1.0)))
 }
 
+/// The bound a split histogram is read at (see [`SloWindows::unfixable`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Split {
+    /// Seconds, as the SLO's latency is (TTFT's prefill time at the threshold): read at
+    /// the latency histogram's resolution, so that the two shares carry the same
+    /// interpolation (see [`unfixable_ratio`]).
+    Seconds(f64),
+    /// Another quantity (TPOT's prompt length at the floor context): read at its own
+    /// buckets.
+    Other(f64),
+}
+
+/// The finite bucket bounds of a latency histogram around `threshold`: the threshold
+/// twice when it is a bound (or beyond the last one: the last bound twice), else the
+/// bounds of the bucket that holds it (0 below the first). `None` for a gauge's window.
+fn bracket(window: &LatencyWindow, threshold: f64) -> Option<(f64, f64)> {
+    let LatencyWindow::Buckets(buckets) = window else {
+        return None;
+    };
+    let mut bounds: Vec<f64> = buckets
+        .iter()
+        .map(|b| b.le)
+        .filter(|le| le.is_finite())
+        .collect();
+    bounds.sort_by(f64::total_cmp);
+    match bounds.iter().position(|&le| le >= threshold) {
+        Some(i) if bounds[i] == threshold => Some((threshold, threshold)),
+        Some(0) => Some((0.0, bounds[0])),
+        Some(i) => Some((bounds[i - 1], bounds[i])),
+        None => bounds.last().map(|&last| (last, last)),
+    }
+}
+
+/// The share of requests above the split's bound. A time split is read where the
+/// latency histogram can tell misses apart: at the bounds of the latency bucket that
+/// holds the threshold, interpolated between them as [`error_ratio`] interpolates the
+/// misses. vLLM's TTFT buckets jump from 1 s to 2.5 s, so a 2 s threshold counts a third
+/// of every request in between as a miss; read at 2 s exactly, the prefill histogram
+/// would not, and requests that never queued would pass for misses replicas fix. Read
+/// this way, a fleet where no request queues has no fixable miss.
+fn unfixable_ratio(
+    latency: &LatencyWindow,
+    threshold: f64,
+    split: &LatencyWindow,
+    bound: Split,
+) -> Result<Option<f64>, SignalError> {
+    let bound = match bound {
+        Split::Other(bound) => return error_ratio(split, bound),
+        Split::Seconds(bound) => bound,
+    };
+    match bracket(latency, threshold) {
+        Some((lo, hi)) if lo < hi => {
+            let (Some(above_lo), Some(above_hi)) =
+                (error_ratio(split, lo)?, error_ratio(split, hi)?)
+            else {
+                return Ok(None);
+            };
+            Ok(Some(
+                above_lo + (above_hi - above_lo) * (threshold - lo) / (hi - lo),
+            ))
+        }
+        Some((at, _)) => error_ratio(split, at),
+        None => error_ratio(split, bound),
+    }
+}
+
 /// How many times faster than allowed the error budget burns.
 pub fn burn_rate(error_ratio: f64, objective: f64) -> f64 {
     error_ratio / (1.0 - objective)
@@ -168,12 +234,12 @@ pub fn read_windows(
     windows: &SloWindows,
     threshold: f64,
     objective: f64,
-    split_bound: Option<f64>,
+    split_bound: Option<Split>,
 ) -> Result<Reading, SignalError> {
     let read = |latency: &LatencyWindow, split: Option<&LatencyWindow>| {
         let misses = error_ratio(latency, threshold)?;
         let unfixable_ratio = match (split, split_bound) {
-            (Some(split), Some(bound)) => error_ratio(split, bound)?,
+            (Some(split), Some(bound)) => unfixable_ratio(latency, threshold, split, bound)?,
             _ => None,
         };
         let fixable = misses.map(|e| (e - unfixable_ratio.unwrap_or(0.0)).max(0.0));
@@ -294,6 +360,101 @@ mod tests {
             error_ratio(&LatencyWindow::SlowShare(Some(0.25)), 2.0).unwrap(),
             Some(0.25)
         );
+    }
+
+    /// A cumulative histogram of `requests` (latency, requests/s) over `bounds`.
+    fn histogram(requests: &[(f64, f64)], bounds: &[f64]) -> LatencyWindow {
+        let count = |le: f64| requests.iter().filter(|r| r.0 <= le).map(|r| r.1).sum();
+        let mut buckets: Vec<Bucket> = bounds
+            .iter()
+            .map(|&le| Bucket {
+                le,
+                rate: count(le),
+            })
+            .collect();
+        buckets.push(Bucket {
+            le: f64::INFINITY,
+            rate: count(f64::INFINITY),
+        });
+        LatencyWindow::Buckets(buckets)
+    }
+
+    /// vLLM's TTFT bounds (1 s then 2.5 s around a 2 s threshold) and its request
+    /// phase-time bounds (2 s among them).
+    const TTFT_BOUNDS: [f64; 6] = [0.25, 0.5, 0.75, 1.0, 2.5, 5.0];
+    const PHASE_BOUNDS: [f64; 8] = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0];
+
+    /// Prefill times of 100 requests/s, long prompts among them.
+    const PREFILLS: [(f64, f64); 7] = [
+        (0.4, 20.0),
+        (0.9, 40.0),
+        (1.2, 10.0),
+        (1.8, 15.0),
+        (2.2, 5.0),
+        (3.0, 8.0),
+        (6.0, 2.0),
+    ];
+
+    fn fixable(ttft: &[(f64, f64)]) -> (f64, f64) {
+        let windows = SloWindows {
+            short: histogram(ttft, &TTFT_BOUNDS),
+            long: histogram(ttft, &TTFT_BOUNDS),
+            unfixable: Some((
+                histogram(&PREFILLS, &PHASE_BOUNDS),
+                histogram(&PREFILLS, &PHASE_BOUNDS),
+            )),
+        };
+        let read = read_windows(&windows, 2.0, 0.99, Some(Split::Seconds(2.0))).unwrap();
+        (
+            read.short.error_ratio.unwrap(),
+            read.short.fixable_burn.unwrap(),
+        )
+    }
+
+    #[test]
+    fn where_no_request_queued_no_miss_is_fixable() {
+        // TTFT is the prefill: every miss is a prompt too long for the threshold. Read
+        // at 2 s exactly, the prefill histogram says 15 % miss while the TTFT histogram
+        // interpolates 20 % between 1 and 2.5 s; read at the TTFT's bounds, both say 20 %.
+        let (misses, fixable_burn) = fixable(&PREFILLS);
+        assert!((misses - 0.2).abs() < 1e-9, "{misses}");
+        assert!(fixable_burn.abs() < 1e-9, "{fixable_burn}");
+    }
+
+    #[test]
+    fn queueing_that_pushes_requests_past_the_threshold_is_fixable() {
+        // The 1.2 s prefills wait 1.5 s in the queue: 10 % of the requests move from
+        // the (1, 2.5] bucket to (2.5, 5], so 10 x (1 - 1/3) = 6.7 % more misses.
+        let queued: Vec<(f64, f64)> = PREFILLS
+            .iter()
+            .map(|&(t, n)| if t == 1.2 { (2.7, n) } else { (t, n) })
+            .collect();
+        let (misses, fixable_burn) = fixable(&queued);
+        assert!((misses - (0.2 + 0.1 * 2.0 / 3.0)).abs() < 1e-9, "{misses}");
+        assert!(
+            (fixable_burn - 100.0 * 0.1 * 2.0 / 3.0).abs() < 1e-9,
+            "{fixable_burn}"
+        );
+    }
+
+    #[test]
+    fn a_threshold_on_a_latency_bound_reads_the_split_there() {
+        let latency = histogram(&PREFILLS, &TTFT_BOUNDS);
+        let split = histogram(&PREFILLS, &PHASE_BOUNDS);
+        // 2.5 s is a bound of both: 10 % above it, read directly.
+        let r = unfixable_ratio(&latency, 2.5, &split, Split::Seconds(2.5)).unwrap();
+        assert!((r.unwrap() - 0.1).abs() < 1e-9);
+        // Past the last finite bound, the split is read at that bound, as the misses are.
+        let r = unfixable_ratio(&latency, 8.0, &split, Split::Seconds(8.0)).unwrap();
+        assert!((r.unwrap() - 0.02).abs() < 1e-9);
+        // Prompt lengths are not seconds: read at their own bound.
+        let prompts = histogram(&[(1_000.0, 90.0), (40_000.0, 10.0)], &[2e3, 5e4]);
+        let r = unfixable_ratio(&latency, 2.0, &prompts, Split::Other(2_000.0)).unwrap();
+        assert!((r.unwrap() - 0.1).abs() < 1e-9);
+        // A gauge's window has no bounds: the split is read at its own bound.
+        let gauge = LatencyWindow::SlowShare(Some(0.3));
+        let r = unfixable_ratio(&gauge, 2.0, &split, Split::Seconds(2.0)).unwrap();
+        assert!((r.unwrap() - 0.15).abs() < 1e-9);
     }
 
     #[test]

@@ -195,6 +195,15 @@ impl Hpa {
         }
     }
 
+    /// Remembers `replicas` as recommended at `now`: the HPA of a fleet that has been
+    /// serving at that size, whose scale-down stabilization window holds it until the
+    /// window has passed. Without it, the first sync of a fleet started warm would read
+    /// Prometheus before its first scrapes, see no load and begin a scale-down no
+    /// running fleet would.
+    pub fn settle(&mut self, now: f64, replicas: u32) {
+        self.recommendations.push_back((now, replicas));
+    }
+
     /// The replica count one metric asks for (`AverageValue`): unchanged inside the
     /// tolerance.
     pub fn metric_replicas(&self, metric: MetricValue, current: u32) -> u32 {

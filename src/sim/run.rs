@@ -443,6 +443,7 @@ impl Simulation {
                 }
             };
             simulation.pools[index].start_warm(initial, 0.0);
+            simulation.hpas[index].settle(0.0, initial);
             simulation.demand[index] = f64::from(initial);
         }
         simulation

@@ -89,6 +89,24 @@ fn scale_down_waits_out_the_stabilization_window_then_one_pod_per_two_minutes() 
 }
 
 #[test]
+fn a_settled_hpa_holds_its_fleet_through_the_stabilization_window() {
+    // A fleet started warm at 16 whose first reading is empty (Prometheus has no
+    // scrape yet): a fresh HPA starts shrinking at once, a settled one waits out the
+    // window as it would after serving at 16.
+    let mut fresh = Hpa::new(ScaledObjectSpec::recommended());
+    assert_eq!(fresh.sync(5.0, 16, value(0.0)), 15);
+    let mut settled = Hpa::new(ScaledObjectSpec::recommended());
+    settled.settle(0.0, 16);
+    let mut current = 16;
+    for step in 0..20 {
+        let now = 5.0 + f64::from(step) * 15.0;
+        current = settled.sync(now, current, value(if step == 0 { 0.0 } else { 12.0 }));
+        assert_eq!(current, 16, "at {now} s");
+    }
+    assert_eq!(settled.sync(305.0, current, value(12.0)), 15);
+}
+
+#[test]
 fn scale_down_percent_policies_truncate_and_select_max_allows_the_most_change() {
     let spec = ScaledObjectSpec {
         scale_down: Rules {
