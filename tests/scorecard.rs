@@ -82,6 +82,16 @@ fn policy<'a>(trace: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{name} in {trace}"))
 }
 
+/// The names of a trace's policies, in the report's order.
+fn policy_names(trace: &Value) -> Vec<&str> {
+    trace["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect()
+}
+
 fn number(value: &Value, key: &str) -> f64 {
     value[key]
         .as_f64()
@@ -129,14 +139,8 @@ fn the_references_keep_their_promises_on_every_shipped_trace() {
     );
     for trace in traces {
         let name = &trace["name"];
-        let policies: Vec<&str> = trace["policies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap())
-            .collect();
         assert_eq!(
-            policies,
+            policy_names(trace),
             ["scaler", "oracle", "static-best", "keda-tuned", "keda-seed"]
         );
         // The oracle reaches the target in every window it is not capped in, and in
@@ -321,14 +325,8 @@ fn hpa_floor_adds_the_oracle_through_the_scaled_object_and_its_ratio() {
     assert!(ok, "{stderr}");
     let report: Value = serde_json::from_str(&json).unwrap();
     let trace = &report["traces"][0];
-    let names: Vec<&str> = trace["policies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        policy_names(trace),
         [
             "scaler",
             "oracle",
