@@ -335,6 +335,14 @@ async fn history_warms_a_fleet_lead_before_its_daily_spike_and_slow_requests_bur
     ));
 }
 
+/// The value of one series in /metrics.
+fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+}
+
 /// TTFT misses split by the prefill-time histogram, through a real Prometheus: the term
 /// acts on the share queueing caused, and not at all when every miss is a prompt too
 /// long for the threshold on any replica.
@@ -388,10 +396,18 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
         "{rise:#?}"
     );
     let split_metrics = scaler.metrics().await;
-    let boost = r#"keda_llm_scaler_slo_boost{namespace="inference",scaledobject="split",slo="ttft-2s"} 1.25"#;
-    assert!(split_metrics.contains(boost), "{split_metrics}");
-    let held = r#"keda_llm_scaler_slo_boost_held{namespace="inference",scaledobject="split",slo="ttft-2s"} 0.0"#;
-    assert!(split_metrics.contains(held), "{split_metrics}");
+    let labels = r#"{namespace="inference",scaledobject="split",slo="ttft-2s"}"#;
+    // rate() over backfilled samples is exact only to a few ulps: 1.2499999999999998.
+    let boost = metric_value(
+        &split_metrics,
+        &format!("keda_llm_scaler_slo_boost{labels}"),
+    );
+    assert!(close(boost, 1.25), "{split_metrics}");
+    let held = metric_value(
+        &split_metrics,
+        &format!("keda_llm_scaler_slo_boost_held{labels}"),
+    );
+    assert_eq!(held, 0.0, "{split_metrics}");
 
     // Every miss is a long prompt: burn 3, fixable 0, no term; the idle fleet wants 0.
     let unfixable = scaled_object("unfixable", &[("profile", "unfixable")]);
@@ -415,14 +431,7 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
     assert!(status.last_rise.is_none(), "{explanation:#?}");
     assert_eq!(wanted, 0.0, "{explanation:#?}");
     let metrics = scaler.metrics().await;
-    // The value of one series in /metrics (rate() over backfilled samples is exact only
-    // to a few ulps).
-    let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
-    };
+    let value = |series: &str| metric_value(&metrics, series);
     let labels = r#"{namespace="inference",scaledobject="unfixable",slo="ttft-2s",window="short"}"#;
     assert!(close(
         value(&format!("keda_llm_scaler_slo_unfixable_ratio{labels}")),
