@@ -184,23 +184,26 @@ fn oracle_hpa_asks_the_oracles_fleets_through_the_scalers_scaled_object() {
     let dir = tempfile::tempdir().unwrap();
     let trace = azure_slice(dir.path(), 30);
     let timeline = dir.path().join("timeline.csv");
-    let (ok, json, stderr) = backtest(&[
+    let plot = dir.path().join("plot.svg");
+    let chat_4x = [
         "--config",
         CONFIG,
         "--trace",
         trace.to_str().unwrap(),
         "--rate-scale",
         "4",
-        "--policy",
-        "oracle",
-        "--policy",
-        "oracle-hpa",
         "--plot",
-        dir.path().join("plot.svg").to_str().unwrap(),
-        "--timeline",
-        timeline.to_str().unwrap(),
+        plot.to_str().unwrap(),
         "--json",
-    ]);
+    ];
+    let (ok, json, stderr) = backtest(
+        &[
+            &chat_4x[..],
+            &["--policy", "oracle", "--policy", "oracle-hpa"],
+            &["--timeline", timeline.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     let policies = report["policies"].as_array().unwrap();
@@ -236,6 +239,12 @@ fn oracle_hpa_asks_the_oracles_fleets_through_the_scalers_scaled_object() {
         (0..at.len()).any(|i| pods[i] > oracle_serving[i]),
         "the HPA holds replicas the oracle has let go"
     );
+
+    // Asked alone, it searches the oracle itself: the same fleets, the same figures.
+    let (ok, alone, stderr) = backtest(&[&chat_4x[..], &["--policy", "oracle-hpa"]].concat());
+    assert!(ok, "{stderr}");
+    let alone: serde_json::Value = serde_json::from_str(&alone).unwrap();
+    assert_eq!(alone["policies"][0], *floor, "{alone}");
 }
 
 #[test]

@@ -255,6 +255,8 @@ pub enum Found {
         windows: u64,
         /// Windows where maxReplicaCount kept it from the target.
         capped: u64,
+        /// Per window, the fleet chosen for each pool (what `oracle-hpa` asks for).
+        fleets: Vec<Vec<u32>>,
     },
 }
 
@@ -539,19 +541,20 @@ impl Simulation {
     fn sync(&mut self, now: f64) {
         for index in 0..self.pools.len() {
             let current = self.pools[index].pods();
-            let wanted = match self.policy {
-                Policy::Static => self.peak(index),
-                Policy::JustInTime => self.oracle_wants(now, index),
+            // What the policy asks (the timeline's demand) and the pods it gets.
+            let (asked, wanted) = match self.policy {
+                Policy::Static => planned(self.peak(index)),
+                Policy::JustInTime => planned(self.oracle_wants(now, index)),
                 Policy::OracleHpa => {
                     let asked = f64::from(self.oracle_wants(now, index));
-                    self.demand[index] = asked;
                     let metric = MetricValue {
                         value: asked,
                         target: 1.0,
                     };
-                    self.hpas[index].sync(now, current, Ok(vec![metric]))
+                    let wanted = self.hpas[index].sync(now, current, Ok(vec![metric]));
+                    (Some(asked), wanted)
                 }
-                policy if policy.holds() => current,
+                policy if policy.holds() => planned(current),
                 policy => {
                     let (metrics, active, asked) = measure(
                         &self.setup,
@@ -563,18 +566,16 @@ impl Simulation {
                     if metrics.is_err() {
                         self.evaluation_errors += 1;
                     }
-                    if let Some(asked) = asked {
-                        self.demand[index] = asked;
-                    }
                     let hpa = &mut self.hpas[index];
-                    match active.and_then(|active| hpa.poll(now, current, active)) {
+                    let wanted = match active.and_then(|active| hpa.poll(now, current, active)) {
                         Some(keda) => keda,
                         None => hpa.sync(now, current, metrics),
-                    }
+                    };
+                    (asked, wanted)
                 }
             };
-            if self.policy.is_planned() && self.policy != Policy::OracleHpa {
-                self.demand[index] = f64::from(wanted);
+            if let Some(asked) = asked {
+                self.demand[index] = asked;
             }
             self.pools[index].scale_to(wanted, now);
         }
@@ -603,6 +604,11 @@ impl Simulation {
             found: None,
         }
     }
+}
+
+/// A fleet size set from outside the HPA loop: it is both what was asked and what runs.
+fn planned(replicas: u32) -> (Option<f64>, u32) {
+    (Some(f64::from(replicas)), replicas)
 }
 
 /// Runs `policy` over the arrivals `make_arrivals` yields. It is called twice: the

@@ -348,26 +348,6 @@ impl OracleRun<'_> {
 /// documentation); within the scaler's bounds, at the maximum where even that misses
 /// (`capped` windows).
 pub fn oracle(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
-    oracle_fleets(setup, arrivals, target).0
-}
-
-/// `oracle-hpa`: the oracle's fleets asked of the scaler's ScaledObject one cold start
-/// ahead, through the HPA (see [`Policy::OracleHpa`]).
-pub fn oracle_hpa(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
-    let (_, fleets) = oracle_fleets(setup, arrivals, target);
-    let slots_per_window = (ORACLE_WINDOW / 15.0).round() as usize;
-    let lookahead = fleets
-        .iter()
-        .flat_map(|fleet| std::iter::repeat_n(fleet.clone(), slots_per_window))
-        .collect();
-    drive(
-        Simulation::new(setup.clone(), Policy::OracleHpa, lookahead),
-        arrivals(),
-    )
-}
-
-/// The oracle's run, and the fleet it chose for each window (per pool).
-fn oracle_fleets(setup: &Setup, arrivals: MakeArrivals, target: f64) -> (Outcome, Vec<Vec<u32>>) {
     let arrivals = arrivals();
     let duration = arrivals.duration();
     let windows = ((duration / ORACLE_WINDOW).ceil() as u64).max(1);
@@ -404,8 +384,35 @@ fn oracle_fleets(setup: &Setup, arrivals: MakeArrivals, target: f64) -> (Outcome
         simulation.arrive(request);
     }
     let mut outcome = simulation.drain(duration);
-    outcome.found = Some(Found::Windows { windows, capped });
-    (outcome, fleets)
+    outcome.found = Some(Found::Windows {
+        windows,
+        capped,
+        fleets,
+    });
+    outcome
+}
+
+/// `oracle-hpa`: the oracle's fleets asked of the scaler's ScaledObject one cold start
+/// ahead, through the HPA (see [`Policy::OracleHpa`]).
+pub fn oracle_hpa(setup: &Setup, arrivals: MakeArrivals, target: f64) -> Outcome {
+    through_hpa(setup, &oracle(setup, arrivals, target), arrivals)
+}
+
+/// The fleets an `oracle` outcome chose, asked through the HPA: `oracle-hpa` without a
+/// second search when the oracle has run already.
+pub fn through_hpa(setup: &Setup, oracle: &Outcome, arrivals: MakeArrivals) -> Outcome {
+    let Some(Found::Windows { fleets, .. }) = &oracle.found else {
+        panic!("through_hpa takes the oracle's outcome");
+    };
+    let slots_per_window = (ORACLE_WINDOW / 15.0).round() as usize;
+    let lookahead = fleets
+        .iter()
+        .flat_map(|fleet| std::iter::repeat_n(fleet.clone(), slots_per_window))
+        .collect();
+    drive(
+        Simulation::new(setup.clone(), Policy::OracleHpa, lookahead),
+        arrivals(),
+    )
 }
 
 #[cfg(test)]
