@@ -11,6 +11,7 @@ use std::{
 };
 
 use keda_llm_scaler::config::{Config, metadata, scaledobject};
+use keda_llm_scaler::sim::hpa::ScaledObjectSpec;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const KUSTOMIZATIONS: [&str; 5] = [
@@ -126,6 +127,15 @@ fn shipped_config(built: &[serde_json::Value]) -> (String, Config) {
     (text, config)
 }
 
+/// A direction of an HPA `behavior` with Kubernetes' default `selectPolicy` filled in.
+fn with_default_select(rules: &serde_json::Value) -> serde_json::Value {
+    let mut rules = rules.clone();
+    if rules["selectPolicy"].is_null() {
+        rules["selectPolicy"] = "Max".into();
+    }
+    rules
+}
+
 #[test]
 fn every_scaledobject_resolves_against_the_config_it_ships_with() {
     let mut checked = 0;
@@ -146,12 +156,17 @@ fn every_scaledobject_resolves_against_the_config_it_ships_with() {
                 assert!(spec[key].as_u64().is_some(), "{kustomization}: {key}");
             }
             assert!(spec["fallback"]["replicas"].as_u64().unwrap() > 0);
+            // The behavior the backtest simulates is the one shipped.
             let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
-            assert!(behavior["scaleUp"]["policies"].as_array().is_some());
-            assert!(
-                behavior["scaleDown"]["stabilizationWindowSeconds"]
-                    .as_u64()
-                    .is_some()
+            assert_eq!(
+                with_default_select(&behavior["scaleUp"]),
+                ScaledObjectSpec::recommended().scale_up.to_manifest(),
+                "{kustomization}"
+            );
+            assert_eq!(
+                with_default_select(&behavior["scaleDown"]),
+                ScaledObjectSpec::recommended().scale_down.to_manifest(),
+                "{kustomization}"
             );
             for trigger in spec["triggers"].as_array().unwrap() {
                 let metadata: HashMap<String, String> =

@@ -13,6 +13,7 @@ use std::{
     process::Command,
 };
 
+use keda_llm_scaler::sim::hpa::ScaledObjectSpec;
 use serde_json::Value;
 
 mod cli;
@@ -267,6 +268,20 @@ fn every_combination_lints_strictly_and_renders_what_kubernetes_keda_and_the_sca
                     "keda-llm-scaler.keda-llm-scaler.svc.cluster.local:6000"
                 );
                 assert_eq!(trigger["metadata"]["enableTLS"] == "true", tls, "{name}");
+                // Without `behavior` in the values, the one the backtest simulates.
+                let behavior =
+                    &object["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+                let recommended = ScaledObjectSpec::recommended();
+                for (direction, rules) in [
+                    ("scaleUp", recommended.scale_up),
+                    ("scaleDown", recommended.scale_down),
+                ] {
+                    let mut shipped = behavior[direction].clone();
+                    if shipped["selectPolicy"].is_null() {
+                        shipped["selectPolicy"] = "Max".into(); // Kubernetes' default
+                    }
+                    assert_eq!(shipped, rules.to_manifest(), "{name}: {direction}");
+                }
             }
         }
     }

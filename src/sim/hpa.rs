@@ -74,6 +74,34 @@ impl Rules {
         }
     }
 
+    /// These rules as a direction of the HPA's `behavior` in a manifest (whole seconds,
+    /// as manifests have them), so a test can hold the simulated ScaledObject to the
+    /// ones deploy/ and the chart ship.
+    pub fn to_manifest(&self) -> serde_json::Value {
+        let select = match self.select {
+            Select::Max => "Max",
+            Select::Min => "Min",
+            Select::Disabled => "Disabled",
+        };
+        let policies: Vec<serde_json::Value> = self
+            .policies
+            .iter()
+            .map(|policy| {
+                let (kind, value) = match *policy {
+                    RatePolicy::Pods { value, .. } => ("Pods", value),
+                    RatePolicy::Percent { value, .. } => ("Percent", value),
+                };
+                let period = policy.period().round() as u64;
+                serde_json::json!({"type": kind, "value": value, "periodSeconds": period})
+            })
+            .collect();
+        serde_json::json!({
+            "stabilizationWindowSeconds": self.stabilization.round() as u64,
+            "selectPolicy": select,
+            "policies": policies,
+        })
+    }
+
     /// Kubernetes' default scale-down: 100 % per 15 s after 300 s of stabilization.
     pub fn default_down() -> Self {
         Self {
@@ -143,14 +171,28 @@ impl ScaledObjectSpec {
 }
 
 impl ScaledObjectSpec {
-    /// This scaler's ScaledObject in deploy/examples: the seed's behavior (a warm pool of
-    /// 2, max 20, up 3 pods a minute, down 1 pod per 2 minutes after 5 minutes of
-    /// stabilization), polling every 15 s, fallback to 6 replicas after 3 failures.
+    /// This scaler's ScaledObject in deploy/examples and the chart: a warm pool of 2, max
+    /// 20, up 3 pods a minute (the seed's), down 20 % of the pods a minute (at least one)
+    /// after 3 minutes of stabilization, polling every 15 s, fallback to 6 replicas after
+    /// 3 failures. The stabilization window is the lull a replica is held through: about
+    /// the 70B cold start, the time it takes to get a replica back. The HPA scales down
+    /// to the highest demand of the window, so a longer one also holds a burst's peak
+    /// for longer; the rate then lets a fleet that grew for a burst give it back in
+    /// minutes, not in one pod per 2 minutes (BENCHMARKS.md, "How fast the fleet gives
+    /// replicas back").
     pub fn recommended() -> Self {
         let seed = Self::seed();
         Self {
             polling_interval: 15.0,
             fallback: Some((3, 6)),
+            scale_down: Rules {
+                stabilization: 180.0,
+                select: Select::Max,
+                policies: vec![RatePolicy::Percent {
+                    value: 20,
+                    period: 60.0,
+                }],
+            },
             ..seed
         }
     }
