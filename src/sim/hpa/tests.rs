@@ -93,17 +93,21 @@ fn a_settled_hpa_holds_its_fleet_through_the_stabilization_window() {
     // A fleet started warm at 16 whose first reading is empty (Prometheus has no
     // scrape yet): a fresh HPA starts shrinking at once, a settled one waits out the
     // window as it would after serving at 16.
-    let mut fresh = Hpa::new(ScaledObjectSpec::recommended());
-    assert_eq!(fresh.sync(5.0, 16, value(0.0)), 15);
-    let mut settled = Hpa::new(ScaledObjectSpec::recommended());
+    let spec = ScaledObjectSpec::recommended();
+    let window = spec.scale_down.stabilization;
+    let mut fresh = Hpa::new(spec.clone());
+    assert!(fresh.sync(5.0, 16, value(0.0)) < 16);
+    let mut settled = Hpa::new(spec);
     settled.settle(0.0, 16);
     let mut current = 16;
-    for step in 0..20 {
-        let now = 5.0 + f64::from(step) * 15.0;
-        current = settled.sync(now, current, value(if step == 0 { 0.0 } else { 12.0 }));
+    let mut now = 5.0;
+    while now < window {
+        current = settled.sync(now, current, value(if now == 5.0 { 0.0 } else { 12.0 }));
         assert_eq!(current, 16, "at {now} s");
+        now += 15.0;
     }
-    assert_eq!(settled.sync(305.0, current, value(12.0)), 15);
+    // Past the window, the demand of 12 it has read since is what it scales to.
+    assert_eq!(settled.sync(window + 20.0, current, value(12.0)), 12);
 }
 
 #[test]
