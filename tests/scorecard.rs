@@ -10,6 +10,10 @@ mod cli;
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backtest/llama-70b.yaml");
 const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backtest/scorecard.yaml");
 const AZURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/azure2023_conv.csv");
+const SCALED_OBJECT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/examples/unified-vllm/scaledobject.yaml"
+);
 
 /// The first `minutes` of a trace, in its own format: Azure CSV rows by timestamp,
 /// Mooncake JSON lines by `timestamp` (ms), rate files by window start.
@@ -267,6 +271,16 @@ fn a_bad_manifest_is_refused_naming_the_entry_and_the_key() {
             format!("{good}{good}"),
             "entry `ok`: `name` repeats an earlier entry's",
         ),
+        (
+            format!(
+                "{good}  - name: both\n    trace: {AZURE}\n    scaled_object: {SCALED_OBJECT}\n    max_replicas: 5\n"
+            ),
+            "entry `both`: `max_replicas`: the ScaledObject in `scaled_object` sets the bounds",
+        ),
+        (
+            format!("{good}  - name: notso\n    trace: {AZURE}\n    scaled_object: {CONFIG}\n"),
+            "entry `notso`: `scaled_object`:",
+        ),
     ];
     for (manifest, expected) in cases {
         let manifest = format!("traces:\n{manifest}");
@@ -310,13 +324,13 @@ fn every_shipped_manifest_names_traces_that_are_there() {
 #[test]
 fn hpa_floor_adds_the_oracle_through_the_scaled_object_and_its_ratio() {
     let dir = tempfile::tempdir().unwrap();
-    let trace = cut(Path::new(AZURE), 15.0, dir.path());
+    let cut_trace = cut(Path::new(AZURE), 15.0, dir.path());
     let manifest = dir.path().join("manifest.yaml");
     std::fs::write(
         &manifest,
         format!(
             "traces:\n  - name: chat-4x\n    trace: {}\n    rate_scale: 4\n",
-            trace.display()
+            cut_trace.display()
         ),
     )
     .unwrap();
@@ -360,4 +374,26 @@ fn hpa_floor_adds_the_oracle_through_the_scaled_object_and_its_ratio() {
     let (ok, plain, _) = scorecard(&base);
     assert!(ok);
     assert!(!plain.contains("oracle-hpa"), "{plain}");
+
+    // An entry's `scaled_object` is what the scaler and oracle-hpa run behind: the
+    // shipped example is the ScaledObject they run behind without it.
+    let with_file = dir.path().join("with-file.yaml");
+    std::fs::write(
+        &with_file,
+        format!(
+            "traces:\n  - name: chat-4x\n    trace: {}\n    rate_scale: 4\n    scaled_object: {SCALED_OBJECT}\n",
+            cut_trace.display()
+        ),
+    )
+    .unwrap();
+    let (ok, same, stderr) = scorecard(&[
+        "--config",
+        CONFIG,
+        "--traces",
+        with_file.to_str().unwrap(),
+        "--hpa-floor",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&same).unwrap(), report);
 }

@@ -250,6 +250,112 @@ fn oracle_hpa_asks_the_oracles_fleets_through_the_scalers_scaled_object() {
 }
 
 #[test]
+fn backtest_prices_the_scaled_object_a_user_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped = format!("{root}/deploy/examples/unified-vllm/scaledobject.yaml");
+    let plot = dir.path().join("plot.svg");
+    let run = |extra: &[&str]| {
+        let chat_4x = [
+            "--config",
+            CONFIG,
+            "--trace",
+            AZURE,
+            "--rate-scale",
+            "4",
+            "--policy",
+            "scaler",
+            "--plot",
+            plot.to_str().unwrap(),
+            "--json",
+        ];
+        let (ok, json, stderr) = backtest(&[&chat_4x[..], extra].concat());
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()
+    };
+    // The example is what the backtest simulates without the flag: the same figures.
+    let default = run(&[]);
+    assert_eq!(run(&["--scaled-object", &shipped]), default);
+
+    // The seed's behavior, one pod per 2 minutes after 5 minutes: the fleet keeps the
+    // burst's replicas longer, and the timeline shows the pace.
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let start = text.find("        scaleDown:").unwrap();
+    let end = text.find("  triggers:").unwrap();
+    let seed_down = "        scaleDown:\n          stabilizationWindowSeconds: 300\n          policies:\n            - type: Pods\n              value: 1\n              periodSeconds: 120\n";
+    let seed = dir.path().join("seed-behavior.yaml");
+    std::fs::write(
+        &seed,
+        format!("{}{seed_down}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+    let timeline = dir.path().join("timeline.csv");
+    let slow = run(&[
+        "--scaled-object",
+        seed.to_str().unwrap(),
+        "--timeline",
+        timeline.to_str().unwrap(),
+    ]);
+    let gpu_hours = |r: &serde_json::Value| r["policies"][0]["gpu_hours"].as_f64().unwrap();
+    assert!(
+        gpu_hours(&slow) > gpu_hours(&default),
+        "{slow} against {default}"
+    );
+    let timeline = std::fs::read_to_string(&timeline).unwrap();
+    let (at, pods) = (
+        column(&timeline, "at_s"),
+        column(&timeline, "scaler_pods_0"),
+    );
+    let mut dropped = false;
+    for i in 0..at.len() {
+        for j in i + 1..at.len() {
+            if at[j] - at[i] < 120.0 {
+                assert!(pods[j] >= pods[i] - 1.0, "{} s to {} s", at[i], at[j]);
+            }
+        }
+        dropped |= i > 0 && pods[i] < pods[i - 1];
+    }
+    assert!(dropped, "the fleet never scaled down");
+
+    // Bounds come from the file, not from both; a file must fit the pools.
+    let (ok, _, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        AZURE,
+        "--scaled-object",
+        &shipped,
+        "--max-replicas",
+        "5",
+    ]);
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
+    let two = format!("{root}/deploy/examples/prefill-decode/scaledobjects.yaml");
+    let (ok, _, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        AZURE,
+        "--scaled-object",
+        &two,
+    ]);
+    assert!(
+        !ok && stderr.contains("holds 2 ScaledObjects for 1 pool(s)"),
+        "{stderr}"
+    );
+    let missing = dir.path().join("missing.yaml");
+    let missing = missing.to_str().unwrap();
+    let (ok, _, stderr) = backtest(&[
+        "--config",
+        CONFIG,
+        "--trace",
+        AZURE,
+        "--scaled-object",
+        missing,
+    ]);
+    assert!(!ok && stderr.contains(missing), "{stderr}");
+}
+
+#[test]
 fn backtest_runs_a_disaggregated_fleet_and_a_rate_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pd.yaml");

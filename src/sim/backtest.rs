@@ -20,6 +20,7 @@ use super::{
     trace::{AZURE_CONV, AZURE_CONV_NAME, Arrivals, Replay, RequestTrace, Trace},
 };
 use crate::config::Config;
+use crate::config::reload::read_bounded;
 use crate::engine::LatencySignal;
 
 /// `keda-llm-scaler backtest`.
@@ -67,6 +68,11 @@ pub struct BacktestArgs {
     /// maxReplicaCount of this scaler's ScaledObject.
     #[arg(long, default_value_t = 20)]
     pub max_replicas: u32,
+    /// This scaler's ScaledObject from a manifest (YAML, one ScaledObject for every
+    /// pool or one per --profile in order): its bounds, polling, fallback and HPA
+    /// behavior, in place of deploy/examples' with --min-replicas and --max-replicas.
+    #[arg(long, conflicts_with_all = ["min_replicas", "max_replicas"])]
+    pub scaled_object: Option<PathBuf>,
     /// The wall-clock time the trace starts at, for schedules (default: the trace's own,
     /// or 2026-01-05T00:00:00Z, a Monday).
     #[arg(long)]
@@ -278,24 +284,44 @@ fn slo_thresholds(pools: &[PoolSetup]) -> SloThresholds {
     }
 }
 
-/// The pools `--profile` names (or the config's only profile), as this scaler's
-/// ScaledObjects with `--min-replicas` and `--max-replicas`: one unified pool, or a
-/// prefill pool then a decode pool.
-fn pool_setups(args: &BacktestArgs, config: &Config) -> Result<Vec<PoolSetup>, String> {
-    if args.max_replicas == 0 {
-        return Err("--max-replicas 0: expected at least 1".to_owned());
-    }
-    if args.min_replicas > args.max_replicas {
-        return Err(format!(
-            "--min-replicas {} is above --max-replicas {}",
-            args.min_replicas, args.max_replicas
-        ));
-    }
-    let scaled_object = ScaledObjectSpec {
-        min_replicas: args.min_replicas,
-        max_replicas: args.max_replicas,
-        ..ScaledObjectSpec::recommended()
+/// This scaler's ScaledObject for each of `pools` pools: from `--scaled-object` (one for
+/// every pool, or one each), or deploy/examples' with `--min-replicas` and
+/// `--max-replicas`.
+fn scaled_objects(args: &BacktestArgs, pools: usize) -> Result<Vec<ScaledObjectSpec>, String> {
+    let Some(path) = &args.scaled_object else {
+        if args.max_replicas == 0 {
+            return Err("--max-replicas 0: expected at least 1".to_owned());
+        }
+        if args.min_replicas > args.max_replicas {
+            return Err(format!(
+                "--min-replicas {} is above --max-replicas {}",
+                args.min_replicas, args.max_replicas
+            ));
+        }
+        let scaled_object = ScaledObjectSpec {
+            min_replicas: args.min_replicas,
+            max_replicas: args.max_replicas,
+            ..ScaledObjectSpec::recommended()
+        };
+        return Ok(vec![scaled_object; pools]);
     };
+    let shown = path.display();
+    let text = read_bounded(path).map_err(|e| format!("--scaled-object {shown}: {e}"))?;
+    let specs = super::hpa::manifest::scaled_objects(&text)
+        .map_err(|e| format!("--scaled-object {shown}: {e}"))?;
+    match specs.len() {
+        1 => Ok(vec![specs[0].clone(); pools]),
+        n if n == pools => Ok(specs),
+        n => Err(format!(
+            "--scaled-object {shown}: holds {n} ScaledObjects for {pools} pool(s): expected one for every pool, or one per --profile in order"
+        )),
+    }
+}
+
+/// The pools `--profile` names (or the config's only profile), as this scaler's
+/// ScaledObjects (`--scaled-object`, or deploy/examples' with `--min-replicas` and
+/// `--max-replicas`): one unified pool, or a prefill pool then a decode pool.
+fn pool_setups(args: &BacktestArgs, config: &Config) -> Result<Vec<PoolSetup>, String> {
     let names: Vec<String> = match args.profiles.as_slice() {
         [] => match config.profile_names().as_slice() {
             [only] => vec![(*only).to_owned()],
@@ -309,9 +335,11 @@ fn pool_setups(args: &BacktestArgs, config: &Config) -> Result<Vec<PoolSetup>, S
         },
         names => names.to_vec(),
     };
+    let scaled_objects = scaled_objects(args, names.len())?;
     let mut pools = names
         .iter()
-        .map(|name| PoolSetup::new(config, name, scaled_object.clone()))
+        .zip(scaled_objects)
+        .map(|(name, scaled_object)| PoolSetup::new(config, name, scaled_object))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("--profile: {e}"))?;
     match pools.as_slice() {

@@ -427,3 +427,5 @@ impl Hpa {
 
 #[cfg(test)]
 mod tests;
+
+pub mod manifest;

@@ -11,6 +11,8 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::config::reload::read_bounded;
+
 use super::{
     backtest::{BacktestArgs, Prepared, feasible_shares, figures, parse_target, prepare},
     fleet::Router,
@@ -68,7 +70,7 @@ pub const POLICIES: [Policy; 5] = [
 ];
 
 /// The keys a manifest entry may have.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "name",
     "trace",
     "lengths",
@@ -79,6 +81,7 @@ const KEYS: [&str; 10] = [
     "min_replicas",
     "model",
     "seed",
+    "scaled_object",
 ];
 
 /// One entry of the manifest, checked.
@@ -272,6 +275,20 @@ fn read_entry(
         let problem = format!("{min_replicas} is above max_replicas {max_replicas}");
         return Err(fields.fail("min_replicas", problem));
     }
+    let scaled_object = fields.path("scaled_object")?;
+    if let Some(path) = &scaled_object {
+        // Checked now, so that a wrong file stops the run before anything is simulated.
+        let text = read_bounded(path).map_err(|e| fields.fail("scaled_object", e.to_string()))?;
+        super::hpa::manifest::scaled_objects(&text)
+            .map_err(|e| fields.fail("scaled_object", format!("{}: {e}", path.display())))?;
+        if let Some(key) = ["min_replicas", "max_replicas"]
+            .into_iter()
+            .find(|k| fields.map.contains_key(*k))
+        {
+            let problem = "the ScaledObject in `scaled_object` sets the bounds: leave this out";
+            return Err(fields.fail(key, problem));
+        }
+    }
     let args = BacktestArgs {
         config: args.config.clone(),
         trace,
@@ -286,6 +303,7 @@ fn read_entry(
         seed: fields.count("seed", 1, 0)?,
         min_replicas,
         max_replicas,
+        scaled_object,
         start: fields.start()?,
         plot: PathBuf::new(),
         timeline: None,
