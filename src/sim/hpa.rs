@@ -74,34 +74,6 @@ impl Rules {
         }
     }
 
-    /// These rules as a direction of the HPA's `behavior` in a manifest (whole seconds,
-    /// as manifests have them), so a test can hold the simulated ScaledObject to the
-    /// ones deploy/ and the chart ship.
-    pub fn to_manifest(&self) -> serde_json::Value {
-        let select = match self.select {
-            Select::Max => "Max",
-            Select::Min => "Min",
-            Select::Disabled => "Disabled",
-        };
-        let policies: Vec<serde_json::Value> = self
-            .policies
-            .iter()
-            .map(|policy| {
-                let (kind, value) = match *policy {
-                    RatePolicy::Pods { value, .. } => ("Pods", value),
-                    RatePolicy::Percent { value, .. } => ("Percent", value),
-                };
-                let period = policy.period().round() as u64;
-                serde_json::json!({"type": kind, "value": value, "periodSeconds": period})
-            })
-            .collect();
-        serde_json::json!({
-            "stabilizationWindowSeconds": self.stabilization.round() as u64,
-            "selectPolicy": select,
-            "policies": policies,
-        })
-    }
-
     /// Kubernetes' default scale-down: 100 % per 15 s after 300 s of stabilization.
     pub fn default_down() -> Self {
         Self {

@@ -22,11 +22,15 @@ struct Metadata {
     name: Option<String>,
 }
 
+/// The spec fields that decide scaling. Others (`scaleTargetRef`, `triggers`,
+/// `initialCooldownPeriod`) do not change what the backtest simulates: `--profile`
+/// names the scaler's profile.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Spec {
     min_replica_count: Option<i64>,
     max_replica_count: Option<i64>,
+    idle_replica_count: Option<i64>,
     polling_interval: Option<i64>,
     cooldown_period: Option<i64>,
     fallback: Option<Fallback>,
@@ -34,20 +38,29 @@ struct Spec {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Fallback {
     failure_threshold: i64,
     replicas: i64,
+    behavior: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Advanced {
     horizontal_pod_autoscaler_config: Option<HpaConfig>,
+    /// What happens on deletion: no bearing on scaling.
+    #[serde(rename = "restoreToOriginalReplicaCount")]
+    _restore: Option<bool>,
+    scaling_modifiers: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct HpaConfig {
+    /// The HPA's name: no bearing on scaling.
+    #[serde(rename = "name")]
+    _name: Option<String>,
     behavior: Option<Behavior>,
 }
 
@@ -58,14 +71,15 @@ struct Behavior {
     scale_down: Option<ScalingRules>,
 }
 
-/// Kubernetes' `HPAScalingRules`; a field it does not have (or `tolerance`, which the
-/// simulator does not model per direction) is refused rather than ignored.
+/// Kubernetes' `HPAScalingRules`; a field it does not have is refused rather than
+/// ignored.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ScalingRules {
     stabilization_window_seconds: Option<i64>,
     select_policy: Option<String>,
     policies: Option<Vec<Policy>>,
+    tolerance: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,11 +136,12 @@ fn spec(spec: Spec) -> Result<ScaledObjectSpec, String> {
             "minReplicaCount {min} is above maxReplicaCount {max}"
         ));
     }
+    refuse_unsimulated(&spec)?;
     let polling = spec.polling_interval.unwrap_or(DEFAULT_POLLING_INTERVAL);
     let cooldown = spec.cooldown_period.unwrap_or(DEFAULT_COOLDOWN_PERIOD);
     let fallback = match spec.fallback {
         Some(f) => Some((
-            within("fallback.failureThreshold", f.failure_threshold, 1, 1_000)?,
+            within("fallback.failureThreshold", f.failure_threshold, 0, 1_000)?,
             within("fallback.replicas", f.replicas, 0, 100_000)?,
         )),
         None => None,
@@ -139,6 +154,7 @@ fn spec(spec: Spec) -> Result<ScaledObjectSpec, String> {
         Some(b) => (b.scale_up, b.scale_down),
         None => (None, None),
     };
+    // What a manifest cannot set: the HPA's tolerance and sync period.
     let defaults = ScaledObjectSpec::recommended();
     Ok(ScaledObjectSpec {
         polling_interval: f64::from(within("pollingInterval", polling, 1, 86_400)?),
@@ -150,6 +166,48 @@ fn spec(spec: Spec) -> Result<ScaledObjectSpec, String> {
         scale_down: rules("scaleDown", down, Rules::default_down())?,
         ..defaults
     })
+}
+
+/// Fields that change scaling in ways the simulator does not model: refused, so that a
+/// figure never stands for a ScaledObject it did not simulate.
+fn refuse_unsimulated(spec: &Spec) -> Result<(), String> {
+    let unsimulated = |key: &str, what: &str| {
+        Err(format!(
+            "{key}: {what} is not simulated; backtest the ScaledObject without it"
+        ))
+    };
+    if let Some(idle) = spec.idle_replica_count {
+        return unsimulated(
+            &format!("idleReplicaCount {idle}"),
+            "scaling to an idle count below minReplicaCount",
+        );
+    }
+    let fallback = spec.fallback.as_ref().and_then(|f| f.behavior.as_deref());
+    if let Some(behavior) = fallback.filter(|b| *b != "static") {
+        return unsimulated(
+            &format!("fallback.behavior `{behavior}`"),
+            "a fallback other than `static` (the replicas given)",
+        );
+    }
+    let advanced = spec.advanced.as_ref();
+    if advanced.is_some_and(|a| a.scaling_modifiers.is_some()) {
+        return unsimulated("advanced.scalingModifiers", "a formula over the triggers");
+    }
+    let behavior = advanced
+        .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref())
+        .and_then(|h| h.behavior.as_ref());
+    for (direction, rules) in behavior
+        .iter()
+        .flat_map(|b| [("scaleUp", &b.scale_up), ("scaleDown", &b.scale_down)])
+    {
+        if rules.as_ref().is_some_and(|r| r.tolerance.is_some()) {
+            return unsimulated(
+                &format!("behavior.{direction}.tolerance"),
+                "a tolerance per direction (the backtest's HPA applies the cluster-wide 0.1)",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One direction of `behavior`: Kubernetes' defaults for what it leaves out, as the
@@ -322,6 +380,42 @@ mod tests {
                 assert!(err.starts_with("ScaledObject llama-70b: "), "{err}");
             }
         }
+        let unsimulated = [
+            (
+                "minReplicaCount: 2",
+                "minReplicaCount: 2\n  idleReplicaCount: 0",
+                "idleReplicaCount 0: scaling to an idle count",
+            ),
+            (
+                "replicas: 6",
+                "replicas: 6\n    behavior: currentReplicas",
+                "fallback.behavior `currentReplicas`",
+            ),
+            (
+                "  advanced:\n",
+                "  advanced:\n    scalingModifiers: {formula: x}\n",
+                "advanced.scalingModifiers: a formula",
+            ),
+            (
+                "stabilizationWindowSeconds: 180",
+                "stabilizationWindowSeconds: 180\n          tolerance: 0.05",
+                "behavior.scaleDown.tolerance: a tolerance per direction",
+            ),
+        ];
+        for (from, to, expected) in unsimulated {
+            assert!(SHIPPED.contains(from), "{from}");
+            let err = scaled_objects(&SHIPPED.replacen(from, to, 1)).unwrap_err();
+            assert!(
+                err.contains(expected) && err.contains("is not simulated"),
+                "{to}: {err}"
+            );
+        }
+        let static_fallback =
+            SHIPPED.replacen("replicas: 6", "replicas: 6\n    behavior: static", 1);
+        assert_eq!(
+            scaled_objects(&static_fallback).unwrap(),
+            vec![ScaledObjectSpec::recommended()]
+        );
         let empty = SHIPPED.replace(
             "policies:\n            - type: Percent\n              value: 20\n              periodSeconds: 60",
             "policies: []",
