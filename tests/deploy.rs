@@ -11,7 +11,6 @@ use std::{
 };
 
 use keda_llm_scaler::config::{Config, metadata, scaledobject};
-use keda_llm_scaler::sim::hpa::{ScaledObjectSpec, manifest};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const KUSTOMIZATIONS: [&str; 5] = [
@@ -147,21 +146,8 @@ fn every_scaledobject_resolves_against_the_config_it_ships_with() {
                 assert!(spec[key].as_u64().is_some(), "{kustomization}: {key}");
             }
             assert!(spec["fallback"]["replicas"].as_u64().unwrap() > 0);
-            // The behavior the backtest simulates is the one shipped (JSON is YAML).
-            let mut object = object.clone();
-            // Scaling to an idle count is not simulated; the behavior is what is checked.
-            object["spec"]
-                .as_object_mut()
-                .unwrap()
-                .remove("idleReplicaCount");
-            let read = manifest::scaled_objects(&object.to_string())
-                .unwrap_or_else(|e| panic!("{kustomization}: {e}"));
-            let recommended = ScaledObjectSpec::recommended();
-            assert_eq!(read[0].scale_up, recommended.scale_up, "{kustomization}");
-            assert_eq!(
-                read[0].scale_down, recommended.scale_down,
-                "{kustomization}"
-            );
+            // The behavior the backtest simulates is the one shipped.
+            keda_llm_scaler_test_support::assert_recommended_behavior(object, kustomization);
             for trigger in spec["triggers"].as_array().unwrap() {
                 let metadata: HashMap<String, String> =
                     serde_json::from_value(trigger["metadata"].clone()).unwrap();

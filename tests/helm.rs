@@ -13,7 +13,6 @@ use std::{
     process::Command,
 };
 
-use keda_llm_scaler::sim::hpa::{ScaledObjectSpec, manifest};
 use serde_json::Value;
 
 mod cli;
@@ -269,17 +268,7 @@ fn every_combination_lints_strictly_and_renders_what_kubernetes_keda_and_the_sca
                 );
                 assert_eq!(trigger["metadata"]["enableTLS"] == "true", tls, "{name}");
                 // Without `behavior` in the values, the one the backtest simulates.
-                let mut object = object.clone();
-                // Scaling to an idle count is not simulated; the behavior is what is checked.
-                object["spec"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("idleReplicaCount");
-                let read = manifest::scaled_objects(&object.to_string())
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
-                let recommended = ScaledObjectSpec::recommended();
-                assert_eq!(read[0].scale_up, recommended.scale_up, "{name}");
-                assert_eq!(read[0].scale_down, recommended.scale_down, "{name}");
+                keda_llm_scaler_test_support::assert_recommended_behavior(object, name);
             }
         }
     }

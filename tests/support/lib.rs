@@ -575,3 +575,21 @@ pub fn rss_mib() -> f64 {
         .unwrap();
     kb / 1024.0
 }
+
+/// Asserts that a shipped ScaledObject (a manifest object, as kustomize or helm render
+/// it) scales with the behavior the backtest simulates, read by the backtest's own
+/// parser. `label` names the object in the failure.
+pub fn assert_recommended_behavior(object: &serde_json::Value, label: &str) {
+    use keda_llm_scaler::sim::hpa::{ScaledObjectSpec, manifest};
+    let mut object = object.clone();
+    // Scaling to an idle count is not simulated; the behavior is what is checked.
+    if let Some(spec) = object["spec"].as_object_mut() {
+        spec.remove("idleReplicaCount");
+    }
+    // JSON is YAML.
+    let read =
+        manifest::scaled_objects(&object.to_string()).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let recommended = ScaledObjectSpec::recommended();
+    assert_eq!(read[0].scale_up, recommended.scale_up, "{label}");
+    assert_eq!(read[0].scale_down, recommended.scale_down, "{label}");
+}
