@@ -125,10 +125,11 @@ pub enum Command {
     /// keda-tuned) and the seed's KEDA triggers over a manifest of traces, one config
     /// for all of them.
     Scorecard(crate::sim::scorecard::ScorecardArgs),
-    /// Measure a replica's capacity profile with the simulator's replica model: for each
-    /// mix of mean prompt and output lengths, the token rates one replica sustains within
-    /// the SLOs (`capacity.profile`).
-    Calibrate(crate::sim::calibrate::CalibrateArgs),
+    /// Measure a replica's capacity profile: for each mix of mean prompt and output
+    /// lengths, the token rates one replica sustains within the SLOs (`capacity.profile`),
+    /// on the simulator's replica model, from a load test's results (--load-test) or from
+    /// the fleet's own Prometheus history (--config, --profile).
+    Calibrate(crate::calibrate::CalibrateArgs),
     /// Serve the gRPC service from a simulated vLLM fleet replaying Azure's conversation
     /// trace: try the scaler with grpcurl and nothing else installed.
     Demo(crate::sim::demo::DemoArgs),
@@ -230,7 +231,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Prints an offline command's report, or its error.
-fn report(result: Result<String, crate::sim::SimError>) -> ExitCode {
+fn report(result: Result<String, impl std::fmt::Display>) -> ExitCode {
     match result {
         Ok(report) => {
             print!("{report}");
@@ -253,7 +254,7 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Demo(args) => demo(args).await,
         Command::Backtest(args) => report(crate::sim::backtest::backtest(&args)),
         Command::Scorecard(args) => report(crate::sim::scorecard::scorecard(&args)),
-        Command::Calibrate(args) => report(crate::sim::calibrate::calibrate(&args)),
+        Command::Calibrate(args) => report(crate::calibrate::calibrate(&args).await),
         Command::ForecastEval {
             trace,
             lead,

@@ -9,6 +9,7 @@
 // Every public item is documented; CI's clippy `-D warnings` makes this an error.
 #![warn(missing_docs)]
 
+pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod demand;

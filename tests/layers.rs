@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["source"],
     &["server"],
     &["sim"],
+    &["calibrate"],
     &["cli"],
 ];
 

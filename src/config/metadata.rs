@@ -404,7 +404,7 @@ fn number<T>(
 }
 
 /// Metadata values are echoed in errors; keep them short and on one line.
-fn printable(value: &str) -> String {
+pub(crate) fn printable(value: &str) -> String {
     let mut shown: String = value
         .chars()
         .take(80)

@@ -2,6 +2,7 @@
 //! ScaledObjects refer to. Parsing rejects unknown keys and out-of-range values with
 //! the line, the key and what is allowed; a config that loads is safe to serve.
 
+pub mod advanced;
 pub mod anticipation;
 pub mod capacity;
 pub mod duration;

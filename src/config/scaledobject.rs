@@ -1,11 +1,12 @@
 //! `check-scaledobject`: the triggers of ScaledObject manifests that point at this
-//! scaler, checked against a config exactly as the gRPC service resolves them.
+//! scaler, checked against a config exactly as the gRPC service resolves them, and the
+//! HPA `behavior` checked as the API server would take it (see [`super::advanced`]).
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Config, metadata};
+use super::{Config, advanced::Advanced, metadata};
 
 /// The trigger types KEDA sends to an external scaler.
 const EXTERNAL_TYPES: &[&str] = &["external", "external-push"];
@@ -32,6 +33,8 @@ struct ObjectMeta {
 struct ScaledObjectSpec {
     #[serde(default)]
     triggers: Vec<Trigger>,
+    #[serde(default)]
+    advanced: Option<Advanced>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +64,7 @@ pub fn check(file: &str, text: &str, config: &Config) -> Findings {
         Err(e) => {
             findings
                 .errors
-                .push(format!("{file}: not a manifest this lint can read: {e}"));
+                .push(format!("{file}: not a manifest Kubernetes would take as written (a field KEDA's CRD does not have is dropped without a word): {e}"));
             return findings;
         }
     };
@@ -75,7 +78,21 @@ pub fn check(file: &str, text: &str, config: &Config) -> Findings {
         });
         let namespace = meta.namespace.unwrap_or_else(|| "default".to_owned());
         let name = meta.name.unwrap_or_else(|| "<unnamed>".to_owned());
-        let triggers = manifest.spec.map(|s| s.triggers).unwrap_or_default();
+        let spec = manifest.spec.unwrap_or(ScaledObjectSpec {
+            triggers: Vec::new(),
+            advanced: None,
+        });
+        let behavior = spec
+            .advanced
+            .as_ref()
+            .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref())
+            .and_then(|h| h.behavior.as_ref());
+        if let Some(Err(e)) = behavior.map(|b| b.check()) {
+            findings.errors.push(format!(
+                "{file}: ScaledObject {namespace}/{name}: advanced.horizontalPodAutoscalerConfig.{e}"
+            ));
+        }
+        let triggers = spec.triggers;
         for (index, trigger) in triggers.iter().enumerate() {
             if !EXTERNAL_TYPES.contains(&trigger.kind.as_str()) {
                 continue;
@@ -206,6 +223,56 @@ spec:
             findings.errors[2].contains("queuePerReplica"),
             "{}",
             findings.errors[2]
+        );
+    }
+
+    /// The shipped example with its `behavior` edited.
+    fn with_behavior(from: &str, to: &str) -> Findings {
+        let config = Config::parse(CONFIG).unwrap();
+        let text = include_str!("../../deploy/examples/unified-vllm/scaledobject.yaml");
+        assert!(text.contains(from), "the example has no `{from}`");
+        check("so.yaml", &text.replacen(from, to, 1), &config)
+    }
+
+    #[test]
+    fn a_misspelt_behavior_field_is_refused_not_dropped() {
+        let findings = with_behavior("stabilizationWindowSeconds", "stabilisationWindowSeconds");
+        assert_eq!(findings.errors.len(), 1, "{findings:?}");
+        assert!(
+            findings.errors[0].contains("unknown field `stabilisationWindowSeconds`"),
+            "{}",
+            findings.errors[0]
+        );
+        let findings = with_behavior(
+            "horizontalPodAutoscalerConfig",
+            "horizontalPodAutoScalerConfig",
+        );
+        assert!(
+            findings.errors[0].contains("unknown field `horizontalPodAutoScalerConfig`"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn a_behavior_value_kubernetes_refuses_is_named() {
+        let findings = with_behavior("type: Percent", "type: Percentage");
+        assert_eq!(
+            findings.errors,
+            vec![
+                "so.yaml: ScaledObject inference/llama-70b: advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.policies[0].type `Percentage`: expected Pods or Percent"
+            ]
+        );
+        // The trigger is still checked.
+        assert_eq!(findings.ok.len(), 1, "{findings:?}");
+        let findings = with_behavior(
+            "stabilizationWindowSeconds: 180",
+            "stabilizationWindowSeconds: 7200",
+        );
+        assert!(
+            findings.errors[0].ends_with(
+                "behavior.scaleDown.stabilizationWindowSeconds 7200: expected a whole number from 0 to 3600"
+            ),
+            "{findings:?}"
         );
     }
 

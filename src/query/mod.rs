@@ -6,7 +6,7 @@ mod plan;
 mod signal;
 mod spec;
 
-pub use plan::{Planned, QueryPlan, history_specs, lead_steps, plan};
+pub use plan::{Planned, QueryPlan, calibration_plan, history_specs, lead_steps, plan};
 pub use signal::{
     AGO_LABEL, LEVEL_LABEL, LONG_LEVEL, LatencyKind, MIX_WINDOW, PERIOD_LABEL, Signal,
 };

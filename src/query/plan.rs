@@ -122,9 +122,29 @@ fn slo_index(i: usize) -> u16 {
 
 /// The queries for a resolved trigger.
 pub fn plan(profile: &Profile, target: &Target) -> Planned {
-    let Some(preset) = preset(profile.engine) else {
-        return custom_plan(profile, target);
+    match preset(profile.engine) {
+        Some(preset) => preset_plan(&preset, profile, target, false),
+        None => custom_plan(profile, target),
+    }
+}
+
+/// The queries `calibrate` reads a fleet's past with: the trigger's own, without the
+/// forecast's, and with the mean request lengths whether or not the profile has a
+/// `capacity.profile` yet. Refused for an engine without request-length histograms.
+pub fn calibration_plan(profile: &Profile, target: &Target) -> Result<QueryPlan, String> {
+    let preset = preset(profile.engine)
+        .filter(|p| p.request_lengths.is_some())
+        .ok_or_else(|| crate::engine::Unsupported::RequestLengths(profile.engine).to_string())?;
+    let target = Target {
+        predictive: None,
+        ..target.clone()
     };
+    Ok(preset_plan(&preset, profile, &target, true).plan)
+}
+
+/// The queries for a resolved trigger on a preset engine; `read_mix`: the mean request
+/// lengths even without a `capacity.profile`.
+fn preset_plan(preset: &Preset, profile: &Profile, target: &Target, read_mix: bool) -> Planned {
     let model_label = target.model.as_ref().and(preset.model_label);
     let matchers = matchers(profile, target, preset.model_label);
     let spec = |signal: Signal, read: Read| QuerySpec {
@@ -168,9 +188,10 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
         };
         specs.push(spec(Signal::KvCache, read));
     }
-    if let (Some(_), Some((prompt, generation))) =
-        (&target.capacity_profile, preset.request_lengths)
-    {
+    if let (true, Some((prompt, generation))) = (
+        read_mix || target.capacity_profile.is_some(),
+        preset.request_lengths,
+    ) {
         for (signal, histogram) in [
             (Signal::MeanInputTokens, prompt),
             (Signal::MeanOutputTokens, generation),

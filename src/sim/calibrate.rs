@@ -12,35 +12,27 @@ use super::{
     trace::{Draws, seeded},
 };
 
-/// `keda-llm-scaler calibrate`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CalibrateArgs {
-    /// The replica model: llama-3-70b-tp4-h100 (70b) or llama-3-8b-h100 (8b).
-    #[arg(long, default_value = "70b", value_parser = super::backtest::parse_model)]
+/// The grid `keda-llm-scaler calibrate` measures on the replica model, and how.
+#[derive(Debug, Clone)]
+pub struct ModelGrid {
+    /// The replica model.
     pub model: ModelProfile,
     /// Mean prompt lengths of the grid, tokens.
-    #[arg(long, value_delimiter = ',', default_value = "250,1000,4000,16000")]
     pub inputs: Vec<u32>,
     /// Mean output lengths of the grid, tokens.
-    #[arg(long, value_delimiter = ',', default_value = "50,200,800,3200")]
     pub outputs: Vec<u32>,
     /// The TTFT threshold, seconds.
-    #[arg(long, default_value_t = 2.0)]
     pub ttft: f64,
     /// The TPOT threshold, seconds.
-    #[arg(long, default_value_t = 0.05)]
     pub tpot: f64,
     /// The feasible attainment both SLOs must reach, between 0 and 1.
-    #[arg(long, default_value_t = 0.99, value_parser = super::backtest::parse_target)]
     pub target: f64,
-    /// Replicas behind the router while measuring (the rates are per replica): a fleet
-    /// spreads long requests over its replicas, so one replica alone understates them.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Replicas behind the router while measuring (the rates are per replica).
     pub replicas: u32,
 }
 
 /// The profile as the YAML `capacity.profile` takes, with the command that made it.
-pub fn calibrate(args: &CalibrateArgs) -> Result<String, SimError> {
+pub fn calibrate(args: &ModelGrid) -> Result<String, SimError> {
     for (key, values) in [("--inputs", &args.inputs), ("--outputs", &args.outputs)] {
         if values.is_empty() || values.iter().any(|&v| v == 0 || v > 1_000_000) {
             return Err(
@@ -48,11 +40,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<String, SimError> {
             );
         }
     }
-    for (key, value) in [("--ttft", args.ttft), ("--tpot", args.tpot)] {
-        if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
-            return Err(format!("{key} {value}: expected seconds above 0, at most 3600").into());
-        }
-    }
+    check_thresholds(args.ttft, args.tpot)?;
     let calibration = Calibration {
         thresholds: SloThresholds {
             ttft: args.ttft,
@@ -94,6 +82,18 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<String, SimError> {
         ));
     }
     Ok(out)
+}
+
+/// Refuses a `--ttft` or `--tpot` that is not a number of seconds above 0, at most an hour.
+pub fn check_thresholds(ttft: f64, tpot: f64) -> Result<(), String> {
+    for (key, value) in [("--ttft", ttft), ("--tpot", tpot)] {
+        if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
+            return Err(format!(
+                "{key} {value}: expected seconds above 0, at most 3600"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a TPOT SLO at `tpot` seconds sets as `floor_context_tokens` on this model, as a

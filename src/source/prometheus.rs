@@ -220,17 +220,34 @@ fn same_origin_redirects(base: &reqwest::Url) -> reqwest::redirect::Policy {
 
 impl MetricsSource for Prometheus {
     async fn query(&self, promql: &str) -> Result<Vec<Sample>, SourceError> {
+        self.query_at_time(promql, None).await
+    }
+}
+
+impl Prometheus {
+    /// The instant vector `promql` evaluated to at `at` (Unix seconds) in the past, as
+    /// the service would have read it then (`calibrate` reads a fleet's history so).
+    /// Its samples must be stamped within [`MAX_SAMPLE_SKEW_S`] of `at`.
+    pub async fn query_at(&self, promql: &str, at: f64) -> Result<Vec<Sample>, SourceError> {
+        self.query_at_time(promql, Some(at)).await
+    }
+
+    async fn query_at_time(
+        &self,
+        promql: &str,
+        at: Option<f64>,
+    ) -> Result<Vec<Sample>, SourceError> {
         let endpoint = self.current();
         // The client's timeout covers the transfer; this one also covers waiting for a
         // connection and a body that trickles in.
-        tokio::time::timeout(endpoint.timeout, endpoint.query(promql))
+        tokio::time::timeout(endpoint.timeout, endpoint.query(promql, at))
             .await
             .map_err(|_| SourceError::Timeout(endpoint.timeout))?
     }
 }
 
 impl Endpoint {
-    async fn query(&self, promql: &str) -> Result<Vec<Sample>, SourceError> {
+    async fn query(&self, promql: &str, at: Option<f64>) -> Result<Vec<Sample>, SourceError> {
         let _permit = self
             .connections
             .acquire()
@@ -240,6 +257,9 @@ impl Endpoint {
             .http
             .get(self.query_url.clone())
             .query(&[("query", promql)]);
+        if let Some(at) = at {
+            request = request.query(&[("time", format!("{at:.3}"))]);
+        }
         if let Some(authorization) = self.authorization().await? {
             request = request.header(http::header::AUTHORIZATION, authorization);
         }
@@ -254,9 +274,11 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = read_limited(response, self.limits.max_bytes, &self.url, self.timeout).await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let now = at.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        });
         let answered =
             parse_answer(status, &body, self.limits.max_series, now).map_err(|e| {
                 match (e, location) {

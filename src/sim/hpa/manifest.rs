@@ -5,6 +5,9 @@
 use serde::Deserialize;
 
 use super::{RatePolicy, Rules, ScaledObjectSpec, Select};
+use crate::config::advanced::{
+    Advanced, CheckedPolicy, PolicyKind, ScalingRules, SelectPolicy, within,
+};
 
 #[derive(Debug, Deserialize)]
 struct Manifest {
@@ -43,52 +46,6 @@ struct Fallback {
     failure_threshold: i64,
     replicas: i64,
     behavior: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Advanced {
-    horizontal_pod_autoscaler_config: Option<HpaConfig>,
-    /// What happens on deletion: no bearing on scaling.
-    #[serde(rename = "restoreToOriginalReplicaCount")]
-    _restore: Option<bool>,
-    scaling_modifiers: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HpaConfig {
-    /// The HPA's name: no bearing on scaling.
-    #[serde(rename = "name")]
-    _name: Option<String>,
-    behavior: Option<Behavior>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Behavior {
-    scale_up: Option<ScalingRules>,
-    scale_down: Option<ScalingRules>,
-}
-
-/// Kubernetes' `HPAScalingRules`; a field it does not have is refused rather than
-/// ignored.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ScalingRules {
-    stabilization_window_seconds: Option<i64>,
-    select_policy: Option<String>,
-    policies: Option<Vec<Policy>>,
-    tolerance: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Policy {
-    #[serde(rename = "type")]
-    kind: String,
-    value: i64,
-    period_seconds: i64,
 }
 
 /// KEDA's defaults for fields a ScaledObject leaves out.
@@ -216,74 +173,27 @@ fn rules(direction: &str, rules: Option<ScalingRules>, default: Rules) -> Result
     let Some(rules) = rules else {
         return Ok(default);
     };
-    let key = format!("behavior.{direction}");
-    let stabilization = match rules.stabilization_window_seconds {
-        Some(s) => f64::from(within(
-            &format!("{key}.stabilizationWindowSeconds"),
-            s,
-            0,
-            3_600,
-        )?),
-        None => default.stabilization,
-    };
-    let select = match rules.select_policy.as_deref() {
-        None | Some("Max") => Select::Max,
-        Some("Min") => Select::Min,
-        Some("Disabled") => Select::Disabled,
-        Some(other) => {
-            return Err(format!(
-                "{key}.selectPolicy `{other}`: expected Max, Min or Disabled"
-            ));
-        }
-    };
-    let policies = match rules.policies {
-        None => default.policies,
-        Some(policies) if policies.is_empty() => {
-            return Err(format!(
-                "{key}.policies is empty: expected at least one Pods or Percent policy"
-            ));
-        }
-        Some(policies) => policies
-            .iter()
-            .enumerate()
-            .map(|(i, p)| policy(&format!("{key}.policies[{i}]"), p))
-            .collect::<Result<_, _>>()?,
-    };
+    let checked = rules.check(&format!("behavior.{direction}"))?;
     Ok(Rules {
-        stabilization,
-        select,
-        policies,
+        stabilization: checked
+            .stabilization_window_seconds
+            .map_or(default.stabilization, f64::from),
+        select: match checked.select_policy {
+            SelectPolicy::Max => Select::Max,
+            SelectPolicy::Min => Select::Min,
+            SelectPolicy::Disabled => Select::Disabled,
+        },
+        policies: checked
+            .policies
+            .map_or(default.policies, |p| p.iter().map(rate_policy).collect()),
     })
 }
 
-fn policy(key: &str, policy: &Policy) -> Result<RatePolicy, String> {
-    let value = within(
-        &format!("{key}.value"),
-        policy.value,
-        1,
-        i64::from(i32::MAX),
-    )?;
-    let period = f64::from(within(
-        &format!("{key}.periodSeconds"),
-        policy.period_seconds,
-        1,
-        1_800,
-    )?);
-    match policy.kind.as_str() {
-        "Pods" => Ok(RatePolicy::Pods { value, period }),
-        "Percent" => Ok(RatePolicy::Percent { value, period }),
-        other => Err(format!("{key}.type `{other}`: expected Pods or Percent")),
-    }
-}
-
-/// `value` as a u32 within `[low, high]`, or an error naming the key.
-fn within(key: &str, value: i64, low: i64, high: i64) -> Result<u32, String> {
-    if (low..=high).contains(&value) {
-        Ok(value as u32)
-    } else {
-        Err(format!(
-            "{key} {value}: expected a whole number from {low} to {high}"
-        ))
+fn rate_policy(policy: &CheckedPolicy) -> RatePolicy {
+    let (value, period) = (policy.value, f64::from(policy.period_seconds));
+    match policy.kind {
+        PolicyKind::Pods => RatePolicy::Pods { value, period },
+        PolicyKind::Percent => RatePolicy::Percent { value, period },
     }
 }
 

@@ -1,0 +1,407 @@
+//! `calibrate` from a load test's CSV and from a fleet's own history in a real
+//! Prometheus (written with `promtool tsdb create-blocks-from openmetrics`): the profile
+//! it prints holds the rates the fleet held its SLOs at, and the config takes it.
+
+use keda_llm_scaler_test_support as common;
+
+mod cli;
+
+use std::{
+    fmt::Write as _,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use common::PrometheusServer;
+
+/// One point of a printed profile: (input, output, output rate, input rate, comment).
+fn points(out: &str) -> Vec<(f64, f64, f64, f64, String)> {
+    out.lines()
+        .filter(|l| l.starts_with("  - {"))
+        .map(|line| {
+            let field = |name: &str| -> f64 {
+                let (_, rest) = line.split_once(&format!("{name}: ")).unwrap();
+                rest.split([',', '}']).next().unwrap().parse().unwrap()
+            };
+            let comment = line.split_once('#').map_or("", |(_, c)| c).to_owned();
+            (
+                field("input_tokens"),
+                field("output_tokens"),
+                field("output_tokens_per_second"),
+                field("input_tokens_per_second"),
+                comment,
+            )
+        })
+        .collect()
+}
+
+/// The printed profile pasted under a vLLM profile's `capacity:` passes check-config.
+fn assert_config_takes(out: &str) {
+    let profile: String = out
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  p:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n{profile}"
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = cli::run_binary(&["check-config", config.to_str().unwrap()]);
+    assert!(ok, "{stderr}\n{profile}");
+}
+
+fn close(value: f64, expected: f64) -> bool {
+    (value - expected).abs() <= 0.02 * expected
+}
+
+#[test]
+fn a_load_test_gives_each_mix_the_highest_step_that_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("steps.csv");
+    // Two replicas; at 1,000-token prompts TPOT misses from 2,400 output tokens/s (1,200
+    // each) and TTFT from 14,000 prompt tokens/s; at 8,000 TTFT misses from 4,800.
+    // Columns in vLLM's names and order, and one the fit does not read.
+    std::fs::write(
+        &csv,
+        "input_tokens,output_tokens,replicas,request_rate,output_tokens_per_second,input_tokens_per_second,p99_ttft_ms,p99_tpot_ms\n\
+         1000,200,2,4,800,4000,300,20\n\
+         1000,200,2,10,2000,10000,800,45\n\
+         1000,200,2,12,2400,12000,1200,61\n\
+         1000,200,2,14,2800,14000,2600,90\n\
+         8000,200,2,0.3,60,2400,900,30\n\
+         8000,200,2,0.5,100,4000,1800,35\n\
+         8000,200,2,0.6,120,4800,2400,38\n",
+    )
+    .unwrap();
+    let (ok, out, stderr) = cli::run_binary(&["calibrate", "--load-test", csv.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let found = points(&out);
+    assert_eq!(found.len(), 2, "{out}");
+    let (input, output, out_rate, in_rate, comment) = &found[0];
+    assert_eq!((*input, *output), (1000.0, 200.0), "{out}");
+    assert_eq!((*out_rate, *in_rate), (1000.0, 6000.0), "{out}");
+    assert!(
+        comment.contains("output missed at 1200") && comment.contains("input missed at 7000"),
+        "{out}"
+    );
+    let (input, _, out_rate, in_rate, comment) = &found[1];
+    assert_eq!(
+        (*input, *out_rate, *in_rate),
+        (8000.0, 50.0, 2000.0),
+        "{out}"
+    );
+    assert!(comment.contains("output missed at 60"), "{out}");
+    assert_config_takes(&out);
+
+    // A stricter TPOT: no step at 1,000-token prompts held it.
+    let (ok, _, stderr) = cli::run_binary(&[
+        "calibrate",
+        "--load-test",
+        csv.to_str().unwrap(),
+        "--tpot",
+        "0.015",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "input_tokens 1000, output_tokens 200: 4 measured, 0 held every SLO, 3 held TTFT"
+        ),
+        "{stderr}"
+    );
+    // The 99.9th percentile is not in the file.
+    let (ok, _, stderr) = cli::run_binary(&[
+        "calibrate",
+        "--load-test",
+        csv.to_str().unwrap(),
+        "--target",
+        "0.999",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("no column `p99.9_ttft_ms`"), "{stderr}");
+    // Flags of the other sources do not mix with it.
+    let (ok, _, stderr) = cli::run_binary(&[
+        "calibrate",
+        "--load-test",
+        csv.to_str().unwrap(),
+        "--replicas",
+        "2",
+    ]);
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
+}
+
+const STEP: i64 = 15;
+/// Ten minutes a level.
+const LEVEL: i64 = 600;
+
+/// One level of the history: the mix and each pod's token rates, and which SLOs miss.
+struct Level {
+    prompt: f64,
+    output: f64,
+    output_per_pod: f64,
+    ttft_misses: bool,
+    tpot_misses: bool,
+}
+
+/// Twelve ten-minute levels from `start`: six at 1,000-token prompts (output 400 to 1,400
+/// tokens/s a pod; TPOT misses above 1,000, TTFT above 6,000 prompt tokens/s), then six at
+/// 8,000 (prompt 800 to 4,800 tokens/s a pod; TTFT misses above 2,400).
+fn level(start: i64, t: i64) -> Level {
+    let i = ((t - start).max(0) / LEVEL).min(11);
+    if i < 6 {
+        let out = 400.0 + 200.0 * i as f64;
+        Level {
+            prompt: 1000.0,
+            output: 200.0,
+            output_per_pod: out,
+            ttft_misses: out * 5.0 > 6000.0,
+            tpot_misses: out > 1000.0,
+        }
+    } else {
+        let input = 800.0 * (i - 5) as f64;
+        Level {
+            prompt: 8000.0,
+            output: 200.0,
+            output_per_pod: input / 40.0,
+            ttft_misses: input > 2400.0,
+            tpot_misses: false,
+        }
+    }
+}
+
+/// Every series the calibration plan reads, for pods p1 and p2 of model `m`, every 15 s
+/// from 15 minutes before `start` to `end`.
+fn history(start: i64, end: i64) -> String {
+    // name, le, per-second rate at a level
+    type Rate = fn(&Level) -> f64;
+    let series: Vec<(&str, Option<&str>, Rate)> = vec![
+        ("vllm:generation_tokens_total", None, |l| l.output_per_pod),
+        ("vllm:prompt_tokens_total", None, |l| {
+            l.output_per_pod / l.output * l.prompt
+        }),
+        ("vllm:request_prompt_tokens_sum", None, |l| {
+            l.output_per_pod / l.output * l.prompt
+        }),
+        ("vllm:request_prompt_tokens_count", None, |l| {
+            l.output_per_pod / l.output
+        }),
+        ("vllm:request_generation_tokens_sum", None, |l| {
+            l.output_per_pod
+        }),
+        ("vllm:request_generation_tokens_count", None, |l| {
+            l.output_per_pod / l.output
+        }),
+        // 5 % of TTFTs between 2 and 5 s while TTFT misses; every prefill under 1 s.
+        ("vllm:time_to_first_token_seconds_bucket", Some("1"), |l| {
+            l.output_per_pod / l.output * if l.ttft_misses { 0.95 } else { 1.0 }
+        }),
+        ("vllm:time_to_first_token_seconds_bucket", Some("5"), |l| {
+            l.output_per_pod / l.output
+        }),
+        (
+            "vllm:time_to_first_token_seconds_bucket",
+            Some("+Inf"),
+            |l| l.output_per_pod / l.output,
+        ),
+        ("vllm:request_prefill_time_seconds_bucket", Some("1"), |l| {
+            l.output_per_pod / l.output
+        }),
+        (
+            "vllm:request_prefill_time_seconds_bucket",
+            Some("+Inf"),
+            |l| l.output_per_pod / l.output,
+        ),
+        // 5 % of output tokens between 50 and 100 ms while TPOT misses.
+        (
+            "vllm:inter_token_latency_seconds_bucket",
+            Some("0.025"),
+            |l| l.output_per_pod * if l.tpot_misses { 0.95 } else { 1.0 },
+        ),
+        (
+            "vllm:inter_token_latency_seconds_bucket",
+            Some("0.1"),
+            |l| l.output_per_pod,
+        ),
+        (
+            "vllm:inter_token_latency_seconds_bucket",
+            Some("+Inf"),
+            |l| l.output_per_pod,
+        ),
+    ];
+    let mut out = String::new();
+    for pod in ["p1", "p2"] {
+        for (name, le, rate) in &series {
+            let labels = match le {
+                Some(le) => format!(r#"model_name="m",pod="{pod}",le="{le}""#),
+                None => format!(r#"model_name="m",pod="{pod}""#),
+            };
+            let mut value = 0.0;
+            let mut t = start - 900;
+            while t <= end {
+                let _ = writeln!(out, "{name}{{{labels}}} {value} {t}");
+                value += rate(&level(start, t)) * STEP as f64;
+                t += STEP;
+            }
+        }
+        let mut t = start - 900;
+        while t <= end {
+            let _ = writeln!(
+                out,
+                r#"vllm:num_requests_waiting{{model_name="m",pod="{pod}"}} 0 {t}"#
+            );
+            t += STEP;
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_gives_each_mix_the_rate_its_fleet_held_its_slos_at() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // calibrate reads moments at whole minutes up to now: the levels start 2 hours back.
+    let end = now - now % 60;
+    let start = end - 12 * LEVEL;
+    let prometheus = PrometheusServer::start_with_history(&history(start, now)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "prometheus:\n  url: {}\nprofiles:\n  llama:\n    engine: vllm\n    selector: {{model_name: m}}\n    capacity: {{queue_per_replica: 2, output_tokens_per_second: 700}}\n    slos:\n      - {{name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [2m, 1h]}}\n      - {{name: tpot, signal: tpot, threshold: 50ms, objective: 0.99, windows: [2m, 1h]}}\n",
+            prometheus.url()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let run = move |extra: &[&str]| {
+        let mut args = vec![
+            "calibrate",
+            "--config",
+            config.as_str(),
+            "--profile",
+            "llama",
+            "--min-moments",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        cli::run_binary(&args)
+    };
+    let (ok, out, stderr) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || {
+            run(&[
+                "--range",
+                "2h",
+                "--step",
+                "1m",
+                "--inputs",
+                "1000,8000",
+                "--outputs",
+                "200",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{stderr}");
+    let found = points(&out);
+    assert_eq!(found.len(), 2, "{out}");
+    // 1,000-token prompts: TPOT held up to 1,000 output tokens/s a pod, TTFT up to 6,000
+    // prompt tokens/s; the next levels missed.
+    let (input, output, out_rate, in_rate, comment) = &found[0];
+    assert_eq!((*input, *output), (1000.0, 200.0), "{out}");
+    assert!(close(*out_rate, 1000.0) && close(*in_rate, 6000.0), "{out}");
+    assert!(
+        comment.contains("output missed at") && comment.contains("input missed at"),
+        "{out}"
+    );
+    // 8,000-token prompts: TTFT held up to 2,400 prompt tokens/s (60 output tokens/s).
+    let (input, _, out_rate, in_rate, _) = &found[1];
+    assert_eq!(*input, 8000.0, "{out}");
+    assert!(close(*in_rate, 2400.0) && close(*out_rate, 60.0), "{out}");
+    assert_config_takes(&out);
+
+    // A mix the fleet never served is named, with what to change.
+    let (ok, _, stderr) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || {
+            run(&[
+                "--range",
+                "2h",
+                "--step",
+                "1m",
+                "--inputs",
+                "1000,8000,64000",
+                "--outputs",
+                "200",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        stderr.contains("input_tokens 64000, output_tokens 200: 0 measured")
+            && stderr.contains("--range"),
+        "{stderr}"
+    );
+    // A week at one moment every 15 s is more than one run reads.
+    let (ok, _, stderr) =
+        tokio::task::spawn_blocking(move || run(&["--range", "7d", "--step", "15s"]))
+            .await
+            .unwrap();
+    assert!(!ok);
+    assert!(
+        stderr.contains("--range 1w at --step 15s is 40320 moments"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn history_names_what_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    // Nothing listens on port 9 of the loopback.
+    std::fs::write(
+        &config,
+        "prometheus:\n  url: http://127.0.0.1:9\nprofiles:\n  llama:\n    engine: vllm\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n  plain:\n    engine: vllm\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n  seed:\n    engine: seed\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = |profile: &str| {
+        cli::run_binary(&[
+            "calibrate",
+            "--config",
+            config,
+            "--profile",
+            profile,
+            "--range",
+            "10m",
+        ])
+    };
+    let (ok, _, stderr) = run("llama");
+    assert!(!ok);
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    let (ok, _, stderr) = run("plain");
+    assert!(!ok);
+    assert!(stderr.contains("profile `plain` has no slos"), "{stderr}");
+    let (ok, _, stderr) = run("seed");
+    assert!(!ok);
+    assert!(
+        stderr.contains("exports no request-length histograms"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run("nope");
+    assert!(!ok);
+    assert!(
+        stderr.contains("--profile `nope`: the config has no such profile"),
+        "{stderr}"
+    );
+}
