@@ -202,7 +202,7 @@ fn preset_plan(preset: &Preset, profile: &Profile, target: &Target, read_mix: bo
     }
     let mut latency_kinds = Vec::new();
     for (i, slo) in target.slos.iter().enumerate() {
-        let (reads, kind) = slo_reads(&preset, slo, slo_index(i));
+        let (reads, kind) = slo_reads(preset, slo, slo_index(i));
         specs.extend(reads.into_iter().map(|(signal, read)| spec(signal, read)));
         latency_kinds.push(kind);
     }
