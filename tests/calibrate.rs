@@ -36,22 +36,16 @@ fn points(out: &str) -> Vec<(f64, f64, f64, f64, String)> {
 
 /// The printed profile pasted under a vLLM profile's `capacity:` passes check-config.
 fn assert_config_takes(out: &str) {
-    let profile: String = out
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("      {l}\n"))
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  p:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n{profile}"
-        ),
-    )
-    .unwrap();
+    let (_dir, config) = common::config_with_printed_profile(out);
     let (ok, _, stderr) = cli::run_binary(&["check-config", config.to_str().unwrap()]);
-    assert!(ok, "{stderr}\n{profile}");
+    assert!(ok, "{stderr}\n{out}");
+}
+
+/// Runs the binary with `args`, which it must refuse; its stderr.
+fn refused(args: &[&str]) -> String {
+    let (ok, _, stderr) = cli::run_binary(args);
+    assert!(!ok, "{args:?} was taken");
+    stderr
 }
 
 fn close(value: f64, expected: f64) -> bool {
@@ -98,14 +92,8 @@ fn a_load_test_gives_each_mix_the_highest_step_that_held() {
     assert_config_takes(&out);
 
     // A stricter TPOT: no step at 1,000-token prompts held it.
-    let (ok, _, stderr) = cli::run_binary(&[
-        "calibrate",
-        "--load-test",
-        csv.to_str().unwrap(),
-        "--tpot",
-        "0.015",
-    ]);
-    assert!(!ok);
+    let csv = csv.to_str().unwrap();
+    let stderr = refused(&["calibrate", "--load-test", csv, "--tpot", "0.015"]);
     assert!(
         stderr.contains(
             "input_tokens 1000, output_tokens 200: 4 measured, 0 held every SLO, 3 held TTFT"
@@ -113,24 +101,11 @@ fn a_load_test_gives_each_mix_the_highest_step_that_held() {
         "{stderr}"
     );
     // The 99.9th percentile is not in the file.
-    let (ok, _, stderr) = cli::run_binary(&[
-        "calibrate",
-        "--load-test",
-        csv.to_str().unwrap(),
-        "--target",
-        "0.999",
-    ]);
-    assert!(!ok);
+    let stderr = refused(&["calibrate", "--load-test", csv, "--target", "0.999"]);
     assert!(stderr.contains("no column `p99.9_ttft_ms`"), "{stderr}");
     // Flags of the other sources do not mix with it.
-    let (ok, _, stderr) = cli::run_binary(&[
-        "calibrate",
-        "--load-test",
-        csv.to_str().unwrap(),
-        "--replicas",
-        "2",
-    ]);
-    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
+    let stderr = refused(&["calibrate", "--load-test", csv, "--replicas", "2"]);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
 
 const STEP: i64 = 15;
@@ -280,36 +255,32 @@ async fn history_gives_each_mix_the_rate_its_fleet_held_its_slos_at() {
     )
     .unwrap();
     let config = config.to_str().unwrap().to_owned();
-    let run = move |extra: &[&str]| {
+    // The command blocks: off the runtime that Prometheus' handle lives on.
+    tokio::task::spawn_blocking(move || read_history(&config))
+        .await
+        .unwrap();
+    drop(prometheus);
+}
+
+/// `calibrate --config` on the history of [`history`].
+fn read_history(config: &str) {
+    let args = |extra: &[&'static str]| {
         let mut args = vec![
             "calibrate",
             "--config",
-            config.as_str(),
+            config,
             "--profile",
             "llama",
             "--min-moments",
             "3",
         ];
         args.extend_from_slice(extra);
-        cli::run_binary(&args)
+        args
     };
-    let (ok, out, stderr) = tokio::task::spawn_blocking({
-        let run = run.clone();
-        move || {
-            run(&[
-                "--range",
-                "2h",
-                "--step",
-                "1m",
-                "--inputs",
-                "1000,8000",
-                "--outputs",
-                "200",
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let window = ["--range", "2h", "--step", "1m", "--outputs", "200"];
+    let (ok, out, stderr) = cli::run_binary(&args(
+        &[window.as_slice(), &["--inputs", "1000,8000"]].concat(),
+    ));
     assert!(ok, "{stderr}");
     let found = points(&out);
     assert_eq!(found.len(), 2, "{out}");
@@ -329,35 +300,16 @@ async fn history_gives_each_mix_the_rate_its_fleet_held_its_slos_at() {
     assert_config_takes(&out);
 
     // A mix the fleet never served is named, with what to change.
-    let (ok, _, stderr) = tokio::task::spawn_blocking({
-        let run = run.clone();
-        move || {
-            run(&[
-                "--range",
-                "2h",
-                "--step",
-                "1m",
-                "--inputs",
-                "1000,8000,64000",
-                "--outputs",
-                "200",
-            ])
-        }
-    })
-    .await
-    .unwrap();
-    assert!(!ok);
+    let stderr = refused(&args(
+        &[window.as_slice(), &["--inputs", "1000,8000,64000"]].concat(),
+    ));
     assert!(
         stderr.contains("input_tokens 64000, output_tokens 200: 0 measured")
             && stderr.contains("--range"),
         "{stderr}"
     );
     // A week at one moment every 15 s is more than one run reads.
-    let (ok, _, stderr) =
-        tokio::task::spawn_blocking(move || run(&["--range", "7d", "--step", "15s"]))
-            .await
-            .unwrap();
-    assert!(!ok);
+    let stderr = refused(&args(&["--range", "7d", "--step", "15s"]));
     assert!(
         stderr.contains("--range 1w at --step 15s is 40320 moments"),
         "{stderr}"
@@ -376,7 +328,7 @@ fn history_names_what_it_cannot_read() {
     .unwrap();
     let config = config.to_str().unwrap();
     let run = |profile: &str| {
-        cli::run_binary(&[
+        refused(&[
             "calibrate",
             "--config",
             config,
@@ -386,22 +338,13 @@ fn history_names_what_it_cannot_read() {
             "10m",
         ])
     };
-    let (ok, _, stderr) = run("llama");
-    assert!(!ok);
-    assert!(stderr.contains("unreachable"), "{stderr}");
-    let (ok, _, stderr) = run("plain");
-    assert!(!ok);
-    assert!(stderr.contains("profile `plain` has no slos"), "{stderr}");
-    let (ok, _, stderr) = run("seed");
-    assert!(!ok);
-    assert!(
-        stderr.contains("exports no request-length histograms"),
-        "{stderr}"
-    );
-    let (ok, _, stderr) = run("nope");
-    assert!(!ok);
-    assert!(
-        stderr.contains("--profile `nope`: the config has no such profile"),
-        "{stderr}"
-    );
+    for (profile, says) in [
+        ("llama", "unreachable"),
+        ("plain", "profile `plain` has no slos"),
+        ("seed", "exports no request-length histograms"),
+        ("nope", "--profile `nope`: the config has no such profile"),
+    ] {
+        let stderr = run(profile);
+        assert!(stderr.contains(says), "{profile}: {stderr}");
+    }
 }

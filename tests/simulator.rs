@@ -937,22 +937,9 @@ fn calibrate_prints_a_profile_the_config_takes_and_refuses_bad_grids() {
     // At 50 ms the 70B decodes in time at any context its KV cache holds.
     assert!(out.contains("needs no floor_context_tokens"), "{out}");
     // Pasted under `capacity:`, it is a valid profile.
-    let profile: String = out
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("      {l}\n"))
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  p:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n{profile}"
-        ),
-    )
-    .unwrap();
+    let (_dir, config) = common::config_with_printed_profile(&out);
     let (ok, _, stderr) = cli::run_binary(&["check-config", config.to_str().unwrap()]);
-    assert!(ok, "{stderr}\n{profile}");
+    assert!(ok, "{stderr}\n{out}");
 
     let (ok, _, stderr) = cli::run_binary(&["calibrate", "--inputs", "0,100"]);
     assert!(!ok);

@@ -593,3 +593,24 @@ pub fn assert_recommended_behavior(object: &serde_json::Value, label: &str) {
     assert_eq!(read[0].scale_up, recommended.scale_up, "{label}");
     assert_eq!(read[0].scale_down, recommended.scale_down, "{label}");
 }
+
+/// A config whose vLLM profile `p` takes the `profile:` block `calibrate` printed (its
+/// comment lines dropped) under `capacity:`, written to a temporary directory that lives
+/// as long as the returned handle: what a user pastes, for `check-config`.
+pub fn config_with_printed_profile(printed: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let profile: String = printed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  p:\n    engine: vllm\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n{profile}"
+        ),
+    )
+    .unwrap();
+    (dir, config)
+}
