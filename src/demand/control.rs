@@ -12,6 +12,12 @@
 //! A rise not yet served (its replicas are still loading) or one that lowered the burn
 //! leaves the next rise free. Lower boosts always pass: the term falls with the burn,
 //! and ends with it.
+//!
+//! While the fleet serves under three quarters of the replicas the load asks for (a
+//! burst whose replicas are still starting), the misses are the shortfall's: the load
+//! terms already ask for the replicas that end them, and a boost on top would only
+//! arrive after the burst, one cold start later, and be held through the HPA's
+//! scale-down window. The boost waits (1) until the fleet has caught up.
 
 use chrono::{DateTime, Utc};
 
@@ -52,6 +58,10 @@ pub enum Control {
     /// The boost is held at the last rise: the fleet served it for a short window and
     /// the fixable burn did not fall below the burn that asked for it.
     Hold,
+    /// No boost: the fleet serves under three quarters of the replicas the load asks
+    /// (the rest are still starting, or the HPA has not added them yet), so the misses
+    /// are the shortfall's, which the load terms already ask to fill.
+    Shortfall,
 }
 
 impl Control {
@@ -117,6 +127,21 @@ pub fn decide(slo: &str, last: Option<&Rise>, step: &Step) -> Decision {
             && r.seen_at <= now
             && (now - r.seen_at).as_seconds_f64() <= FORGET_AFTER_S
     };
+    if short_of_load(step.fleet, step.load) {
+        return Decision {
+            boost: 1.0,
+            control: Control::Shortfall,
+            // The burn's last rise stays remembered for when the fleet has caught up.
+            rise: last.filter(fresh).map(|r| Rise {
+                seen_at: now,
+                ..r.clone()
+            }),
+            reason: format!(
+                "no boost: the fleet serves {:.0} of the {:.1} replicas the load asks, so the misses are the shortfall's, which the load terms already ask to fill",
+                step.fleet, step.load
+            ),
+        };
+    }
     let Some(last) = last.filter(fresh) else {
         return rise(slo, step, now, asked, "the burn's first ask".to_owned());
     };
@@ -200,10 +225,25 @@ fn judged(last: &Rise, step: &Step, now: DateTime<Utc>) -> Rise {
     rise
 }
 
+/// The share of the load's replicas under which a fleet is catching up with a burst
+/// rather than lagging a ramp: behind by a quarter or less is the ordinary lag of load
+/// that grows over a cold start, and there the boost is what makes the lag up.
+const SHORTFALL_SHARE: f64 = 0.75;
+
+/// A fleet of `fleet` replicas is short of the load's `load` replicas: under
+/// [`SHORTFALL_SHARE`] of them, and more than one replica short.
+fn short_of_load(fleet: f64, load: f64) -> bool {
+    fleet < load * SHORTFALL_SHARE && fleet + 1.0 < load
+}
+
+/// A fleet of `fleet` replicas serves an ask of `replicas`: within the HPA's tolerance
+/// of it, or within one replica.
+fn serves(fleet: f64, replicas: f64) -> bool {
+    fleet * (1.0 + HPA_TOLERANCE) >= replicas || fleet + 1.0 > replicas
+}
+
 fn served(mut rise: Rise, step: &Step, now: DateTime<Utc>) -> Rise {
-    let serving =
-        step.fleet * (1.0 + HPA_TOLERANCE) >= rise.replicas || step.fleet + 1.0 > rise.replicas;
-    if rise.served_at.is_none() && serving {
+    if rise.served_at.is_none() && serves(step.fleet, rise.replicas) {
         rise.served_at = Some(now);
     }
     rise
@@ -322,6 +362,34 @@ mod tests {
     }
 
     #[test]
+    fn a_fleet_catching_up_with_its_load_gets_no_boost_until_it_has() {
+        // The load asks 10 and 7 serve (a burst's replicas still starting): no boost,
+        // the misses are the shortfall's. The same burn with 8 serving (lagging by a
+        // fifth, as under a ramp) rises.
+        let controls = run(&[step(0, 7.0, 3.0), step(15, 8.0, 3.0)]);
+        assert_eq!(controls[0], (Control::Shortfall, 1.0));
+        assert_eq!(controls[1], (Control::Rise, 1.5));
+        let d = decisions(&[step(0, 7.0, 3.0)]);
+        assert_eq!(
+            d[0].reason,
+            "no boost: the fleet serves 7 of the 10.0 replicas the load asks, so the misses are the shortfall's, which the load terms already ask to fill"
+        );
+        // A rise made before the shortfall is remembered through it, and judged after.
+        let controls = run(&[
+            step(0, 10.0, 3.0),
+            step(30, 6.0, 3.0),
+            step(60, 15.0, 3.0),
+            step(400, 15.0, 5.0),
+        ]);
+        assert_eq!(controls[1], (Control::Shortfall, 1.0));
+        assert_eq!(controls[3], (Control::Hold, 1.5));
+        // One replica short is never a shortfall, however small the fleet.
+        let mut small = step(0, 1.0, 3.0);
+        small.load = 2.0;
+        assert_eq!(run(&[small])[0].0, Control::Rise);
+    }
+
+    #[test]
     fn a_held_boost_still_falls_with_the_burn() {
         let decisions = run(&[
             step(0, 10.0, 3.0),
@@ -336,7 +404,7 @@ mod tests {
     #[test]
     fn a_fleet_within_the_hpa_tolerance_serves_the_ask() {
         // Asked 20 (capped at max_demand 20 from 30): 19 replicas are within 10 %.
-        let mut first = step(0, 10.0, 9.0);
+        let mut first = step(0, 12.0, 9.0);
         first.load = 15.0;
         first.max_demand = 20.0;
         let d = decide("ttft", None, &first);

@@ -10,7 +10,9 @@
 //!   exceeds burn_threshold over both its windows (the largest over the SLOs), L the
 //!   largest of the terms above (the load-based demand); see [`slo`]. The boost is
 //!   held at its last rise once the fleet served that rise without the burn falling
-//!   (anti-windup, see [`control`]), which is the one thing carried between evaluations
+//!   (anti-windup, see [`control`]), which is the one thing carried between evaluations,
+//!   and is 1 while the fleet serves under three quarters of L (its misses are the
+//!   shortfall's)
 //! - schedule = the largest min_replicas of the cron windows overlapping [now, now + lead]
 //! - forecast = forecast token rate x headroom / per-replica capacity; see [`forecast`]
 //!
@@ -639,7 +641,15 @@ fn slo_boost(
     decision: &control::Decision,
 ) -> Term {
     let asked = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
-    let formula = if decision.control == control::Control::Hold {
+    let formula = if decision.control == control::Control::Shortfall {
+        format!(
+            "{}: max(L, 1) with no boost = {} (the burn asks {}, but the fleet serves {} of the load's replicas: the misses are the shortfall's)",
+            slo.name,
+            num(l),
+            num(asked),
+            num(r)
+        )
+    } else if decision.control == control::Control::Hold {
         format!(
             "{}: max(L, 1) x held boost = {} x {} (the burn asks {}, but the last rise was served a short window and the fixable burn did not fall)",
             slo.name,

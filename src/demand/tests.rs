@@ -783,3 +783,31 @@ fn a_burn_the_served_rise_did_not_lower_holds_the_term_and_the_burn_ending_drops
     let again = compute_after(&observe(700, 6, 5.0), &p, &ended.rises).unwrap();
     assert_eq!(rounded(&again, TermKind::Slo), 8.0);
 }
+
+#[test]
+fn a_fleet_short_of_its_load_gets_no_boost_and_explain_says_why() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    // A queue of 60 asks L = 4; a burn of 3 asks a boost of 1.5.
+    let observe = |fleet: usize| {
+        let mut s = signals(&vec![60.0 / fleet as f64; fleet], 0.0, 0.0, &[]);
+        s.slos = vec![slow_share(0.03, 0.05)];
+        s.now = DateTime::from_timestamp(1_700_000_000, 0);
+        s
+    };
+    // Two serve (the other two still starting): the misses are the shortfall's.
+    let short = compute(&observe(2), &p).unwrap();
+    assert_eq!(rounded(&short, TermKind::Slo), 4.0);
+    assert_eq!(short.slos[0].control, control::Control::Shortfall);
+    assert!(
+        short.slos[0].control_reason.contains("serves 2 of the 4.0"),
+        "{}",
+        short.slos[0].control_reason
+    );
+    let formula = &short.term(TermKind::Slo).unwrap().formula;
+    assert!(formula.contains("no boost"), "{formula}");
+    // Three serve: one short is the lag of a ramp, and the boost applies.
+    let lagging = compute(&observe(3), &p).unwrap();
+    assert_eq!(rounded(&lagging, TermKind::Slo), 6.0);
+    assert_eq!(lagging.slos[0].control, control::Control::Rise);
+}
