@@ -323,7 +323,7 @@ fn history_names_what_it_cannot_read() {
     // Nothing listens on port 9 of the loopback.
     std::fs::write(
         &config,
-        "prometheus:\n  url: http://127.0.0.1:9\nprofiles:\n  llama:\n    engine: vllm\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n  plain:\n    engine: vllm\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n  seed:\n    engine: seed\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n",
+        "prometheus:\n  url: http://127.0.0.1:9\nprofiles:\n  llama:\n    engine: vllm\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n  plain:\n    engine: vllm\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n  seed:\n    engine: seed\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99}\n  team:\n    engine: vllm\n    allowed_namespaces: [inference]\n    capacity: {queue_per_replica: 2, output_tokens_per_second: 700}\n",
     )
     .unwrap();
     let config = config.to_str().unwrap();
@@ -338,6 +338,20 @@ fn history_names_what_it_cannot_read() {
             "10m",
         ])
     };
+    // A namespace the profile does not allow.
+    let stderr = refused(&[
+        "calibrate",
+        "--config",
+        config,
+        "--profile",
+        "team",
+        "--namespace",
+        "other",
+    ]);
+    assert!(
+        stderr.contains("--namespace other: profile `team` is not allowed for namespace `other`"),
+        "{stderr}"
+    );
     for (profile, says) in [
         ("llama", "unreachable"),
         ("plain", "profile `plain` has no slos"),

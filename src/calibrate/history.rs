@@ -36,6 +36,9 @@ pub struct HistoryRead {
     pub config: PathBuf,
     /// The profile whose queries, capacity and SLOs are read.
     pub profile: String,
+    /// The namespace of the fleet, as a ScaledObject's (`tenancy.scope_by_namespace`
+    /// limits every query to it; `allowed_namespaces` must allow it).
+    pub namespace: Option<String>,
     /// How far back from `end`.
     pub range: Duration,
     /// The time between two moments.
@@ -66,7 +69,17 @@ pub async fn read(read: &HistoryRead) -> Result<Moments, String> {
         )
     })?;
     let meta = HashMap::from([("profile".to_owned(), read.profile.clone())]);
-    let target = metadata::resolve(&config, &meta).map_err(|e| e.to_string())?;
+    let target = match &read.namespace {
+        Some(namespace) => metadata::resolve_scaled_object(&config, namespace, &meta)
+            .map_err(|e| format!("--namespace {namespace}: {e}"))?,
+        None if config.tenancy.scope_by_namespace => {
+            return Err(
+                "--namespace is required: tenancy.scope_by_namespace is on, so a fleet is read in its namespace"
+                    .to_owned(),
+            );
+        }
+        None => metadata::resolve(&config, &meta).map_err(|e| e.to_string())?,
+    };
     if target.slos.is_empty() {
         return Err(format!(
             "profile `{}` has no slos: calibrating from history tells the rates a fleet held its SLOs at from those it did not, so the profile needs its TTFT and TPOT objectives",

@@ -69,6 +69,11 @@ pub struct CalibrateArgs {
     /// The config's profile whose fleet is read.
     #[arg(long, requires = "config")]
     pub profile: Option<String>,
+    /// The fleet's namespace, as its ScaledObject's: required with
+    /// `tenancy.scope_by_namespace`, and checked against the profile's
+    /// `allowed_namespaces`.
+    #[arg(long, requires = "config")]
+    pub namespace: Option<String>,
     /// How far back the history is read.
     #[arg(long, default_value = "1d", value_parser = parse_duration, requires = "config")]
     pub range: ConfigDuration,
@@ -150,6 +155,7 @@ async fn from_history(
     let read = history::HistoryRead {
         config: config.to_path_buf(),
         profile: profile.to_owned(),
+        namespace: args.namespace.clone(),
         range: args.range.0,
         step: args.step.0,
         end: history::end_now(args.step.0),
@@ -292,6 +298,7 @@ mod tests {
             load_test: None,
             config: None,
             profile: None,
+            namespace: None,
             range: "1d".parse().unwrap(),
             step: "5m".parse().unwrap(),
             min_moments: 10,
