@@ -153,6 +153,7 @@ fn backtest_compares_every_policy_deterministically() {
     let csv = std::fs::read_to_string(&timeline).unwrap();
     assert!(csv.starts_with("at_s,arrivals_per_s,static_pods_0,static_serving_0,static_demand_0,"));
     assert!(csv.lines().count() > 40);
+    assert_demand_is_the_largest_term(&csv);
 
     let (ok, table, _) = backtest(&args[..args.len() - 1]);
     assert!(ok);
@@ -164,6 +165,37 @@ fn backtest_compares_every_policy_deterministically() {
     assert_eq!(rows, 10, "{table}");
     assert!(table.contains("\nstatic-best: "), "{table}");
     assert!(table.contains("\noracle: "), "{table}");
+}
+
+/// Each timeline row of this scaler: its demand is its largest term (the config's
+/// demand bounds, 0 and 100, are never reached here), and the terms are written.
+fn assert_demand_is_the_largest_term(csv: &str) {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name);
+    let demand = at("scaler_demand_0").unwrap();
+    let terms: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.starts_with("scaler_term_"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(terms.len(), 7, "{header:?}");
+    assert!(at("scaler_term_input_throughput_0").is_some() && at("static_term_queue_0").is_none());
+    let mut checked = 0;
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        let largest = terms
+            .iter()
+            .filter_map(|&i| fields[i].parse::<f64>().ok())
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        if let Some(largest) = largest {
+            let asked: f64 = fields[demand].parse().unwrap();
+            assert!((asked - largest).abs() < 0.0015, "{line}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked} rows with terms");
 }
 
 /// The timeline's column `name` for `policy`, by sample.

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::config::reload::read_bounded;
+use crate::demand::TermKind;
 use crate::engine::LatencySignal;
 
 /// `keda-llm-scaler backtest`.
@@ -635,17 +636,32 @@ pub fn to_table(setup: &Setup, outcomes: &[Outcome]) -> String {
     out
 }
 
-/// The timeline as CSV: one row per sample, columns per policy and pool.
+/// The timeline as CSV: one row per sample, columns per policy and pool; for this
+/// scaler also each term of its last evaluation (`scaler_term_<kind>_<pool>`, empty
+/// where the term was not computed), so a row says why it asked what it did.
 pub fn to_csv(outcomes: &[Outcome]) -> String {
+    let kinds: Vec<&'static str> = TermKind::iter().map(<&str>::from).collect();
+    // Per outcome: its pools, and whether it carries terms (this scaler's).
+    let shape: Vec<(usize, bool)> = outcomes
+        .iter()
+        .map(|o| {
+            let pools = o.timeline.first().map_or(0, |p| p.pods.len());
+            (pools, o.policy == Policy::Scaler)
+        })
+        .collect();
     let mut out = String::from("at_s,arrivals_per_s");
-    for outcome in outcomes {
-        let pools = outcome.timeline.first().map_or(0, |p| p.pods.len());
+    for (outcome, &(pools, with_terms)) in outcomes.iter().zip(&shape) {
+        let name = outcome.policy.as_str();
         for pool in 0..pools {
-            let name = outcome.policy.as_str();
             let _ = write!(
                 out,
                 ",{name}_pods_{pool},{name}_serving_{pool},{name}_demand_{pool}"
             );
+            if with_terms {
+                for kind in &kinds {
+                    let _ = write!(out, ",{name}_term_{kind}_{pool}");
+                }
+            }
         }
     }
     out.push('\n');
@@ -655,20 +671,27 @@ pub fn to_csv(outcomes: &[Outcome]) -> String {
             break;
         };
         let _ = write!(out, "{},{}", point.at, point.arrivals);
-        for outcome in outcomes {
-            match outcome.timeline.get(row) {
-                Some(p) => {
-                    for pool in 0..p.pods.len() {
+        for (outcome, &(pools, with_terms)) in outcomes.iter().zip(&shape) {
+            let point = outcome.timeline.get(row);
+            for pool in 0..pools {
+                match point {
+                    Some(p) => {
                         let _ = write!(
                             out,
                             ",{},{},{:.3}",
                             p.pods[pool], p.serving[pool], p.demand[pool]
                         );
                     }
+                    None => out.push_str(",,,"),
                 }
-                None => {
-                    let pools = outcome.timeline.first().map_or(0, |p| p.pods.len());
-                    out.push_str(&",,,".repeat(pools));
+                if with_terms {
+                    for k in 0..kinds.len() {
+                        out.push(',');
+                        let value = point.and_then(|p| p.terms.get(pool)?.get(k).copied()?);
+                        if let Some(value) = value {
+                            let _ = write!(out, "{value:.3}");
+                        }
+                    }
                 }
             }
         }

@@ -12,8 +12,11 @@ use super::{
     trace::Arrivals,
     tsdb::Tsdb,
 };
+use strum::IntoEnumIterator as _;
+
 use crate::{
     config::{Config, OnTermError, Pool as PoolKind, metadata::Target},
+    demand::TermKind,
     query,
     source::{QueryPlan, Signal},
 };
@@ -207,6 +210,9 @@ pub struct Point {
     pub serving: Vec<u32>,
     /// Per pool: the replicas the policy asked for.
     pub demand: Vec<f64>,
+    /// Per pool, for this scaler: each term of its last evaluation, in
+    /// [`TermKind`]'s order (`None`: not computed); empty for the other policies.
+    pub terms: Vec<Vec<Option<f64>>>,
 }
 
 /// What a run produced.
@@ -353,6 +359,8 @@ pub struct Simulation {
     /// What the scaler's last evaluation of each pool carried (its SLO terms' rises),
     /// as the service keeps it per trigger.
     rises: Vec<Vec<crate::demand::control::Rise>>,
+    /// The terms of the scaler's last evaluation of each pool (see [`Point::terms`]).
+    terms: Vec<Vec<Option<f64>>>,
     /// The timeline so far.
     pub timeline: Vec<Point>,
     arrived_in_sample: u64,
@@ -417,6 +425,7 @@ impl Simulation {
             stats: Stats::windowed(setup.thresholds, super::stats::ORACLE_WINDOW),
             demand: vec![0.0; pools.len()],
             rises: vec![Vec::new(); pools.len()],
+            terms: vec![Vec::new(); pools.len()],
             setup,
             policy,
             lookahead,
@@ -526,6 +535,7 @@ impl Simulation {
                         .map(|p| p.serving().count() as u32)
                         .collect(),
                     demand: self.demand.clone(),
+                    terms: self.terms.clone(),
                 });
                 self.arrived_in_sample = 0;
                 self.next_sample += self.setup.sample_every;
@@ -559,7 +569,7 @@ impl Simulation {
                     let (metrics, active, asked) = measure(
                         &self.setup,
                         policy,
-                        (index, &mut self.rises[index]),
+                        (index, &mut self.rises[index], &mut self.terms[index]),
                         &self.tsdbs[index],
                         now,
                     );
@@ -691,7 +701,11 @@ pub(super) fn step_to(
 fn measure(
     setup: &Setup,
     policy: Policy,
-    (index, rises): (usize, &mut Vec<crate::demand::control::Rise>),
+    (index, rises, terms): (
+        usize,
+        &mut Vec<crate::demand::control::Rise>,
+        &mut Vec<Option<f64>>,
+    ),
     tsdb: &Tsdb,
     now: f64,
 ) -> (Result<Vec<MetricValue>, ()>, Option<bool>, Option<f64>) {
@@ -705,6 +719,9 @@ fn measure(
             rises,
         ) {
             Ok((demand, _)) => {
+                *terms = TermKind::iter()
+                    .map(|kind| demand.term(kind).map(|t| t.replicas))
+                    .collect();
                 let answer = (
                     Ok(vec![MetricValue {
                         value: demand.replicas,
@@ -716,7 +733,10 @@ fn measure(
                 *rises = demand.rises;
                 answer
             }
-            Err(_) => (Err(()), None, None),
+            Err(_) => {
+                *terms = vec![None; TermKind::iter().count()];
+                (Err(()), None, None)
+            }
         };
     }
     let value = |signal: Signal| -> f64 {
