@@ -92,16 +92,16 @@ pub enum Command {
         #[arg(long)]
         trace: PathBuf,
         /// How far ahead to forecast, e.g. 10m or 30m.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long)]
         lead: crate::config::ConfigDuration,
         /// The season: 1d or 1w.
-        #[arg(long, default_value = "1d", value_parser = parse_duration)]
+        #[arg(long, default_value = "1d")]
         period: crate::config::ConfigDuration,
         /// Past periods combined, as `predictive.history.periods`.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::anticipation::MAX_PERIODS)))]
         periods: u32,
         /// As `predictive.history.level_window`.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        #[arg(long, default_value = "10m")]
         level_window: crate::config::ConfigDuration,
         /// What a window of rate 0 is: a gap in the recording (no data, as Prometheus
         /// would have none) or an idle fleet (a rate of 0).
@@ -133,11 +133,6 @@ pub enum Command {
     /// Serve the gRPC service from a simulated vLLM fleet replaying Azure's conversation
     /// trace: try the scaler with grpcurl and nothing else installed.
     Demo(crate::sim::demo::DemoArgs),
-}
-
-fn parse_duration(text: &str) -> Result<crate::config::ConfigDuration, String> {
-    text.parse()
-        .map_err(|e: crate::config::duration::ParseDurationError| e.to_string())
 }
 
 /// TLS settings for talking to a scaler whose listener has `server.tls`.

@@ -75,20 +75,15 @@ pub struct CalibrateArgs {
     #[arg(long, requires = "config")]
     pub namespace: Option<String>,
     /// How far back the history is read.
-    #[arg(long, default_value = "1d", value_parser = parse_duration, requires = "config")]
+    #[arg(long, default_value = "1d", requires = "config")]
     pub range: ConfigDuration,
     /// The time between two moments read.
-    #[arg(long, default_value = "5m", value_parser = parse_duration, requires = "config")]
+    #[arg(long, default_value = "5m", requires = "config")]
     pub step: ConfigDuration,
     /// Held moments a point needs: its rate is the N-th highest one the fleet held its
     /// SLOs at, so that one lucky moment does not set it.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000), requires = "config")]
     pub min_moments: u32,
-}
-
-fn parse_duration(text: &str) -> Result<ConfigDuration, String> {
-    text.parse()
-        .map_err(|e: crate::config::duration::ParseDurationError| e.to_string())
 }
 
 /// The profile as the YAML `capacity.profile` takes, with where it came from.
