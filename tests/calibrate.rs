@@ -361,4 +361,22 @@ fn history_names_what_it_cannot_read() {
         let stderr = run(profile);
         assert!(stderr.contains(says), "{profile}: {stderr}");
     }
+    // With queries scoped by namespace, a fleet is only read in one.
+    let scoped = dir.path().join("scoped.yaml");
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        &scoped,
+        text.replacen(
+            "profiles:",
+            "tenancy: {scope_by_namespace: true}\nprofiles:",
+            1,
+        ),
+    )
+    .unwrap();
+    let scoped = scoped.to_str().unwrap();
+    let stderr = refused(&["calibrate", "--config", scoped, "--profile", "llama"]);
+    assert!(
+        stderr.contains("--namespace is required: tenancy.scope_by_namespace is on"),
+        "{stderr}"
+    );
 }
