@@ -208,3 +208,125 @@ pub fn within(key: &str, value: i64, low: i64, high: i64) -> Result<u32, String>
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn behavior(text: &str) -> Result<(Option<CheckedRules>, Option<CheckedRules>), String> {
+        let behavior: Behavior = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        behavior.check()
+    }
+
+    #[test]
+    fn kubernetes_bounds_are_taken_at_their_edges_and_refused_one_past() {
+        let rules = |window: i64, period: i64, value: i64| {
+            behavior(&format!(
+                "scaleUp:\n  stabilizationWindowSeconds: {window}\n  policies:\n  - {{type: Pods, value: {value}, periodSeconds: {period}}}\n"
+            ))
+        };
+        let (up, down) = rules(0, 1, 1).unwrap();
+        let up = up.unwrap();
+        assert_eq!(down, None);
+        assert_eq!(up.stabilization_window_seconds, Some(0));
+        assert_eq!(up.select_policy, SelectPolicy::Max);
+        assert!(!up.has_tolerance);
+        let policy = CheckedPolicy {
+            kind: PolicyKind::Pods,
+            value: 1,
+            period_seconds: 1,
+        };
+        assert_eq!(up.policies, Some(vec![policy]));
+        let top = rules(3_600, 1_800, i64::from(i32::MAX)).unwrap().0.unwrap();
+        assert_eq!(top.stabilization_window_seconds, Some(3_600));
+        assert_eq!(top.policies.unwrap()[0].period_seconds, 1_800);
+        for (window, period, value, expected) in [
+            (
+                3_601,
+                1,
+                1,
+                "behavior.scaleUp.stabilizationWindowSeconds 3601: expected a whole number from 0 to 3600",
+            ),
+            (
+                -1,
+                1,
+                1,
+                "behavior.scaleUp.stabilizationWindowSeconds -1: expected",
+            ),
+            (
+                0,
+                1_801,
+                1,
+                "behavior.scaleUp.policies[0].periodSeconds 1801: expected a whole number from 1 to 1800",
+            ),
+            (
+                0,
+                1,
+                0,
+                "behavior.scaleUp.policies[0].value 0: expected a whole number from 1 to 2147483647",
+            ),
+        ] {
+            let err = rules(window, period, value).unwrap_err();
+            assert!(
+                err.starts_with(expected),
+                "{window} {period} {value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn select_policy_tolerance_and_an_empty_policy_list() {
+        let down = behavior("scaleDown: {selectPolicy: Disabled, tolerance: 0.05}\n")
+            .unwrap()
+            .1
+            .unwrap();
+        assert_eq!(down.select_policy, SelectPolicy::Disabled);
+        assert!(down.has_tolerance);
+        assert_eq!(
+            (down.policies, down.stabilization_window_seconds),
+            (None, None)
+        );
+        let min = behavior("scaleDown: {selectPolicy: Min}\n")
+            .unwrap()
+            .1
+            .unwrap();
+        assert_eq!(min.select_policy, SelectPolicy::Min);
+        let err = behavior("scaleDown: {selectPolicy: max}\n").unwrap_err();
+        assert_eq!(
+            err,
+            "behavior.scaleDown.selectPolicy `max`: expected Max, Min or Disabled"
+        );
+        let err = behavior("scaleUp: {policies: []}\n").unwrap_err();
+        assert_eq!(
+            err,
+            "behavior.scaleUp.policies is empty: expected at least one Pods or Percent policy"
+        );
+        let err = behavior("scaleUp: {policies: [{type: percent, value: 5, periodSeconds: 9}]}\n")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "behavior.scaleUp.policies[0].type `percent`: expected Pods or Percent"
+        );
+        // The second policy's error names its own index.
+        let err = behavior(
+            "scaleUp: {policies: [{type: Pods, value: 5, periodSeconds: 9}, {type: Pods, value: 5, periodSeconds: 0}]}\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("behavior.scaleUp.policies[1].periodSeconds 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_field_is_refused_not_pruned() {
+        let err = behavior("scaleDown: {stabilisationWindowSeconds: 60}\n").unwrap_err();
+        assert!(
+            err.contains("unknown field `stabilisationWindowSeconds`"),
+            "{err}"
+        );
+        let advanced: Result<Advanced, _> =
+            serde_saphyr::from_str("horizontalPodAutoscalerConfig: {behaviour: {}}\n");
+        assert!(advanced.unwrap_err().to_string().contains("behaviour"));
+    }
+}
