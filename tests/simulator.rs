@@ -677,6 +677,61 @@ fn the_shipped_8b_config_scales_the_8b_preset() {
     assert!(tpot >= 0.99, "20 req/s of chat on the 8B: {report}");
 }
 
+/// Azure's conversation lengths reshaped into code completion's: prompts twice as long,
+/// answers a sixth as long, so the spread and the correlation stay real traffic's.
+fn short_answers_to_long_prompts(dir: &Path, rate: f64) -> (PathBuf, PathBuf) {
+    let text = std::fs::read_to_string(AZURE).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<String> = lines
+        .map(|line| {
+            let mut cells = line.split(',');
+            let at = cells.next().unwrap();
+            let input: u32 = cells.next().unwrap().trim().parse().unwrap();
+            let output: u32 = cells.next().unwrap().trim().parse().unwrap();
+            format!("{at},{},{}", input * 2, (output / 6).max(1))
+        })
+        .collect();
+    let lengths = dir.join("short-answers.csv");
+    std::fs::write(&lengths, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    let rates = dir.join("rates.csv");
+    let windows: Vec<String> = (0..3).map(|i| format!("{},{rate}", i * 600)).collect();
+    std::fs::write(
+        &rates,
+        format!("window_start_s,rate\n{}\n", windows.join("\n")),
+    )
+    .unwrap();
+    (rates, lengths)
+}
+
+#[test]
+fn short_answers_to_long_prompts_are_sized_on_the_profiles_short_answer_column() {
+    // A request decoding 20 tokens has few steps to spread a prefill stall over, so a
+    // replica holds TPOT at fewer prompt tokens a second than with chat's answers. The
+    // shipped profile's 20-token column says so; sized on chat's column alone, the same
+    // traffic misses TPOT.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = short_answers_to_long_prompts(dir.path(), 5.5);
+    let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
+    let column = "        - {input_tokens: 2000, output_tokens: 20, output_tokens_per_second: 20, input_tokens_per_second: 2000}\n        - {input_tokens: 16000, output_tokens: 20, output_tokens_per_second: 2.2, input_tokens_per_second: 1750}\n";
+    let chat_only = shipped_with(dir.path(), "chat-only.yaml", column, "");
+    let (chat, _) = scaler_run(dir.path(), &chat_only, &trace, &[]);
+    let tpot = |r: &serde_json::Value| {
+        r["policies"][0]["tpot_attainment_feasible"]
+            .as_f64()
+            .unwrap()
+    };
+    println!(
+        "TPOT {} with the column, {} without",
+        tpot(&report),
+        tpot(&chat)
+    );
+    assert!(tpot(&report) >= 0.99, "{report}");
+    assert!(tpot(&chat) < 0.99, "{chat}");
+    let gpu = |r: &serde_json::Value| r["policies"][0]["gpu_hours"].as_f64().unwrap();
+    assert!(gpu(&report) > gpu(&chat), "{report} against {chat}");
+}
+
 #[test]
 fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
     // A 25 ms TPOT SLO: one request alone on a replica decodes at 18 ms + 35 ns per
