@@ -578,9 +578,11 @@ fn without_a_split_long_prompts_still_cannot_drive_the_fleet_to_max_replicas() {
     let trace = uniform_trace(dir.path(), 0.1, 40_000, 50);
     let shipped = std::fs::read_to_string(CONFIG).unwrap();
     // SGLang has no request-length histograms either: the fixed numbers size the load.
-    let start = shipped
-        .find("      # Two output columns")
-        .expect("the shipped profile");
+    // The profile and its comments: everything between `input_term` and `kv_cache`.
+    let term = shipped
+        .find("input_term: true")
+        .expect("the shipped input term");
+    let start = term + shipped[term..].find('\n').unwrap() + 1;
     let end = shipped.find("    kv_cache:").expect("kv_cache after it");
     let sglang = format!("{}{}", &shipped[..start], &shipped[end..])
         .replace("engine: vllm", "engine: sglang");
@@ -677,22 +679,21 @@ fn the_shipped_8b_config_scales_the_8b_preset() {
     assert!(tpot >= 0.99, "20 req/s of chat on the 8B: {report}");
 }
 
-/// Azure's conversation lengths reshaped into code completion's: prompts twice as long,
-/// answers a sixth as long, so the spread and the correlation stay real traffic's.
-fn short_answers_to_long_prompts(dir: &Path, rate: f64) -> (PathBuf, PathBuf) {
+/// Azure's conversation lengths with each prompt times `prompts` and each answer times
+/// `answers`, so the spread and the correlation stay real traffic's; 30 minutes at `rate`.
+fn reshaped_azure(dir: &Path, rate: f64, prompts: f64, answers: f64) -> (PathBuf, PathBuf) {
     let text = std::fs::read_to_string(AZURE).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
+    let scaled = |cell: &str, by: f64| ((cell.trim().parse::<f64>().unwrap() * by) as u32).max(1);
     let rows: Vec<String> = lines
         .map(|line| {
-            let mut cells = line.split(',');
-            let at = cells.next().unwrap();
-            let input: u32 = cells.next().unwrap().trim().parse().unwrap();
-            let output: u32 = cells.next().unwrap().trim().parse().unwrap();
-            format!("{at},{},{}", input * 2, (output / 6).max(1))
+            let cells: Vec<&str> = line.split(',').collect();
+            let (input, output) = (scaled(cells[1], prompts), scaled(cells[2], answers));
+            format!("{},{input},{output}", cells[0])
         })
         .collect();
-    let lengths = dir.join("short-answers.csv");
+    let lengths = dir.join("reshaped.csv");
     std::fs::write(&lengths, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
     let rates = dir.join("rates.csv");
     let windows: Vec<String> = (0..3).map(|i| format!("{},{rate}", i * 600)).collect();
@@ -704,32 +705,77 @@ fn short_answers_to_long_prompts(dir: &Path, rate: f64) -> (PathBuf, PathBuf) {
     (rates, lengths)
 }
 
+/// The shipped config without the profile's points that `drop` names (a row or a column
+/// of the grid), written to `dir/name`.
+fn shipped_without(dir: &Path, name: &str, drop: &str) -> PathBuf {
+    let shipped = std::fs::read_to_string(CONFIG).unwrap();
+    let kept: Vec<&str> = shipped
+        .lines()
+        .filter(|line| !(line.trim_start().starts_with("- {input_tokens") && line.contains(drop)))
+        .collect();
+    assert!(
+        kept.len() < shipped.lines().count(),
+        "backtest/llama-70b.yaml changed: no point with {drop:?}"
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    path
+}
+
+fn attainment(report: &serde_json::Value, slo: &str) -> f64 {
+    report["policies"][0][format!("{slo}_attainment_feasible")]
+        .as_f64()
+        .unwrap()
+}
+
+fn gpu_hours(report: &serde_json::Value) -> f64 {
+    report["policies"][0]["gpu_hours"].as_f64().unwrap()
+}
+
 #[test]
 fn short_answers_to_long_prompts_are_sized_on_the_profiles_short_answer_column() {
-    // A request decoding 20 tokens has few steps to spread a prefill stall over, so a
+    // Code completion's lengths: prompts twice chat's, answers a sixth. A request
+    // decoding a few dozen tokens has few steps to spread a prefill stall over, so a
     // replica holds TPOT at fewer prompt tokens a second than with chat's answers. The
-    // shipped profile's 20-token column says so; sized on chat's column alone, the same
+    // shipped profile's 20-token column says so; sized on chat's columns alone, the same
     // traffic misses TPOT.
     let dir = tempfile::tempdir().unwrap();
-    let trace = short_answers_to_long_prompts(dir.path(), 5.5);
+    let trace = reshaped_azure(dir.path(), 5.5, 2.0, 1.0 / 6.0);
     let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
-    let column = "        - {input_tokens: 2000, output_tokens: 20, output_tokens_per_second: 20, input_tokens_per_second: 2000}\n        - {input_tokens: 16000, output_tokens: 20, output_tokens_per_second: 2.2, input_tokens_per_second: 1750}\n";
-    let chat_only = shipped_with(dir.path(), "chat-only.yaml", column, "");
+    let chat_only = shipped_without(dir.path(), "chat-only.yaml", "output_tokens: 20,");
     let (chat, _) = scaler_run(dir.path(), &chat_only, &trace, &[]);
-    let tpot = |r: &serde_json::Value| {
-        r["policies"][0]["tpot_attainment_feasible"]
-            .as_f64()
-            .unwrap()
-    };
-    println!(
-        "TPOT {} with the column, {} without",
-        tpot(&report),
-        tpot(&chat)
+    let (with, without) = (attainment(&report, "tpot"), attainment(&chat, "tpot"));
+    println!("TPOT {with} with the column, {without} without");
+    assert!(with >= 0.99, "{report}");
+    assert!(without < 0.99, "{chat}");
+    assert!(
+        gpu_hours(&report) > gpu_hours(&chat),
+        "{report} against {chat}"
     );
-    assert!(tpot(&report) >= 0.99, "{report}");
-    assert!(tpot(&chat) < 0.99, "{chat}");
-    let gpu = |r: &serde_json::Value| r["policies"][0]["gpu_hours"].as_f64().unwrap();
-    assert!(gpu(&report) > gpu(&chat), "{report} against {chat}");
+}
+
+#[test]
+fn short_prompts_are_sized_on_the_profiles_short_prompt_row() {
+    // Prompts a quarter of chat's: little prefill between decode steps, so a replica
+    // decodes several times chat's output tokens a second within TPOT. Without the
+    // 250-token row the profile holds chat's numbers below 700 tokens and the fleet is
+    // far larger than the traffic needs.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = reshaped_azure(dir.path(), 44.0, 0.25, 1.0);
+    let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
+    let chat_rows = shipped_without(dir.path(), "chat-rows.yaml", "input_tokens: 250,");
+    let (chat, _) = scaler_run(dir.path(), &chat_rows, &trace, &[]);
+    println!(
+        "{} GPU-hours with the row, {} without",
+        gpu_hours(&report),
+        gpu_hours(&chat)
+    );
+    assert!(attainment(&report, "tpot") >= 0.99, "{report}");
+    assert!(attainment(&report, "ttft") >= 0.99, "{report}");
+    assert!(
+        gpu_hours(&chat) > 1.5 * gpu_hours(&report),
+        "{report} against {chat}"
+    );
 }
 
 #[test]
