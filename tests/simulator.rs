@@ -705,13 +705,16 @@ fn reshaped_azure(dir: &Path, rate: f64, prompts: f64, answers: f64) -> (PathBuf
     (rates, lengths)
 }
 
-/// The shipped config without the profile's points that `drop` names (a row or a column
-/// of the grid), written to `dir/name`.
-fn shipped_without(dir: &Path, name: &str, drop: &str) -> PathBuf {
+/// The shipped config without the profile's points that any of `drop` names (rows or
+/// columns of the grid), written to `dir/name`.
+fn shipped_without(dir: &Path, name: &str, drop: &[&str]) -> PathBuf {
     let shipped = std::fs::read_to_string(CONFIG).unwrap();
     let kept: Vec<&str> = shipped
         .lines()
-        .filter(|line| !(line.trim_start().starts_with("- {input_tokens") && line.contains(drop)))
+        .filter(|line| {
+            !(line.trim_start().starts_with("- {input_tokens")
+                && drop.iter().any(|d| line.contains(d)))
+        })
         .collect();
     assert!(
         kept.len() < shipped.lines().count(),
@@ -733,19 +736,23 @@ fn gpu_hours(report: &serde_json::Value) -> f64 {
 }
 
 #[test]
-fn short_answers_to_long_prompts_are_sized_on_the_profiles_short_answer_column() {
+fn short_answers_to_long_prompts_are_sized_on_the_profiles_short_answer_columns() {
     // Code completion's lengths: prompts twice chat's, answers a sixth. A request
     // decoding a few dozen tokens has few steps to spread a prefill stall over, so a
     // replica holds TPOT at fewer prompt tokens a second than with chat's answers. The
-    // shipped profile's 20-token column says so; sized on chat's columns alone, the same
-    // traffic misses TPOT.
+    // shipped profile's 20- and 100-token columns say so; sized on chat's columns alone,
+    // the same traffic misses TPOT.
     let dir = tempfile::tempdir().unwrap();
     let trace = reshaped_azure(dir.path(), 5.5, 2.0, 1.0 / 6.0);
     let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
-    let chat_only = shipped_without(dir.path(), "chat-only.yaml", "output_tokens: 20,");
+    let chat_only = shipped_without(
+        dir.path(),
+        "chat-only.yaml",
+        &["output_tokens: 20,", "output_tokens: 100,"],
+    );
     let (chat, _) = scaler_run(dir.path(), &chat_only, &trace, &[]);
     let (with, without) = (attainment(&report, "tpot"), attainment(&chat, "tpot"));
-    println!("TPOT {with} with the column, {without} without");
+    println!("TPOT {with} with the columns, {without} without");
     assert!(with >= 0.99, "{report}");
     assert!(without < 0.99, "{chat}");
     assert!(
@@ -763,7 +770,7 @@ fn short_prompts_are_sized_on_the_profiles_short_prompt_row() {
     let dir = tempfile::tempdir().unwrap();
     let trace = reshaped_azure(dir.path(), 44.0, 0.25, 1.0);
     let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
-    let chat_rows = shipped_without(dir.path(), "chat-rows.yaml", "input_tokens: 250,");
+    let chat_rows = shipped_without(dir.path(), "chat-rows.yaml", &["input_tokens: 250,"]);
     let (chat, _) = scaler_run(dir.path(), &chat_rows, &trace, &[]);
     println!(
         "{} GPU-hours with the row, {} without",
