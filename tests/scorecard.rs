@@ -260,6 +260,14 @@ fn a_bad_manifest_is_refused_naming_the_entry_and_the_key() {
             "entry `fast`: `rate_scale`: expected a number above 0, found -1",
         ),
         (
+            format!("{good}  - name: huge\n    trace: {AZURE}\n    prompt_scale: 1000\n"),
+            "entry `huge`: `prompt_scale`: expected a number above 0 and at most 100, found 1000",
+        ),
+        (
+            format!("{good}  - name: none\n    trace: {AZURE}\n    answer_scale: 0\n"),
+            "entry `none`: `answer_scale`: expected a number above 0 and at most 100, found 0",
+        ),
+        (
             format!("{good}  - name: model\n    trace: {AZURE}\n    model: 405b\n"),
             "entry `model`: `model`: unknown model `405b`",
         ),

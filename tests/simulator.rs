@@ -885,6 +885,21 @@ fn backtest_refuses_bad_input_with_the_value_and_what_is_allowed() {
         plot,
     ]);
     assert!(stderr.contains("`0` is not a number above 0"), "{stderr}");
+    for (flag, value) in [
+        ("--prompt-scale", "0"),
+        ("--answer-scale", "101"),
+        ("--answer-scale", "NaN"),
+    ] {
+        let stderr = refused(&[
+            "--config", CONFIG, "--trace", AZURE, flag, value, "--plot", plot,
+        ]);
+        assert!(
+            stderr.contains(&format!(
+                "`{value}` is not a number above 0 and at most 100"
+            )) && stderr.contains(flag),
+            "{stderr}"
+        );
+    }
     let stderr = refused(&[
         "--config",
         CONFIG,

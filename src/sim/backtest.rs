@@ -60,6 +60,15 @@ pub struct BacktestArgs {
     /// Multiplies time: 0.5 replays twice as fast.
     #[arg(long, default_value_t = 1.0, value_parser = parse_factor)]
     pub time_scale: f64,
+    /// Multiplies each request's prompt tokens (at least 1 a request), keeping the
+    /// trace's arrivals and the spread of its lengths: the same traffic with longer or
+    /// shorter prompts. Above 0, at most 100.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_length_scale)]
+    pub prompt_scale: f64,
+    /// Multiplies each request's output tokens (at least 1 a request). Above 0, at most
+    /// 100.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_length_scale)]
+    pub answer_scale: f64,
     /// Seeds arrivals and token draws: the same seed gives the same figures.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -128,6 +137,18 @@ pub(crate) fn parse_factor(text: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| format!("`{text}` is not a number above 0"))
+}
+
+/// The most a length scale may multiply: a 2,000-token prompt becomes 200,000, past
+/// what one replica of either model holds in its KV cache.
+pub(crate) const MAX_LENGTH_SCALE: f64 = 100.0;
+
+/// A `--prompt-scale` or `--answer-scale`: above 0, at most [`MAX_LENGTH_SCALE`].
+pub(crate) fn parse_length_scale(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v <= MAX_LENGTH_SCALE)
+        .ok_or_else(|| format!("`{text}` is not a number above 0 and at most {MAX_LENGTH_SCALE}"))
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -213,6 +234,8 @@ pub fn prepare(args: &BacktestArgs) -> Result<Prepared, SimError> {
     let replay = Replay {
         time_scale: args.time_scale,
         rate_scale: args.rate_scale,
+        prompt_scale: args.prompt_scale,
+        answer_scale: args.answer_scale,
         seed: args.seed,
     };
     let duration = Arrivals::new(trace.clone(), lengths.as_ref(), replay)?.duration();

@@ -125,9 +125,9 @@ pub async fn serve_demo(
         unreachable!("the bundled trace is a request trace")
     };
     let replay = Replay {
-        time_scale: 1.0,
         rate_scale: args.rate_scale,
         seed: args.seed,
+        ..Replay::default()
     };
     let arrivals = move || {
         Arrivals::new(Trace::Requests(trace.clone()), None, replay)

@@ -29,7 +29,8 @@ pub struct ScorecardArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// The manifest (YAML): a list of `{name, trace, lengths?, rate_scale?, time_scale?,
-    /// start?, max_replicas?, min_replicas?, model?, seed?}`, or a mapping whose
+    /// prompt_scale?, answer_scale?, start?, max_replicas?, min_replicas?, model?, seed?,
+    /// scaled_object?}`, or a mapping whose
     /// `traces` key holds that list. Paths are relative to the manifest's folder.
     #[arg(long)]
     pub traces: PathBuf,
@@ -70,12 +71,14 @@ pub const POLICIES: [Policy; 5] = [
 ];
 
 /// The keys a manifest entry may have.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "name",
     "trace",
     "lengths",
     "rate_scale",
     "time_scale",
+    "prompt_scale",
+    "answer_scale",
     "start",
     "max_replicas",
     "min_replicas",
@@ -178,6 +181,22 @@ impl Fields<'_> {
                 .as_f64()
                 .filter(|v| v.is_finite() && *v > 0.0)
                 .ok_or_else(|| self.fail(key, format!("expected a number above 0, found {value}"))),
+        }
+    }
+
+    /// A length scale: above 0, at most the backtest's bound; 1 when absent.
+    fn length_scale(&self, key: &str) -> Result<f64, String> {
+        let bound = super::backtest::MAX_LENGTH_SCALE;
+        match self.map.get(key) {
+            None => Ok(1.0),
+            Some(value) => value
+                .as_f64()
+                .filter(|v| v.is_finite() && *v > 0.0 && *v <= bound)
+                .ok_or_else(|| {
+                    let problem =
+                        format!("expected a number above 0 and at most {bound}, found {value}");
+                    self.fail(key, problem)
+                }),
         }
     }
 
@@ -300,6 +319,8 @@ fn read_entry(
         router: Router::LeastOutstanding,
         rate_scale: fields.factor("rate_scale")?,
         time_scale: fields.factor("time_scale")?,
+        prompt_scale: fields.length_scale("prompt_scale")?,
+        answer_scale: fields.length_scale("answer_scale")?,
         seed: fields.count("seed", 1, 0)?,
         min_replicas,
         max_replicas,

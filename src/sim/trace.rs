@@ -231,8 +231,26 @@ pub struct Replay {
     pub time_scale: f64,
     /// Multiplies the request rate, keeping the trace's length and shape.
     pub rate_scale: f64,
+    /// Multiplies each request's prompt tokens (at least 1): the same traffic with
+    /// longer or shorter prompts, keeping their spread and their correlation with the
+    /// answers.
+    pub prompt_scale: f64,
+    /// Multiplies each request's output tokens (at least 1).
+    pub answer_scale: f64,
     /// Seeds the draws of arrivals and lengths.
     pub seed: u64,
+}
+
+impl Replay {
+    /// A request's `(input, output)` tokens, reshaped by the length scales.
+    fn reshape(&self, input: u32, output: u32) -> (u32, u32) {
+        // f64 to u32 saturates, and the scales are bounded where they are read.
+        let scaled = |tokens: u32, by: f64| ((f64::from(tokens) * by).round() as u32).max(1);
+        (
+            scaled(input, self.prompt_scale),
+            scaled(output, self.answer_scale),
+        )
+    }
 }
 
 impl Default for Replay {
@@ -240,6 +258,8 @@ impl Default for Replay {
         Self {
             time_scale: 1.0,
             rate_scale: 1.0,
+            prompt_scale: 1.0,
+            answer_scale: 1.0,
             seed: 1,
         }
     }
@@ -333,6 +353,7 @@ impl Iterator for Arrivals {
                     return Some(request);
                 }
                 let &(at, input, output) = trace.requests.get(*next)?;
+                let (input, output) = replay.reshape(input, output);
                 let gap = trace
                     .requests
                     .get(*next + 1)
@@ -373,6 +394,7 @@ impl Iterator for Arrivals {
                     if candidate < end {
                         *clock = candidate;
                         let (input, output) = lengths[self.rng.below(lengths.len())];
+                        let (input, output) = replay.reshape(input, output);
                         return Some(Request::new(candidate * replay.time_scale, input, output));
                     }
                 }
@@ -477,6 +499,7 @@ mod tests {
             rate_scale: 3.0,
             time_scale: 0.5,
             seed: 7,
+            ..Replay::default()
         };
         assert_eq!(run(scaled), run(scaled));
         let arrivals = run(scaled);
@@ -489,5 +512,44 @@ mod tests {
             ..Replay::default()
         });
         assert!(thinned.is_empty());
+    }
+
+    #[test]
+    fn length_scales_reshape_every_request_and_keep_at_least_a_token() {
+        let Trace::Requests(trace) = Trace::parse("t.csv", AZURE).unwrap() else {
+            panic!()
+        };
+        let reshaped = Replay {
+            prompt_scale: 2.0,
+            answer_scale: 1.0 / 6.0,
+            ..Replay::default()
+        };
+        let lengths = |trace: Trace, lengths: Option<&RequestTrace>| -> Vec<(u32, u32)> {
+            Arrivals::new(trace, lengths, reshaped)
+                .unwrap()
+                .map(|r| (r.input, r.output))
+                .collect()
+        };
+        // In time order: (374, 44), (10, 1), (396, 109).
+        assert_eq!(
+            lengths(Trace::Requests(trace.clone()), None),
+            vec![(748, 7), (20, 1), (792, 18)]
+        );
+        // A rate file's draws are reshaped too.
+        let rates = Trace::parse("r.csv", "window_start_s,rate\n0,5\n").unwrap();
+        let drawn = lengths(rates, Some(&trace));
+        assert!(!drawn.is_empty());
+        assert!(
+            drawn
+                .iter()
+                .all(|l| [(20, 1), (748, 7), (792, 18)].contains(l)),
+            "{drawn:?}"
+        );
+        // Saturates instead of wrapping.
+        let huge = Replay {
+            prompt_scale: 1e12,
+            ..Replay::default()
+        };
+        assert_eq!(huge.reshape(10, 5), (u32::MAX, 5));
     }
 }
