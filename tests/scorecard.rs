@@ -314,6 +314,8 @@ fn every_shipped_manifest_names_traces_that_are_there() {
         "scorecard-rates.yaml",
         "scorecard-8b.yaml",
         "scorecard-8b-rates.yaml",
+        "scorecard-shapes.yaml",
+        "scorecard-8b-shapes.yaml",
     ] {
         let text = std::fs::read_to_string(base.join(name)).unwrap();
         let manifest: Value = serde_saphyr::from_str(&text).unwrap();
