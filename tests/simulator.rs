@@ -446,14 +446,21 @@ fn uniform_trace(dir: &Path, rate: f64, input: u32, output: u32) -> (PathBuf, Pa
         ),
     )
     .unwrap();
+    (rate_file(dir, rate, 6), lengths)
+}
+
+/// `windows` ten-minute windows of `rate` requests/s, as a rate file in `dir`.
+fn rate_file(dir: &Path, rate: f64, windows: usize) -> PathBuf {
     let rates = dir.join("rates.csv");
-    let windows: Vec<String> = (0..6).map(|i| format!("{},{rate}", i * 600)).collect();
+    let rows: Vec<String> = (0..windows)
+        .map(|i| format!("{},{rate}", i * 600))
+        .collect();
     std::fs::write(
         &rates,
-        format!("window_start_s,rate\n{}\n", windows.join("\n")),
+        format!("window_start_s,rate\n{}\n", rows.join("\n")),
     )
     .unwrap();
-    (rates, lengths)
+    rates
 }
 
 /// The scaler's backtest of a trace under `config`: its JSON report and its peak pods.
@@ -679,30 +686,10 @@ fn the_shipped_8b_config_scales_the_8b_preset() {
     assert!(tpot >= 0.99, "20 req/s of chat on the 8B: {report}");
 }
 
-/// Azure's conversation lengths with each prompt times `prompts` and each answer times
-/// `answers`, so the spread and the correlation stay real traffic's; 30 minutes at `rate`.
-fn reshaped_azure(dir: &Path, rate: f64, prompts: f64, answers: f64) -> (PathBuf, PathBuf) {
-    let text = std::fs::read_to_string(AZURE).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let scaled = |cell: &str, by: f64| ((cell.trim().parse::<f64>().unwrap() * by) as u32).max(1);
-    let rows: Vec<String> = lines
-        .map(|line| {
-            let cells: Vec<&str> = line.split(',').collect();
-            let (input, output) = (scaled(cells[1], prompts), scaled(cells[2], answers));
-            format!("{},{input},{output}", cells[0])
-        })
-        .collect();
-    let lengths = dir.join("reshaped.csv");
-    std::fs::write(&lengths, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
-    let rates = dir.join("rates.csv");
-    let windows: Vec<String> = (0..3).map(|i| format!("{},{rate}", i * 600)).collect();
-    std::fs::write(
-        &rates,
-        format!("window_start_s,rate\n{}\n", windows.join("\n")),
-    )
-    .unwrap();
-    (rates, lengths)
+/// 30 minutes at `rate` requests/s with Azure's conversation lengths; reshape them with
+/// `--prompt-scale` and `--answer-scale`.
+fn azure_lengths_at(dir: &Path, rate: f64) -> (PathBuf, PathBuf) {
+    (rate_file(dir, rate, 3), PathBuf::from(AZURE))
 }
 
 /// The shipped config without the profile's points that any of `drop` names (rows or
@@ -743,14 +730,15 @@ fn short_answers_to_long_prompts_are_sized_on_the_profiles_short_answer_columns(
     // shipped profile's 20- and 100-token columns say so; sized on chat's columns alone,
     // the same traffic misses TPOT.
     let dir = tempfile::tempdir().unwrap();
-    let trace = reshaped_azure(dir.path(), 5.5, 2.0, 1.0 / 6.0);
-    let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
+    let trace = azure_lengths_at(dir.path(), 5.5);
+    let code = ["--prompt-scale", "2", "--answer-scale", "0.1667"];
+    let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &code);
     let chat_only = shipped_without(
         dir.path(),
         "chat-only.yaml",
         &["output_tokens: 20,", "output_tokens: 100,"],
     );
-    let (chat, _) = scaler_run(dir.path(), &chat_only, &trace, &[]);
+    let (chat, _) = scaler_run(dir.path(), &chat_only, &trace, &code);
     let (with, without) = (attainment(&report, "tpot"), attainment(&chat, "tpot"));
     println!("TPOT {with} with the columns, {without} without");
     assert!(with >= 0.99, "{report}");
@@ -768,10 +756,11 @@ fn short_prompts_are_sized_on_the_profiles_short_prompt_row() {
     // 250-token row the profile holds chat's numbers below 700 tokens and the fleet is
     // far larger than the traffic needs.
     let dir = tempfile::tempdir().unwrap();
-    let trace = reshaped_azure(dir.path(), 44.0, 0.25, 1.0);
-    let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &[]);
+    let trace = azure_lengths_at(dir.path(), 44.0);
+    let short = ["--prompt-scale", "0.25"];
+    let (report, _) = scaler_run(dir.path(), Path::new(CONFIG), &trace, &short);
     let chat_rows = shipped_without(dir.path(), "chat-rows.yaml", &["input_tokens: 250,"]);
-    let (chat, _) = scaler_run(dir.path(), &chat_rows, &trace, &[]);
+    let (chat, _) = scaler_run(dir.path(), &chat_rows, &trace, &short);
     println!(
         "{} GPU-hours with the row, {} without",
         gpu_hours(&report),
