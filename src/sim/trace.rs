@@ -128,6 +128,23 @@ fn tokens(path: &str, line: usize, name: &str, text: &str) -> Result<u32, TraceE
     })
 }
 
+/// An Azure trace's TIMESTAMP: `2023-11-16 18:15:46.6805900` (the 2023 traces, UTC) or
+/// with an offset, `2024-05-10 00:00:00.009930+00:00` (the 2024 traces); ISO 8601's `T`
+/// and `Z` are read too, as exporters of other fleets write them.
+fn azure_timestamp(stamp: &str) -> Result<DateTime<Utc>, String> {
+    let stamp = stamp.trim();
+    if let Ok(naive) = NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f") {
+        return Ok(Utc.from_utc_datetime(&naive));
+    }
+    DateTime::parse_from_rfc3339(&stamp.replacen(' ', "T", 1))
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| {
+            format!(
+                "TIMESTAMP `{stamp}`: expected a date and time such as `2023-11-16 18:15:46.68`, with an optional UTC offset (`+00:00`, `Z`)"
+            )
+        })
+}
+
 fn parse_azure(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
@@ -143,10 +160,9 @@ fn parse_azure(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
                 format!("expected 3 fields, found {}", fields.len()),
             ));
         };
-        let at = NaiveDateTime::parse_from_str(stamp.trim(), "%Y-%m-%d %H:%M:%S%.f")
-            .map_err(|e| parse_error(path, i + 1, format!("TIMESTAMP `{stamp}`: {e}")))?;
+        let at = azure_timestamp(stamp).map_err(|problem| parse_error(path, i + 1, problem))?;
         rows.push((
-            Utc.from_utc_datetime(&at),
+            at,
             tokens(path, i + 1, "ContextTokens", input)?,
             tokens(path, i + 1, "GeneratedTokens", output)?,
         ));
@@ -482,6 +498,37 @@ mod tests {
         assert!((second - 6000.0).abs() < 5.0 * 6000f64.sqrt(), "{second}");
         assert!(arrivals.windows(2).all(|w| w[0].arrival <= w[1].arrival));
         assert!(arrivals.iter().all(|r| r.arrival < 1200.0));
+    }
+
+    #[test]
+    fn azure_timestamps_with_an_offset_are_read_in_utc() {
+        // Azure's 2024 traces write `+00:00`; another offset moves the instant.
+        let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+            2024-05-10 00:00:00.009930+00:00,2162,5\n\
+            2024-05-10T00:00:02Z,100,7\n\
+            2024-05-10 02:00:01.5+02:00,300,9\n";
+        let Trace::Requests(trace) = Trace::parse("t.csv", text).unwrap() else {
+            panic!("a request trace")
+        };
+        let start = Utc.with_ymd_and_hms(2024, 5, 10, 0, 0, 0).unwrap()
+            + chrono::TimeDelta::microseconds(9930);
+        assert_eq!(trace.start, Some(start));
+        let at: Vec<(f64, u32)> = trace.requests.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(at, vec![(0.0, 2162), (1.490070, 300), (1.990070, 100)]);
+        for bad in [
+            "2024-05-10 00:00:00+25:00",
+            "10/05/2024 00:00",
+            "2024-05-10",
+        ] {
+            let text = format!("TIMESTAMP,ContextTokens,GeneratedTokens\n{bad},1,1\n");
+            let err = Trace::parse("t.csv", &text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!(
+                    "line 2: TIMESTAMP `{bad}`: expected a date and time"
+                )),
+                "{err}"
+            );
+        }
     }
 
     #[test]
