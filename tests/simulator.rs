@@ -775,6 +775,55 @@ fn short_prompts_are_sized_on_the_profiles_short_prompt_row() {
 }
 
 #[test]
+fn long_answers_to_long_prompts_are_sized_on_the_long_context_long_answer_point() {
+    // Mooncake's prompts (mean 15,000 tokens) with answers ten times as long (about
+    // 1,500): each request holds a long context in the KV cache for minutes, and every
+    // decode step of its replica slows. The profile's point at 16,000 tokens and
+    // 1,500-token answers sizes that; with chat's long-answer numbers there, the fleet is
+    // a fraction of what the traffic needs and TTFT misses.
+    let mooncake = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/mooncake_synthetic_trace.jsonl"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let point = "{input_tokens: 16000, output_tokens: 1500, output_tokens_per_second: 67, input_tokens_per_second: 705}";
+    let chat = "{input_tokens: 16000, output_tokens: 1500, output_tokens_per_second: 1250, input_tokens_per_second: 1750}";
+    let chats = shipped_with(dir.path(), "chat-point.yaml", point, chat);
+    let run = |config: &str| {
+        let args = [
+            "--config",
+            config,
+            "--trace",
+            mooncake,
+            "--answer-scale",
+            "10",
+            "--rate-scale",
+            "0.25",
+            "--max-replicas",
+            "60",
+            "--policy",
+            "scaler",
+            "--json",
+        ];
+        let (ok, out, stderr) = backtest(&args);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let (report, chat) = (run(CONFIG), run(chats.to_str().unwrap()));
+    let (with, without) = (attainment(&report, "ttft"), attainment(&chat, "ttft"));
+    println!("TTFT {with} with the point, {without} with chat's numbers there");
+    assert!(
+        with >= 0.99 && attainment(&report, "tpot") >= 0.99,
+        "{report}"
+    );
+    assert!(without < 0.99, "{chat}");
+    assert!(
+        gpu_hours(&report) > 1.5 * gpu_hours(&chat),
+        "{report} against {chat}"
+    );
+}
+
+#[test]
 fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
     // A 25 ms TPOT SLO: one request alone on a replica decodes at 18 ms + 35 ns per
     // token of context, which reaches 25 ms at about 199,700 tokens. Prompts of 250,000
