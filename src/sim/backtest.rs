@@ -30,7 +30,8 @@ pub struct BacktestArgs {
     /// The scaler's config file.
     #[arg(long)]
     pub config: PathBuf,
-    /// A request trace (Azure CSV, Mooncake JSONL) or a rate file (`window_start_s,rate`).
+    /// A request trace (Azure CSV, BurstGPT CSV, Mooncake JSONL) or a rate file
+    /// (`window_start_s,rate`).
     #[arg(long)]
     pub trace: PathBuf,
     /// For a rate file: the request trace token lengths are drawn from (default: the

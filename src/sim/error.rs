@@ -55,7 +55,7 @@ pub enum TraceError {
     },
     /// None of the formats read.
     #[error(
-        "{path}: unknown trace format: expected Azure's CSV (header `TIMESTAMP,ContextTokens,GeneratedTokens`), Mooncake's JSONL (`timestamp`, `input_length`, `output_length`) or a rate file (header `window_start_s,<rate>`)"
+        "{path}: unknown trace format: expected Azure's CSV (header `TIMESTAMP,ContextTokens,GeneratedTokens`), BurstGPT's CSV (columns `Timestamp`, `Request tokens`, `Response tokens`), Mooncake's JSONL (`timestamp`, `input_length`, `output_length`) or a rate file (header `window_start_s,<rate>`)"
     )]
     UnknownFormat {
         /// The trace's path.

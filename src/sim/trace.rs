@@ -1,4 +1,4 @@
-//! Traces to replay: request traces (Azure's CSV, Mooncake's JSONL) and rate files
+//! Traces to replay: request traces (Azure's CSV, BurstGPT's CSV, Mooncake's JSONL) and rate files
 //! (`window_start_s,rate`) turned into Poisson arrivals with token lengths drawn from a
 //! request trace.
 
@@ -70,7 +70,8 @@ pub struct RateTrace {
 /// A trace file, by format.
 #[derive(Debug, Clone)]
 pub enum Trace {
-    /// Requests with their arrival times and lengths (Azure's CSV, Mooncake's JSONL).
+    /// Requests with their arrival times and lengths (Azure's and BurstGPT's CSV,
+    /// Mooncake's JSONL).
     Requests(RequestTrace),
     /// Request rates per window (`window_start_s,rate`).
     Rates(RateTrace),
@@ -92,6 +93,8 @@ impl Trace {
         let header: Vec<&str> = first.split(',').map(str::trim).collect();
         let trace = if header == ["TIMESTAMP", "ContextTokens", "GeneratedTokens"] {
             Trace::Requests(parse_azure(path, text)?)
+        } else if let Some(columns) = BurstGptColumns::find(&header) {
+            Trace::Requests(parse_burstgpt(path, text, columns)?)
         } else if header.len() == 2 && header[0] == "window_start_s" {
             Trace::Rates(parse_rates(path, text)?)
         } else if first.starts_with('{') {
@@ -179,6 +182,87 @@ fn parse_azure(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
         })
         .collect();
     Ok(RequestTrace { requests, start })
+}
+
+/// Where BurstGPT's CSV keeps the columns a replay reads.
+#[derive(Debug, Clone, Copy)]
+struct BurstGptColumns {
+    timestamp: usize,
+    request: usize,
+    response: usize,
+}
+
+impl BurstGptColumns {
+    /// The columns, by name, when `header` has all three.
+    fn find(header: &[&str]) -> Option<Self> {
+        let at = |name: &str| header.iter().position(|h| *h == name);
+        Some(Self {
+            timestamp: at("Timestamp")?,
+            request: at("Request tokens")?,
+            response: at("Response tokens")?,
+        })
+    }
+}
+
+/// BurstGPT's CSV (`Timestamp,Model,Request tokens,Response tokens,Total tokens,Log
+/// Type`, seconds from the trace's start). Its failed requests have 0 response tokens;
+/// they are left out, as its own `*_without_fails_*` files do.
+fn parse_burstgpt(
+    path: &str,
+    text: &str,
+    columns: BurstGptColumns,
+) -> Result<RequestTrace, TraceError> {
+    let mut requests = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').collect();
+        let field = |index: usize, name: &str| {
+            fields.get(index).copied().ok_or_else(|| {
+                parse_error(
+                    path,
+                    i + 1,
+                    format!("no `{name}` field: {} fields", fields.len()),
+                )
+            })
+        };
+        let stamp = field(columns.timestamp, "Timestamp")?;
+        let at = stamp
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .ok_or_else(|| {
+                let problem = format!("Timestamp `{stamp}` is not a time in seconds");
+                parse_error(path, i + 1, problem)
+            })?;
+        let input = tokens(
+            path,
+            i + 1,
+            "Request tokens",
+            field(columns.request, "Request tokens")?,
+        )?;
+        let output = tokens(
+            path,
+            i + 1,
+            "Response tokens",
+            field(columns.response, "Response tokens")?,
+        )?;
+        if output > 0 {
+            requests.push((at, input, output));
+        }
+    }
+    requests.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first = requests.first().map_or(0.0, |r| r.0);
+    for request in &mut requests {
+        request.0 -= first;
+    }
+    Ok(RequestTrace {
+        requests,
+        start: None,
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -529,6 +613,41 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn burstgpt_rows_are_read_by_column_name_and_failures_left_out() {
+        let text = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n\
+            5.0,ChatGPT,472,18,490,Conversation log\n\
+            6.5,GPT-4,1087,0,1087,API log\n\
+            7.25,ChatGPT,88,301,389,Conversation log\n";
+        let Trace::Requests(trace) = Trace::parse("b.csv", text).unwrap() else {
+            panic!("a request trace")
+        };
+        assert_eq!(trace.requests, vec![(0.0, 472, 18), (2.25, 88, 301)]);
+        assert_eq!(trace.start, None);
+        let cases = [
+            (
+                "-1.0,ChatGPT,10,10,20,x",
+                "line 2: Timestamp `-1.0` is not a time in seconds",
+            ),
+            (
+                "1.0,ChatGPT,ten,10,20,x",
+                "line 2: Request tokens `ten` is not a whole number",
+            ),
+            (
+                "1.0,ChatGPT,10",
+                "line 2: no `Response tokens` field: 3 fields",
+            ),
+        ];
+        for (row, expected) in cases {
+            let text = format!("Timestamp,Model,Request tokens,Response tokens\n{row}\n");
+            let err = Trace::parse("b.csv", &text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{row}: {err}");
+        }
+        // Every request failed: nothing to replay, said as for any empty trace.
+        let failed = "Timestamp,Request tokens,Response tokens\n1.0,10,0\n";
+        assert!(Trace::parse("b.csv", failed).is_err());
     }
 
     #[test]
