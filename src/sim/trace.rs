@@ -254,15 +254,20 @@ fn parse_burstgpt(
             requests.push((at, input, output));
         }
     }
+    Ok(from_first(requests))
+}
+
+/// Requests timed from an unknown origin, sorted and timed from the first.
+fn from_first(mut requests: Vec<(f64, u32, u32)>) -> RequestTrace {
     requests.sort_by(|a, b| a.0.total_cmp(&b.0));
     let first = requests.first().map_or(0.0, |r| r.0);
     for request in &mut requests {
         request.0 -= first;
     }
-    Ok(RequestTrace {
+    RequestTrace {
         requests,
         start: None,
-    })
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -289,15 +294,7 @@ fn parse_mooncake(path: &str, text: &str) -> Result<RequestTrace, TraceError> {
         }
         requests.push((row.timestamp / 1000.0, row.input_length, row.output_length));
     }
-    requests.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let first = requests.first().map_or(0.0, |r| r.0);
-    for request in &mut requests {
-        request.0 -= first;
-    }
-    Ok(RequestTrace {
-        requests,
-        start: None,
-    })
+    Ok(from_first(requests))
 }
 
 fn parse_rates(path: &str, text: &str) -> Result<RateTrace, TraceError> {
