@@ -144,11 +144,16 @@ pub(crate) fn parse_factor(text: &str) -> Result<f64, String> {
 /// what one replica of either model holds in its KV cache.
 pub(crate) const MAX_LENGTH_SCALE: f64 = 100.0;
 
-/// A `--prompt-scale` or `--answer-scale`: above 0, at most [`MAX_LENGTH_SCALE`].
+/// Whether `scale` may multiply lengths: above 0, at most [`MAX_LENGTH_SCALE`].
+pub(crate) fn is_length_scale(scale: f64) -> bool {
+    scale.is_finite() && scale > 0.0 && scale <= MAX_LENGTH_SCALE
+}
+
+/// A `--prompt-scale` or `--answer-scale` (see [`is_length_scale`]).
 pub(crate) fn parse_length_scale(text: &str) -> Result<f64, String> {
     text.parse::<f64>()
         .ok()
-        .filter(|v| v.is_finite() && *v > 0.0 && *v <= MAX_LENGTH_SCALE)
+        .filter(|v| is_length_scale(*v))
         .ok_or_else(|| format!("`{text}` is not a number above 0 and at most {MAX_LENGTH_SCALE}"))
 }
 

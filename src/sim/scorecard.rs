@@ -30,8 +30,8 @@ pub struct ScorecardArgs {
     pub config: PathBuf,
     /// The manifest (YAML): a list of `{name, trace, lengths?, rate_scale?, time_scale?,
     /// prompt_scale?, answer_scale?, start?, max_replicas?, min_replicas?, model?, seed?,
-    /// scaled_object?}`, or a mapping whose
-    /// `traces` key holds that list. Paths are relative to the manifest's folder.
+    /// scaled_object?}`, or a mapping whose `traces` key holds that list. Paths are
+    /// relative to the manifest's folder.
     #[arg(long)]
     pub traces: PathBuf,
     /// The feasible attainment the references must reach, between 0 and 1.
@@ -191,7 +191,7 @@ impl Fields<'_> {
             None => Ok(1.0),
             Some(value) => value
                 .as_f64()
-                .filter(|v| v.is_finite() && *v > 0.0 && *v <= bound)
+                .filter(|v| super::backtest::is_length_scale(*v))
                 .ok_or_else(|| {
                     let problem =
                         format!("expected a number above 0 and at most {bound}, found {value}");
