@@ -824,6 +824,53 @@ fn long_answers_to_long_prompts_are_sized_on_the_long_context_long_answer_point(
 }
 
 #[test]
+fn an_agents_long_contexts_are_sized_on_the_mid_length_rows() {
+    // Mooncake's shape with an agent's lengths (prompts x0.56: a mean of 8,600 tokens;
+    // answers x1.2): a third of the requests decode 20 tokens or fewer, and each of those
+    // that starts behind a queue of long prefills misses TPOT. The profile's rows at 5,000
+    // and 8,000 tokens hold the prompt rate such traffic sustains; read in log space
+    // between 2,000 and 16,000 tokens instead, the fleet is too small and TPOT misses.
+    let mooncake = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/mooncake_synthetic_trace.jsonl"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let no_rows = shipped_without(
+        dir.path(),
+        "no-mid-rows.yaml",
+        &["input_tokens: 5000,", "input_tokens: 8000,"],
+    );
+    let run = |config: &str| {
+        let args = [
+            "--config",
+            config,
+            "--trace",
+            mooncake,
+            "--prompt-scale",
+            "0.56",
+            "--answer-scale",
+            "1.2",
+            "--max-replicas",
+            "40",
+            "--policy",
+            "scaler",
+            "--json",
+        ];
+        let (ok, out, stderr) = backtest(&args);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let (report, log_space) = (run(CONFIG), run(no_rows.to_str().unwrap()));
+    let (with, without) = (attainment(&report, "tpot"), attainment(&log_space, "tpot"));
+    println!("TPOT {with} with the rows, {without} without");
+    assert!(
+        with >= 0.99 && attainment(&report, "ttft") >= 0.99,
+        "{report}"
+    );
+    assert!(without < 0.99, "{log_space}");
+}
+
+#[test]
 fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
     // A 25 ms TPOT SLO: one request alone on a replica decodes at 18 ms + 35 ns per
     // token of context, which reaches 25 ms at about 199,700 tokens. Prompts of 250,000
