@@ -712,6 +712,22 @@ fn shipped_without(dir: &Path, name: &str, drop: &[&str]) -> PathBuf {
     path
 }
 
+/// The scaler alone over Mooncake's trace reshaped by `reshape` (backtest flags), with
+/// `config`: the JSON report.
+fn mooncake_scaler_run(config: &Path, reshape: &[&str]) -> serde_json::Value {
+    let mooncake = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/mooncake_synthetic_trace.jsonl"
+    );
+    let config = config.to_str().unwrap();
+    let mut args = vec!["--config", config, "--trace", mooncake];
+    args.extend_from_slice(reshape);
+    args.extend(["--policy", "scaler", "--json"]);
+    let (ok, out, stderr) = backtest(&args);
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&out).unwrap()
+}
+
 fn attainment(report: &serde_json::Value, slo: &str) -> f64 {
     report["policies"][0][format!("{slo}_attainment_feasible")]
         .as_f64()
@@ -781,35 +797,20 @@ fn long_answers_to_long_prompts_are_sized_on_the_long_context_long_answer_point(
     // decode step of its replica slows. The profile's point at 16,000 tokens and
     // 1,500-token answers sizes that; with chat's long-answer numbers there, the fleet is
     // a fraction of what the traffic needs and TTFT misses.
-    let mooncake = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/traces/mooncake_synthetic_trace.jsonl"
-    );
     let dir = tempfile::tempdir().unwrap();
     let point = "{input_tokens: 16000, output_tokens: 1500, output_tokens_per_second: 67, input_tokens_per_second: 705}";
     let chat = "{input_tokens: 16000, output_tokens: 1500, output_tokens_per_second: 1250, input_tokens_per_second: 1750}";
     let chats = shipped_with(dir.path(), "chat-point.yaml", point, chat);
-    let run = |config: &str| {
-        let args = [
-            "--config",
-            config,
-            "--trace",
-            mooncake,
-            "--answer-scale",
-            "10",
-            "--rate-scale",
-            "0.25",
-            "--max-replicas",
-            "60",
-            "--policy",
-            "scaler",
-            "--json",
-        ];
-        let (ok, out, stderr) = backtest(&args);
-        assert!(ok, "{stderr}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
-    };
-    let (report, chat) = (run(CONFIG), run(chats.to_str().unwrap()));
+    let reshaped = [
+        "--answer-scale",
+        "10",
+        "--rate-scale",
+        "0.25",
+        "--max-replicas",
+        "60",
+    ];
+    let run = |config: &Path| mooncake_scaler_run(config, &reshaped);
+    let (report, chat) = (run(Path::new(CONFIG)), run(&chats));
     let (with, without) = (attainment(&report, "ttft"), attainment(&chat, "ttft"));
     println!("TTFT {with} with the point, {without} with chat's numbers there");
     assert!(
@@ -830,37 +831,22 @@ fn an_agents_long_contexts_are_sized_on_the_mid_length_rows() {
     // that starts behind a queue of long prefills misses TPOT. The profile's rows at 5,000
     // and 8,000 tokens hold the prompt rate such traffic sustains; read in log space
     // between 2,000 and 16,000 tokens instead, the fleet is too small and TPOT misses.
-    let mooncake = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/traces/mooncake_synthetic_trace.jsonl"
-    );
     let dir = tempfile::tempdir().unwrap();
     let no_rows = shipped_without(
         dir.path(),
         "no-mid-rows.yaml",
         &["input_tokens: 5000,", "input_tokens: 8000,"],
     );
-    let run = |config: &str| {
-        let args = [
-            "--config",
-            config,
-            "--trace",
-            mooncake,
-            "--prompt-scale",
-            "0.56",
-            "--answer-scale",
-            "1.2",
-            "--max-replicas",
-            "40",
-            "--policy",
-            "scaler",
-            "--json",
-        ];
-        let (ok, out, stderr) = backtest(&args);
-        assert!(ok, "{stderr}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
-    };
-    let (report, log_space) = (run(CONFIG), run(no_rows.to_str().unwrap()));
+    let agent = [
+        "--prompt-scale",
+        "0.56",
+        "--answer-scale",
+        "1.2",
+        "--max-replicas",
+        "40",
+    ];
+    let run = |config: &Path| mooncake_scaler_run(config, &agent);
+    let (report, log_space) = (run(Path::new(CONFIG)), run(&no_rows));
     let (with, without) = (attainment(&report, "tpot"), attainment(&log_space, "tpot"));
     println!("TPOT {with} with the rows, {without} without");
     assert!(
