@@ -490,3 +490,39 @@ fn plot(scored: &[Scored], target: f64, policies: &[Policy]) -> Result<String, S
         .collect();
     super::plot::scorecard(&panels, policies, target)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_manifest_reads_as_scorecard_reads_it() {
+        // A misspelt key or a value out of range in a shipped manifest would only show
+        // when a user runs it: each entry is read here as `scorecard` reads it.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("backtest");
+        let mut read = 0;
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            if !(name.starts_with("scorecard") && name.ends_with(".yaml")) {
+                continue;
+            }
+            let config = if name.contains("-8b") {
+                "llama-8b.yaml"
+            } else {
+                "llama-70b.yaml"
+            };
+            let args = ScorecardArgs {
+                config: dir.join(config),
+                traces: dir.join(&name),
+                target: 0.99,
+                json: false,
+                plot: None,
+                hpa_floor: false,
+            };
+            let entries = read_manifest(&args).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!entries.is_empty(), "{name}");
+            read += 1;
+        }
+        assert_eq!(read, 6, "backtest/ holds six scorecard manifests");
+    }
+}
