@@ -857,6 +857,81 @@ fn an_agents_long_contexts_are_sized_on_the_mid_length_rows() {
 }
 
 #[test]
+fn long_answers_to_mid_length_prompts_are_sized_on_the_long_answer_points() {
+    // The reasoning day with its prompts x4 (a mean of 5,100 tokens; answers of 1,500):
+    // long answers behind long prompts wait for their first token behind each other's
+    // prefills. The profile's 1,500-token points at 2,000 to 8,000 tokens size that; with
+    // chat's 1,250 at 2,000 and the log-space reads between 2,000 and 16,000 in their
+    // place the fleet is half as large and TTFT misses.
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(CONFIG).unwrap();
+    let points = [
+        ("2000", "500", "1600", "1250", "4000"),
+        ("5000", "155", "765", "344", "1700"),
+        ("8000", "89", "628", "178", "1257"),
+    ];
+    let point = |input: &str, output: &str, prompt: &str| {
+        format!(
+            "{{input_tokens: {input}, output_tokens: 1500, output_tokens_per_second: {output}, input_tokens_per_second: {prompt}}}"
+        )
+    };
+    let read_between = points
+        .iter()
+        .fold(shipped, |config, (i, o, p, old_o, old_p)| {
+            let (now, before) = (point(i, o, p), point(i, old_o, old_p));
+            assert!(
+                config.contains(&now),
+                "backtest/llama-70b.yaml changed: no {now}"
+            );
+            config.replace(&now, &before)
+        });
+    let old = dir.path().join("read-between.yaml");
+    std::fs::write(&old, read_between).unwrap();
+    let reasoning = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/servegen_reason_deepseek-r1_rate_10min.csv"
+    );
+    let lengths = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/servegen_reason_deepseek-r1_lengths.csv"
+    );
+    let run = |config: &str| {
+        let args = [
+            "--config",
+            config,
+            "--trace",
+            reasoning,
+            "--lengths",
+            lengths,
+            "--rate-scale",
+            "0.1",
+            "--prompt-scale",
+            "4",
+            "--max-replicas",
+            "60",
+            "--policy",
+            "scaler",
+            "--json",
+        ];
+        let (ok, out, stderr) = backtest(&args);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let (report, before) = (run(CONFIG), run(old.to_str().unwrap()));
+    let (with, without) = (attainment(&report, "ttft"), attainment(&before, "ttft"));
+    println!("TTFT {with} with the points, {without} with the reads between");
+    assert!(
+        with >= 0.99 && attainment(&report, "tpot") >= 0.99,
+        "{report}"
+    );
+    assert!(without < 0.99, "{before}");
+    assert!(
+        gpu_hours(&report) > 1.5 * gpu_hours(&before),
+        "{report} against {before}"
+    );
+}
+
+#[test]
 fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
     // A 25 ms TPOT SLO: one request alone on a replica decodes at 18 ms + 35 ns per
     // token of context, which reaches 25 ms at about 199,700 tokens. Prompts of 250,000
