@@ -1,10 +1,25 @@
 //! `capacity.profile`: what one replica sustains within its SLOs for each mix of mean
 //! prompt and output lengths, so that the throughput terms follow the traffic's mix
-//! instead of holding for the one mix a fixed number was measured on.
+//! instead of holding for the one mix a fixed number was measured on. A mix of the same
+//! means can hold very different rates by the shape of its answers: a request decoding a
+//! handful of tokens has no steps to spread a prefill stall over, so a mix where many
+//! answers are short holds fewer prompt tokens a second. Points may say the share of
+//! short answers they were measured at, and the lookup reads between them.
 
 use serde::Deserialize;
 
-use super::values::Positive;
+use super::values::{Positive, Share};
+
+/// At most this many output tokens make a short answer, unless the config says other:
+/// one of vLLM's output-length bucket bounds (1, 2, 5 per decade), and the length
+/// under which a third of Mooncake's long-context answers fall and 2 % of Azure's
+/// conversation answers.
+pub const DEFAULT_SHORT_OUTPUT_TOKENS: f64 = 20.0;
+
+/// `capacity.short_output_tokens` when the config leaves it out.
+pub fn default_short_output_tokens() -> Positive {
+    Positive(DEFAULT_SHORT_OUTPUT_TOKENS)
+}
 
 /// One measured mix, as `keda-llm-scaler calibrate` prints it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -14,10 +29,52 @@ pub struct ProfilePoint {
     pub input_tokens: Positive,
     /// Mean output tokens per request.
     pub output_tokens: Positive,
+    /// The share of requests whose answers have at most `capacity.short_output_tokens`
+    /// tokens that the point was measured at. Unset: the point holds at any share.
+    #[serde(default)]
+    pub short_output_share: Option<Share>,
     /// Output tokens per second one replica sustains at this mix.
     pub output_tokens_per_second: Positive,
     /// Input tokens per second one replica sustains at this mix.
     pub input_tokens_per_second: Positive,
+}
+
+/// One (input, output) cell of the grid: a point that holds at every share of short
+/// answers, or points at distinct shares, ascending.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    /// One point, whatever the share.
+    Any((f64, f64)),
+    /// (share, (output, input) tokens per second), by ascending share.
+    ByShare(Vec<(f64, (f64, f64))>),
+}
+
+impl Cell {
+    /// The cell's (output, input) rates at a share of short answers: linear in the
+    /// share between the points around it, in log space, held at the outermost points.
+    /// An unknown share reads the highest share's point: the side where a wrong guess
+    /// costs replicas rather than the SLO.
+    fn at(&self, share: Option<f64>) -> (f64, f64) {
+        let by_share = match self {
+            Cell::Any(rates) => return *rates,
+            Cell::ByShare(points) => points,
+        };
+        let last = by_share.len() - 1;
+        let Some(share) = share.filter(|s| !s.is_nan()) else {
+            return by_share[last].1;
+        };
+        let upper = by_share.partition_point(|(s, _)| *s <= share);
+        if upper == 0 {
+            return by_share[0].1;
+        }
+        if upper > last {
+            return by_share[last].1;
+        }
+        let ((s0, low), (s1, high)) = (by_share[upper - 1], by_share[upper]);
+        let t = (share - s0) / (s1 - s0);
+        let mix = |a: f64, b: f64| (a.ln() * (1.0 - t) + b.ln() * t).exp();
+        (mix(low.0, high.0), mix(low.1, high.1))
+    }
 }
 
 /// A complete grid of points, for lookups.
@@ -27,8 +84,10 @@ pub struct CapacityProfile {
     inputs: Vec<f64>,
     /// Distinct mean output lengths, ascending.
     outputs: Vec<f64>,
-    /// Per (input, output), row by input: (output, input) tokens per second.
-    rates: Vec<(f64, f64)>,
+    /// Per (input, output), row by input.
+    cells: Vec<Cell>,
+    /// At most this many output tokens make a short answer.
+    short_output_tokens: f64,
 }
 
 /// The token rates one replica sustains at a mix.
@@ -42,7 +101,8 @@ pub struct Rates {
 
 impl CapacityProfile {
     /// The grid of `points`: every distinct input length with every distinct output
-    /// length, once each. The error says what is missing or repeated.
+    /// length, each cell once or at distinct shares of short answers. The error says
+    /// what is missing or repeated.
     pub fn from_points(points: &[ProfilePoint]) -> Result<Self, String> {
         if points.is_empty() {
             return Err(
@@ -57,46 +117,50 @@ impl CapacityProfile {
         };
         let inputs = distinct(|p| p.input_tokens.0);
         let outputs = distinct(|p| p.output_tokens.0);
-        let mut rates = Vec::with_capacity(inputs.len() * outputs.len());
+        let mut cells = Vec::with_capacity(inputs.len() * outputs.len());
         for &input in &inputs {
             for &output in &outputs {
                 let at: Vec<&ProfilePoint> = points
                     .iter()
                     .filter(|p| p.input_tokens.0 == input && p.output_tokens.0 == output)
                     .collect();
-                match at.as_slice() {
-                    [one] => rates.push((
-                        one.output_tokens_per_second.0,
-                        one.input_tokens_per_second.0,
-                    )),
-                    [] => {
-                        return Err(format!(
-                            "has no point for input_tokens {input} and output_tokens {output}: every input length needs every output length (a full grid, as `keda-llm-scaler calibrate` prints)"
-                        ));
-                    }
-                    _ => {
-                        return Err(format!(
-                            "has {} points for input_tokens {input} and output_tokens {output}: expected one",
-                            at.len()
-                        ));
-                    }
-                }
+                cells.push(cell(&at).map_err(|why| {
+                    format!("has {why} for input_tokens {input} and output_tokens {output}")
+                })?);
             }
         }
         Ok(Self {
             inputs,
             outputs,
-            rates,
+            cells,
+            short_output_tokens: DEFAULT_SHORT_OUTPUT_TOKENS,
         })
     }
 
-    /// The rates at mean lengths `(input, output)`: bilinear in the logarithms of the
-    /// lengths and of the rates (capacity falls roughly as a power of the prompt length),
-    /// held at the grid's edge outside it.
-    pub fn at(&self, input: f64, output: f64) -> Rates {
+    /// The same profile with another bound for a short answer.
+    pub fn with_short_output_tokens(mut self, tokens: f64) -> Self {
+        self.short_output_tokens = tokens;
+        self
+    }
+
+    /// At most this many output tokens make a short answer.
+    pub fn short_output_tokens(&self) -> f64 {
+        self.short_output_tokens
+    }
+
+    /// Whether any point says its share of short answers: only then is the share read.
+    pub fn reads_short_share(&self) -> bool {
+        self.cells.iter().any(|c| matches!(c, Cell::ByShare(_)))
+    }
+
+    /// The rates at mean lengths `(input, output)` and a share of short answers
+    /// (`None`: unknown): bilinear in the logarithms of the lengths and of the rates
+    /// (capacity falls roughly as a power of the prompt length), held at the grid's
+    /// edge outside it; each cell read at the share first.
+    pub fn at(&self, input: f64, output: f64, short_share: Option<f64>) -> Rates {
         let (i0, i1, ti) = bracket(&self.inputs, input);
         let (o0, o1, to) = bracket(&self.outputs, output);
-        let at = |i: usize, o: usize| self.rates[i * self.outputs.len() + o];
+        let at = |i: usize, o: usize| self.cells[i * self.outputs.len() + o].at(short_share);
         let blend = |pick: fn((f64, f64)) -> f64| {
             if ti == 0.0 && to == 0.0 {
                 // On a point (or held at a corner): its own number, exactly.
@@ -112,6 +176,36 @@ impl CapacityProfile {
             input_tokens_per_second: blend(|r| r.1),
         }
     }
+}
+
+/// One cell from its points, or what is wrong with them.
+fn cell(points: &[&ProfilePoint]) -> Result<Cell, String> {
+    let rates = |p: &ProfilePoint| (p.output_tokens_per_second.0, p.input_tokens_per_second.0);
+    match points {
+        [] => {
+            return Err("no point: every input length needs every output length (a full grid, as `keda-llm-scaler calibrate` prints)".into());
+        }
+        [one] if one.short_output_share.is_none() => return Ok(Cell::Any(rates(one))),
+        _ => {}
+    }
+    let mut by_share = Vec::with_capacity(points.len());
+    for p in points {
+        let Some(share) = p.short_output_share else {
+            return Err(format!(
+                "{} points, one without short_output_share: expected one point, or one point per short_output_share",
+                points.len()
+            ));
+        };
+        by_share.push((share.0, rates(p)));
+    }
+    by_share.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(w) = by_share.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!(
+            "2 points at short_output_share {}: expected one",
+            w[0].0
+        ));
+    }
+    Ok(Cell::ByShare(by_share))
 }
 
 /// The grid indices around `value` and its position between them (0..1) in log space.
@@ -141,6 +235,7 @@ mod tests {
         ProfilePoint {
             input_tokens: Positive(input),
             output_tokens: Positive(output),
+            short_output_share: None,
             output_tokens_per_second: Positive(out_rate),
             input_tokens_per_second: Positive(in_rate),
         }
@@ -162,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_point_of_the_grid_reads_its_own_rates() {
-        let rates = grid().at(1000.0, 100.0);
+        let rates = grid().at(1000.0, 100.0, None);
         assert!(close(rates.output_tokens_per_second, 250.0), "{rates:?}");
         assert!(close(rates.input_tokens_per_second, 2500.0), "{rates:?}");
     }
@@ -171,20 +266,23 @@ mod tests {
     fn between_points_rates_interpolate_geometrically() {
         // Halfway in log space on both axes: the geometric mean of the four corners.
         let mid = (100.0f64 * 1000.0).sqrt();
-        let rates = grid().at(mid, mid);
+        let rates = grid().at(mid, mid, None);
         let expected = (1000.0f64 * 4000.0 * 250.0 * 1000.0).powf(0.25);
         assert!(close(rates.output_tokens_per_second, expected), "{rates:?}");
         // Along one edge: between 1000 and 4000 at the output's midpoint, 2000.
-        let rates = grid().at(100.0, mid);
+        let rates = grid().at(100.0, mid, None);
         assert!(close(rates.output_tokens_per_second, 2000.0), "{rates:?}");
     }
 
     #[test]
     fn outside_the_grid_the_edge_holds() {
         let profile = grid();
-        assert_eq!(profile.at(10.0, 10.0), profile.at(100.0, 100.0));
-        assert_eq!(profile.at(1e6, 1e6), profile.at(1000.0, 1000.0));
-        assert_eq!(profile.at(f64::NAN, 100.0), profile.at(100.0, 100.0));
+        let at = |i, o| profile.at(i, o, None);
+        assert_eq!(at(10.0, 10.0), at(100.0, 100.0));
+        assert_eq!(at(1e6, 1e6), at(1000.0, 1000.0));
+        assert_eq!(at(f64::NAN, 100.0), at(100.0, 100.0));
+        // A grid without shares reads the same at any share.
+        assert_eq!(profile.at(300.0, 300.0, Some(0.5)), at(300.0, 300.0));
     }
 
     #[test]
@@ -206,5 +304,63 @@ mod tests {
         .unwrap_err();
         assert!(repeated.contains("2 points"), "{repeated}");
         assert!(CapacityProfile::from_points(&[]).is_err());
+    }
+
+    fn at_share(mut p: ProfilePoint, share: f64) -> ProfilePoint {
+        p.short_output_share = Some(Share(share));
+        p
+    }
+
+    /// The 1000-token row at two shares of short answers in its 100-token cell.
+    fn with_shares() -> CapacityProfile {
+        CapacityProfile::from_points(&[
+            point(100.0, 100.0, 1000.0, 1000.0),
+            point(100.0, 1000.0, 4000.0, 400.0),
+            at_share(point(1000.0, 100.0, 400.0, 4000.0), 0.0),
+            at_share(point(1000.0, 100.0, 100.0, 1000.0), 0.2),
+            point(1000.0, 1000.0, 1000.0, 1000.0),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cell_with_shares_reads_between_them_and_holds_outside() {
+        let profile = with_shares();
+        assert!(profile.reads_short_share());
+        assert!(!grid().reads_short_share());
+        let input = |share| profile.at(1000.0, 100.0, share).input_tokens_per_second;
+        assert!(close(input(Some(0.0)), 4000.0));
+        assert!(close(input(Some(0.2)), 1000.0));
+        // Halfway in share: the geometric mean, 2000.
+        assert!(close(input(Some(0.1)), 2000.0), "{}", input(Some(0.1)));
+        assert!(close(input(Some(0.9)), 1000.0));
+        // Unknown: the highest share's point, the side that costs replicas, not the SLO.
+        assert!(close(input(None), 1000.0));
+        assert!(close(input(Some(f64::NAN)), 1000.0));
+        // Between rows, each cell is read at the share first: halfway in log space
+        // between the 100-token row's 1000 and the cell's 2000 at share 0.1.
+        let mid = (100.0f64 * 1000.0).sqrt();
+        let between = profile.at(mid, 100.0, Some(0.1)).input_tokens_per_second;
+        assert!(close(between, (1000.0f64 * 2000.0).sqrt()), "{between}");
+    }
+
+    #[test]
+    fn shares_in_a_cell_must_be_distinct_and_all_given() {
+        let repeated = CapacityProfile::from_points(&[
+            at_share(point(100.0, 100.0, 1.0, 1.0), 0.1),
+            at_share(point(100.0, 100.0, 2.0, 1.0), 0.1),
+        ])
+        .unwrap_err();
+        assert!(
+            repeated.contains("2 points at short_output_share 0.1")
+                && repeated.contains("input_tokens 100 and output_tokens 100"),
+            "{repeated}"
+        );
+        let mixed = CapacityProfile::from_points(&[
+            point(100.0, 100.0, 1.0, 1.0),
+            at_share(point(100.0, 100.0, 2.0, 1.0), 0.1),
+        ])
+        .unwrap_err();
+        assert!(mixed.contains("one without short_output_share"), "{mixed}");
     }
 }

@@ -23,7 +23,7 @@ pub use crate::engine::{Engine, LatencySignal, Pool};
 pub use anticipation::{PredictiveConfig, SloConfig};
 pub use duration::{ConfigDuration, DURATION_FORMS};
 use values::unspanned;
-pub use values::{HttpUrl, KvTarget, LabelName, NonNegative, Positive, ProfileName};
+pub use values::{HttpUrl, KvTarget, LabelName, NonNegative, Positive, ProfileName, Share};
 
 /// A configuration that parsed and passed every check. [`Config::parse`] and
 /// [`Config::load`] are the only ways to build one, so code holding a `Config` may rely
@@ -286,6 +286,11 @@ pub struct Capacity {
     /// finished in the rate window).
     #[serde(default)]
     pub profile: Option<Vec<capacity::ProfilePoint>>,
+    /// What counts as a short answer for the profile's `short_output_share`: at most
+    /// this many output tokens (a bucket bound of the engine's output-length histogram
+    /// reads exactly; between bounds the share is interpolated).
+    #[serde(default = "capacity::default_short_output_tokens")]
+    pub short_output_tokens: Positive,
 }
 
 /// KV-cache headroom.

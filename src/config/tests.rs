@@ -363,7 +363,10 @@ fn a_capacity_profile_loads_and_reaches_the_target() {
     let profile = target
         .capacity_profile
         .expect("the profile reaches the target");
-    assert_eq!(profile.at(1000.0, 100.0).output_tokens_per_second, 250.0);
+    assert_eq!(
+        profile.at(1000.0, 100.0, None).output_tokens_per_second,
+        250.0
+    );
 }
 
 #[test]
@@ -397,4 +400,22 @@ fn a_capacity_profile_that_is_no_grid_or_on_an_engine_without_lengths_is_refused
     );
     let e = error(&unknown);
     assert!(e.contains("tokens"), "{e}");
+    let share = PROFILED.replace(
+        "output_tokens: 100, output_tokens_per_second: 250,",
+        "output_tokens: 100, short_output_share: 1.5, output_tokens_per_second: 250,",
+    );
+    let e = error(&share);
+    assert!(
+        e.contains("1.5") && e.contains("a share from 0 to 1"),
+        "{e}"
+    );
+    let bound = PROFILED.replace(
+        "      profile:\n",
+        "      short_output_tokens: 0\n      profile:\n",
+    );
+    let e = error(&bound);
+    assert!(
+        e.contains("short_output_tokens") && e.contains("greater than 0"),
+        "{e}"
+    );
 }

@@ -45,6 +45,10 @@ checked_number!(
     NonNegative, "a number at or above 0", |v| v >= 0.0
 );
 checked_number!(
+    /// A share of requests, from 0 to 1.
+    Share, "a share from 0 to 1, such as 0.3", |v| (0.0..=1.0).contains(&v)
+);
+checked_number!(
     /// A KV-cache target ratio.
     KvTarget, "a ratio greater than 0 and at most 1, such as 0.75", |v| v > 0.0 && v <= 1.0
 );

@@ -65,6 +65,9 @@ pub struct Signals {
     pub history: Option<HistoryWindow>,
     /// Mean prompt and output tokens per finished request, for `capacity.profile`.
     pub mean_lengths: Option<(f64, f64)>,
+    /// The output-length histogram of the requests finished over the mix window, for a
+    /// profile with `short_output_share` points.
+    pub output_lengths: Option<slo::LatencyWindow>,
     /// When the signals were observed: schedules are read against it.
     pub now: Option<DateTime<Utc>>,
 }
@@ -480,10 +483,10 @@ fn throughput_terms(
                     num(capacity),
                     rates.note()
                 ),
-                inputs: vec![
+                inputs: rates.with_mix(vec![
                     ("input_tokens_per_second", t),
                     ("capacity_input_tokens_per_second", capacity),
-                ],
+                ]),
             }),
             (None, Some(_)) => skipped.push(TermKind::InputThroughput),
             (_, None) => {}
@@ -591,24 +594,41 @@ struct MixRates {
     input: Option<f64>,
     /// The mean (input, output) lengths the profile was read at.
     mix: Option<(f64, f64)>,
+    /// For a profile with `short_output_share` points: the bound of a short answer, and
+    /// the share read (`None`: unknown, so each cell's highest share was read).
+    short: Option<(f64, Option<f64>)>,
 }
 
 impl MixRates {
     /// What the formula says about where the capacity came from.
     fn note(&self) -> String {
-        self.mix.map_or_else(String::new, |(i, o)| {
-            format!(
-                " (capacity.profile at {} prompt and {} output tokens per request)",
-                num(i),
-                num(o)
-            )
-        })
+        let Some((i, o)) = self.mix else {
+            return String::new();
+        };
+        let short = match self.short {
+            Some((bound, Some(share))) => {
+                format!(", {} of answers at most {} tokens", num(share), num(bound))
+            }
+            Some((bound, None)) => format!(
+                ", the share of answers at most {} tokens unknown: read at each point's highest",
+                num(bound)
+            ),
+            None => String::new(),
+        };
+        format!(
+            " (capacity.profile at {} prompt and {} output tokens per request{short})",
+            num(i),
+            num(o)
+        )
     }
 
     fn with_mix(&self, mut inputs: Vec<(&'static str, f64)>) -> Vec<(&'static str, f64)> {
         if let Some((i, o)) = self.mix {
             inputs.push(("mean_input_tokens", i));
             inputs.push(("mean_output_tokens", o));
+        }
+        if let Some((_, Some(share))) = self.short {
+            inputs.push(("short_output_share", share));
         }
         inputs
     }
@@ -617,19 +637,33 @@ impl MixRates {
 fn capacity_at_mix(signals: &Signals, params: &Params) -> MixRates {
     match (&params.capacity_profile, signals.mean_lengths) {
         (Some(profile), Some((input, output))) => {
-            let rates = profile.at(input, output);
+            let short = profile.reads_short_share().then(|| {
+                let bound = profile.short_output_tokens();
+                (bound, short_share(signals.output_lengths.as_ref(), bound))
+            });
+            let rates = profile.at(input, output, short.and_then(|s| s.1));
             MixRates {
                 output: Some(rates.output_tokens_per_second),
                 input: Some(rates.input_tokens_per_second),
                 mix: Some((input, output)),
+                short,
             }
         }
         _ => MixRates {
             output: params.output_tokens_per_second,
             input: params.input_tokens_per_second,
             mix: None,
+            short: None,
         },
     }
+}
+
+/// The share of finished requests with at most `bound` output tokens, from the
+/// output-length histogram (interpolated inside a bucket); `None` when it was not read,
+/// holds no request or cannot be read.
+fn short_share(lengths: Option<&slo::LatencyWindow>, bound: f64) -> Option<f64> {
+    let longer = slo::error_ratio(lengths?, bound).ok().flatten()?;
+    Some(1.0 - longer)
 }
 
 /// The slo term of one burning SLO: the load `l` times the boost anti-windup let

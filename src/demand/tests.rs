@@ -671,6 +671,7 @@ fn a_capacity_profile_sizes_throughput_at_the_mix_being_served() {
     let point = |i: f64, o: f64, out: f64, input: f64| ProfilePoint {
         input_tokens: Positive(i),
         output_tokens: Positive(o),
+        short_output_share: None,
         output_tokens_per_second: Positive(out),
         input_tokens_per_second: Positive(input),
     };
@@ -810,4 +811,64 @@ fn a_fleet_short_of_its_load_gets_no_boost_and_explain_says_why() {
     let lagging = compute(&observe(3), &p).unwrap();
     assert_eq!(rounded(&lagging, TermKind::Slo), 6.0);
     assert_eq!(lagging.slos[0].control, control::Control::Rise);
+}
+
+#[test]
+fn the_share_of_short_answers_picks_the_input_rate_of_a_cell_measured_at_two_shares() {
+    use crate::config::{
+        Positive, Share,
+        capacity::{CapacityProfile, ProfilePoint},
+    };
+    use crate::demand::slo::{Bucket, LatencyWindow};
+    let point = |share: f64, input: f64| ProfilePoint {
+        input_tokens: Positive(4000.0),
+        output_tokens: Positive(200.0),
+        short_output_share: Some(Share(share)),
+        output_tokens_per_second: Positive(1000.0),
+        input_tokens_per_second: Positive(input),
+    };
+    let mut p = params(Pool::Unified);
+    p.input_term = true;
+    p.capacity_profile =
+        Some(CapacityProfile::from_points(&[point(0.0, 3000.0), point(0.3, 1500.0)]).unwrap());
+    // 12,000 prompt tokens/s at a mean of 4,000 tokens.
+    let mut s = signals(&[0.0], 0.0, 12000.0, &[0.0]);
+    s.mean_lengths = Some((4000.0, 200.0));
+    // Requests per second by output length: `short` of 10 at most 20 tokens.
+    let lengths = |short: f64| {
+        LatencyWindow::Buckets(vec![
+            Bucket { le: 5.0, rate: 0.0 },
+            Bucket {
+                le: 20.0,
+                rate: short,
+            },
+            Bucket {
+                le: f64::INFINITY,
+                rate: 10.0,
+            },
+        ])
+    };
+    let input_term = |s: &Signals| rounded(&compute(s, &p).unwrap(), TermKind::InputThroughput);
+    // Chat's shape, no short answers: 3,000 a replica, 4 replicas.
+    s.output_lengths = Some(lengths(0.0));
+    assert_eq!(input_term(&s), 4.0);
+    let d = compute(&s, &p).unwrap();
+    let term = d.term(TermKind::InputThroughput).unwrap();
+    assert!(
+        term.formula.contains("0 of answers at most 20 tokens"),
+        "{}",
+        term.formula
+    );
+    assert!(term.inputs.contains(&("short_output_share", 0.0)));
+    // A third short (held at the 0.3 point): 1,500 a replica, 8 replicas.
+    s.output_lengths = Some(lengths(10.0 / 3.0));
+    assert_eq!(input_term(&s), 8.0);
+    // Unknown (not read, or no request in it): the highest share's 1,500.
+    s.output_lengths = None;
+    assert_eq!(input_term(&s), 8.0);
+    s.output_lengths = Some(LatencyWindow::Buckets(Vec::new()));
+    assert_eq!(input_term(&s), 8.0);
+    let d = compute(&s, &p).unwrap();
+    let formula = &d.term(TermKind::InputThroughput).unwrap().formula;
+    assert!(formula.contains("unknown"), "{formula}");
 }

@@ -62,6 +62,10 @@ pub struct Preset {
     /// Each request's prompt length (histogram base names), which splits a TPOT SLO's
     /// misses at its `floor_context_tokens`; empty: no split.
     pub prompt_lengths: &'static [Series],
+    /// Each request's output length (histogram base names), whose share of short
+    /// answers a `capacity.profile` with `short_output_share` points is read at; empty:
+    /// the share is unknown.
+    pub output_lengths: &'static [Series],
 }
 
 /// How an engine exports a latency.
@@ -104,10 +108,13 @@ const SEED: Preset = Preset {
     prefill_time: &[],
     request_lengths: None,
     prompt_lengths: &[],
+    output_lengths: &[],
 };
 
 /// vLLM's histogram of each request's prompt length.
 const VLLM_PROMPT_TOKENS: &[Series] = &[series("vllm:request_prompt_tokens")];
+/// vLLM's histogram of each request's output length.
+const VLLM_GENERATION_TOKENS: &[Series] = &[series("vllm:request_generation_tokens")];
 
 const VLLM: Preset = Preset {
     model_label: Some("model_name"),
@@ -124,11 +131,9 @@ const VLLM: Preset = Preset {
         series("vllm:time_per_output_token_seconds"),
     ]),
     prefill_time: &[series("vllm:request_prefill_time_seconds")],
-    request_lengths: Some((
-        VLLM_PROMPT_TOKENS[0],
-        series("vllm:request_generation_tokens"),
-    )),
+    request_lengths: Some((VLLM_PROMPT_TOKENS[0], VLLM_GENERATION_TOKENS[0])),
     prompt_lengths: VLLM_PROMPT_TOKENS,
+    output_lengths: VLLM_GENERATION_TOKENS,
 };
 
 const SGLANG: Preset = Preset {
@@ -157,6 +162,7 @@ const SGLANG: Preset = Preset {
     prefill_time: &[],
     request_lengths: None,
     prompt_lengths: &[],
+    output_lengths: &[],
 };
 
 const TGI: Preset = Preset {
@@ -173,6 +179,7 @@ const TGI: Preset = Preset {
     prefill_time: &[],
     request_lengths: None,
     prompt_lengths: &[],
+    output_lengths: &[],
 };
 
 const TRTLLM: Preset = Preset {
@@ -210,6 +217,7 @@ const TRTLLM: Preset = Preset {
     prefill_time: &[],
     request_lengths: None,
     prompt_lengths: &[],
+    output_lengths: &[],
 };
 
 const DYNAMO: Preset = Preset {
@@ -223,6 +231,7 @@ const DYNAMO: Preset = Preset {
     prefill_time: &[],
     request_lengths: None,
     prompt_lengths: &[],
+    output_lengths: &[],
 };
 
 /// The series presets of an engine; `None` for `custom`, whose queries the config gives.

@@ -200,6 +200,17 @@ fn preset_plan(preset: &Preset, profile: &Profile, target: &Target, read_mix: bo
             specs.push(spec(signal, Read::MeanPerRequest { histogram, window }));
         }
     }
+    if let Some(profile) = &target.capacity_profile
+        && profile.reads_short_share()
+        && !preset.output_lengths.is_empty()
+    {
+        let read = Read::Buckets {
+            series: preset.output_lengths,
+            window: MIX_WINDOW,
+            millis: false,
+        };
+        specs.push(spec(Signal::OutputLengths, read));
+    }
     let mut latency_kinds = Vec::new();
     for (i, slo) in target.slos.iter().enumerate() {
         let (reads, kind) = slo_reads(preset, slo, slo_index(i));

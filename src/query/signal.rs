@@ -44,10 +44,13 @@ pub enum Signal {
         /// The SLO's index in the trigger's list.
         slo: u16,
     },
-    /// Mean prompt tokens per request finished over the rate window (`capacity.profile`).
+    /// Mean prompt tokens per request finished over the mix window (`capacity.profile`).
     MeanInputTokens,
-    /// Mean output tokens per request finished over the rate window.
+    /// Mean output tokens per request finished over the mix window.
     MeanOutputTokens,
+    /// The output-length histogram of the requests finished over the mix window, whose
+    /// share of short answers a `capacity.profile` with `short_output_share` reads.
+    OutputLengths,
     /// The token rate's peak over the lead, one series per past period.
     HistoryPeak,
     /// The token rate's level now and at the same time in past periods.

@@ -505,7 +505,37 @@ profiles:
         plan.query(Signal::MeanOutputTokens).unwrap(),
         r#"sum(rate(vllm:request_generation_tokens_sum{model_name="m"}[10m])) / (sum(rate(vllm:request_generation_tokens_count{model_name="m"}[10m])) > 0)"#
     );
+    // Without points at a share of short answers, the output lengths are not read.
+    assert!(plan.query(Signal::OutputLengths).is_none());
     // Without a profile the plan does not ask.
     let plain = plan_for(&[("profile", "vllm")]);
     assert!(plain.query(Signal::MeanInputTokens).is_none());
+}
+
+#[test]
+fn a_profile_with_shares_of_short_answers_reads_vllms_output_length_buckets() {
+    let config = Config::parse(
+        r#"
+prometheus:
+  url: http://127.0.0.1:9090
+profiles:
+  vllm:
+    engine: vllm
+    selector: {model_name: m}
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      profile:
+        - {input_tokens: 100, output_tokens: 100, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 4000}
+        - {input_tokens: 100, output_tokens: 100, short_output_share: 0.3, output_tokens_per_second: 1000, input_tokens_per_second: 2000}
+"#,
+    )
+    .unwrap();
+    let meta = [("profile".to_owned(), "vllm".to_owned())].into();
+    let target = metadata::resolve(&config, &meta).unwrap();
+    let plan = plan(config.profile("vllm").unwrap(), &target).plan;
+    assert_eq!(
+        plan.query(Signal::OutputLengths).unwrap(),
+        r#"sum by (le) (rate(vllm:request_generation_tokens_bucket{model_name="m"}[10m]))"#
+    );
 }

@@ -247,6 +247,9 @@ pub struct Counters {
     /// Per bucket of [`PROMPT_TOKEN_BUCKETS`], then the overflow: each finished request's
     /// prompt length (the buckets of `request_prompt_tokens`).
     pub prompt_length_buckets: Vec<f64>,
+    /// The same for each finished request's output length (the buckets of
+    /// `request_generation_tokens`).
+    pub output_length_buckets: Vec<f64>,
 }
 
 /// vLLM's `time_to_first_token_seconds` bucket bounds.
@@ -260,8 +263,8 @@ pub const TPOT_BUCKETS: [f64; 19] = [
     40.0, 80.0,
 ];
 
-/// vLLM's bucket bounds for its request-length histograms: 1, 2, 5 per decade up to the
-/// model's context (128k tokens here).
+/// vLLM's bucket bounds for its request-length histograms, prompt and output alike: 1, 2,
+/// 5 per decade up to the model's context (128k tokens here).
 pub const PROMPT_TOKEN_BUCKETS: [f64; 16] = [
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5,
 ];
@@ -281,6 +284,7 @@ impl Counters {
             prefill_buckets: vec![0.0; REQUEST_TIME_BUCKETS.len() + 1],
             queue_buckets: vec![0.0; REQUEST_TIME_BUCKETS.len() + 1],
             prompt_length_buckets: vec![0.0; PROMPT_TOKEN_BUCKETS.len() + 1],
+            output_length_buckets: vec![0.0; PROMPT_TOKEN_BUCKETS.len() + 1],
             ..Self::default()
         }
     }
@@ -309,6 +313,13 @@ impl Counters {
             .prompt_length_buckets
             .iter_mut()
             .zip(&other.prompt_length_buckets)
+        {
+            *a += b;
+        }
+        for (a, b) in self
+            .output_length_buckets
+            .iter_mut()
+            .zip(&other.output_length_buckets)
         {
             *a += b;
         }
@@ -504,6 +515,11 @@ impl Replica {
             &mut self.counters.prompt_length_buckets,
             &PROMPT_TOKEN_BUCKETS,
             f64::from(request.input),
+        );
+        observe(
+            &mut self.counters.output_length_buckets,
+            &PROMPT_TOKEN_BUCKETS,
+            f64::from(generated),
         );
         if self.role == Role::Decode || request.scheduled.is_nan() {
             return;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{
     fleet::{Pool, Router},
     hpa::{Hpa, MetricValue, ScaledObjectSpec},
-    model::{Handoff, ModelProfile, Role},
+    model::{Handoff, ModelProfile, PROMPT_TOKEN_BUCKETS, Role},
     stats::{SloThresholds, Stats},
     trace::Arrivals,
     tsdb::Tsdb,
@@ -268,53 +268,109 @@ pub enum Found {
 
 /// Per 15 s slot: the replicas each pool needs for the tokens arriving in the oracle
 /// window from the slot's start, at the rates the pool's capacity gives for the window's
-/// mix (`capacity.profile` at its mean lengths, else the fixed numbers): the fleet the
-/// scaler would have been holding.
+/// mix (`capacity.profile` at its mean lengths and share of short answers, else the
+/// fixed numbers): the fleet the scaler would have been holding.
 pub fn needs(
     setup: &Setup,
     arrivals: impl Iterator<Item = super::model::Request>,
 ) -> Vec<Vec<u32>> {
     const SLOT: f64 = 15.0;
-    // Per slot: output tokens, input tokens, requests.
-    let mut tokens: Vec<[f64; 3]> = Vec::new();
+    let mut slots: Vec<Arrived> = Vec::new();
     for request in arrivals {
         let slot = (request.arrival / SLOT) as usize;
-        if tokens.len() <= slot {
-            tokens.resize(slot + 1, [0.0; 3]);
+        if slots.len() <= slot {
+            slots.resize(slot + 1, Arrived::default());
         }
-        tokens[slot][0] += f64::from(request.output);
-        tokens[slot][1] += f64::from(request.input);
-        tokens[slot][2] += 1.0;
+        slots[slot].add(&request);
     }
     let window = (setup.oracle_window / SLOT).ceil().max(1.0) as usize;
     let seconds = window as f64 * SLOT;
-    let mut sums = [0.0; 3];
-    let mut out = vec![Vec::new(); tokens.len()];
+    let mut sum = Arrived::default();
+    let mut out = vec![Vec::new(); slots.len()];
     // A trailing sum over [slot, slot + window).
-    for slot in (0..tokens.len()).rev() {
-        for (sum, value) in sums.iter_mut().zip(tokens[slot]) {
-            *sum += value;
-        }
-        if let Some(leaving) = tokens.get(slot + window) {
-            for (sum, value) in sums.iter_mut().zip(leaving) {
-                *sum -= value;
-            }
+    for slot in (0..slots.len()).rev() {
+        sum.merge(&slots[slot], 1.0);
+        if let Some(leaving) = slots.get(slot + window) {
+            sum.merge(leaving, -1.0);
         }
         out[slot] = setup
             .pools
             .iter()
-            .map(|pool| pool_needs(pool, sums, seconds))
+            .map(|pool| pool_needs(pool, &sum, seconds))
             .collect();
     }
     out
 }
 
-/// The replicas one pool needs for `[output, input, requests]` arriving over `seconds`.
-fn pool_needs(pool: &PoolSetup, [output, input, requests]: [f64; 3], seconds: f64) -> u32 {
+/// What arrived in a stretch of time: output tokens, input tokens and requests, and the
+/// requests by output length (per bucket of vLLM's length histogram, then the overflow).
+#[derive(Debug, Clone, PartialEq)]
+struct Arrived {
+    tokens: [f64; 3],
+    output_lengths: [f64; PROMPT_TOKEN_BUCKETS.len() + 1],
+}
+
+impl Default for Arrived {
+    fn default() -> Self {
+        Self {
+            tokens: [0.0; 3],
+            output_lengths: [0.0; PROMPT_TOKEN_BUCKETS.len() + 1],
+        }
+    }
+}
+
+impl Arrived {
+    fn add(&mut self, request: &super::model::Request) {
+        self.tokens[0] += f64::from(request.output);
+        self.tokens[1] += f64::from(request.input);
+        self.tokens[2] += 1.0;
+        let bucket = PROMPT_TOKEN_BUCKETS.partition_point(|&le| le < f64::from(request.output));
+        self.output_lengths[bucket] += 1.0;
+    }
+
+    /// Adds (`sign` 1) or takes away (-1) another stretch.
+    fn merge(&mut self, other: &Arrived, sign: f64) {
+        for (a, b) in self.tokens.iter_mut().zip(other.tokens) {
+            *a += sign * b;
+        }
+        for (a, b) in self.output_lengths.iter_mut().zip(other.output_lengths) {
+            *a += sign * b;
+        }
+    }
+
+    /// The output lengths as the histogram the scaler reads (cumulative, by `le`).
+    fn length_window(&self) -> crate::demand::slo::LatencyWindow {
+        let mut cumulative = 0.0;
+        let buckets = PROMPT_TOKEN_BUCKETS
+            .iter()
+            .chain([f64::INFINITY].iter())
+            .zip(self.output_lengths)
+            .map(|(&le, count)| {
+                cumulative += count;
+                crate::demand::slo::Bucket {
+                    le,
+                    rate: cumulative,
+                }
+            })
+            .collect();
+        crate::demand::slo::LatencyWindow::Buckets(buckets)
+    }
+}
+
+/// The replicas one pool needs for what arrived over `seconds`.
+fn pool_needs(pool: &PoolSetup, arrived: &Arrived, seconds: f64) -> u32 {
     let target = &pool.target;
+    let [output, input, requests] = arrived.tokens;
     let (out_rate, in_rate) = match &target.capacity_profile {
         Some(profile) if requests > 0.0 => {
-            let rates = profile.at(input / requests, output / requests);
+            let share = crate::demand::slo::error_ratio(
+                &arrived.length_window(),
+                profile.short_output_tokens(),
+            )
+            .ok()
+            .flatten()
+            .map(|longer| 1.0 - longer);
+            let rates = profile.at(input / requests, output / requests, share);
             (
                 Some(rates.output_tokens_per_second),
                 Some(rates.input_tokens_per_second),
@@ -794,26 +850,36 @@ mod tests {
         PoolSetup::new(&config, "chat", ScaledObjectSpec::recommended()).unwrap()
     }
 
+    /// `requests` requests of `output` and `input` tokens each.
+    fn arrived(output: f64, input: f64, requests: f64) -> Arrived {
+        let mut arrived = Arrived::default();
+        let request = super::super::model::Request::new(0.0, input as u32, output as u32);
+        for _ in 0..requests as usize {
+            arrived.add(&request);
+        }
+        arrived
+    }
+
     const FALLING: &str = "      profile:\n        - {input_tokens: 1000, output_tokens: 200, output_tokens_per_second: 1000, input_tokens_per_second: 5000}\n        - {input_tokens: 16000, output_tokens: 200, output_tokens_per_second: 1000, input_tokens_per_second: 2000}\n";
 
     #[test]
     fn without_a_profile_the_fixed_numbers_size_the_fleet() {
         // 60 s of 10 requests/s with 16,000-token prompts: 160,000 prompt tokens/s.
-        let tokens = [60.0 * 10.0 * 100.0, 60.0 * 10.0 * 16_000.0, 600.0];
-        assert_eq!(pool_needs(&pool(""), tokens, 60.0), 40);
+        let tokens = arrived(100.0, 16_000.0, 600.0);
+        assert_eq!(pool_needs(&pool(""), &tokens, 60.0), 40);
     }
 
     #[test]
     fn with_a_profile_the_window_mix_picks_the_rates() {
         let falling = pool(FALLING);
         // Long prompts: 160,000 prompt tokens/s at 2,000 a replica.
-        let long = [60.0 * 10.0 * 100.0, 60.0 * 10.0 * 16_000.0, 600.0];
-        assert_eq!(pool_needs(&falling, long, 60.0), 80);
+        let long = arrived(100.0, 16_000.0, 600.0);
+        assert_eq!(pool_needs(&falling, &long, 60.0), 80);
         // Short prompts: 10,000 prompt tokens/s at 5,000 a replica.
-        let short = [60.0 * 10.0 * 100.0, 60.0 * 10.0 * 1_000.0, 600.0];
-        assert_eq!(pool_needs(&falling, short, 60.0), 2);
+        let short = arrived(100.0, 1_000.0, 600.0);
+        assert_eq!(pool_needs(&falling, &short, 60.0), 2);
         // No request in the window: the fixed numbers, and at least one replica.
-        assert_eq!(pool_needs(&falling, [0.0; 3], 60.0), 1);
+        assert_eq!(pool_needs(&falling, &Arrived::default(), 60.0), 1);
     }
 
     #[test]

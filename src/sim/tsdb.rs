@@ -438,8 +438,8 @@ impl Tsdb {
 }
 
 /// The histogram a bucket query reads: prefill times for the prefill signals, prompt
-/// lengths for the context signals, else the
-/// latency whose preset series the query names.
+/// lengths for the context signals, output lengths for the mix's, else the latency whose
+/// preset series the query names.
 fn histogram_of(
     signal: Signal,
     series: &[Series],
@@ -455,6 +455,9 @@ fn histogram_of(
         Signal::SloContextShort { .. } | Signal::SloContextLong { .. }
     ) {
         return Ok((&PROMPT_TOKEN_BUCKETS, |c| &c.prompt_length_buckets));
+    }
+    if signal == Signal::OutputLengths {
+        return Ok((&PROMPT_TOKEN_BUCKETS, |c| &c.output_length_buckets));
     }
     let latency = series
         .iter()
@@ -493,7 +496,7 @@ mod tests {
         stats::{SloThresholds, Stats},
     };
 
-    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  chat:\n    engine: vllm\n    replica_label: pod\n    rate_window: 1m\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n      profile:\n        - {input_tokens: 100, output_tokens: 100, output_tokens_per_second: 700, input_tokens_per_second: 4000}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [1m, 2m]}\n    predictive:\n      lead: 1m\n      history: {period: 1d, periods: 2, level_window: 2m}\n";
+    const CONFIG: &str = "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  chat:\n    engine: vllm\n    replica_label: pod\n    rate_window: 1m\n    capacity:\n      queue_per_replica: 2\n      output_tokens_per_second: 700\n      profile:\n        - {input_tokens: 100, output_tokens: 100, short_output_share: 0.2, output_tokens_per_second: 700, input_tokens_per_second: 4000}\n    slos:\n      - {name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [1m, 2m]}\n    predictive:\n      lead: 1m\n      history: {period: 1d, periods: 2, level_window: 2m}\n";
 
     /// Two warm 8B replicas behind round-robin.
     fn warm_pool() -> Pool {
@@ -556,6 +559,12 @@ mod tests {
         let mean_out = answer(&tsdb, Signal::MeanOutputTokens, 30.0);
         assert!((mean_in[0].value - 100.0).abs() < 1e-9, "{mean_in:?}");
         assert!((mean_out[0].value - 51.0).abs() < 1e-9, "{mean_out:?}");
+        // Their output lengths by vLLM's bounds: none at 50 or fewer, all at 100.
+        let lengths = answer(&tsdb, Signal::OutputLengths, 30.0);
+        let at = |le: &str| lengths.iter().find(|s| s.labels["le"] == le).unwrap().value;
+        assert_eq!(at("50"), 0.0);
+        assert!((at("100") - 40.0 / 30.0).abs() < 1e-9, "{lengths:?}");
+        assert!((at("+Inf") - 40.0 / 30.0).abs() < 1e-9, "{lengths:?}");
         // Readings from these answers: what the service would compute.
         let observation = tsdb.observe(&setup.plan, 30.0, SystemTime::UNIX_EPOCH);
         let (demand, skipped) = observation

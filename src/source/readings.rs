@@ -11,7 +11,10 @@ use super::{
 };
 use crate::{
     config::{OnTermError, metadata::Target},
-    demand::{self, Demand, ReplicaValue, Signals, SloWindows, forecast::HistoryWindow},
+    demand::{
+        self, Demand, ReplicaValue, Signals, SloWindows, forecast::HistoryWindow,
+        slo::LatencyWindow,
+    },
     query::{LatencyKind, Signal},
 };
 
@@ -33,6 +36,9 @@ pub struct Readings {
     /// The mean prompt and output tokens per finished request (`capacity.profile`);
     /// `None` when the plan did not ask, `Ok(None)` when no request finished.
     pub mean_lengths: Option<Result<Option<(f64, f64)>, ReadError>>,
+    /// The output-length histogram over the mix window (`short_output_share`); `None`
+    /// when the plan did not ask.
+    pub output_lengths: Option<Result<LatencyWindow, ReadError>>,
     /// When the observation started, for schedules.
     pub observed_at: SystemTime,
     /// Every signal that could not be read, with its cause.
@@ -89,9 +95,16 @@ impl Observation {
             .collect();
         let history = own.history();
         let mean_lengths = own.mean_lengths();
+        let lengths = LatencyKind::Histogram {
+            le_scale_millis: false,
+        };
+        let output_lengths = own
+            .get(Signal::OutputLengths)
+            .map(|a| a.and_then(|s| latency_window(lengths, s)));
         // Conversions can fail too (a series without its label): those count as errors.
         let mut readings = Readings {
             mean_lengths,
+            output_lengths,
             queue,
             output_tokens,
             input_tokens,
@@ -296,6 +309,9 @@ impl Readings {
         {
             add(Signal::MeanInputTokens, lengths.as_ref().map(|_| ()));
         }
+        if let Some(lengths) = &self.output_lengths {
+            add(Signal::OutputLengths, lengths.as_ref().map(|_| ()));
+        }
         if let Some(history) = &self.history
             && !from_queries.iter().any(|(s, _)| {
                 matches!(
@@ -336,6 +352,10 @@ impl Readings {
                 .mean_lengths
                 .as_ref()
                 .and_then(|m| m.as_ref().ok().copied().flatten()),
+            output_lengths: self
+                .output_lengths
+                .as_ref()
+                .and_then(|w| w.as_ref().ok().cloned()),
             now: Some(chrono::DateTime::<chrono::Utc>::from(self.observed_at)),
         }
     }
