@@ -764,8 +764,8 @@ fn short_answers_to_long_prompts_are_sized_on_the_profiles_short_answer_columns(
     // Code completion's lengths: prompts twice chat's, answers a sixth. A request
     // decoding a few dozen tokens has few steps to spread a prefill stall over, so a
     // replica holds TPOT at fewer prompt tokens a second than with chat's answers. The
-    // shipped profile's 20- and 100-token columns say so; sized on chat's columns alone,
-    // the same traffic misses TPOT.
+    // shipped profile's 20-, 50- and 100-token columns say so; sized on chat's columns alone
+    // at chat's share of short answers, the same traffic misses TPOT.
     let dir = tempfile::tempdir().unwrap();
     let trace = azure_lengths_at(dir.path(), 5.5);
     let code = ["--prompt-scale", "2", "--answer-scale", "0.1667"];
@@ -773,8 +773,13 @@ fn short_answers_to_long_prompts_are_sized_on_the_profiles_short_answer_columns(
     let chat_only = shipped_without(
         dir.path(),
         "chat-only.yaml",
-        &["output_tokens: 20,", "output_tokens: 100,"],
+        &[
+            "output_tokens: 20,",
+            "output_tokens: 50,",
+            "output_tokens: 100,",
+        ],
     );
+    let chat_only = at_one_share(&chat_only, dir.path(), "chat-only-few-short.yaml", true);
     let (chat, _) = scaler_run(dir.path(), &chat_only, &trace, &code);
     let (with, without) = (attainment(&report, "tpot"), attainment(&chat, "tpot"));
     println!("TPOT {with} with the columns, {without} without");
@@ -926,6 +931,135 @@ fn long_answers_to_mid_length_prompts_are_sized_on_the_long_answer_points() {
     holds_where_the_other_misses("ttft", &report, &before, 1.5);
 }
 
+/// The config at `from` with one point per cell: where a cell has points at several
+/// shares of short answers, only the lowest (`lowest`) or the highest, without its share.
+fn at_one_share(from: &Path, dir: &Path, name: &str, lowest: bool) -> PathBuf {
+    let shipped = std::fs::read_to_string(from).unwrap();
+    let share = |line: &str| -> Option<(String, f64)> {
+        let rest = line.split("short_output_share: ").nth(1)?;
+        let value = rest.split(',').next()?;
+        let cell = line.split(", short_output_share").next()?.trim().to_owned();
+        Some((cell, value.parse().ok()?))
+    };
+    let mut picked: std::collections::HashMap<String, f64> = Default::default();
+    for (cell, value) in shipped.lines().filter_map(share) {
+        let best = picked.entry(cell).or_insert(value);
+        *best = if lowest {
+            best.min(value)
+        } else {
+            best.max(value)
+        };
+    }
+    assert!(!picked.is_empty(), "{} has no share points", from.display());
+    let kept: Vec<String> = shipped
+        .lines()
+        .filter_map(|line| match share(line) {
+            None => Some(line.to_owned()),
+            Some((cell, value)) if picked[&cell] == value => {
+                Some(line.replace(&format!(" short_output_share: {value},"), ""))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    path
+}
+
+/// Azure's conversation trace with every third answer cut to 1 to 20 tokens.
+fn azure_with_a_third_of_short_answers(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(AZURE).unwrap();
+    let mut lines = text.lines();
+    let mut out = vec![lines.next().unwrap().to_owned()];
+    for (i, row) in lines.filter(|l| !l.trim().is_empty()).enumerate() {
+        let fields: Vec<&str> = row.split(',').collect();
+        let answer = if i % 3 == 0 {
+            (1 + (i / 3) % 20).to_string()
+        } else {
+            fields[2].to_owned()
+        };
+        out.push(format!("{},{},{answer}", fields[0], fields[1]));
+    }
+    let path = dir.join("azure-third-short.csv");
+    std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    path
+}
+
+fn scaler_report(args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.extend(["--policy", "scaler", "--json"]);
+    let (ok, out, stderr) = backtest(&args);
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn a_third_of_short_answers_is_sized_on_the_short_answer_points() {
+    // Chat with a third of its answers cut to 20 tokens or fewer: the short ones have no
+    // steps to spread a prefill stall over, so the same means hold fewer prompt tokens a
+    // second. The profile reads the share from the output-length histogram and sizes on
+    // its points at a third of short answers; at chat's numbers TPOT misses.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = azure_with_a_third_of_short_answers(dir.path());
+    let chat_only = at_one_share(Path::new(CONFIG), dir.path(), "chat-only.yaml", true);
+    let run = |config: &Path| {
+        scaler_report(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            "--rate-scale",
+            "2",
+            "--max-replicas",
+            "40",
+        ])
+    };
+    let (report, chat) = (run(Path::new(CONFIG)), run(&chat_only));
+    holds_where_the_other_misses("tpot", &report, &chat, 1.2);
+}
+
+#[test]
+fn chats_long_prompts_are_sized_on_the_long_rows_few_short_answer_points() {
+    // Azure's prompts x4 (4,600 tokens) with chat's answers, 2 % of them short: the rows
+    // from 5,000 tokens hold Mooncake's shape at less than this traffic needs, and
+    // their points at few short answers size it on what chat's shape holds there.
+    let dir = tempfile::tempdir().unwrap();
+    let long_context_only = at_one_share(
+        Path::new(CONFIG),
+        dir.path(),
+        "long-context-only.yaml",
+        false,
+    );
+    let run = |config: &Path| {
+        scaler_report(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--trace",
+            AZURE,
+            "--prompt-scale",
+            "4",
+            "--max-replicas",
+            "40",
+        ])
+    };
+    let (report, long_context) = (run(Path::new(CONFIG)), run(&long_context_only));
+    for r in [&report, &long_context] {
+        assert!(
+            attainment(r, "ttft") >= 0.99 && attainment(r, "tpot") >= 0.99,
+            "{r}"
+        );
+    }
+    println!(
+        "GPU-hours {} against {}",
+        gpu_hours(&report),
+        gpu_hours(&long_context)
+    );
+    assert!(
+        gpu_hours(&report) < 0.8 * gpu_hours(&long_context),
+        "{report} against {long_context}"
+    );
+}
+
 #[test]
 fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
     // A 25 ms TPOT SLO: one request alone on a replica decodes at 18 ms + 35 ns per
@@ -957,10 +1091,12 @@ fn contexts_past_the_tpot_floor_at_low_load_ask_for_no_replicas() {
         report["policies"][0]["gpu_hours"], load_only["policies"][0]["gpu_hours"],
         "the TPOT SLO added replicas for misses no replica fixes: {report} against {load_only}"
     );
-    // Without the key the same misses count as fixable and the term doubles the fleet.
+    // Without the key the same misses count as fixable and the term nearly doubles the
+    // fleet at its peak.
     let gpu = |r: &serde_json::Value| r["policies"][0]["gpu_hours"].as_f64().unwrap();
+    assert!(unsplit_peak >= peak + 3, "{unsplit_peak} against {peak}");
     assert!(
-        gpu(&unsplit) > 1.5 * gpu(&report),
+        gpu(&unsplit) > 1.4 * gpu(&report),
         "{unsplit} against {report}"
     );
 }
