@@ -476,27 +476,23 @@ fn history_reads_each_past_periods_peak_over_the_lead_and_the_levels() {
     );
 }
 
-#[test]
-fn a_capacity_profile_reads_the_mix_from_vllms_length_histograms() {
-    let config = Config::parse(
-        r#"
-prometheus:
-  url: http://127.0.0.1:9090
-profiles:
-  vllm:
-    engine: vllm
-    selector: {model_name: m}
-    capacity:
-      queue_per_replica: 15
-      output_tokens_per_second: 5000
-      profile:
-        - {input_tokens: 100, output_tokens: 100, output_tokens_per_second: 1000, input_tokens_per_second: 1000}
-"#,
-    )
+/// The plan of a vLLM profile (selector `model_name: m`) with these profile points.
+fn profiled_plan(points: &[&str]) -> QueryPlan {
+    let points: String = points.iter().map(|p| format!("        - {p}\n")).collect();
+    let config = Config::parse(&format!(
+        "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  vllm:\n    engine: vllm\n    selector: {{model_name: m}}\n    capacity:\n      queue_per_replica: 15\n      output_tokens_per_second: 5000\n      profile:\n{points}"
+    ))
     .unwrap();
     let meta = [("profile".to_owned(), "vllm".to_owned())].into();
     let target = metadata::resolve(&config, &meta).unwrap();
-    let plan = plan(config.profile("vllm").unwrap(), &target).plan;
+    plan(config.profile("vllm").unwrap(), &target).plan
+}
+
+#[test]
+fn a_capacity_profile_reads_the_mix_from_vllms_length_histograms() {
+    let plan = profiled_plan(&[
+        "{input_tokens: 100, output_tokens: 100, output_tokens_per_second: 1000, input_tokens_per_second: 1000}",
+    ]);
     assert_eq!(
         plan.query(Signal::MeanInputTokens).unwrap(),
         r#"sum(rate(vllm:request_prompt_tokens_sum{model_name="m"}[10m])) / (sum(rate(vllm:request_prompt_tokens_count{model_name="m"}[10m])) > 0)"#
@@ -514,26 +510,10 @@ profiles:
 
 #[test]
 fn a_profile_with_shares_of_short_answers_reads_vllms_output_length_buckets() {
-    let config = Config::parse(
-        r#"
-prometheus:
-  url: http://127.0.0.1:9090
-profiles:
-  vllm:
-    engine: vllm
-    selector: {model_name: m}
-    capacity:
-      queue_per_replica: 15
-      output_tokens_per_second: 5000
-      profile:
-        - {input_tokens: 100, output_tokens: 100, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 4000}
-        - {input_tokens: 100, output_tokens: 100, short_output_share: 0.3, output_tokens_per_second: 1000, input_tokens_per_second: 2000}
-"#,
-    )
-    .unwrap();
-    let meta = [("profile".to_owned(), "vllm".to_owned())].into();
-    let target = metadata::resolve(&config, &meta).unwrap();
-    let plan = plan(config.profile("vllm").unwrap(), &target).plan;
+    let plan = profiled_plan(&[
+        "{input_tokens: 100, output_tokens: 100, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 4000}",
+        "{input_tokens: 100, output_tokens: 100, short_output_share: 0.3, output_tokens_per_second: 1000, input_tokens_per_second: 2000}",
+    ]);
     assert_eq!(
         plan.query(Signal::OutputLengths).unwrap(),
         r#"sum by (le) (rate(vllm:request_generation_tokens_bucket{model_name="m"}[10m]))"#
