@@ -134,6 +134,39 @@ fn history(now: i64) -> String {
             );
         }
     }
+    // A vLLM fleet at the same mix as `long-out`, a quarter of whose answers have 20
+    // tokens or fewer (the bounds as vLLM's Python client writes them).
+    for pod in ["r1", "r2"] {
+        let labels = format!(r#"model_name="short-share",pod="short-share-{pod}""#);
+        let series = [
+            ("vllm:generation_tokens_total", 1000.0),
+            ("vllm:request_prompt_tokens_sum", 1000.0),
+            ("vllm:request_prompt_tokens_count", 1.0),
+            ("vllm:request_generation_tokens_sum", 1000.0),
+            ("vllm:request_generation_tokens_count", 1.0),
+        ];
+        for (name, per_second) in series {
+            counter(&mut out, &format!("{name}{{{labels}}}"), start, end, |_| {
+                per_second
+            });
+        }
+        for (le, per_second) in [("5.0", 0.1), ("20.0", 0.25), ("1000.0", 0.5), ("+Inf", 1.0)] {
+            counter(
+                &mut out,
+                &format!(r#"vllm:request_generation_tokens_bucket{{{labels},le="{le}"}}"#),
+                start,
+                end,
+                |_| per_second,
+            );
+        }
+        gauge(
+            &mut out,
+            &format!("vllm:num_requests_waiting{{{labels}}}"),
+            start,
+            end,
+            0.0,
+        );
+    }
     // Two vLLM fleets with 30 % of TPOTs over 50 ms, whose prompt lengths say why:
     // `tpot-split` has 10 % of its prompts past the 100,000-token floor context (two
     // thirds of the misses are batch interference), `tpot-floor` 30 % (every miss is a
@@ -229,6 +262,15 @@ profiles:
       queue_per_replica: 15
       output_tokens_per_second: 5000
       profile: *grid
+  short-share:
+    engine: vllm
+    selector: {{model_name: short-share}}
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      profile:
+        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
+        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0.5, output_tokens_per_second: 250, input_tokens_per_second: 1000}}
   unfixable:
     engine: vllm
     selector: {{model_name: unfixable}}
@@ -525,4 +567,34 @@ async fn the_throughput_term_follows_the_mix_being_served() {
             "{name}: {term:#?}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_throughput_term_follows_the_share_of_short_answers() {
+    let (_prometheus, scaler) = start().await;
+    let mut client = scaler.client().await;
+    let mut explain = scaler.explain_client().await;
+    // A quarter of the answers at 20 tokens or fewer, halfway between the points at 0
+    // (1,000 output tokens/s a replica) and 0.5 (250): 500, their geometric mean.
+    let object = scaled_object("short-share", &[("profile", "short-share")]);
+    assert!(demand(&mut client, &object).await.is_ok());
+    let explanation = explain.explain(object).await.unwrap().into_inner();
+    let term = explanation
+        .terms
+        .iter()
+        .find(|t| t.name == "throughput")
+        .unwrap();
+    let input = |key: &str| term.inputs.get(key).copied();
+    assert!(
+        input("short_output_share").is_some_and(|s| (s - 0.25).abs() < 1e-6),
+        "{term:#?}"
+    );
+    assert!(
+        input("capacity_output_tokens_per_second").is_some_and(|c| (c - 500.0).abs() < 1e-3),
+        "{term:#?}"
+    );
+    assert!(
+        term.formula.contains("0.25 of answers at most 20 tokens"),
+        "{term:#?}"
+    );
 }
