@@ -597,4 +597,17 @@ async fn the_throughput_term_follows_the_share_of_short_answers() {
         term.formula.contains("0.25 of answers at most 20 tokens"),
         "{term:#?}"
     );
+    // /metrics says the same, for dashboards.
+    let metrics = scaler.metrics().await;
+    let mix = |quantity: &str| {
+        metric_value(
+            &metrics,
+            &format!(
+                r#"keda_llm_scaler_capacity_mix{{namespace="inference",scaledobject="short-share",quantity="{quantity}"}}"#
+            ),
+        )
+    };
+    assert!((mix("short_output_share") - 0.25).abs() < 1e-6);
+    assert!((mix("capacity_output_tokens_per_second") - 500.0).abs() < 1e-3);
+    assert!((mix("mean_input_tokens") - 1000.0).abs() < 1e-3);
 }

@@ -305,6 +305,14 @@ fn scaler_metric_names() -> BTreeSet<String> {
             term: "queue".into(),
         })
         .set(1.0);
+    telemetry
+        .capacity_mix
+        .get_or_create(&MixLabels {
+            namespace: "n".into(),
+            scaledobject: "s".into(),
+            quantity: MIX_QUANTITIES[0].into(),
+        })
+        .set(1.0);
     for family in [
         &telemetry.slo_burn_rate,
         &telemetry.slo_fixable_burn_rate,

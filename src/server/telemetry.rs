@@ -34,6 +34,27 @@ pub struct TermLabels {
     pub term: String,
 }
 
+/// The labels of a capacity-mix series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MixLabels {
+    /// The ScaledObject's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub scaledobject: String,
+    /// What the value is: one of [`MIX_QUANTITIES`].
+    pub quantity: String,
+}
+
+/// What `capacity_mix` exports: the per-replica rates the throughput terms divided by,
+/// and the mix `capacity.profile` read them at.
+pub const MIX_QUANTITIES: [&str; 5] = [
+    "capacity_output_tokens_per_second",
+    "capacity_input_tokens_per_second",
+    "mean_input_tokens",
+    "mean_output_tokens",
+    "short_output_share",
+];
+
 /// The labels of an SLO window's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BurnLabels {
@@ -159,6 +180,8 @@ pub struct Telemetry {
     pub slo_boost_held: Gauges<SloLabels>,
     /// The forecast token rate over the lead per ScaledObject.
     pub forecast_tokens: Gauges<ScaledObjectLabels>,
+    /// The capacity the throughput terms divided by and the mix it was read at.
+    pub capacity_mix: Gauges<MixLabels>,
     /// The SLO names each ScaledObject has burn-rate series for, to drop them later.
     slo_names: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
 }
@@ -419,6 +442,12 @@ impl Telemetry {
             )])
             .set(1);
         registry.register("build_info", "The scaler's version", build);
+        let capacity_mix = registered(
+            &mut registry,
+            "capacity_mix",
+            "Per-replica token rates the throughput terms divided by, and the mix capacity.profile read them at (mean lengths, share of short answers), by quantity",
+            Gauges::<MixLabels>::default(),
+        );
         Self {
             registry,
             demand,
@@ -429,6 +458,7 @@ impl Telemetry {
             answer_age,
             stale_answers,
             forecast_tokens,
+            capacity_mix,
             slo_burn_rate,
             slo_fixable_burn_rate,
             slo_unfixable_ratio,
@@ -546,6 +576,7 @@ impl Telemetry {
                 0.0
             });
         self.record_terms(namespace, name, demand);
+        self.record_mix(namespace, name, demand);
         match &demand.forecast {
             Some(forecast) => {
                 self.forecast_tokens
@@ -573,6 +604,33 @@ impl Telemetry {
                 }
                 None => {
                     self.term.remove(&labels);
+                }
+            }
+        }
+    }
+
+    /// The throughput terms' capacity and mix, as their inputs say; a quantity no term
+    /// read this time has no series.
+    fn record_mix(&self, namespace: &str, name: &str, demand: &Demand) {
+        let terms = [TermKind::Throughput, TermKind::InputThroughput];
+        for quantity in MIX_QUANTITIES {
+            let labels = MixLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                quantity: quantity.to_owned(),
+            };
+            let value = terms
+                .iter()
+                .filter_map(|kind| demand.term(*kind))
+                .flat_map(|term| term.inputs.iter())
+                .find(|(key, _)| *key == quantity)
+                .map(|(_, value)| *value);
+            match value {
+                Some(value) => {
+                    self.capacity_mix.get_or_create(&labels).set(value);
+                }
+                None => {
+                    self.capacity_mix.remove(&labels);
                 }
             }
         }
@@ -677,6 +735,13 @@ impl Telemetry {
         self.answer_age.remove(&labels);
         self.stale_answers.remove(&labels);
         self.forecast_tokens.remove(&labels);
+        for quantity in MIX_QUANTITIES {
+            self.capacity_mix.remove(&MixLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                quantity: quantity.to_owned(),
+            });
+        }
         self.forget_burn_rates(namespace, name);
         for kind in TermKind::iter() {
             self.term.remove(&TermLabels {
