@@ -108,6 +108,34 @@ fn a_load_test_gives_each_mix_the_highest_step_that_held() {
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
 
+#[test]
+fn a_load_test_with_shares_of_short_answers_gives_each_share_its_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("steps.csv");
+    // One mix run with 2 % and with a third of its answers short: the short answers
+    // miss TPOT from a lower prompt rate.
+    std::fs::write(
+        &csv,
+        "input_tokens,output_tokens,short_output_share,output_tokens_per_second,input_tokens_per_second,p99_ttft_ms,p99_tpot_ms\n\
+         1000,200,0.02,600,3000,500,30\n\
+         1000,200,0.02,800,4000,700,45\n\
+         1000,200,0.02,900,4500,900,60\n\
+         1000,200,0.33,400,2000,500,40\n\
+         1000,200,0.33,500,2500,600,55\n",
+    )
+    .unwrap();
+    let (ok, out, stderr) = cli::run_binary(&["calibrate", "--load-test", csv.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let found = points(&out);
+    assert_eq!(found.len(), 2, "{out}");
+    assert!(
+        out.contains("short_output_share: 0.02, output_tokens_per_second: 800,")
+            && out.contains("short_output_share: 0.33, output_tokens_per_second: 400,"),
+        "{out}"
+    );
+    assert_config_takes(&out);
+}
+
 const STEP: i64 = 15;
 /// Ten minutes a level.
 const LEVEL: i64 = 600;

@@ -18,6 +18,9 @@ pub struct Measurement {
     pub output_tokens_per_second: f64,
     /// Prompt tokens per second per replica.
     pub input_tokens_per_second: f64,
+    /// The share of requests with short answers the step ran at, when the load test
+    /// says (`short_output_share` of `capacity.profile`).
+    pub short_output_share: Option<f64>,
     /// The TTFT objectives held (what the input rate is judged on).
     pub ttft_held: bool,
     /// Every objective held (what the output rate is judged on).
@@ -31,6 +34,8 @@ pub struct Grid {
     pub inputs: Vec<f64>,
     /// Mean output lengths, ascending, distinct, above 0.
     pub outputs: Vec<f64>,
+    /// Shares of short answers, ascending, distinct; empty: the grid has no such axis.
+    pub shares: Vec<f64>,
 }
 
 impl Grid {
@@ -40,7 +45,34 @@ impl Grid {
             axis.sort_by(f64::total_cmp);
             axis.dedup();
         }
-        Self { inputs, outputs }
+        Self {
+            inputs,
+            outputs,
+            shares: Vec::new(),
+        }
+    }
+
+    /// The same grid with a point at each of these shares of short answers per mix.
+    pub fn with_shares(mut self, mut shares: Vec<f64>) -> Self {
+        shares.sort_by(f64::total_cmp);
+        shares.dedup();
+        self.shares = shares;
+        self
+    }
+
+    /// Points per (input, output) mix: one per share, or one.
+    fn per_mix(&self) -> usize {
+        self.shares.len().max(1)
+    }
+
+    /// The mix and share of point `index`.
+    fn point(&self, index: usize) -> (f64, f64, Option<f64>) {
+        let (mix, share) = (index / self.per_mix(), index % self.per_mix());
+        (
+            self.inputs[mix / self.outputs.len()],
+            self.outputs[mix % self.outputs.len()],
+            self.shares.get(share).copied(),
+        )
     }
 
     /// The index of the point nearest to a measurement's mix, row by input.
@@ -53,8 +85,18 @@ impl Grid {
                 })
                 .expect("a grid axis has a point")
         };
-        nearest(&self.inputs, m.input_tokens) * self.outputs.len()
-            + nearest(&self.outputs, m.output_tokens)
+        let mix = nearest(&self.inputs, m.input_tokens) * self.outputs.len()
+            + nearest(&self.outputs, m.output_tokens);
+        // Shares are read as they are (no logarithm: a share may be 0).
+        let share = m.short_output_share.map_or(0, |value| {
+            (0..self.shares.len())
+                .min_by(|&a, &b| {
+                    let d = |i: usize| (self.shares[i] - value).abs();
+                    d(a).total_cmp(&d(b))
+                })
+                .unwrap_or(0)
+        });
+        mix * self.per_mix() + share
     }
 }
 
@@ -77,6 +119,8 @@ pub struct Fitted {
     pub input_tokens: f64,
     /// Mean output tokens per request.
     pub output_tokens: f64,
+    /// The share of short answers the point holds at, when the grid has shares.
+    pub short_output_share: Option<f64>,
     /// `output_tokens_per_second`: judged on every SLO.
     pub output: Rate,
     /// `input_tokens_per_second`: judged on the TTFT SLOs.
@@ -93,31 +137,31 @@ pub fn fit(
     advice: &str,
 ) -> Result<Vec<Fitted>, String> {
     let mut cells: Vec<Vec<&Measurement>> =
-        vec![Vec::new(); grid.inputs.len() * grid.outputs.len()];
+        vec![Vec::new(); grid.inputs.len() * grid.outputs.len() * grid.per_mix()];
     for m in measurements {
         cells[grid.cell(m)].push(m);
     }
     let mut fitted = Vec::with_capacity(cells.len());
     let mut short = String::new();
     for (index, cell) in cells.iter().enumerate() {
-        let (input_tokens, output_tokens) = (
-            grid.inputs[index / grid.outputs.len()],
-            grid.outputs[index % grid.outputs.len()],
-        );
+        let (input_tokens, output_tokens, short_output_share) = grid.point(index);
         let output = rate(cell, rank, |m| (m.output_tokens_per_second, m.all_held));
         let input = rate(cell, rank, |m| (m.input_tokens_per_second, m.ttft_held));
         match (output, input) {
             (Some(output), Some(input)) => fitted.push(Fitted {
                 input_tokens,
                 output_tokens,
+                short_output_share,
                 output,
                 input,
             }),
             _ => {
                 let held = |pick: fn(&Measurement) -> bool| cell.iter().filter(|m| pick(m)).count();
+                let share = short_output_share
+                    .map_or_else(String::new, |s| format!(", short_output_share {s}"));
                 let _ = write!(
                     short,
-                    "\n  input_tokens {input_tokens}, output_tokens {output_tokens}: {} measured, {} held every SLO, {} held TTFT; {rank} needed",
+                    "\n  input_tokens {input_tokens}, output_tokens {output_tokens}{share}: {} measured, {} held every SLO, {} held TTFT; {rank} needed",
                     cell.len(),
                     held(|m| m.all_held),
                     held(|m| m.ttft_held),
@@ -174,6 +218,7 @@ mod tests {
             output_tokens: output,
             output_tokens_per_second: out_rate,
             input_tokens_per_second: out_rate * input / output,
+            short_output_share: None,
             ttft_held: held,
             all_held: held,
         }
@@ -239,5 +284,32 @@ mod tests {
         assert_eq!(fitted[0].output.tokens_per_second, 300.0);
         assert_eq!(fitted[0].output.missed_at, Some(500.0));
         assert_eq!(fitted[0].input.tokens_per_second, 2500.0);
+    }
+
+    #[test]
+    fn a_grid_with_shares_fits_a_point_per_share_of_each_mix() {
+        let grid = Grid::new(vec![1000.0], vec![200.0]).with_shares(vec![0.3, 0.02]);
+        let with_share = |rate: f64, share: f64| Measurement {
+            short_output_share: Some(share),
+            ..at(1000.0, 200.0, rate, true)
+        };
+        // Steps near each share (0.28 files under 0.3) at rates that differ by share.
+        let ms = [
+            with_share(1000.0, 0.02),
+            with_share(600.0, 0.28),
+            with_share(500.0, 0.3),
+        ];
+        let fitted = fit(&grid, &ms, 1, "").unwrap();
+        let by_share: Vec<(Option<f64>, f64)> = fitted
+            .iter()
+            .map(|p| (p.short_output_share, p.output.tokens_per_second))
+            .collect();
+        assert_eq!(by_share, vec![(Some(0.02), 1000.0), (Some(0.3), 600.0)]);
+        // A share with no step that held is named.
+        let error = fit(&grid, &ms[..1], 1, "").unwrap_err();
+        assert!(
+            error.contains("short_output_share 0.3: 0 measured"),
+            "{error}"
+        );
     }
 }

@@ -194,6 +194,7 @@ fn measurement(
         output_tokens,
         output_tokens_per_second: signals.output_tokens_per_second.unwrap_or(0.0) / replicas,
         input_tokens_per_second: signals.input_tokens_per_second.unwrap_or(0.0) / replicas,
+        short_output_share: None,
         ttft_held,
         all_held,
     }))

@@ -6,6 +6,8 @@
 //! - `input_tokens`, `output_tokens`: the step's mean prompt and output tokens per
 //!   request, the profile point it measures;
 //! - `replicas` (optional, default 1): replicas behind the load balancer;
+//! - `short_output_share` (optional): the share of requests whose answers had at most
+//!   `capacity.short_output_tokens` tokens; with it, each mix gets a point per share;
 //! - `output_tokens_per_second`, `input_tokens_per_second`: what they served together;
 //! - `p<P>_ttft_ms`, `p<P>_tpot_ms`: the latency percentiles, P the target share in
 //!   percent (`p99_ttft_ms` for `--target 0.99`, `p99.9_ttft_ms` for 0.999), as vLLM's
@@ -45,6 +47,12 @@ pub fn read(path: &Path, judged: Judged) -> Result<(Grid, Vec<Measurement>), Str
     let grid = Grid::new(
         measurements.iter().map(|m| m.input_tokens).collect(),
         measurements.iter().map(|m| m.output_tokens).collect(),
+    )
+    .with_shares(
+        measurements
+            .iter()
+            .filter_map(|m| m.short_output_share)
+            .collect(),
     );
     Ok((grid, measurements))
 }
@@ -68,7 +76,7 @@ fn parse(text: &[u8], judged: Judged) -> Result<Vec<Measurement>, String> {
     let column = |name: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| {
             format!(
-                "has no column `{name}`: expected input_tokens, output_tokens, output_tokens_per_second, input_tokens_per_second, {ttft_column}, {tpot_column} (the percentile follows --target; vllm bench serve reports it with --metric-percentiles) and optionally replicas"
+                "has no column `{name}`: expected input_tokens, output_tokens, output_tokens_per_second, input_tokens_per_second, {ttft_column}, {tpot_column} (the percentile follows --target; vllm bench serve reports it with --metric-percentiles) and optionally replicas and short_output_share"
             )
         })
     };
@@ -81,6 +89,7 @@ fn parse(text: &[u8], judged: Judged) -> Result<Vec<Measurement>, String> {
         column(&tpot_column)?,
     ];
     let replicas = headers.iter().position(|h| h == "replicas");
+    let share = headers.iter().position(|h| h == "short_output_share");
     let mut measurements = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| format!("cannot read a row: {e}"))?;
@@ -110,12 +119,24 @@ fn parse(text: &[u8], judged: Judged) -> Result<Vec<Measurement>, String> {
                 n
             }
         };
+        let short_output_share = match share {
+            None => None,
+            Some(index) => match value(index, false)? {
+                s if s <= 1.0 => Some(s),
+                s => {
+                    return Err(format!(
+                        "line {line}: short_output_share `{s}` is not a share from 0 to 1"
+                    ));
+                }
+            },
+        };
         let ttft_held = value(ttft, false)? <= judged.ttft * 1000.0;
         measurements.push(Measurement {
             input_tokens: value(input, true)?,
             output_tokens: value(output, true)?,
             output_tokens_per_second: value(out_rate, false)? / per_replica,
             input_tokens_per_second: value(in_rate, false)? / per_replica,
+            short_output_share,
             ttft_held,
             all_held: ttft_held && value(tpot, false)? <= judged.tpot * 1000.0,
         });
@@ -181,5 +202,27 @@ mod tests {
         );
         let error = parse(b"input_tokens\n", JUDGED).unwrap_err();
         assert!(error.contains("no column `output_tokens`"), "{error}");
+    }
+
+    #[test]
+    fn a_share_column_gives_each_step_its_share_and_refuses_one_above_1() {
+        let header = "input_tokens,output_tokens,output_tokens_per_second,input_tokens_per_second,p99_ttft_ms,p99_tpot_ms,short_output_share\n";
+        let ms = parse(
+            format!("{header}1000,200,900,4500,900,40,0.3\n1000,200,900,4500,900,40,0\n")
+                .as_bytes(),
+            JUDGED,
+        )
+        .unwrap();
+        let shares: Vec<Option<f64>> = ms.iter().map(|m| m.short_output_share).collect();
+        assert_eq!(shares, vec![Some(0.3), Some(0.0)]);
+        let error = parse(
+            format!("{header}1000,200,900,4500,900,40,1.5\n").as_bytes(),
+            JUDGED,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("line 2: short_output_share `1.5` is not a share from 0 to 1"),
+            "{error}"
+        );
     }
 }

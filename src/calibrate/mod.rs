@@ -240,9 +240,11 @@ fn render(header: &str, fitted: &[Fitted], what: &str) -> String {
     for p in fitted {
         let _ = writeln!(
             out,
-            "  - {{input_tokens: {}, output_tokens: {}, output_tokens_per_second: {:.0}, input_tokens_per_second: {:.0}}}  # held in {} / {} {what}; {}",
+            "  - {{input_tokens: {}, output_tokens: {}, {}output_tokens_per_second: {:.0}, input_tokens_per_second: {:.0}}}  # held in {} / {} {what}; {}",
             p.input_tokens,
             p.output_tokens,
+            p.short_output_share
+                .map_or_else(String::new, |s| format!("short_output_share: {s}, ")),
             p.output.tokens_per_second,
             p.input.tokens_per_second,
             p.output.held,
@@ -303,6 +305,7 @@ mod tests {
             output_tokens: 250.0,
             output_tokens_per_second: 1.0,
             input_tokens_per_second: 1.0,
+            short_output_share: None,
             ttft_held: true,
             all_held: true,
         };
