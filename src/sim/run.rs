@@ -306,7 +306,9 @@ pub fn needs(
 /// requests by output length (per bucket of vLLM's length histogram, then the overflow).
 #[derive(Debug, Clone, PartialEq)]
 struct Arrived {
+    /// Output tokens, input tokens, requests.
     tokens: [f64; 3],
+    /// Requests per bucket of output length (not cumulative), then the overflow.
     output_lengths: [f64; PROMPT_TOKEN_BUCKETS.len() + 1],
 }
 
