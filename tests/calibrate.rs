@@ -147,6 +147,8 @@ struct Level {
     output_per_pod: f64,
     ttft_misses: bool,
     tpot_misses: bool,
+    /// The share of requests with 20 output tokens or fewer.
+    short: f64,
 }
 
 /// Twelve ten-minute levels from `start`: six at 1,000-token prompts (output 400 to 1,400
@@ -162,6 +164,7 @@ fn level(start: i64, t: i64) -> Level {
             output_per_pod: out,
             ttft_misses: out * 5.0 > 6000.0,
             tpot_misses: out > 1000.0,
+            short: 0.02,
         }
     } else {
         let input = 800.0 * (i - 5) as f64;
@@ -171,13 +174,56 @@ fn level(start: i64, t: i64) -> Level {
             output_per_pod: input / 40.0,
             ttft_misses: input > 2400.0,
             tpot_misses: false,
+            short: 0.02,
         }
     }
 }
 
-/// Every series the calibration plan reads, for pods p1 and p2 of model `m`, every 15 s
-/// from 15 minutes before `start` to `end`.
+/// Six ten-minute levels from `start` of a fleet at 1,000-token prompts: three with 2 %
+/// of its answers short (output 400, 800 and 1,200 tokens/s a pod, TPOT missing at the
+/// last), then three with 30 % (400, 600 and 800, TPOT missing from 600).
+fn share_level(start: i64, t: i64) -> Level {
+    let i = ((t - start).max(0) / LEVEL).min(5);
+    let (short, out, misses) = [
+        (0.02, 400.0, false),
+        (0.02, 800.0, false),
+        (0.02, 1200.0, true),
+        (0.3, 400.0, false),
+        (0.3, 600.0, true),
+        (0.3, 800.0, true),
+    ][i as usize];
+    Level {
+        prompt: 1000.0,
+        output: 200.0,
+        output_per_pod: out,
+        ttft_misses: false,
+        tpot_misses: misses,
+        short,
+    }
+}
+
+/// Every series the calibration plan reads, for pods p1 and p2 of model `m` (levels of
+/// [`level`]) and pods s1 and s2 of model `s` (levels of [`share_level`], from an hour
+/// after `start`), every 15 s from 15 minutes before `start` to `end`.
 fn history(start: i64, end: i64) -> String {
+    let mut out = String::new();
+    fleet(&mut out, "m", ["p1", "p2"], start, end, |t| level(start, t));
+    fleet(&mut out, "s", ["s1", "s2"], start, end, |t| {
+        share_level(start + 6 * LEVEL, t)
+    });
+    out.push_str("# EOF\n");
+    out
+}
+
+/// One fleet's series, its level at each time given by `level`.
+fn fleet(
+    out: &mut String,
+    model: &str,
+    pods: [&str; 2],
+    start: i64,
+    end: i64,
+    level: impl Fn(i64) -> Level,
+) {
     // name, le, per-second rate at a level
     type Rate = fn(&Level) -> f64;
     let series: Vec<(&str, Option<&str>, Rate)> = vec![
@@ -233,19 +279,25 @@ fn history(start: i64, end: i64) -> String {
             Some("+Inf"),
             |l| l.output_per_pod,
         ),
+        // The share of short answers, with vLLM's bounds as its Python client writes them.
+        ("vllm:request_generation_tokens_bucket", Some("20.0"), |l| {
+            l.output_per_pod / l.output * l.short
+        }),
+        ("vllm:request_generation_tokens_bucket", Some("+Inf"), |l| {
+            l.output_per_pod / l.output
+        }),
     ];
-    let mut out = String::new();
-    for pod in ["p1", "p2"] {
+    for pod in pods {
         for (name, le, rate) in &series {
             let labels = match le {
-                Some(le) => format!(r#"model_name="m",pod="{pod}",le="{le}""#),
-                None => format!(r#"model_name="m",pod="{pod}""#),
+                Some(le) => format!(r#"model_name="{model}",pod="{pod}",le="{le}""#),
+                None => format!(r#"model_name="{model}",pod="{pod}""#),
             };
             let mut value = 0.0;
             let mut t = start - 900;
             while t <= end {
                 let _ = writeln!(out, "{name}{{{labels}}} {value} {t}");
-                value += rate(&level(start, t)) * STEP as f64;
+                value += rate(&level(t)) * STEP as f64;
                 t += STEP;
             }
         }
@@ -253,13 +305,11 @@ fn history(start: i64, end: i64) -> String {
         while t <= end {
             let _ = writeln!(
                 out,
-                r#"vllm:num_requests_waiting{{model_name="m",pod="{pod}"}} 0 {t}"#
+                r#"vllm:num_requests_waiting{{model_name="{model}",pod="{pod}"}} 0 {t}"#
             );
             t += STEP;
         }
     }
-    out.push_str("# EOF\n");
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,17 +327,65 @@ async fn history_gives_each_mix_the_rate_its_fleet_held_its_slos_at() {
     std::fs::write(
         &config,
         format!(
-            "prometheus:\n  url: {}\nprofiles:\n  llama:\n    engine: vllm\n    selector: {{model_name: m}}\n    capacity: {{queue_per_replica: 2, output_tokens_per_second: 700}}\n    slos:\n      - {{name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [2m, 1h]}}\n      - {{name: tpot, signal: tpot, threshold: 50ms, objective: 0.99, windows: [2m, 1h]}}\n",
+            "prometheus:\n  url: {}\nprofiles:\n  llama:\n    engine: vllm\n    selector: {{model_name: m}}\n    capacity: {{queue_per_replica: 2, output_tokens_per_second: 700}}\n    slos:\n      - {{name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [2m, 1h]}}\n      - {{name: tpot, signal: tpot, threshold: 50ms, objective: 0.99, windows: [2m, 1h]}}\n  shares:\n    engine: vllm\n    selector: {{model_name: s}}\n    capacity: {{queue_per_replica: 2, output_tokens_per_second: 700}}\n    slos:\n      - {{name: ttft, signal: ttft, threshold: 2s, objective: 0.99, windows: [2m, 1h]}}\n      - {{name: tpot, signal: tpot, threshold: 50ms, objective: 0.99, windows: [2m, 1h]}}\n",
             prometheus.url()
         ),
     )
     .unwrap();
     let config = config.to_str().unwrap().to_owned();
     // The command blocks: off the runtime that Prometheus' handle lives on.
-    tokio::task::spawn_blocking(move || read_history(&config))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        read_history(&config);
+        read_shares(&config);
+    })
+    .await
+    .unwrap();
     drop(prometheus);
+}
+
+/// `calibrate --config --shares` on fleet `s` of [`history`]: a point per share of
+/// short answers, each with the rate the fleet held its SLOs at with that share.
+fn read_shares(config: &str) {
+    let (ok, out, stderr) = cli::run_binary(&[
+        "calibrate",
+        "--config",
+        config,
+        "--profile",
+        "shares",
+        "--range",
+        "1h",
+        "--step",
+        "1m",
+        "--min-moments",
+        "3",
+        "--inputs",
+        "1000",
+        "--outputs",
+        "200",
+        "--shares",
+        "0.3,0.02",
+    ]);
+    assert!(ok, "{stderr}");
+    let rate = |share: &str| {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("short_output_share: {share},")))
+            .unwrap_or_else(|| panic!("no point at share {share}: {out}"));
+        points(line)[0].2
+    };
+    assert!(close(rate("0.02"), 800.0), "{out}");
+    assert!(close(rate("0.3"), 400.0), "{out}");
+    assert_config_takes(&out);
+    let (ok, _, stderr) = cli::run_binary(&[
+        "calibrate",
+        "--config",
+        config,
+        "--profile",
+        "shares",
+        "--shares",
+        "1.5",
+    ]);
+    assert!(!ok && stderr.contains("a share from 0 to 1"), "{stderr}");
 }
 
 /// `calibrate --config` on the history of [`history`].

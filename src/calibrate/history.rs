@@ -89,6 +89,7 @@ pub async fn read(read: &HistoryRead) -> Result<Moments, String> {
     let plan = calibration_plan(profile, &target)
         .map_err(|e| format!("profile `{}`: calibrating from history {e}", read.profile))?;
     let slos = Params::from(&target).slos;
+    let bound = profile.capacity.short_output_tokens.0;
     let prometheus = Arc::new(Prometheus::new(&config.prometheus)?);
     let times = (0..moments)
         .rev()
@@ -100,7 +101,7 @@ pub async fn read(read: &HistoryRead) -> Result<Moments, String> {
                 at,
             };
             let (plan, slos) = (&plan, &slos);
-            async move { measure(&source, plan, slos).await }
+            async move { measure(&source, plan, slos, bound).await }
         })
         .buffered(CONCURRENT_MOMENTS);
     futures::pin_mut!(read_all);
@@ -152,18 +153,22 @@ async fn measure(
     source: &PastInstant,
     plan: &QueryPlan,
     slos: &[SloParams],
+    short_output_tokens: f64,
 ) -> Result<Result<Measurement, &'static str>, String> {
     let readings = observe(source, plan).await.readings(None);
     if let Some(errors) = readings.error_summary() {
         return Err(format!("at {}: {errors}", timestamp(source.at)));
     }
-    measurement(&readings, slos).map_err(|e| format!("at {}: {e}", timestamp(source.at)))
+    measurement(&readings, slos, short_output_tokens)
+        .map_err(|e| format!("at {}: {e}", timestamp(source.at)))
 }
 
-/// What one moment's readings measure, when the fleet served requests then.
+/// What one moment's readings measure, when the fleet served requests then; the share of
+/// short answers at `short_output_tokens`, where the output-length histogram was read.
 fn measurement(
     readings: &Readings,
     slos: &[SloParams],
+    short_output_tokens: f64,
 ) -> Result<Result<Measurement, &'static str>, String> {
     let signals = readings.signals();
     let replicas = signals.queue_by_replica.as_ref().map_or(0, Vec::len) as f64;
@@ -194,7 +199,10 @@ fn measurement(
         output_tokens,
         output_tokens_per_second: signals.output_tokens_per_second.unwrap_or(0.0) / replicas,
         input_tokens_per_second: signals.input_tokens_per_second.unwrap_or(0.0) / replicas,
-        short_output_share: None,
+        short_output_share: crate::demand::short_share(
+            signals.output_lengths.as_ref(),
+            short_output_tokens,
+        ),
         ttft_held,
         all_held,
     }))

@@ -43,6 +43,11 @@ pub struct CalibrateArgs {
     /// the median of the fleet's mix].
     #[arg(long, value_delimiter = ',', conflicts_with = "load_test")]
     pub outputs: Option<Vec<u32>>,
+    /// From history: shares of short answers (at most the profile's
+    /// `capacity.short_output_tokens` output tokens) to fit a point each at, per mix; each
+    /// moment is filed under the nearest. Without it, one point per mix, whatever the share.
+    #[arg(long, value_delimiter = ',', requires = "config", value_parser = parse_share)]
+    pub shares: Option<Vec<f64>>,
     /// The TTFT threshold, seconds (from history: the profile's SLOs).
     #[arg(long, default_value_t = 2.0, conflicts_with = "config")]
     pub ttft: f64,
@@ -155,7 +160,21 @@ async fn from_history(
         step: args.step.0,
         end: history::end_now(args.step.0),
     };
-    let moments = history::read(&read).await?;
+    let mut moments = history::read(&read).await?;
+    if args.shares.is_some() {
+        // A moment without a share cannot be filed under one.
+        let before = moments.measurements.len();
+        moments
+            .measurements
+            .retain(|m| m.short_output_share.is_some());
+        let dropped = before - moments.measurements.len();
+        if dropped > 0 {
+            *moments
+                .skipped
+                .entry("no output-length histogram to read a share from")
+                .or_default() += dropped;
+        }
+    }
     if moments.measurements.is_empty() {
         return Err(format!(
             "no moment of the last {} measured the fleet ({}): check the profile's selector, or read a range in which it served requests",
@@ -200,6 +219,21 @@ fn history_grid(args: &CalibrateArgs, measured: &[fit::Measurement]) -> Grid {
         axis(&args.inputs, |m| m.input_tokens),
         axis(&args.outputs, |m| m.output_tokens),
     )
+    .with_shares(args.shares.clone().unwrap_or_default())
+}
+
+/// A share of short answers, from 0 to 1, as `--shares` takes it.
+fn parse_share(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(crate::config::Share::new)
+        .map(|share| share.0)
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not allowed: expected {}",
+                crate::config::Share::ALLOWED
+            )
+        })
 }
 
 /// 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st.
@@ -299,6 +333,7 @@ mod tests {
             range: "1d".parse().unwrap(),
             step: "5m".parse().unwrap(),
             min_moments: 10,
+            shares: None,
         };
         let at = |input: f64| fit::Measurement {
             input_tokens: input,

@@ -661,7 +661,7 @@ fn capacity_at_mix(signals: &Signals, params: &Params) -> MixRates {
 /// The share of finished requests with at most `bound` output tokens, from the
 /// output-length histogram (interpolated inside a bucket); `None` when it was not read,
 /// holds no request or cannot be read.
-fn short_share(lengths: Option<&slo::LatencyWindow>, bound: f64) -> Option<f64> {
+pub fn short_share(lengths: Option<&slo::LatencyWindow>, bound: f64) -> Option<f64> {
     let longer = slo::error_ratio(lengths?, bound).ok().flatten()?;
     Some(1.0 - longer)
 }

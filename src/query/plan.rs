@@ -129,8 +129,8 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
 }
 
 /// The queries `calibrate` reads a fleet's past with: the trigger's own, without the
-/// forecast's, and with the mean request lengths whether or not the profile has a
-/// `capacity.profile` yet. Refused for an engine without request-length histograms.
+/// forecast's, and with the mean request lengths and the output-length histogram
+/// whether or not the profile has a `capacity.profile` yet. Refused for an engine without request-length histograms.
 pub fn calibration_plan(profile: &Profile, target: &Target) -> Result<QueryPlan, String> {
     let preset = preset(profile.engine)
         .filter(|p| p.request_lengths.is_some())
@@ -200,10 +200,11 @@ fn preset_plan(preset: &Preset, profile: &Profile, target: &Target, read_mix: bo
             specs.push(spec(signal, Read::MeanPerRequest { histogram, window }));
         }
     }
-    if let Some(profile) = &target.capacity_profile
-        && profile.reads_short_share()
-        && !preset.output_lengths.is_empty()
-    {
+    let reads_share = target
+        .capacity_profile
+        .as_ref()
+        .is_some_and(|p| p.reads_short_share());
+    if (read_mix || reads_share) && !preset.output_lengths.is_empty() {
         let read = Read::Buckets {
             series: preset.output_lengths,
             window: MIX_WINDOW,
