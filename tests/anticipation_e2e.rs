@@ -536,23 +536,31 @@ async fn the_tpot_term_acts_only_on_misses_past_no_floor() {
 
 /// capacity.profile through a real Prometheus: the throughput term divides by the
 /// profile's rate at the mix vLLM's request-length histograms report.
+/// The throughput term Explain shows for profile `name`'s ScaledObject, once it answered.
+async fn throughput_term(
+    scaler: &Scaler,
+    name: &str,
+) -> keda_llm_scaler::proto::llmscaler::v1::Term {
+    let mut client = scaler.client().await;
+    let mut explain = scaler.explain_client().await;
+    let object = scaled_object(name, &[("profile", name)]);
+    assert!(demand(&mut client, &object).await.is_ok());
+    let explanation = explain.explain(object).await.unwrap().into_inner();
+    explanation
+        .terms
+        .into_iter()
+        .find(|t| t.name == "throughput")
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_throughput_term_follows_the_mix_being_served() {
     let (_prometheus, scaler) = start().await;
-    let mut client = scaler.client().await;
-    let mut explain = scaler.explain_client().await;
     // At 1,000/1,000 the profile's point says 1,000 output tokens/s a replica; at
     // 100/316, halfway between 1,000 and 4,000 on a log scale, 2,000. (The token rate
     // itself reads low: the history ends a scrape ago and rate() extrapolates little.)
     for (name, capacity) in [("long-out", 1000.0), ("short-in", 2000.0)] {
-        let object = scaled_object(name, &[("profile", name)]);
-        assert!(demand(&mut client, &object).await.is_ok());
-        let explanation = explain.explain(object).await.unwrap().into_inner();
-        let term = explanation
-            .terms
-            .iter()
-            .find(|t| t.name == "throughput")
-            .unwrap();
+        let term = throughput_term(&scaler, name).await;
         let input = |key: &str| term.inputs.get(key).copied();
         assert!(
             input("capacity_output_tokens_per_second")
@@ -572,18 +580,9 @@ async fn the_throughput_term_follows_the_mix_being_served() {
 #[tokio::test]
 async fn the_throughput_term_follows_the_share_of_short_answers() {
     let (_prometheus, scaler) = start().await;
-    let mut client = scaler.client().await;
-    let mut explain = scaler.explain_client().await;
     // A quarter of the answers at 20 tokens or fewer, halfway between the points at 0
     // (1,000 output tokens/s a replica) and 0.5 (250): 500, their geometric mean.
-    let object = scaled_object("short-share", &[("profile", "short-share")]);
-    assert!(demand(&mut client, &object).await.is_ok());
-    let explanation = explain.explain(object).await.unwrap().into_inner();
-    let term = explanation
-        .terms
-        .iter()
-        .find(|t| t.name == "throughput")
-        .unwrap();
+    let term = throughput_term(&scaler, "short-share").await;
     let input = |key: &str| term.inputs.get(key).copied();
     assert!(
         input("short_output_share").is_some_and(|s| (s - 0.25).abs() < 1e-6),
