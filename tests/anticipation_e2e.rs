@@ -104,12 +104,15 @@ fn history(now: i64) -> String {
             0.0,
         );
     }
-    // Two vLLM fleets generating 2,000 tokens/s between two pods, at 1 request/s per
+    // Three vLLM fleets generating 2,000 tokens/s between two pods, at 1 request/s per
     // pod: `long-out` at 1,000 prompt and 1,000 output tokens a request, `short-in` at
-    // 100 and 316.2 (sqrt(100 x 1000), halfway on the profile's log scale).
+    // 100 and 316.2 (sqrt(100 x 1000), halfway on the profile's log scale), and
+    // `short-share` at long-out's mix with a quarter of its answers at 20 tokens or fewer
+    // (its output-length buckets, with the bounds as vLLM's Python client writes them).
     for (model, prompt, output) in [
         ("long-out", 1000.0, 1000.0),
         ("short-in", 100.0, 100_000f64.sqrt()),
+        ("short-share", 1000.0, 1000.0),
     ] {
         for pod in ["r1", "r2"] {
             let labels = format!(r#"model_name="{model}",pod="{model}-{pod}""#);
@@ -125,6 +128,12 @@ fn history(now: i64) -> String {
                     per_second
                 });
             }
+            let buckets = [("5.0", 0.1), ("20.0", 0.25), ("1000.0", 0.5), ("+Inf", 1.0)];
+            for (le, per_second) in buckets.iter().filter(|_| model == "short-share") {
+                let series =
+                    format!(r#"vllm:request_generation_tokens_bucket{{{labels},le="{le}"}}"#);
+                counter(&mut out, &series, start, end, |_| *per_second);
+            }
             gauge(
                 &mut out,
                 &format!("vllm:num_requests_waiting{{{labels}}}"),
@@ -133,39 +142,6 @@ fn history(now: i64) -> String {
                 0.0,
             );
         }
-    }
-    // A vLLM fleet at the same mix as `long-out`, a quarter of whose answers have 20
-    // tokens or fewer (the bounds as vLLM's Python client writes them).
-    for pod in ["r1", "r2"] {
-        let labels = format!(r#"model_name="short-share",pod="short-share-{pod}""#);
-        let series = [
-            ("vllm:generation_tokens_total", 1000.0),
-            ("vllm:request_prompt_tokens_sum", 1000.0),
-            ("vllm:request_prompt_tokens_count", 1.0),
-            ("vllm:request_generation_tokens_sum", 1000.0),
-            ("vllm:request_generation_tokens_count", 1.0),
-        ];
-        for (name, per_second) in series {
-            counter(&mut out, &format!("{name}{{{labels}}}"), start, end, |_| {
-                per_second
-            });
-        }
-        for (le, per_second) in [("5.0", 0.1), ("20.0", 0.25), ("1000.0", 0.5), ("+Inf", 1.0)] {
-            counter(
-                &mut out,
-                &format!(r#"vllm:request_generation_tokens_bucket{{{labels},le="{le}"}}"#),
-                start,
-                end,
-                |_| per_second,
-            );
-        }
-        gauge(
-            &mut out,
-            &format!("vllm:num_requests_waiting{{{labels}}}"),
-            start,
-            end,
-            0.0,
-        );
     }
     // Two vLLM fleets with 30 % of TPOTs over 50 ms, whose prompt lengths say why:
     // `tpot-split` has 10 % of its prompts past the 100,000-token floor context (two
