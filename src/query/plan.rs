@@ -130,7 +130,8 @@ pub fn plan(profile: &Profile, target: &Target) -> Planned {
 
 /// The queries `calibrate` reads a fleet's past with: the trigger's own, without the
 /// forecast's, and with the mean request lengths and the output-length histogram
-/// whether or not the profile has a `capacity.profile` yet. Refused for an engine without request-length histograms.
+/// whether or not the profile has a `capacity.profile` yet. Refused for an engine
+/// without request-length histograms.
 pub fn calibration_plan(profile: &Profile, target: &Target) -> Result<QueryPlan, String> {
     let preset = preset(profile.engine)
         .filter(|p| p.request_lengths.is_some())

@@ -365,13 +365,13 @@ fn pool_needs(pool: &PoolSetup, arrived: &Arrived, seconds: f64) -> u32 {
     let [output, input, requests] = arrived.tokens;
     let (out_rate, in_rate) = match &target.capacity_profile {
         Some(profile) if requests > 0.0 => {
-            let share = crate::demand::slo::error_ratio(
-                &arrived.length_window(),
-                profile.short_output_tokens(),
-            )
-            .ok()
-            .flatten()
-            .map(|longer| 1.0 - longer);
+            // The share as the scaler reads it, only for a profile that has share points.
+            let share = profile
+                .reads_short_share()
+                .then(|| arrived.length_window())
+                .and_then(|lengths| {
+                    crate::demand::short_share(Some(&lengths), profile.short_output_tokens())
+                });
             let rates = profile.at(input / requests, output / requests, share);
             (
                 Some(rates.output_tokens_per_second),
@@ -882,6 +882,20 @@ mod tests {
         assert_eq!(pool_needs(&falling, &short, 60.0), 2);
         // No request in the window: the fixed numbers, and at least one replica.
         assert_eq!(pool_needs(&falling, &Arrived::default(), 60.0), 1);
+    }
+
+    #[test]
+    fn with_share_points_the_share_of_short_answers_picks_the_rates() {
+        let shares = pool(
+            "      profile:\n        - {input_tokens: 1000, output_tokens: 100, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 5000}\n        - {input_tokens: 1000, output_tokens: 100, short_output_share: 0.5, output_tokens_per_second: 1000, input_tokens_per_second: 2500}\n",
+        );
+        // 10,000 prompt tokens/s: 2 replicas at 5,000 with no short answer.
+        let long = arrived(100.0, 1_000.0, 600.0);
+        assert_eq!(pool_needs(&shares, &long, 60.0), 2);
+        // Half of them with 10 output tokens: 4 at 2,500.
+        let mut half = arrived(100.0, 1_000.0, 300.0);
+        half.merge(&arrived(10.0, 1_000.0, 300.0), 1.0);
+        assert_eq!(pool_needs(&shares, &half, 60.0), 4);
     }
 
     #[test]
