@@ -108,11 +108,13 @@ fn history(now: i64) -> String {
     // pod: `long-out` at 1,000 prompt and 1,000 output tokens a request, `short-in` at
     // 100 and 316.2 (sqrt(100 x 1000), halfway on the profile's log scale), and
     // `short-share` at long-out's mix with a quarter of its answers at 20 tokens or fewer
-    // (its output-length buckets, with the bounds as vLLM's Python client writes them).
+    // (its output-length buckets, with the bounds as vLLM's Python client writes them);
+    // `torn-share` the same, but its `+Inf` bucket was never exported.
     for (model, prompt, output) in [
         ("long-out", 1000.0, 1000.0),
         ("short-in", 100.0, 100_000f64.sqrt()),
         ("short-share", 1000.0, 1000.0),
+        ("torn-share", 1000.0, 1000.0),
     ] {
         for pod in ["r1", "r2"] {
             let labels = format!(r#"model_name="{model}",pod="{model}-{pod}""#);
@@ -129,7 +131,12 @@ fn history(now: i64) -> String {
                 });
             }
             let buckets = [("5.0", 0.1), ("20.0", 0.25), ("1000.0", 0.5), ("+Inf", 1.0)];
-            for (le, per_second) in buckets.iter().filter(|_| model == "short-share") {
+            let exported = |le: &str| match model {
+                "short-share" => true,
+                "torn-share" => le != "+Inf",
+                _ => false,
+            };
+            for (le, per_second) in buckets.iter().filter(|(le, _)| exported(le)) {
                 let series =
                     format!(r#"vllm:request_generation_tokens_bucket{{{labels},le="{le}"}}"#);
                 counter(&mut out, &series, start, end, |_| *per_second);
@@ -241,6 +248,15 @@ profiles:
   short-share:
     engine: vllm
     selector: {{model_name: short-share}}
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      profile:
+        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
+        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0.5, output_tokens_per_second: 250, input_tokens_per_second: 1000}}
+  torn-share:
+    engine: vllm
+    selector: {{model_name: torn-share}}
     capacity:
       queue_per_replica: 15
       output_tokens_per_second: 5000
@@ -585,4 +601,29 @@ async fn the_throughput_term_follows_the_share_of_short_answers() {
     assert!((mix("short_output_share") - 0.25).abs() < 1e-6);
     assert!((mix("capacity_output_tokens_per_second") - 500.0).abs() < 1e-3);
     assert!((mix("mean_input_tokens") - 1000.0).abs() < 1e-3);
+}
+
+#[tokio::test]
+async fn an_output_length_histogram_without_its_inf_bucket_is_refused_with_its_cause() {
+    let (_prometheus, scaler) = start().await;
+    let mut client = scaler.client().await;
+    let object = scaled_object("torn-share", &[("profile", "torn-share")]);
+    // Under the default on_term_error (fail): UNAVAILABLE, naming the histogram and why,
+    // rather than a demand read at a share nobody measured.
+    let status = demand(&mut client, &object).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains(
+            "output_lengths histogram cannot be read: the histogram has no `+Inf` bucket"
+        ),
+        "{status:?}"
+    );
+    let metrics = scaler.metrics().await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("keda_llm_scaler_signal_read_errors_total")
+                && l.contains(r#"kind="bad_histogram""#)
+        ),
+        "{metrics}"
+    );
 }

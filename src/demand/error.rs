@@ -40,7 +40,7 @@ pub enum SignalError {
         /// What it came to.
         value: f64,
     },
-    /// A latency histogram without its `+Inf` bucket.
-    #[error("a latency histogram has no `+Inf` bucket, so its request count is unknown")]
+    /// A histogram (latency or length) without its `+Inf` bucket.
+    #[error("the histogram has no `+Inf` bucket, so its request count is unknown")]
     NoInfBucket,
 }

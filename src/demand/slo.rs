@@ -63,7 +63,7 @@ pub fn error_ratio(window: &LatencyWindow, threshold: f64) -> Result<Option<f64>
     for bucket in buckets {
         if bucket.le.is_nan() || !(bucket.rate.is_finite() && bucket.rate >= 0.0) {
             return Err(SignalError::BadFleetValue {
-                signal: "latency histogram bucket rate",
+                signal: "histogram bucket rate",
                 value: if bucket.le.is_nan() {
                     bucket.le
                 } else {

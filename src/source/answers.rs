@@ -41,6 +41,23 @@ pub(super) fn latency_window(
     }
 }
 
+/// The output-length histogram, checked as a distribution: its buckets must have a
+/// `+Inf` bound and finite rates at or above 0. A malformed one is a read error, so
+/// the share of short answers it would give is reported unread with its cause rather
+/// than silently unknown.
+pub(super) fn length_window(samples: Vec<Sample>) -> Result<LatencyWindow, ReadError> {
+    let kind = LatencyKind::Histogram {
+        le_scale_millis: false,
+    };
+    let window = latency_window(kind, samples)?;
+    // The bound is arbitrary: any read walks every bucket and checks it.
+    crate::demand::slo::error_ratio(&window, 1.0).map_err(|cause| ReadError::BadHistogram {
+        signal: "output_lengths",
+        cause,
+    })?;
+    Ok(window)
+}
+
 /// A bucket bound as Prometheus writes it: `0.5`, `1`, `1e+00`, `+Inf`.
 fn parse_le(text: &str) -> Option<f64> {
     match text {

@@ -56,6 +56,15 @@ pub enum ReadError {
         /// What the query came to.
         value: f64,
     },
+    /// A histogram whose buckets do not add up to a distribution: a negative or
+    /// non-finite rate, or no `+Inf` bucket (label `bad_histogram`).
+    #[error("{signal} histogram cannot be read: {cause}")]
+    BadHistogram {
+        /// The signal's name.
+        signal: &'static str,
+        /// What is wrong with its buckets.
+        cause: SignalError,
+    },
 }
 
 impl ReadError {
@@ -106,5 +115,14 @@ mod tests {
         );
         assert_eq!(ReadError::NoBucketLabel.label(), "no_bucket_label");
         assert_eq!(ReadError::NotPlanned.label(), "not_planned");
+        let bad = ReadError::BadHistogram {
+            signal: "output_lengths",
+            cause: SignalError::NoInfBucket,
+        };
+        assert_eq!(bad.label(), "bad_histogram");
+        assert!(
+            bad.to_string().starts_with("output_lengths histogram"),
+            "{bad}"
+        );
     }
 }

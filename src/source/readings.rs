@@ -4,7 +4,9 @@
 use std::time::SystemTime;
 
 use super::{
-    answers::{by_replica, fleet_value, history_window, latency_window, mean, recent_levels},
+    answers::{
+        by_replica, fleet_value, history_window, latency_window, length_window, mean, recent_levels,
+    },
     api::Sample,
     error::{DemandError, ReadError},
     observation::{ByModel, Observation, summarize},
@@ -95,12 +97,9 @@ impl Observation {
             .collect();
         let history = own.history();
         let mean_lengths = own.mean_lengths();
-        let lengths = LatencyKind::Histogram {
-            le_scale_millis: false,
-        };
         let output_lengths = own
             .get(Signal::OutputLengths)
-            .map(|a| a.and_then(|s| latency_window(lengths, s)));
+            .map(|a| a.and_then(length_window));
         // Conversions can fail too (a series without its label): those count as errors.
         let mut readings = Readings {
             mean_lengths,
@@ -254,20 +253,22 @@ impl Readings {
                     unread: errors,
                 }
             })?;
+        let terms: Vec<&str> = demand.skipped.iter().map(|t| t.as_str()).collect();
         let skipped = self
             .errors()
             .into_iter()
-            .map(|(signal, cause)| format!("{} query failed: {cause}", signal.as_str()))
-            .collect::<Vec<_>>();
-        let skipped = if demand.skipped.is_empty() {
-            Vec::new()
-        } else {
-            let terms: Vec<&str> = demand.skipped.iter().map(|t| t.as_str()).collect();
-            skipped
-                .into_iter()
-                .map(|cause| format!("{} left out: {cause}", terms.join(", ")))
-                .collect()
-        };
+            .filter_map(|(signal, cause)| {
+                let failed = format!("{} query failed: {cause}", signal.as_str());
+                if signal == Signal::OutputLengths {
+                    // No term is left out: the profile is read at the costly side.
+                    Some(format!(
+                        "short_output_share unknown: {failed}; capacity.profile read at each point's highest share"
+                    ))
+                } else {
+                    (!terms.is_empty()).then(|| format!("{} left out: {failed}", terms.join(", ")))
+                }
+            })
+            .collect();
         Ok((demand, skipped))
     }
 
@@ -357,6 +358,106 @@ impl Readings {
                 .as_ref()
                 .and_then(|w| w.as_ref().ok().cloned()),
             now: Some(chrono::DateTime::<chrono::Utc>::from(self.observed_at)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, time::Duration};
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::config::{Config, metadata};
+
+    /// A vLLM fleet of two replicas read at a profile with two shares of short answers,
+    /// whose output-length answer is `buckets` (bound, rate).
+    fn readings_with_lengths(buckets: &[(&str, f64)]) -> (Readings, Target) {
+        let config = Config::parse(
+            "prometheus:\n  url: http://127.0.0.1:9090\nprofiles:\n  vllm:\n    engine: vllm\n    selector: {model_name: m}\n    capacity:\n      queue_per_replica: 15\n      output_tokens_per_second: 5000\n      input_tokens_per_second: 40000\n      input_term: true\n      profile:\n        - {input_tokens: 1000, output_tokens: 100, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 4000}\n        - {input_tokens: 1000, output_tokens: 100, short_output_share: 0.5, output_tokens_per_second: 1000, input_tokens_per_second: 1000}\n",
+        )
+        .unwrap();
+        let meta = [("profile".to_owned(), "vllm".to_owned())].into();
+        let target = metadata::resolve(&config, &meta).unwrap();
+        let plan = crate::query::plan(config.profile("vllm").unwrap(), &target).plan;
+        let one = |labels: &[(&str, &str)], value: f64| Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+            value,
+        };
+        let answer = |signal: Signal| match signal {
+            Signal::Queue => vec![one(&[("pod", "a")], 0.0), one(&[("pod", "b")], 0.0)],
+            Signal::OutputTokens => vec![one(&[], 100.0)],
+            Signal::InputTokens => vec![one(&[], 4000.0)],
+            Signal::MeanInputTokens => vec![one(&[], 1000.0)],
+            Signal::MeanOutputTokens => vec![one(&[], 100.0)],
+            Signal::OutputLengths => buckets
+                .iter()
+                .map(|(le, r)| one(&[("le", le)], *r))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let answers = plan
+            .queries
+            .iter()
+            .map(|(signal, _)| (*signal, Ok(answer(*signal))))
+            .collect();
+        let now = SystemTime::now();
+        let observation = Observation::of_plan(
+            &plan,
+            answers,
+            Vec::new(),
+            now,
+            Instant::now(),
+            Duration::ZERO,
+        );
+        (observation.readings(None), target)
+    }
+
+    fn input_term(demand: &Demand) -> f64 {
+        demand
+            .term(demand::TermKind::InputThroughput)
+            .unwrap()
+            .replicas
+    }
+
+    #[test]
+    fn a_malformed_output_length_histogram_is_a_read_error_with_its_cause() {
+        // A quarter of the answers short: the input capacity reads 2,000 (the geometric
+        // mean of 4,000 and 1,000), so 4,000 prompt tokens/s ask for 2 replicas.
+        let (good, target) =
+            readings_with_lengths(&[("5", 0.5), ("20", 1.0), ("1000", 3.0), ("+Inf", 4.0)]);
+        assert!(good.errors().is_empty(), "{:?}", good.errors());
+        let (demand, skipped) = good.demand(&target, OnTermError::Fail).unwrap();
+        assert!((input_term(&demand) - 2.0).abs() < 1e-9, "{demand:?}");
+        assert!(skipped.is_empty());
+
+        for (buckets, cause) in [
+            (&[("20", 1.0), ("1000", 3.0)][..], "no `+Inf` bucket"),
+            (&[("20", -1.0), ("+Inf", 4.0)][..], "bucket rate is -1"),
+        ] {
+            let (bad, target) = readings_with_lengths(buckets);
+            let errors = bad.errors();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].0, Signal::OutputLengths);
+            assert_eq!(errors[0].1.label(), "bad_histogram");
+            // Under fail, the answer is refused and says why.
+            let refused = bad.demand(&target, OnTermError::Fail).unwrap_err();
+            assert!(refused.to_string().contains(cause), "{refused}");
+            // Under skip, no term is left out: the profile is read at the highest share
+            // (1,000 prompt tokens/s a replica: 4 replicas), and the cause is listed.
+            let (demand, skipped) = bad.demand(&target, OnTermError::Skip).unwrap();
+            assert!(demand.skipped.is_empty());
+            assert!((input_term(&demand) - 4.0).abs() < 1e-9, "{demand:?}");
+            assert_eq!(skipped.len(), 1, "{skipped:?}");
+            assert!(
+                skipped[0].starts_with("short_output_share unknown: output_lengths")
+                    && skipped[0].contains(cause),
+                "{skipped:?}"
+            );
         }
     }
 }
