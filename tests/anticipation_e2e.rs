@@ -153,20 +153,38 @@ fn history(now: i64) -> String {
     // Two vLLM fleets with 30 % of TPOTs over 50 ms, whose prompt lengths say why:
     // `tpot-split` has 10 % of its prompts past the 100,000-token floor context (two
     // thirds of the misses are batch interference), `tpot-floor` 30 % (every miss is a
-    // context too long for 50 ms a token on any replica).
-    for (model, within_floor) in [("tpot-split", 9.0), ("tpot-floor", 7.0)] {
+    // context too long for 50 ms a token on any replica). Both export only the
+    // inter-token latency, as vLLM did before its per-request TPOT. `tpot-request` is
+    // `tpot-split` on a vLLM with both: 30 % of its requests miss, but their tokens are
+    // only 5 % of the inter-token latency's (the misses are short answers).
+    for (model, within_floor) in [
+        ("tpot-split", 9.0),
+        ("tpot-floor", 7.0),
+        ("tpot-request", 9.0),
+    ] {
         for pod in ["q1", "q2"] {
             let labels = format!(r#"model_name="{model}",pod="{model}-{pod}""#);
-            let histograms = [
+            let (itl, per_request) = if model == "tpot-request" {
+                (9.5, Some(7.0))
+            } else {
+                (7.0, None)
+            };
+            let mut histograms = vec![
                 (
                     "vllm:inter_token_latency_seconds_bucket",
-                    [("0.025", 5.0), ("0.05", 7.0), ("+Inf", 10.0)],
+                    [("0.025", 5.0), ("0.05", itl), ("+Inf", 10.0)],
                 ),
                 (
                     "vllm:request_prompt_tokens_bucket",
                     [("10000", 5.0), ("100000", within_floor), ("+Inf", 10.0)],
                 ),
             ];
+            if let Some(within) = per_request {
+                histograms.push((
+                    "vllm:request_time_per_output_token_seconds_bucket",
+                    [("0.025", 5.0), ("0.05", within), ("+Inf", 10.0)],
+                ));
+            }
             for (name, buckets) in histograms {
                 for (le, per_second) in buckets {
                     counter(
@@ -180,7 +198,13 @@ fn history(now: i64) -> String {
             }
         }
     }
-    for model in ["split", "unfixable", "tpot-split", "tpot-floor"] {
+    for model in [
+        "split",
+        "unfixable",
+        "tpot-split",
+        "tpot-floor",
+        "tpot-request",
+    ] {
         for pod in ["q1", "q2"] {
             gauge(
                 &mut out,
@@ -278,6 +302,11 @@ profiles:
   tpot-floor:
     engine: vllm
     selector: {{model_name: tpot-floor}}
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
+    slos: [*tpot]
+  tpot-request:
+    engine: vllm
+    selector: {{model_name: tpot-request}}
     capacity: {{queue_per_replica: 15, output_tokens_per_second: 5000}}
     slos: [*tpot]
 "#
@@ -485,10 +514,12 @@ async fn the_tpot_term_acts_only_on_misses_past_no_floor() {
     // (fleet, unfixable share, fixable burn, demand): 30 % of TPOTs over 50 ms is burn
     // 3 against a 10 % budget. With 10 % of prompts past the floor the fixable burn is
     // 2: max(L, 1) x min(2, 1 + 0.25 x (2 - 1)) = 1.25. With 30 %, nothing is fixable
-    // and the idle fleet wants 0.
+    // and the idle fleet wants 0. `tpot-request` reads its requests' TPOTs, not the
+    // inter-token latency's 5 % (burn 0.5, which would not act).
     for (fleet, unfixable, fixable, expected) in [
         ("tpot-split", 0.1, 2.0, 1.25),
         ("tpot-floor", 0.3, 0.0, 0.0),
+        ("tpot-request", 0.1, 2.0, 1.25),
     ] {
         let object = scaled_object(fleet, &[("profile", fleet)]);
         let wanted = demand(&mut client, &object).await.unwrap();

@@ -126,7 +126,11 @@ const VLLM: Preset = Preset {
         series("vllm:gpu_cache_usage_perc"),
     ]),
     ttft: seconds(&[series("vllm:time_to_first_token_seconds")]),
+    // The SLO counts requests, so each request's mean time per output token is read
+    // first; a replica without that histogram (vLLM before it) falls back to the
+    // inter-token latency, which counts tokens and so underweights short answers.
     tpot: seconds(&[
+        series("vllm:request_time_per_output_token_seconds"),
         series("vllm:inter_token_latency_seconds"),
         series("vllm:time_per_output_token_seconds"),
     ]),

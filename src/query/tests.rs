@@ -333,10 +333,11 @@ fn histogram_slos_read_bucket_rates_by_le_over_each_window() {
         plan.query(Signal::SloLong { slo: 0 }).unwrap(),
         "sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1h]))"
     );
-    // Old and new TPOT names, joined per replica so a mixed fleet counts once.
+    // Each request's TPOT first, then the inter-token latency under its new and old
+    // names, joined per replica so a mixed fleet counts once.
     assert_eq!(
         plan.query(Signal::SloShort { slo: 1 }).unwrap(),
-        "sum by (le) (sum by (pod, le) (rate(vllm:inter_token_latency_seconds_bucket[5m])) or sum by (pod, le) (rate(vllm:time_per_output_token_seconds_bucket[5m])))"
+        "sum by (le) (sum by (pod, le) (rate(vllm:request_time_per_output_token_seconds_bucket[5m])) or sum by (pod, le) (rate(vllm:inter_token_latency_seconds_bucket[5m])) or sum by (pod, le) (rate(vllm:time_per_output_token_seconds_bucket[5m])))"
     );
     assert_eq!(plan.latency_kinds.len(), 2);
 }
@@ -428,7 +429,7 @@ fn slos_follow_the_pool_and_the_model_grouping() {
         decode
             .query(Signal::SloShort { slo: 0 })
             .unwrap()
-            .contains("inter_token")
+            .contains("request_time_per_output_token")
     );
     let shared = anticipating("vllm", "unified", Some("llama"));
     assert_eq!(
