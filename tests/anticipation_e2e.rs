@@ -130,7 +130,13 @@ fn history(now: i64) -> String {
                     per_second
                 });
             }
-            let buckets = [("5.0", 0.1), ("20.0", 0.25), ("1000.0", 0.5), ("+Inf", 1.0)];
+            let buckets = [
+                ("1.0", 0.05),
+                ("5.0", 0.1),
+                ("20.0", 0.25),
+                ("1000.0", 0.5),
+                ("+Inf", 1.0),
+            ];
             let exported = |le: &str| match model {
                 "short-share" => true,
                 "torn-share" => le != "+Inf",
@@ -275,6 +281,16 @@ profiles:
     capacity:
       queue_per_replica: 15
       output_tokens_per_second: 5000
+      profile:
+        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
+        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0.5, output_tokens_per_second: 250, input_tokens_per_second: 1000}}
+  short-share-from-2:
+    engine: vllm
+    selector: {{model_name: short-share}}
+    capacity:
+      queue_per_replica: 15
+      output_tokens_per_second: 5000
+      short_output_min_tokens: 2
       profile:
         - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
         - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0.5, output_tokens_per_second: 250, input_tokens_per_second: 1000}}
@@ -632,6 +648,23 @@ async fn the_throughput_term_follows_the_share_of_short_answers() {
     assert!((mix("short_output_share") - 0.25).abs() < 1e-6);
     assert!((mix("capacity_output_tokens_per_second") - 500.0).abs() < 1e-3);
     assert!((mix("mean_input_tokens") - 1000.0).abs() < 1e-3);
+    // The same fleet counting from 2 tokens: a fifth of the answers (the one-token ones,
+    // 5 %, have no TPOT to miss), so 1,000 x 0.25^0.4 = 574.3.
+    let term = throughput_term(&scaler, "short-share-from-2").await;
+    let input = |key: &str| term.inputs.get(key).copied();
+    assert!(
+        input("short_output_share").is_some_and(|s| (s - 0.2).abs() < 1e-6),
+        "{term:#?}"
+    );
+    let expected = 1000.0 * 0.25f64.powf(0.4);
+    assert!(
+        input("capacity_output_tokens_per_second").is_some_and(|c| (c - expected).abs() < 1e-3),
+        "{term:#?}"
+    );
+    assert!(
+        term.formula.contains("0.2 of answers of 2 to 20 tokens"),
+        "{term:#?}"
+    );
 }
 
 #[tokio::test]

@@ -997,8 +997,9 @@ fn scaler_report(args: &[&str]) -> serde_json::Value {
 fn a_third_of_short_answers_is_sized_on_the_short_answer_points() {
     // Chat with a third of its answers cut to 20 tokens or fewer: the short ones have no
     // steps to spread a prefill stall over, so the same means hold fewer prompt tokens a
-    // second. The profile reads the share from the output-length histogram and sizes on
-    // its points at a third of short answers; at chat's numbers TPOT misses.
+    // second. The profile reads the share (answers of 2 to 5 tokens) from the
+    // output-length histogram and sizes on its points at this shape's share; at chat's
+    // numbers TPOT misses.
     let dir = tempfile::tempdir().unwrap();
     let trace = azure_with_a_third_of_short_answers(dir.path());
     let chat_only = at_one_share(Path::new(CONFIG), dir.path(), "chat-only.yaml", true);
@@ -1382,4 +1383,23 @@ fn calibrate_prints_a_profile_the_config_takes_and_refuses_bad_grids() {
     let (ok, _, stderr) = cli::run_binary(&["calibrate", "--tpot=-1"]);
     assert!(!ok);
     assert!(stderr.contains("--tpot"), "{stderr}");
+}
+
+#[test]
+fn mooncakes_answers_of_two_to_five_tokens_are_sized_on_its_own_points() {
+    // Mooncake's prompts x0.09 (a mean of 1,380 tokens): 15 % of its answers decode 2 to
+    // 5 tokens, twice the share of Azure's trace with a third of its answers cut to 1 to
+    // 20 (which holds at its 0.075 points). Counted up to 20 tokens both shapes read
+    // 0.34 and one point served both; from 2 to 5, Mooncake's share reaches the points
+    // measured on its own shape. Without them TPOT misses.
+    let dir = tempfile::tempdir().unwrap();
+    let reshape = ["--prompt-scale", "0.09"];
+    let report = mooncake_scaler_run(Path::new(CONFIG), &reshape);
+    let without = shipped_without(
+        dir.path(),
+        "without-mooncake-points.yaml",
+        &["short_output_share: 0.1,"],
+    );
+    let other = mooncake_scaler_run(&without, &reshape);
+    holds_where_the_other_misses("tpot", &report, &other, 1.0);
 }

@@ -14,7 +14,7 @@ use futures::StreamExt as _;
 
 use super::fit::Measurement;
 use crate::{
-    config::{Config, LatencySignal, metadata},
+    config::{Config, LatencySignal, capacity::ShortAnswers, metadata},
     demand::{Params, SloParams, slo},
     query::{QueryPlan, calibration_plan},
     source::{MetricsSource, Readings, Sample, SourceError, observe, prometheus::Prometheus},
@@ -89,7 +89,10 @@ pub async fn read(read: &HistoryRead) -> Result<Moments, String> {
     let plan = calibration_plan(profile, &target)
         .map_err(|e| format!("profile `{}`: calibrating from history {e}", read.profile))?;
     let slos = Params::from(&target).slos;
-    let bound = profile.capacity.short_output_tokens.0;
+    let short = crate::config::capacity::ShortAnswers {
+        min_tokens: profile.capacity.short_output_min_tokens.0,
+        max_tokens: profile.capacity.short_output_tokens.0,
+    };
     let prometheus = Arc::new(Prometheus::new(&config.prometheus)?);
     let times = (0..moments)
         .rev()
@@ -101,7 +104,7 @@ pub async fn read(read: &HistoryRead) -> Result<Moments, String> {
                 at,
             };
             let (plan, slos) = (&plan, &slos);
-            async move { measure(&source, plan, slos, bound).await }
+            async move { measure(&source, plan, slos, short).await }
         })
         .buffered(CONCURRENT_MOMENTS);
     futures::pin_mut!(read_all);
@@ -153,22 +156,21 @@ async fn measure(
     source: &PastInstant,
     plan: &QueryPlan,
     slos: &[SloParams],
-    short_output_tokens: f64,
+    short: ShortAnswers,
 ) -> Result<Result<Measurement, &'static str>, String> {
     let readings = observe(source, plan).await.readings(None);
     if let Some(errors) = readings.error_summary() {
         return Err(format!("at {}: {errors}", timestamp(source.at)));
     }
-    measurement(&readings, slos, short_output_tokens)
-        .map_err(|e| format!("at {}: {e}", timestamp(source.at)))
+    measurement(&readings, slos, short).map_err(|e| format!("at {}: {e}", timestamp(source.at)))
 }
 
 /// What one moment's readings measure, when the fleet served requests then; the share of
-/// short answers at `short_output_tokens`, where the output-length histogram was read.
+/// `short` answers, where the output-length histogram was read.
 fn measurement(
     readings: &Readings,
     slos: &[SloParams],
-    short_output_tokens: f64,
+    short: ShortAnswers,
 ) -> Result<Result<Measurement, &'static str>, String> {
     let signals = readings.signals();
     let replicas = signals.queue_by_replica.as_ref().map_or(0, Vec::len) as f64;
@@ -199,10 +201,7 @@ fn measurement(
         output_tokens,
         output_tokens_per_second: signals.output_tokens_per_second.unwrap_or(0.0) / replicas,
         input_tokens_per_second: signals.input_tokens_per_second.unwrap_or(0.0) / replicas,
-        short_output_share: crate::demand::short_share(
-            signals.output_lengths.as_ref(),
-            short_output_tokens,
-        ),
+        short_output_share: crate::demand::short_share(signals.output_lengths.as_ref(), short),
         ttft_held,
         all_held,
     }))

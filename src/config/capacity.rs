@@ -21,6 +21,32 @@ pub fn default_short_output_tokens() -> Positive {
     Positive(DEFAULT_SHORT_OUTPUT_TOKENS)
 }
 
+/// `capacity.short_output_min_tokens` when the config leaves it out: every answer of at
+/// most `short_output_tokens` counts.
+pub fn default_short_output_min_tokens() -> Positive {
+    Positive(1.0)
+}
+
+/// Which answers count as short for `short_output_share`: from `min_tokens` to
+/// `max_tokens` output tokens, both included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShortAnswers {
+    /// The fewest output tokens a short answer has (1: every answer up to the bound). A
+    /// one-token answer has no time per output token, so it cannot miss a TPOT SLO.
+    pub min_tokens: f64,
+    /// The most output tokens a short answer has.
+    pub max_tokens: f64,
+}
+
+impl Default for ShortAnswers {
+    fn default() -> Self {
+        Self {
+            min_tokens: 1.0,
+            max_tokens: DEFAULT_SHORT_OUTPUT_TOKENS,
+        }
+    }
+}
+
 /// One measured mix, as `keda-llm-scaler calibrate` prints it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,8 +112,8 @@ pub struct CapacityProfile {
     outputs: Vec<f64>,
     /// Per (input, output), row by input.
     cells: Vec<Cell>,
-    /// At most this many output tokens make a short answer.
-    short_output_tokens: f64,
+    /// Which answers count as short.
+    short_answers: ShortAnswers,
 }
 
 /// The token rates one replica sustains at a mix.
@@ -133,19 +159,19 @@ impl CapacityProfile {
             inputs,
             outputs,
             cells,
-            short_output_tokens: DEFAULT_SHORT_OUTPUT_TOKENS,
+            short_answers: ShortAnswers::default(),
         })
     }
 
-    /// The same profile with another bound for a short answer.
-    pub fn with_short_output_tokens(mut self, tokens: f64) -> Self {
-        self.short_output_tokens = tokens;
+    /// The same profile with other bounds for a short answer.
+    pub fn with_short_answers(mut self, short_answers: ShortAnswers) -> Self {
+        self.short_answers = short_answers;
         self
     }
 
-    /// At most this many output tokens make a short answer.
-    pub fn short_output_tokens(&self) -> f64 {
-        self.short_output_tokens
+    /// Which answers count as short.
+    pub fn short_answers(&self) -> ShortAnswers {
+        self.short_answers
     }
 
     /// Whether any point says its share of short answers: only then is the share read.

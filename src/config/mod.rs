@@ -291,6 +291,10 @@ pub struct Capacity {
     /// reads exactly; between bounds the share is interpolated).
     #[serde(default = "capacity::default_short_output_tokens")]
     pub short_output_tokens: Positive,
+    /// And at least this many (default 1: every answer up to `short_output_tokens`).
+    /// 2 leaves out one-token answers, which have no time per output token to miss.
+    #[serde(default = "capacity::default_short_output_min_tokens")]
+    pub short_output_min_tokens: Positive,
 }
 
 /// KV-cache headroom.

@@ -418,4 +418,17 @@ fn a_capacity_profile_that_is_no_grid_or_on_an_engine_without_lengths_is_refused
         e.contains("short_output_tokens") && e.contains("greater than 0"),
         "{e}"
     );
+    for min in ["0.5", "30"] {
+        let from = PROFILED.replace(
+            "      profile:\n",
+            &format!("      short_output_min_tokens: {min}\n      profile:\n"),
+        );
+        let e = error(&from);
+        assert!(
+            e.contains("capacity.short_output_min_tokens")
+                && e.contains(&format!("is {min}"))
+                && e.contains("from 1 to capacity.short_output_tokens (20)"),
+            "{e}"
+        );
+    }
 }

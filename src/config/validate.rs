@@ -233,6 +233,18 @@ fn capacity_problems(problems: &mut Vec<Problem>, name: &ProfileName, profile: &
             "is true but capacity.input_tokens_per_second is not set: the input term divides the input token rate by it",
         ));
     }
+    let (min, max) = (
+        capacity.short_output_min_tokens.0,
+        capacity.short_output_tokens.0,
+    );
+    if min < 1.0 || min > max {
+        problems.push(problem(
+            format!("profiles.{name}.capacity.short_output_min_tokens"),
+            format!(
+                "is {min}: expected a number of output tokens from 1 to capacity.short_output_tokens ({max})"
+            ),
+        ));
+    }
     if let Some(points) = &capacity.profile {
         let key = format!("profiles.{name}.capacity.profile");
         if let Err(message) = capacity::CapacityProfile::from_points(points) {

@@ -594,9 +594,9 @@ struct MixRates {
     input: Option<f64>,
     /// The mean (input, output) lengths the profile was read at.
     mix: Option<(f64, f64)>,
-    /// For a profile with `short_output_share` points: the bound of a short answer, and
+    /// For a profile with `short_output_share` points: which answers count as short, and
     /// the share read (`None`: unknown, so each cell's highest share was read).
-    short: Option<(f64, Option<f64>)>,
+    short: Option<(crate::config::capacity::ShortAnswers, Option<f64>)>,
 }
 
 impl MixRates {
@@ -606,12 +606,12 @@ impl MixRates {
             return String::new();
         };
         let short = match self.short {
-            Some((bound, Some(share))) => {
-                format!(", {} of answers at most {} tokens", num(share), num(bound))
+            Some((answers, Some(share))) => {
+                format!(", {} of answers {}", num(share), short_words(answers))
             }
-            Some((bound, None)) => format!(
-                ", the share of answers at most {} tokens unknown: read at each point's highest",
-                num(bound)
+            Some((answers, None)) => format!(
+                ", the share of answers {} unknown: read at each point's highest",
+                short_words(answers)
             ),
             None => String::new(),
         };
@@ -634,12 +634,25 @@ impl MixRates {
     }
 }
 
+/// Which answers count as short, in the formula's words.
+fn short_words(answers: crate::config::capacity::ShortAnswers) -> String {
+    if answers.min_tokens <= 1.0 {
+        format!("at most {} tokens", num(answers.max_tokens))
+    } else {
+        format!(
+            "of {} to {} tokens",
+            num(answers.min_tokens),
+            num(answers.max_tokens)
+        )
+    }
+}
+
 fn capacity_at_mix(signals: &Signals, params: &Params) -> MixRates {
     match (&params.capacity_profile, signals.mean_lengths) {
         (Some(profile), Some((input, output))) => {
             let short = profile.reads_short_share().then(|| {
-                let bound = profile.short_output_tokens();
-                (bound, short_share(signals.output_lengths.as_ref(), bound))
+                let short = profile.short_answers();
+                (short, short_share(signals.output_lengths.as_ref(), short))
             });
             let rates = profile.at(input, output, short.and_then(|s| s.1));
             MixRates {
@@ -658,12 +671,24 @@ fn capacity_at_mix(signals: &Signals, params: &Params) -> MixRates {
     }
 }
 
-/// The share of finished requests with at most `bound` output tokens, from the
-/// output-length histogram (interpolated inside a bucket); `None` when it was not read,
-/// holds no request or cannot be read.
-pub fn short_share(lengths: Option<&slo::LatencyWindow>, bound: f64) -> Option<f64> {
-    let longer = slo::error_ratio(lengths?, bound).ok().flatten()?;
-    Some(1.0 - longer)
+/// The share of finished requests whose answers count as short, from the output-length
+/// histogram (interpolated inside a bucket); `None` when it was not read, holds no
+/// request or cannot be read.
+pub fn short_share(
+    lengths: Option<&slo::LatencyWindow>,
+    short: crate::config::capacity::ShortAnswers,
+) -> Option<f64> {
+    let lengths = lengths?;
+    let longer = slo::error_ratio(lengths, short.max_tokens).ok().flatten()?;
+    // Lengths are whole tokens: "at least min" is "more than min - 1".
+    let at_least = if short.min_tokens <= 1.0 {
+        1.0
+    } else {
+        slo::error_ratio(lengths, short.min_tokens - 1.0)
+            .ok()
+            .flatten()?
+    };
+    Some((at_least - longer).max(0.0))
 }
 
 /// The slo term of one burning SLO: the load `l` times the boost anti-windup let

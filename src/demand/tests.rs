@@ -872,3 +872,38 @@ fn the_share_of_short_answers_picks_the_input_rate_of_a_cell_measured_at_two_sha
     let formula = &d.term(TermKind::InputThroughput).unwrap().formula;
     assert!(formula.contains("unknown"), "{formula}");
 }
+
+#[test]
+fn one_token_answers_can_be_left_out_of_the_short_share() {
+    use crate::config::capacity::ShortAnswers;
+    use crate::demand::slo::{Bucket, LatencyWindow};
+    // Of 10 requests a second: 1 of one token, 2 more of up to 5, 1 more of up to 20.
+    let lengths = LatencyWindow::Buckets(
+        [
+            (1.0, 1.0),
+            (2.0, 2.0),
+            (5.0, 3.0),
+            (20.0, 4.0),
+            (f64::INFINITY, 10.0),
+        ]
+        .into_iter()
+        .map(|(le, rate)| Bucket { le, rate })
+        .collect(),
+    );
+    let share = |min_tokens: f64, max_tokens: f64| {
+        let short = ShortAnswers {
+            min_tokens,
+            max_tokens,
+        };
+        super::short_share(Some(&lengths), short).unwrap()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(close(share(1.0, 20.0), 0.4));
+    assert!(close(share(1.0, 5.0), 0.3));
+    // From 2 tokens: the one-token answers, which have no TPOT, are not counted.
+    assert!(close(share(2.0, 5.0), 0.2));
+    assert!(close(share(2.0, 20.0), 0.3));
+    // From 3: "more than 2", read at the bucket bound.
+    assert!(close(share(3.0, 5.0), 0.1));
+    assert_eq!(super::short_share(None, ShortAnswers::default()), None);
+}

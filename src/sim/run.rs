@@ -370,7 +370,7 @@ fn pool_needs(pool: &PoolSetup, arrived: &Arrived, seconds: f64) -> u32 {
                 .reads_short_share()
                 .then(|| arrived.length_window())
                 .and_then(|lengths| {
-                    crate::demand::short_share(Some(&lengths), profile.short_output_tokens())
+                    crate::demand::short_share(Some(&lengths), profile.short_answers())
                 });
             let rates = profile.at(input / requests, output / requests, share);
             (
