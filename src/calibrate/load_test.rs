@@ -6,8 +6,9 @@
 //! - `input_tokens`, `output_tokens`: the step's mean prompt and output tokens per
 //!   request, the profile point it measures;
 //! - `replicas` (optional, default 1): replicas behind the load balancer;
-//! - `short_output_share` (optional): the share of requests whose answers had at most
-//!   `capacity.short_output_tokens` tokens; with it, each mix gets a point per share;
+//! - `short_output_share` (optional): the share of requests whose answers had
+//!   `capacity.short_output_min_tokens` to `capacity.short_output_tokens` tokens; with
+//!   it, each mix gets a point per share;
 //! - `output_tokens_per_second`, `input_tokens_per_second`: what they served together;
 //! - `p<P>_ttft_ms`, `p<P>_tpot_ms`: the latency percentiles, P the target share in
 //!   percent (`p99_ttft_ms` for `--target 0.99`, `p99.9_ttft_ms` for 0.999), as vLLM's

@@ -43,8 +43,9 @@ pub struct CalibrateArgs {
     /// the median of the fleet's mix].
     #[arg(long, value_delimiter = ',', conflicts_with = "load_test")]
     pub outputs: Option<Vec<u32>>,
-    /// From history: shares of short answers (at most the profile's
-    /// `capacity.short_output_tokens` output tokens) to fit a point each at, per mix; each
+    /// From history: shares of short answers (the profile's
+    /// `capacity.short_output_min_tokens` to `short_output_tokens` output tokens) to fit a
+    /// point each at, per mix; each
     /// moment is filed under the nearest. Without it, one point per mix, whatever the share.
     #[arg(long, value_delimiter = ',', requires = "config", value_parser = parse_share)]
     pub shares: Option<Vec<f64>>,
