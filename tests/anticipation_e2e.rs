@@ -281,7 +281,7 @@ profiles:
     capacity:
       queue_per_replica: 15
       output_tokens_per_second: 5000
-      profile:
+      profile: &shares
         - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
         - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0.5, output_tokens_per_second: 250, input_tokens_per_second: 1000}}
   short-share-from-2:
@@ -291,18 +291,14 @@ profiles:
       queue_per_replica: 15
       output_tokens_per_second: 5000
       short_output_min_tokens: 2
-      profile:
-        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
-        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0.5, output_tokens_per_second: 250, input_tokens_per_second: 1000}}
+      profile: *shares
   torn-share:
     engine: vllm
     selector: {{model_name: torn-share}}
     capacity:
       queue_per_replica: 15
       output_tokens_per_second: 5000
-      profile:
-        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0, output_tokens_per_second: 1000, input_tokens_per_second: 1000}}
-        - {{input_tokens: 1000, output_tokens: 1000, short_output_share: 0.5, output_tokens_per_second: 250, input_tokens_per_second: 1000}}
+      profile: *shares
   unfixable:
     engine: vllm
     selector: {{model_name: unfixable}}
