@@ -89,10 +89,7 @@ pub async fn read(read: &HistoryRead) -> Result<Moments, String> {
     let plan = calibration_plan(profile, &target)
         .map_err(|e| format!("profile `{}`: calibrating from history {e}", read.profile))?;
     let slos = Params::from(&target).slos;
-    let short = crate::config::capacity::ShortAnswers {
-        min_tokens: profile.capacity.short_output_min_tokens.0,
-        max_tokens: profile.capacity.short_output_tokens.0,
-    };
+    let short = profile.capacity.short_answers();
     let prometheus = Arc::new(Prometheus::new(&config.prometheus)?);
     let times = (0..moments)
         .rev()

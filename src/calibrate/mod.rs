@@ -45,8 +45,8 @@ pub struct CalibrateArgs {
     pub outputs: Option<Vec<u32>>,
     /// From history: shares of short answers (the profile's
     /// `capacity.short_output_min_tokens` to `short_output_tokens` output tokens) to fit a
-    /// point each at, per mix; each
-    /// moment is filed under the nearest. Without it, one point per mix, whatever the share.
+    /// point each at, per mix; each moment is filed under the nearest. Without it, one
+    /// point per mix, whatever the share.
     #[arg(long, value_delimiter = ',', requires = "config", value_parser = parse_share)]
     pub shares: Option<Vec<f64>>,
     /// The TTFT threshold, seconds (from history: the profile's SLOs).

@@ -199,10 +199,7 @@ pub fn resolve(
         capacity_profile: profile.capacity.profile.as_deref().map(|points| {
             super::capacity::CapacityProfile::from_points(points)
                 .expect("config validation refuses an incomplete capacity.profile")
-                .with_short_answers(super::capacity::ShortAnswers {
-                    min_tokens: profile.capacity.short_output_min_tokens.0,
-                    max_tokens: profile.capacity.short_output_tokens.0,
-                })
+                .with_short_answers(profile.capacity.short_answers())
         }),
         kv_target,
         kv_aggregate: profile.kv_cache.aggregate,

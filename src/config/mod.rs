@@ -297,6 +297,16 @@ pub struct Capacity {
     pub short_output_min_tokens: Positive,
 }
 
+impl Capacity {
+    /// Which answers count as short for the profile's `short_output_share`.
+    pub fn short_answers(&self) -> capacity::ShortAnswers {
+        capacity::ShortAnswers {
+            min_tokens: self.short_output_min_tokens.0,
+            max_tokens: self.short_output_tokens.0,
+        }
+    }
+}
+
 /// KV-cache headroom.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
