@@ -1403,3 +1403,23 @@ fn mooncakes_answers_of_two_to_five_tokens_are_sized_on_its_own_points() {
     let other = mooncake_scaler_run(&without, &reshape);
     holds_where_the_other_misses("tpot", &report, &other, 1.0);
 }
+
+#[test]
+fn short_answers_to_mooncakes_prompts_are_sized_on_the_short_columns_share_points() {
+    // Mooncake's prompts x0.13 (a mean of 2,000 tokens) with answers x0.3 (a mean of 45
+    // tokens, a fifth of them 2 to 5): the short answers among a few dozen tokens' stall
+    // behind the long prompts' prefill chunks, so a replica holds TPOT at 1,700 prompt
+    // tokens a second, where code's shape (Azure's answers cut as short, few of them 2 to
+    // 5 tokens) holds 2,500 at the same prompt length. The 20- and 50-token columns read
+    // the share; with their low-share points alone the same traffic misses TPOT.
+    let dir = tempfile::tempdir().unwrap();
+    let reshape = ["--prompt-scale", "0.13", "--answer-scale", "0.3"];
+    let report = mooncake_scaler_run(Path::new(CONFIG), &reshape);
+    let without = shipped_without(
+        dir.path(),
+        "without-short-column-points.yaml",
+        &["short_output_share: 0.18,"],
+    );
+    let other = mooncake_scaler_run(&without, &reshape);
+    holds_where_the_other_misses("tpot", &report, &other, 1.0);
+}
