@@ -1423,3 +1423,59 @@ fn short_answers_to_mooncakes_prompts_are_sized_on_the_short_columns_share_point
     let other = mooncake_scaler_run(&without, &reshape);
     holds_where_the_other_misses("tpot", &report, &other, 1.0);
 }
+
+/// Mooncake's trace with every answer above 5 tokens multiplied by `scale`: long answers
+/// among the trace's own short ones (2 to 5 tokens, 15 % of its requests).
+fn mooncake_with_longer_answers_but_the_short(dir: &Path, scale: f64) -> PathBuf {
+    let mooncake = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/mooncake_synthetic_trace.jsonl"
+    );
+    let text = std::fs::read_to_string(mooncake).unwrap();
+    let mut out = String::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut request: serde_json::Value = serde_json::from_str(line).unwrap();
+        let answer = request["output_length"].as_u64().unwrap();
+        if answer > 5 {
+            request["output_length"] = ((answer as f64 * scale).round() as u64).into();
+        }
+        out.push_str(&request.to_string());
+        out.push('\n');
+    }
+    let path = dir.join("mooncake-longer-answers.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn long_answers_among_short_ones_are_sized_on_the_600_columns_share_points() {
+    // Mooncake's prompts x0.13 (2,000 tokens) with its answers above 5 tokens x4: a mean
+    // of 600 answer tokens, 15 % of them still 2 to 5. The long decodes keep a large
+    // batch that every long prefill chunk stalls, and the short answers behind it miss
+    // TPOT: a replica holds about 1,200 prompt tokens a second, where chat's answers of
+    // that length hold 4,000. Column 600 reads the share; with its chat point alone the
+    // same traffic misses TPOT.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = mooncake_with_longer_answers_but_the_short(dir.path(), 4.0);
+    let run = |config: &Path| {
+        scaler_report(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            "--prompt-scale",
+            "0.13",
+        ])
+    };
+    let report = run(Path::new(CONFIG));
+    let without = shipped_without(
+        dir.path(),
+        "without-600-share-points.yaml",
+        &[
+            "output_tokens: 600, short_output_share: 0.06,",
+            "output_tokens: 600, short_output_share: 0.15,",
+        ],
+    );
+    let other = run(&without);
+    holds_where_the_other_misses("tpot", &report, &other, 1.5);
+}
