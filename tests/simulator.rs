@@ -846,12 +846,19 @@ fn an_agents_long_contexts_are_sized_on_the_mid_length_rows() {
     // answers x1.2): a third of the requests decode 20 tokens or fewer, and each of those
     // that starts behind a queue of long prefills misses TPOT. The profile's rows at 5,000
     // and 8,000 tokens hold the prompt rate such traffic sustains; read in log space
-    // between 2,000 and 16,000 tokens instead, the fleet is too small and TPOT misses.
+    // between 2,000 and 16,000 tokens instead (and column 600 at chat's numbers, whose
+    // share points at 2,000 tokens would pull that read down too), the fleet is too
+    // small and TPOT misses.
     let dir = tempfile::tempdir().unwrap();
     let no_rows = shipped_without(
         dir.path(),
         "no-mid-rows.yaml",
-        &["input_tokens: 5000,", "input_tokens: 8000,"],
+        &[
+            "input_tokens: 5000,",
+            "input_tokens: 8000,",
+            "output_tokens: 600, short_output_share: 0.06,",
+            "output_tokens: 600, short_output_share: 0.15,",
+        ],
     );
     let agent = [
         "--prompt-scale",
