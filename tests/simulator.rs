@@ -14,6 +14,10 @@ use keda_llm_scaler_test_support as common;
 const BINARY: &str = env!("CARGO_BIN_EXE_keda-llm-scaler");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/backtest/llama-70b.yaml");
 const AZURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/traces/azure2023_conv.csv");
+const MOONCAKE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/traces/mooncake_synthetic_trace.jsonl"
+);
 
 /// The first `minutes` of Azure's conversation trace.
 fn azure_slice(dir: &Path, minutes: i64) -> PathBuf {
@@ -715,12 +719,8 @@ fn shipped_without(dir: &Path, name: &str, drop: &[&str]) -> PathBuf {
 /// The scaler alone over Mooncake's trace reshaped by `reshape` (backtest flags), with
 /// `config`: the JSON report.
 fn mooncake_scaler_run(config: &Path, reshape: &[&str]) -> serde_json::Value {
-    let mooncake = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/traces/mooncake_synthetic_trace.jsonl"
-    );
     let config = config.to_str().unwrap();
-    let mut args = vec!["--config", config, "--trace", mooncake];
+    let mut args = vec!["--config", config, "--trace", MOONCAKE];
     args.extend_from_slice(reshape);
     args.extend(["--policy", "scaler", "--json"]);
     let (ok, out, stderr) = backtest(&args);
@@ -1399,16 +1399,7 @@ fn mooncakes_answers_of_two_to_five_tokens_are_sized_on_its_own_points() {
     // 20 (which holds at its 0.075 points). Counted up to 20 tokens both shapes read
     // 0.34 and one point served both; from 2 to 5, Mooncake's share reaches the points
     // measured on its own shape. Without them TPOT misses.
-    let dir = tempfile::tempdir().unwrap();
-    let reshape = ["--prompt-scale", "0.09"];
-    let report = mooncake_scaler_run(Path::new(CONFIG), &reshape);
-    let without = shipped_without(
-        dir.path(),
-        "without-mooncake-points.yaml",
-        &["short_output_share: 0.1,"],
-    );
-    let other = mooncake_scaler_run(&without, &reshape);
-    holds_where_the_other_misses("tpot", &report, &other, 1.0);
+    mooncake_holds_tpot_only_with(&["--prompt-scale", "0.09"], &["short_output_share: 0.1,"]);
 }
 
 #[test]
@@ -1419,26 +1410,26 @@ fn short_answers_to_mooncakes_prompts_are_sized_on_the_short_columns_share_point
     // tokens a second, where code's shape (Azure's answers cut as short, few of them 2 to
     // 5 tokens) holds 2,500 at the same prompt length. The 20- and 50-token columns read
     // the share; with their low-share points alone the same traffic misses TPOT.
-    let dir = tempfile::tempdir().unwrap();
-    let reshape = ["--prompt-scale", "0.13", "--answer-scale", "0.3"];
-    let report = mooncake_scaler_run(Path::new(CONFIG), &reshape);
-    let without = shipped_without(
-        dir.path(),
-        "without-short-column-points.yaml",
+    mooncake_holds_tpot_only_with(
+        &["--prompt-scale", "0.13", "--answer-scale", "0.3"],
         &["short_output_share: 0.18,"],
     );
-    let other = mooncake_scaler_run(&without, &reshape);
+}
+
+/// Mooncake's trace reshaped by `reshape` holds TPOT on the shipped 70B config and
+/// misses it without the points that mention any of `points`.
+fn mooncake_holds_tpot_only_with(reshape: &[&str], points: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = mooncake_scaler_run(Path::new(CONFIG), reshape);
+    let without = shipped_without(dir.path(), "without-points.yaml", points);
+    let other = mooncake_scaler_run(&without, reshape);
     holds_where_the_other_misses("tpot", &report, &other, 1.0);
 }
 
 /// Mooncake's trace with every answer above 5 tokens multiplied by `scale`: long answers
 /// among the trace's own short ones (2 to 5 tokens, 15 % of its requests).
 fn mooncake_with_longer_answers_but_the_short(dir: &Path, scale: f64) -> PathBuf {
-    let mooncake = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/traces/mooncake_synthetic_trace.jsonl"
-    );
-    let text = std::fs::read_to_string(mooncake).unwrap();
+    let text = std::fs::read_to_string(MOONCAKE).unwrap();
     let mut out = String::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut request: serde_json::Value = serde_json::from_str(line).unwrap();
