@@ -992,6 +992,18 @@ fn azure_with_a_third_of_short_answers(dir: &Path) -> PathBuf {
     path
 }
 
+/// The scaler's report with `config` over `trace`, reshaped by `flags`.
+fn scaler_on(config: &Path, trace: &Path, flags: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    scaler_report(&args)
+}
+
 fn scaler_report(args: &[&str]) -> serde_json::Value {
     let mut args = args.to_vec();
     args.extend(["--policy", "scaler", "--json"]);
@@ -1011,16 +1023,11 @@ fn a_third_of_short_answers_is_sized_on_the_short_answer_points() {
     let trace = azure_with_a_third_of_short_answers(dir.path());
     let chat_only = at_one_share(Path::new(CONFIG), dir.path(), "chat-only.yaml", true);
     let run = |config: &Path| {
-        scaler_report(&[
-            "--config",
-            config.to_str().unwrap(),
-            "--trace",
-            trace.to_str().unwrap(),
-            "--rate-scale",
-            "2",
-            "--max-replicas",
-            "40",
-        ])
+        scaler_on(
+            config,
+            &trace,
+            &["--rate-scale", "2", "--max-replicas", "40"],
+        )
     };
     let (report, chat) = (run(Path::new(CONFIG)), run(&chat_only));
     holds_where_the_other_misses("tpot", &report, &chat, 1.2);
@@ -1455,16 +1462,7 @@ fn long_answers_among_short_ones_are_sized_on_the_600_columns_share_points() {
     // same traffic misses TPOT.
     let dir = tempfile::tempdir().unwrap();
     let trace = mooncake_with_longer_answers_but_the_short(dir.path(), 4.0);
-    let run = |config: &Path| {
-        scaler_report(&[
-            "--config",
-            config.to_str().unwrap(),
-            "--trace",
-            trace.to_str().unwrap(),
-            "--prompt-scale",
-            "0.13",
-        ])
-    };
+    let run = |config: &Path| scaler_on(config, &trace, &["--prompt-scale", "0.13"]);
     let report = run(Path::new(CONFIG));
     let without = shipped_without(
         dir.path(),
