@@ -699,7 +699,13 @@ fn azure_lengths_at(dir: &Path, rate: f64) -> (PathBuf, PathBuf) {
 /// The shipped config without the profile's points that any of `drop` names (rows or
 /// columns of the grid), written to `dir/name`.
 fn shipped_without(dir: &Path, name: &str, drop: &[&str]) -> PathBuf {
-    let shipped = std::fs::read_to_string(CONFIG).unwrap();
+    config_without(CONFIG, dir, name, drop)
+}
+
+/// The config at `from` without the profile points that mention any of `drop`, written
+/// to `dir/name`.
+fn config_without(from: &str, dir: &Path, name: &str, drop: &[&str]) -> PathBuf {
+    let shipped = std::fs::read_to_string(from).unwrap();
     let kept: Vec<&str> = shipped
         .lines()
         .filter(|line| {
@@ -709,7 +715,7 @@ fn shipped_without(dir: &Path, name: &str, drop: &[&str]) -> PathBuf {
         .collect();
     assert!(
         kept.len() < shipped.lines().count(),
-        "backtest/llama-70b.yaml changed: no point with {drop:?}"
+        "{from} changed: no point with {drop:?}"
     );
     let path = dir.join(name);
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
@@ -1426,11 +1432,36 @@ fn short_answers_to_mooncakes_prompts_are_sized_on_the_short_columns_share_point
 /// Mooncake's trace reshaped by `reshape` holds TPOT on the shipped 70B config and
 /// misses it without the points that mention any of `points`.
 fn mooncake_holds_tpot_only_with(reshape: &[&str], points: &[&str]) {
+    mooncake_holds_tpot_only_with_config(CONFIG, reshape, points);
+}
+
+/// The same with the shipped config at `config` (its model among `reshape`'s flags).
+fn mooncake_holds_tpot_only_with_config(config: &str, reshape: &[&str], points: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let report = mooncake_scaler_run(Path::new(CONFIG), reshape);
-    let without = shipped_without(dir.path(), "without-points.yaml", points);
+    let report = mooncake_scaler_run(Path::new(config), reshape);
+    let without = config_without(config, dir.path(), "without-points.yaml", points);
     let other = mooncake_scaler_run(&without, reshape);
     holds_where_the_other_misses("tpot", &report, &other, 1.0);
+}
+
+#[test]
+fn the_8bs_short_columns_read_the_share_of_short_answers_too() {
+    // The 8B at five times the rate, same shape as the 70B's test above: its 20- and
+    // 50-token columns' points at share 0.18 hold TPOT, their 0.02 points alone miss.
+    mooncake_holds_tpot_only_with_config(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/backtest/llama-8b.yaml"),
+        &[
+            "--model",
+            "8b",
+            "--rate-scale",
+            "5",
+            "--prompt-scale",
+            "0.13",
+            "--answer-scale",
+            "0.3",
+        ],
+        &["short_output_share: 0.18,"],
+    );
 }
 
 /// Mooncake's trace with every answer above 5 tokens multiplied by `scale`: long answers
