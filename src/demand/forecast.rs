@@ -105,6 +105,10 @@ pub struct Candidates {
     pub last_value: Candidate,
     /// One period ago's peak over the same stretch.
     pub seasonal_naive: Candidate,
+    /// The past periods' peaks, each scaled by today's level against that period's over
+    /// the last [`SCALED_PEAKS_WINDOWS`] level windows: their median. `None` where too
+    /// few of those windows were read, now or at enough of the scored points.
+    pub scaled_peaks: Option<Candidate>,
     /// Recent level windows the candidates were scored on.
     pub points: usize,
 }
@@ -114,7 +118,8 @@ pub struct Candidates {
 pub struct Candidate {
     /// The rate it forecasts now.
     pub rate: f64,
-    /// Its mean absolute percentage error over the recent points, as a fraction.
+    /// Its mean absolute percentage error over the recent points it could be made at, as
+    /// a fraction.
     pub recent_error: f64,
     /// Its share of the forecast (the weights add up to 1).
     pub weight: f64,
@@ -133,7 +138,38 @@ const MIN_RECENT_POINTS: usize = 3;
 /// Level windows of recent history the forecast reads per band for a lead of
 /// `lead_steps` level windows: the scored points, their leads and their long windows.
 pub fn recent_steps(lead_steps: usize) -> usize {
-    lead_steps + RECENT_POINTS + LONG_LEVEL_WINDOWS as usize - 1
+    let reach = SCALED_PEAKS_WINDOWS.max(LONG_LEVEL_WINDOWS as usize);
+    lead_steps + RECENT_POINTS + reach - 1
+}
+
+/// Level windows over which the scaled-peaks candidate compares today with each past
+/// period: an hour of 10-minute windows. One window's level carries that window's noise
+/// into the ratio; an hour averages most of it out and still follows a change within the
+/// day (chosen over 3, 6 and 12 windows, see BENCHMARKS.md).
+pub const SCALED_PEAKS_WINDOWS: usize = 6;
+
+/// The scaled-peaks candidate `steps` level windows ago: each past period's peak times
+/// today's summed levels over the [`SCALED_PEAKS_WINDOWS`] windows from `steps` back
+/// against that period's over the windows both have; the median over the periods. A
+/// period with fewer than half those windows in common is left out.
+fn scaled_peaks(past: &[PastPeriod], recent: &RecentLevels, steps: usize) -> Option<f64> {
+    let (today, bands) = recent.bands.split_first()?;
+    let at = |band: &[Option<f64>], n: usize| band.get(n).copied().flatten().filter(|v| usable(*v));
+    let mut scaled: Vec<f64> = past
+        .iter()
+        .filter(|p| usable(p.peak))
+        .filter_map(|p| {
+            let band = bands.get((p.periods_back as usize).checked_sub(1)?)?;
+            let common: Vec<(f64, f64)> = (steps..steps + SCALED_PEAKS_WINDOWS)
+                .filter_map(|n| Some((at(today, n)?, at(band, n)?)))
+                .collect();
+            let (now, then) = common
+                .iter()
+                .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+            (2 * common.len() >= SCALED_PEAKS_WINDOWS && then > 0.0).then(|| p.peak * now / then)
+        })
+        .collect();
+    (!scaled.is_empty()).then(|| median(&mut scaled))
 }
 
 /// The long level window's view, for Explain.
@@ -260,22 +296,27 @@ fn view(past: &[(f64, f64)], level_now: Option<f64>) -> Option<View> {
 /// E_l^2 / (E_s^2 + E_l^2). A traffic whose days repeat keeps the seasonal forecast; one
 /// whose daily shape drifts or breaks leans on today's level.
 ///
-/// With recent levels, that forecast, last-value and seasonal-naive are each made again
-/// at every one of the last [`RECENT_POINTS`] level windows whose lead has passed, and
-/// scored against the peak that came; the forecast is their mean weighted by the inverse
-/// square of their mean absolute percentage errors: whichever has been closest lately
-/// counts most, and one clearly closer nearly alone.
+/// With recent levels, that forecast, last-value, seasonal-naive and the scaled peaks
+/// are each made again at every one of the last [`RECENT_POINTS`] level windows whose
+/// lead has passed, and scored against the peak that came; the forecast is their mean
+/// weighted by the inverse square of their mean absolute percentage errors: whichever
+/// has been closest lately counts most, and one clearly closer nearly alone. The scaled
+/// peaks carry yesterday's shape at today's hourly level: where one daily shape recurs
+/// under noise, they beat both the seasonal views (which read one window's level) and
+/// seasonal-naive (which misses a trend).
 pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
     let mut f = blended(history)?;
     if let Some(recent) = &history.recent
         && let Some(candidates) = scored(history, recent, f.rate)
     {
         f.rate = [
-            candidates.seasonal,
-            candidates.last_value,
-            candidates.seasonal_naive,
+            Some(candidates.seasonal),
+            Some(candidates.last_value),
+            Some(candidates.seasonal_naive),
+            candidates.scaled_peaks,
         ]
         .iter()
+        .flatten()
         .map(|c| c.weight * c.rate)
         .sum();
         f.candidates = Some(candidates);
@@ -299,16 +340,23 @@ fn blended(history: &HistoryWindow) -> Option<Forecast> {
     Some(f)
 }
 
-/// The three candidates' rates now: the blended seasonal forecast, today's level and the
-/// peak one period ago (today's level where that period is missing).
-fn candidate_rates(history: &HistoryWindow, seasonal: f64) -> [f64; 3] {
+/// The candidates' rates `steps` level windows ago, from the history then: the blended
+/// seasonal forecast, today's level, the peak one period ago (today's level where that
+/// period is missing) and the scaled peaks, where they can be made.
+fn candidate_rates(
+    history: &HistoryWindow,
+    seasonal: f64,
+    recent: &RecentLevels,
+    steps: usize,
+) -> [Option<f64>; 4] {
     let last = history.level_now.unwrap_or(0.0).max(0.0);
     let naive = history
         .past
         .iter()
         .find(|p| p.periods_back == 1 && usable(p.peak))
         .map_or(last, |p| p.peak);
-    [seasonal, last, naive]
+    let scaled = scaled_peaks(&history.past, recent, steps);
+    [Some(seasonal), Some(last), Some(naive), scaled]
 }
 
 /// What the history would have been `steps` level windows ago, from the recent levels:
@@ -351,11 +399,12 @@ fn history_then(recent: &RecentLevels, steps: usize) -> Option<(HistoryWindow, f
 }
 
 /// Scores the candidates on the recent levels and weighs them; `None` with fewer than
-/// [`MIN_RECENT_POINTS`] points scored.
+/// [`MIN_RECENT_POINTS`] points scored. A candidate that could be made at fewer points,
+/// or cannot be made now, has no weight.
 fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Option<Candidates> {
     let lead = recent.lead_steps.max(1);
-    let mut errors = [0.0; 3];
-    let mut points = 0;
+    let mut errors = [0.0; 4];
+    let mut made = [0usize; 4];
     for steps in lead..lead + RECENT_POINTS {
         let Some((then, actual)) = history_then(recent, steps) else {
             continue;
@@ -363,30 +412,38 @@ fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Opti
         let Some(predicted) = blended(&then) else {
             continue;
         };
-        for (error, rate) in errors
-            .iter_mut()
-            .zip(candidate_rates(&then, predicted.rate))
-        {
-            *error += (rate - actual).abs() / actual;
+        let rates = candidate_rates(&then, predicted.rate, recent, steps);
+        for ((error, count), rate) in errors.iter_mut().zip(&mut made).zip(rates) {
+            if let Some(rate) = rate {
+                *error += (rate - actual).abs() / actual;
+                *count += 1;
+            }
         }
-        points += 1;
     }
+    // The seasonal forecast is made wherever a point is scored at all.
+    let points = made[0];
     if points < MIN_RECENT_POINTS {
         return None;
     }
+    let rates = candidate_rates(history, seasonal, recent, 0);
+    let mean_errors: [Option<f64>; 4] = std::array::from_fn(|i| {
+        (made[i] >= MIN_RECENT_POINTS && rates[i].is_some()).then(|| errors[i] / made[i] as f64)
+    });
     // Inverse squared errors; a candidate that was exact takes it all.
-    let inverse = errors.map(|e| 1.0 / (e / points as f64).max(1e-9).powi(2));
+    let inverse = mean_errors.map(|e| e.map_or(0.0, |e| 1.0 / e.max(1e-9).powi(2)));
     let total: f64 = inverse.iter().sum();
-    let rates = candidate_rates(history, seasonal);
-    let candidate = |i: usize| Candidate {
-        rate: rates[i],
-        recent_error: errors[i] / points as f64,
-        weight: inverse[i] / total,
+    let candidate = |i: usize| {
+        Some(Candidate {
+            rate: rates[i]?,
+            recent_error: mean_errors[i]?,
+            weight: inverse[i] / total,
+        })
     };
     Some(Candidates {
-        seasonal: candidate(0),
-        last_value: candidate(1),
-        seasonal_naive: candidate(2),
+        seasonal: candidate(0)?,
+        last_value: candidate(1)?,
+        seasonal_naive: candidate(2)?,
+        scaled_peaks: candidate(3),
         points,
     })
 }
@@ -711,6 +768,57 @@ mod tests {
         assert!((f.rate - 100.0).abs() < 0.1, "{f:?}");
         let total = c.seasonal.weight + c.last_value.weight + c.seasonal_naive.weight;
         assert!(close(total, 1.0));
+    }
+
+    /// Past periods flat at 100; today 1.3 times that, with each window 0.2 above or
+    /// below in turn (1.5 at the latest).
+    fn steady_past_noisy_today() -> HistoryWindow {
+        let steps = recent_steps(1);
+        let today = (0..steps)
+            .map(|n| Some(100.0 * if n % 2 == 0 { 1.5 } else { 1.1 }))
+            .collect();
+        let mut bands = vec![today];
+        bands.extend(std::iter::repeat_n(vec![Some(100.0); steps], 3));
+        HistoryWindow {
+            past: past(&[(100.0, 100.0); 3]),
+            level_now: Some(150.0),
+            long_level_now: 370.0 / 3.0,
+            recent: Some(RecentLevels {
+                bands,
+                lead_steps: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn scaled_peaks_follow_todays_hour_against_the_past_periods() {
+        let f = forecast(&steady_past_noisy_today()).unwrap();
+        let c = f.candidates.unwrap();
+        let scaled = c.scaled_peaks.unwrap();
+        // The hour's ratio is 1.3 whatever window it ends at; one window's level is not.
+        assert!(close(scaled.rate, 130.0), "{c:?}");
+        for other in [c.seasonal, c.last_value, c.seasonal_naive] {
+            assert!(scaled.recent_error < other.recent_error, "{c:?}");
+            assert!(scaled.weight > other.weight, "{c:?}");
+        }
+        let total = c.seasonal.weight + c.last_value.weight + c.seasonal_naive.weight;
+        assert!(close(total + scaled.weight, 1.0));
+    }
+
+    #[test]
+    fn scaled_peaks_need_half_the_hour_read() {
+        let mut history = steady_past_noisy_today();
+        let recent = history.recent.as_mut().unwrap();
+        // Two of the last six windows read today; the points from the seventh back on are
+        // still scored for the other candidates.
+        for n in [1, 2, 4, 5] {
+            recent.bands[0][n] = None;
+        }
+        let c = forecast(&history).unwrap().candidates.unwrap();
+        assert_eq!(c.points, RECENT_POINTS - 6);
+        assert_eq!(c.scaled_peaks, None);
+        let total = c.seasonal.weight + c.last_value.weight + c.seasonal_naive.weight;
+        assert!(close(total, 1.0), "{c:?}");
     }
 
     #[test]

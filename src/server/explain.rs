@@ -210,6 +210,7 @@ fn fill_demand(
                 seasonal: Some(one(c.seasonal)),
                 last_value: Some(one(c.last_value)),
                 seasonal_naive: Some(one(c.seasonal_naive)),
+                scaled_peaks: c.scaled_peaks.map(one),
                 points: u32::try_from(c.points).unwrap_or(u32::MAX),
             }
         }),
@@ -429,6 +430,7 @@ fn render_anticipation(out: &mut String, e: &Explanation) {
                 ("seasonal", &c.seasonal),
                 ("last-value", &c.last_value),
                 ("seasonal-naive", &c.seasonal_naive),
+                ("scaled peaks", &c.scaled_peaks),
             ] {
                 if let Some(one) = one {
                     let _ = writeln!(
@@ -555,6 +557,7 @@ mod tests {
                 seasonal: one(240.0, 0.05, 0.7),
                 last_value: one(200.0, 0.1, 0.2),
                 seasonal_naive: one(300.0, 0.2, 0.1),
+                scaled_peaks: one(260.0, 0.08, 0.0),
                 points: 12,
             }),
             ..both
@@ -566,6 +569,10 @@ mod tests {
         );
         assert!(
             text.contains("last-value      200.000  10.0 %  0.200"),
+            "{text}"
+        );
+        assert!(
+            text.contains("scaled peaks    260.000  8.0 %  0.000"),
             "{text}"
         );
     }
