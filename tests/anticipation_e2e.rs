@@ -223,6 +223,22 @@ fn history(now: i64) -> String {
             );
         }
     }
+    // A vLLM fleet whose output rate held at 1,000 tokens/s for three days and has run
+    // at 1,200 for the last five hours.
+    counter(
+        &mut out,
+        r#"vllm:generation_tokens_total{model_name="steady",pod="s1"}"#,
+        now - 3 * DAY - 5 * 3600,
+        end,
+        |t| if t >= now - 5 * 3600 { 1200.0 } else { 1000.0 },
+    );
+    gauge(
+        &mut out,
+        r#"vllm:num_requests_waiting{model_name="steady",pod="s1"}"#,
+        start,
+        end,
+        0.0,
+    );
     out.push_str("# EOF\n");
     out
 }
@@ -235,6 +251,13 @@ evaluation: {{cache_ttl: 1s}}
 profiles:
   warm30:
     engine: seed
+    capacity: {{queue_per_replica: 15, output_tokens_per_second: 500}}
+    predictive:
+      lead: 30m
+      history: {{period: 1d, periods: 3, headroom: 1.1}}
+  steady:
+    engine: vllm
+    selector: {{model_name: steady}}
     capacity: {{queue_per_replica: 15, output_tokens_per_second: 500}}
     predictive:
       lead: 30m
@@ -421,6 +444,33 @@ fn metric_value(metrics: &str, series: &str) -> f64 {
 /// TTFT misses split by the prefill-time histogram, through a real Prometheus: the term
 /// acts on the share queueing caused, and not at all when every miss is a prompt too
 /// long for the threshold on any replica.
+#[tokio::test]
+async fn the_forecasts_candidates_are_scored_on_prometheus_recent_levels() {
+    let (_prometheus, scaler) = start().await;
+    let mut explain = scaler.explain_client().await;
+    let steady = scaled_object("steady", &[("profile", "steady")]);
+    let explanation = explain.explain(steady).await.unwrap().into_inner();
+    let forecast = explanation.forecast.expect("a forecast from history");
+    let c = forecast.candidates.expect("today has a series to score on");
+    assert_eq!(c.points, 12, "{c:#?}");
+    // Today runs at 1.2 times the past days: the day-old peak is 1,000 and was a sixth
+    // short at every scored point; today's level and the scaled peaks were exact.
+    let naive = c.seasonal_naive.unwrap();
+    assert!(close(naive.tokens_per_second, 1000.0), "{c:#?}");
+    assert!(close(naive.recent_error, 1.0 / 6.0), "{c:#?}");
+    assert!(naive.weight < 1e-6, "{c:#?}");
+    let scaled = c
+        .scaled_peaks
+        .expect("six windows of today and the past days");
+    assert!(scaled.recent_error < 1e-6, "{c:#?}");
+    assert!(c.last_value.unwrap().recent_error < 1e-6, "{c:#?}");
+    // Now, the newest level window may reach past the last sample by the seconds the
+    // test took to get here, which reads a little low: within 1 %.
+    let near = |a: f64| (a - 1200.0).abs() < 12.0;
+    assert!(near(scaled.tokens_per_second), "{c:#?}");
+    assert!(near(forecast.tokens_per_second), "{explanation:#?}");
+}
+
 #[tokio::test]
 async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
     let (_prometheus, scaler) = start().await;
