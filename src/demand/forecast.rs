@@ -148,10 +148,16 @@ pub fn recent_steps(lead_steps: usize) -> usize {
 /// day (chosen over 3, 6 and 12 windows, see BENCHMARKS.md).
 pub const SCALED_PEAKS_WINDOWS: usize = 6;
 
+/// Past periods the scaled peaks need. With one, the candidate is the day-old peak with
+/// all of that day's noise in it, only level-adjusted: on the bundled trace with
+/// `--periods 1` it cost 2 to 3 % of the error at every lead (see BENCHMARKS.md).
+const MIN_SCALED_PERIODS: usize = 2;
+
 /// The scaled-peaks candidate `steps` level windows ago: each past period's peak times
 /// today's summed levels over the [`SCALED_PEAKS_WINDOWS`] windows from `steps` back
-/// against that period's over the windows both have; the median over the periods. A
-/// period with fewer than half those windows in common is left out.
+/// against that period's over the windows both have; the median over the periods, where
+/// [`MIN_SCALED_PERIODS`] are left. A period with fewer than half those windows in common
+/// is left out.
 fn scaled_peaks(past: &[PastPeriod], recent: &RecentLevels, steps: usize) -> Option<f64> {
     let (today, bands) = recent.bands.split_first()?;
     let at = |band: &[Option<f64>], n: usize| band.get(n).copied().flatten().filter(|v| usable(*v));
@@ -169,7 +175,8 @@ fn scaled_peaks(past: &[PastPeriod], recent: &RecentLevels, steps: usize) -> Opt
             (2 * common.len() >= SCALED_PEAKS_WINDOWS && then > 0.0).then(|| p.peak * now / then)
         })
         .collect();
-    (!scaled.is_empty()).then(|| median(&mut scaled))
+    // One period's peak carries that day's noise whole: a median needs two.
+    (scaled.len() >= MIN_SCALED_PERIODS).then(|| median(&mut scaled))
 }
 
 /// The long level window's view, for Explain.
@@ -803,6 +810,17 @@ mod tests {
         }
         let total = c.seasonal.weight + c.last_value.weight + c.seasonal_naive.weight;
         assert!(close(total + scaled.weight, 1.0));
+    }
+
+    #[test]
+    fn scaled_peaks_need_two_periods() {
+        let mut history = steady_past_noisy_today();
+        history.past.truncate(1);
+        let c = forecast(&history).unwrap().candidates.unwrap();
+        assert_eq!(c.scaled_peaks, None);
+        history.past = past(&[(100.0, 100.0); 2]);
+        let c = forecast(&history).unwrap().candidates.unwrap();
+        assert!(close(c.scaled_peaks.unwrap().rate, 130.0), "{c:?}");
     }
 
     #[test]
