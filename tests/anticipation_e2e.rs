@@ -447,8 +447,10 @@ fn metric_value(metrics: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn the_forecasts_candidates_are_scored_on_prometheus_recent_levels() {
     let (_prometheus, scaler) = start().await;
+    let mut client = scaler.client().await;
     let mut explain = scaler.explain_client().await;
     let steady = scaled_object("steady", &[("profile", "steady")]);
+    assert!(demand(&mut client, &steady).await.is_ok());
     let explanation = explain.explain(steady).await.unwrap().into_inner();
     let forecast = explanation.forecast.expect("a forecast from history");
     let c = forecast.candidates.expect("today has a series to score on");
@@ -469,6 +471,20 @@ async fn the_forecasts_candidates_are_scored_on_prometheus_recent_levels() {
     let near = |a: f64| (a - 1200.0).abs() < 12.0;
     assert!(near(scaled.tokens_per_second), "{c:#?}");
     assert!(near(forecast.tokens_per_second), "{explanation:#?}");
+    // /metrics says the same, for dashboards.
+    let metrics = scaler.metrics().await;
+    let series = |name: &str, candidate: &str| {
+        metric_value(
+            &metrics,
+            &format!(
+                r#"keda_llm_scaler_forecast_candidate_{name}{{namespace="inference",scaledobject="steady",candidate="{candidate}"}}"#
+            ),
+        )
+    };
+    assert!((series("error", "seasonal_naive") - 1.0 / 6.0).abs() < 1e-6);
+    assert!(series("weight", "seasonal_naive") < 1e-6);
+    assert!(series("error", "scaled_peaks") < 1e-6);
+    assert!(series("weight", "scaled_peaks") > 0.3, "{metrics}");
 }
 
 #[tokio::test]

@@ -314,6 +314,18 @@ fn scaler_metric_names() -> BTreeSet<String> {
         })
         .set(1.0);
     for family in [
+        &telemetry.forecast_candidate_weight,
+        &telemetry.forecast_candidate_error,
+    ] {
+        family
+            .get_or_create(&CandidateLabels {
+                namespace: "n".into(),
+                scaledobject: "s".into(),
+                candidate: FORECAST_CANDIDATES[0].into(),
+            })
+            .set(1.0);
+    }
+    for family in [
         &telemetry.slo_burn_rate,
         &telemetry.slo_fixable_burn_rate,
         &telemetry.slo_unfixable_ratio,

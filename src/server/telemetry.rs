@@ -55,6 +55,21 @@ pub const MIX_QUANTITIES: [&str; 5] = [
     "short_output_share",
 ];
 
+/// The labels of a forecast candidate's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CandidateLabels {
+    /// The ScaledObject's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub scaledobject: String,
+    /// Which candidate: one of [`FORECAST_CANDIDATES`].
+    pub candidate: String,
+}
+
+/// The forecast's candidates, as `forecast_candidate_weight` names them.
+pub const FORECAST_CANDIDATES: [&str; 4] =
+    ["seasonal", "last_value", "seasonal_naive", "scaled_peaks"];
+
 /// The labels of an SLO window's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BurnLabels {
@@ -182,6 +197,11 @@ pub struct Telemetry {
     pub forecast_tokens: Gauges<ScaledObjectLabels>,
     /// The capacity the throughput terms divided by and the mix it was read at.
     pub capacity_mix: Gauges<MixLabels>,
+    /// Each forecast candidate's share of the forecast, where the candidates were scored.
+    pub forecast_candidate_weight: Gauges<CandidateLabels>,
+    /// Each forecast candidate's mean absolute percentage error over the recent points,
+    /// as a fraction, where the candidates were scored.
+    pub forecast_candidate_error: Gauges<CandidateLabels>,
     /// The SLO names each ScaledObject has burn-rate series for, to drop them later.
     slo_names: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
 }
@@ -448,6 +468,18 @@ impl Telemetry {
             "Per-replica token rates the throughput terms divided by, and the mix capacity.profile read them at (mean lengths, share of short answers), by quantity",
             Gauges::<MixLabels>::default(),
         );
+        let forecast_candidate_weight = registered(
+            &mut registry,
+            "forecast_candidate_weight",
+            "Each forecast candidate's share of the forecast, by how close it came lately",
+            Gauges::<CandidateLabels>::default(),
+        );
+        let forecast_candidate_error = registered(
+            &mut registry,
+            "forecast_candidate_error",
+            "Each forecast candidate's mean absolute percentage error over the recent level windows, as a fraction",
+            Gauges::<CandidateLabels>::default(),
+        );
         Self {
             registry,
             demand,
@@ -459,6 +491,8 @@ impl Telemetry {
             stale_answers,
             forecast_tokens,
             capacity_mix,
+            forecast_candidate_weight,
+            forecast_candidate_error,
             slo_burn_rate,
             slo_fixable_burn_rate,
             slo_unfixable_ratio,
@@ -587,7 +621,43 @@ impl Telemetry {
                 self.forecast_tokens.remove(&labels);
             }
         }
+        self.record_candidates(namespace, name, demand);
         self.record_slos(namespace, name, demand);
+    }
+
+    /// Each forecast candidate's weight and recent error; a candidate not scored this
+    /// time has no series.
+    fn record_candidates(&self, namespace: &str, name: &str, demand: &Demand) {
+        let scored = demand.forecast.as_ref().and_then(|f| f.candidates);
+        let candidates = scored.map(|c| {
+            [
+                Some(c.seasonal),
+                Some(c.last_value),
+                Some(c.seasonal_naive),
+                c.scaled_peaks,
+            ]
+        });
+        for (i, candidate) in FORECAST_CANDIDATES.iter().enumerate() {
+            let labels = CandidateLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                candidate: (*candidate).to_owned(),
+            };
+            match candidates.and_then(|all| all[i]) {
+                Some(c) => {
+                    self.forecast_candidate_weight
+                        .get_or_create(&labels)
+                        .set(c.weight);
+                    self.forecast_candidate_error
+                        .get_or_create(&labels)
+                        .set(c.recent_error);
+                }
+                None => {
+                    self.forecast_candidate_weight.remove(&labels);
+                    self.forecast_candidate_error.remove(&labels);
+                }
+            }
+        }
     }
 
     /// Each term's value; a term not computed this time has no series.
@@ -742,6 +812,15 @@ impl Telemetry {
                 quantity: quantity.to_owned(),
             });
         }
+        for candidate in FORECAST_CANDIDATES {
+            let labels = CandidateLabels {
+                namespace: namespace.to_owned(),
+                scaledobject: name.to_owned(),
+                candidate: candidate.to_owned(),
+            };
+            self.forecast_candidate_weight.remove(&labels);
+            self.forecast_candidate_error.remove(&labels);
+        }
         self.forget_burn_rates(namespace, name);
         for kind in TermKind::iter() {
             self.term.remove(&TermLabels {
@@ -805,10 +884,74 @@ mod tests {
     use super::*;
     use crate::demand::Inputs;
 
+    fn candidate(rate: f64, recent_error: f64, weight: f64) -> crate::demand::forecast::Candidate {
+        crate::demand::forecast::Candidate {
+            rate,
+            recent_error,
+            weight,
+        }
+    }
+
     #[test]
-    fn forgetting_a_scaled_object_drops_all_its_series() {
+    fn the_forecast_candidates_are_exported_while_scored() {
         let telemetry = Telemetry::new();
-        let demand = Demand {
+        let mut demand = queue_demand();
+        let candidates = crate::demand::forecast::Candidates {
+            seasonal: candidate(120.0, 0.1, 0.5),
+            last_value: candidate(100.0, 0.2, 0.125),
+            seasonal_naive: candidate(90.0, 0.2, 0.125),
+            scaled_peaks: None,
+            points: 12,
+        };
+        demand.forecast = Some(crate::demand::forecast::Forecast {
+            rate: 110.0,
+            past_peak: 100.0,
+            past_level: 100.0,
+            level_ratio: 1.0,
+            seasonal_change: 1.0,
+            agreement: 1.0,
+            periods: 3,
+            level_window_rate: 110.0,
+            long_window: None,
+            seasonal_weight: None,
+            candidates: Some(candidates),
+        });
+        let series = |name: &str, candidate: &str| {
+            format!(
+                r#"keda_llm_scaler_forecast_candidate_{name}{{namespace="ns",scaledobject="so",candidate="{candidate}"}}"#
+            )
+        };
+        telemetry.record_demand("ns", "so", &demand, 0.1, false);
+        let text = telemetry.encode();
+        assert!(
+            text.contains(&format!("{} 0.5", series("weight", "seasonal"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} 0.2", series("error", "last_value"))),
+            "{text}"
+        );
+        assert!(!text.contains(&series("weight", "scaled_peaks")), "{text}");
+        // Scored with the fourth candidate, then not scored at all.
+        let mut with = candidates;
+        with.scaled_peaks = Some(candidate(130.0, 0.05, 0.25));
+        demand.forecast.as_mut().unwrap().candidates = Some(with);
+        telemetry.record_demand("ns", "so", &demand, 0.1, false);
+        let text = telemetry.encode();
+        assert!(
+            text.contains(&format!("{} 0.25", series("weight", "scaled_peaks"))),
+            "{text}"
+        );
+        demand.forecast.as_mut().unwrap().candidates = None;
+        telemetry.record_demand("ns", "so", &demand, 0.1, false);
+        let text = telemetry.encode();
+        assert!(!text.contains("forecast_candidate_weight{"), "{text}");
+        assert!(!text.contains("forecast_candidate_error{"), "{text}");
+    }
+
+    /// A queue-bound demand with one burning SLO and no forecast.
+    fn queue_demand() -> Demand {
+        Demand {
             replicas: 2.0,
             unclamped: 2.0,
             winner: Winner::Term(TermKind::Queue),
@@ -848,7 +991,13 @@ mod tests {
             schedule: None,
             forecast: None,
             rises: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn forgetting_a_scaled_object_drops_all_its_series() {
+        let telemetry = Telemetry::new();
+        let demand = queue_demand();
         telemetry.record_demand("ns", "gone", &demand, 0.1, true);
         telemetry.record_demand("ns", "kept", &demand, 0.1, false);
         let before = telemetry.encode();
