@@ -430,7 +430,7 @@ fn render_anticipation(out: &mut String, e: &Explanation) {
                 ("seasonal", &c.seasonal),
                 ("last-value", &c.last_value),
                 ("seasonal-naive", &c.seasonal_naive),
-                ("scaled peaks", &c.scaled_peaks),
+                ("scaled-peaks", &c.scaled_peaks),
             ] {
                 if let Some(one) = one {
                     let _ = writeln!(
@@ -572,7 +572,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("scaled peaks    260.000  8.0 %  0.000"),
+            text.contains("scaled-peaks    260.000  8.0 %  0.000"),
             "{text}"
         );
     }
