@@ -117,6 +117,10 @@ pub enum Command {
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write every scored window (its actual peak and each method's forecast) to
+        /// this CSV file.
+        #[arg(long)]
+        points: Option<PathBuf>,
     },
     /// Replay a trace through a simulated fleet under this scaler and KEDA's stock
     /// triggers; print SLO attainment, GPU-hours and scale events, and plot them.
@@ -260,6 +264,7 @@ async fn dispatch(command: Command) -> ExitCode {
             rate_scale,
             seed,
             json,
+            points,
         } => {
             let settings = crate::sim::forecast_eval::EvalSettings {
                 lead: lead.0,
@@ -270,7 +275,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 resample: rate_scale
                     .map(|scale| crate::sim::forecast_eval::Resample { scale, seed }),
             };
-            forecast_eval(&trace, &settings, json)
+            forecast_eval(&trace, &settings, json, points.as_deref())
         }
         Command::CheckScaledobject { files, config } => check_scaledobjects(&files, &config),
         Command::CheckConfig { file } => check_config(&file),
@@ -290,9 +295,17 @@ fn forecast_eval(
     trace: &std::path::Path,
     settings: &crate::sim::forecast_eval::EvalSettings,
     json: bool,
+    points: Option<&std::path::Path>,
 ) -> ExitCode {
     let report = crate::sim::forecast_eval::read_rate_trace(trace)
-        .and_then(|trace| crate::sim::forecast_eval::evaluate(&trace, settings));
+        .and_then(|trace| crate::sim::forecast_eval::evaluate(&trace, settings))
+        .and_then(|report| {
+            if let Some(path) = points {
+                std::fs::write(path, report.points_csv()?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            Ok(report)
+        });
     match report {
         Ok(report) if json => {
             println!(

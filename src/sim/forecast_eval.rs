@@ -14,8 +14,10 @@
 //! has no sample there, so a history query skips it as it skips any missing data (a
 //! past period whose stretch or level window holds only gaps is absent, as its series
 //! would be), and seasonal-naive with nothing one period ago falls back to the last value,
-//! as the shipped forecast does without history. For a fleet that really idles at 0,
-//! `--zeros idle` reads 0 as a rate like any other.
+//! as the shipped forecast does without history. A gap's edge window whose rate is under
+//! half the rate beyond it was recorded for part of its length and is no data either
+//! (`partial_edges`). For a fleet that really idles at 0, `--zeros idle` reads 0 as a
+//! rate like any other.
 //!
 //! All methods are scored on the same windows: the first has `periods` full periods (and
 //! the long level window) behind it. Left out of the scores: windows whose actual rate is 0
@@ -94,14 +96,32 @@ pub struct EvalReport {
     pub lead: Duration,
     /// Windows ahead each forecast covers.
     pub lead_windows: usize,
+    /// The trace's window.
+    pub window: Duration,
     /// Windows scored.
-    pub points: usize,
+    pub scored: usize,
     /// Windows left out because their actual rate was 0.
     pub zero_windows: usize,
     /// Windows left out because the window before them was a gap.
     pub after_gap_windows: usize,
+    /// Gap edges read as partly recorded: no data, as the gap itself.
+    pub partial_windows: usize,
     /// Each method's scores.
     pub methods: Vec<MethodScore>,
+    /// Every scored window, in order: what each method forecast for it.
+    pub points: Vec<ScoredPoint>,
+}
+
+/// One scored window: the actual peak over the lead and each method's forecast of it, in
+/// the order of [`EvalReport::methods`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPoint {
+    /// The window's index in the trace (0 is the first row).
+    pub window: usize,
+    /// The highest recorded rate over the lead from this window on.
+    pub actual: f64,
+    /// Each method's forecast.
+    pub forecasts: [f64; 3],
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -135,22 +155,55 @@ fn poisson_count(rng: &mut SimRng, rate: f64, window: f64) -> u64 {
 }
 
 /// The trace's rates as the methods see them: a gap is no reading (unless `--zeros
-/// idle`), and with `--rate-scale` each window's count is drawn anew.
-fn recorded_rates(trace: &RateTrace, settings: &EvalSettings) -> Vec<Option<f64>> {
+/// idle`), a gap's partly recorded edge is none either ([`partial_edges`]), and with
+/// `--rate-scale` each window's count is drawn anew. Also: how many edges were read as
+/// partly recorded.
+fn recorded_rates(trace: &RateTrace, settings: &EvalSettings) -> (Vec<Option<f64>>, usize) {
     let window = trace.window.as_secs_f64();
     let mut rates: Vec<Option<f64>> = trace
         .rates
         .iter()
         .map(|&rate| (rate > 0.0 || settings.zeros == ZeroRate::Idle).then_some(rate))
         .collect();
+    let partial = partial_edges(&rates);
+    for &i in &partial {
+        rates[i] = None;
+    }
     if let Some(resample) = settings.resample {
         let mut rng = seeded(resample.seed);
         for rate in rates.iter_mut().flatten() {
             *rate = poisson_count(&mut rng, *rate * resample.scale, window) as f64 / window;
         }
     }
-    rates
+    (rates, partial.len())
 }
+
+/// A gap's edge windows that were recorded for part of their length only: the window
+/// right before a gap and the one right after it, when its rate is under
+/// [`PARTIAL_EDGE`] times the rate of the window beyond it. A recording that stops or
+/// resumes inside a window counts only part of that window's requests, so its rate is
+/// not the traffic's; the service never reads it either, as its history queries
+/// average the rate's samples and a stopped scrape leaves none. At most one window on
+/// each side: the recording stops at one moment. A window with no recorded neighbour
+/// beyond it cannot be judged and is kept.
+fn partial_edges(rates: &[Option<f64>]) -> Vec<usize> {
+    let cut = |edge: usize, beyond: Option<usize>| -> bool {
+        let beyond = beyond.and_then(|b| rates.get(b).copied().flatten());
+        matches!((rates[edge], beyond), (Some(e), Some(b)) if e < PARTIAL_EDGE * b)
+    };
+    (0..rates.len())
+        .filter(|&i| {
+            let gap_after = rates.get(i + 1).is_some_and(Option::is_none);
+            let gap_before = i > 0 && rates[i - 1].is_none();
+            (gap_after && cut(i, i.checked_sub(1))) || (gap_before && cut(i, Some(i + 1)))
+        })
+        .collect()
+}
+
+/// Under this share of the rate beyond it, a gap's edge window is read as partly
+/// recorded. Only such edges can make a percentage error many times the window's own
+/// rate; an edge recorded for most of its length is kept as the traffic it was.
+const PARTIAL_EDGE: f64 = 0.5;
 
 /// One method's scores over its `(forecast, actual)` pairs.
 fn score(name: &'static str, pairs: &[(f64, f64)]) -> MethodScore {
@@ -321,7 +374,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         ..
     } = shape;
     let first = periods * period + long_windows;
-    let rates = recorded_rates(trace, settings);
+    let (rates, partial_windows) = recorded_rates(trace, settings);
     if rates.len() < first + lead_windows {
         return Err(format!(
             "the trace has {} windows: the forecast needs {periods} periods of {period} windows before the first scored one",
@@ -329,6 +382,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         ).into());
     }
     let mut errors: [Vec<(f64, f64)>; 3] = Default::default();
+    let mut points = Vec::new();
     let mut zero_windows = 0;
     let mut after_gap_windows = 0;
     for i in first..=rates.len() - lead_windows {
@@ -347,9 +401,15 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         let shipped = forecast(&history).map_or(level_now, |f| f.rate);
         let seasonal_naive =
             peak(&rates[i - period..i - period + lead_windows]).unwrap_or(last_value);
-        for (slot, predicted) in errors.iter_mut().zip([shipped, last_value, seasonal_naive]) {
+        let forecasts = [shipped, last_value, seasonal_naive];
+        for (slot, predicted) in errors.iter_mut().zip(forecasts) {
             slot.push((predicted, actual));
         }
+        points.push(ScoredPoint {
+            window: i,
+            actual,
+            forecasts,
+        });
     }
     let names = ["shipped", "last-value", "seasonal-naive"];
     let methods = names
@@ -360,10 +420,13 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
     Ok(EvalReport {
         lead: settings.lead,
         lead_windows,
-        points: errors[0].len(),
+        window: trace.window,
+        scored: errors[0].len(),
         zero_windows,
         after_gap_windows,
+        partial_windows,
         methods,
+        points,
     })
 }
 
@@ -373,9 +436,10 @@ impl EvalReport {
         serde_json::json!({
             "lead_s": self.lead.as_secs_f64(),
             "lead_windows": self.lead_windows,
-            "points": self.points,
+            "points": self.scored,
             "zero_windows": self.zero_windows,
             "after_gap_windows": self.after_gap_windows,
+            "partial_windows": self.partial_windows,
             "methods": self.methods.iter().map(|m| serde_json::json!({
                 "name": m.name,
                 "mape": m.mape,
@@ -386,17 +450,45 @@ impl EvalReport {
         })
     }
 
+    /// Every scored window as CSV: `window,window_start_s,actual` and one column per
+    /// method, the start counted from the trace's first window. Sorted by the share of
+    /// the MAPE a window makes, it shows which windows decide the scores.
+    pub fn points_csv(&self) -> Result<String, SimError> {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["window", "window_start_s", "actual"];
+        header.extend(self.methods.iter().map(|m| m.name));
+        let rows = self.points.iter().map(|p| {
+            let start = p.window as f64 * self.window.as_secs_f64();
+            let mut row = vec![
+                p.window.to_string(),
+                start.to_string(),
+                p.actual.to_string(),
+            ];
+            row.extend(p.forecasts.iter().map(f64::to_string));
+            row
+        });
+        std::iter::once(header.iter().map(|h| h.to_string()).collect())
+            .chain(rows)
+            .try_for_each(|row: Vec<String>| out.write_record(&row))
+            .map_err(|e| format!("writing the points: {e}"))?;
+        let bytes = out
+            .into_inner()
+            .map_err(|e| format!("writing the points: {e}"))?;
+        Ok(String::from_utf8(bytes).expect("CSV of ASCII numbers and names"))
+    }
+
     /// A table a person reads.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "lead {} ({} window(s)), {} windows scored; left out: {} with an actual rate of 0, {} right after a gap\n",
+            "lead {} ({} window(s)), {} windows scored; left out: {} with an actual rate of 0, {} right after a gap; {} gap edge(s) read as partly recorded\n",
             crate::config::ConfigDuration(self.lead),
             self.lead_windows,
-            self.points,
+            self.scored,
             self.zero_windows,
-            self.after_gap_windows
+            self.after_gap_windows,
+            self.partial_windows
         );
         let _ = writeln!(
             out,
@@ -460,7 +552,7 @@ mod tests {
         assert!(shipped.wape < 1e-9 && naive.wape < 1e-9 && last.wape > 0.01);
         assert_eq!(report.lead_windows, 3);
         // Scored from the first window with three days and the long level window behind.
-        assert_eq!(report.points, 10 * 144 - (3 * 144 + 3) - 3 + 1);
+        assert_eq!(report.scored, 10 * 144 - (3 * 144 + 3) - 3 + 1);
     }
 
     #[test]
@@ -487,7 +579,45 @@ mod tests {
         );
         assert!(zeros.methods[2].mape > gaps.methods[2].mape + 1e-3);
         assert_eq!(zeros.after_gap_windows, 0);
-        assert_eq!(zeros.points, gaps.points + 1);
+        assert_eq!(zeros.scored, gaps.scored + 1);
+    }
+
+    #[test]
+    fn only_a_gaps_edge_far_under_the_rate_beyond_it_is_partly_recorded() {
+        let r =
+            |v: &[f64]| -> Vec<Option<f64>> { v.iter().map(|&x| (x > 0.0).then_some(x)).collect() };
+        // Both edges cut short; the windows beyond them are whole.
+        assert_eq!(
+            partial_edges(&r(&[900.0, 1000.0, 10.0, 0.0, 0.0, 20.0, 1000.0])),
+            [2, 5]
+        );
+        // Edges at half the rate beyond them or more are kept, as is an edge with nothing
+        // recorded beyond it (the trace's first window, a window between two gaps).
+        assert!(partial_edges(&r(&[1000.0, 500.0, 0.0, 600.0, 1000.0])).is_empty());
+        assert!(partial_edges(&r(&[10.0, 0.0, 5.0, 0.0, 1000.0])).is_empty());
+        // One window a side: the recording stops at one moment.
+        assert_eq!(partial_edges(&r(&[1000.0, 100.0, 10.0, 0.0, 1000.0])), [2]);
+    }
+
+    #[test]
+    fn partly_recorded_edges_are_read_as_gaps() {
+        let mut trace = daily_cycle();
+        let gap = 6 * 144 + 50;
+        trace.rates[gap..gap + 3].fill(0.0);
+        trace.rates[gap - 1] *= 0.01;
+        trace.rates[gap + 3] *= 0.01;
+        let (rates, partial) = recorded_rates(&trace, &settings(600));
+        assert_eq!(partial, 2);
+        assert!(rates[gap - 1..gap + 4].iter().all(Option::is_none));
+        assert_eq!(rates[gap - 2], Some(trace.rates[gap - 2]));
+        let idle = EvalSettings {
+            zeros: ZeroRate::Idle,
+            ..settings(600)
+        };
+        assert_eq!(
+            recorded_rates(&trace, &idle),
+            (trace.rates.iter().copied().map(Some).collect(), 0)
+        );
     }
 
     #[test]
