@@ -100,29 +100,43 @@ fn the_forecast_beats_both_baselines_at_ten_and_thirty_minutes() {
     }
 }
 
-/// Fourteen days of the bundled reasoning day's shape, 3 % busier each day, each window
-/// off by up to 20 % either way (a fixed seed).
-fn one_shape_rising_under_noise(dir: &Path) -> String {
-    let day = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/traces/servegen_reason_deepseek-r1_rate_10min.csv"
-    ))
-    .unwrap();
-    let day: Vec<f64> = day
+/// The rates of a `window_start_s,rate` file, in order.
+fn read_rates(path: &str) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap()
         .lines()
         .skip(1)
         .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
-    let mut rng = rand_xoshiro::Xoshiro256StarStar::seed_from_u64(5);
+        .collect()
+}
+
+/// Writes `rates` as a rate file of 10-minute windows named `name` in `dir`.
+fn write_rates(dir: &Path, name: &str, rates: &[f64]) -> String {
     let mut csv = String::from("window_start_s,total_rate_rps\n");
-    for i in 0..14 * day.len() {
-        let trend = 1.03f64.powi((i / day.len()) as i32);
-        let noise = rng.random_range(0.8..1.2);
-        csv += &format!("{},{:.4}\n", i * 600, day[i % day.len()] * trend * noise);
+    for (i, rate) in rates.iter().enumerate() {
+        csv += &format!("{},{rate:.4}\n", i * 600);
     }
-    let path = dir.join("one-shape-rising.csv");
+    let path = dir.join(name);
     std::fs::write(&path, csv).unwrap();
     path.to_string_lossy().into_owned()
+}
+
+/// Fourteen days of the bundled reasoning day's shape, 3 % busier each day, each window
+/// off by up to 20 % either way (a fixed seed).
+fn one_shape_rising_under_noise(dir: &Path) -> String {
+    let day = read_rates(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/servegen_reason_deepseek-r1_rate_10min.csv"
+    ));
+    let mut rng = rand_xoshiro::Xoshiro256StarStar::seed_from_u64(5);
+    let rates: Vec<f64> = (0..14 * day.len())
+        .map(|i| {
+            let trend = 1.03f64.powi((i / day.len()) as i32);
+            let noise = rng.random_range(0.8..1.2);
+            day[i % day.len()] * trend * noise
+        })
+        .collect();
+    write_rates(dir, "one-shape-rising.csv", &rates)
 }
 
 #[test]
@@ -146,12 +160,7 @@ fn one_daily_shape_under_noise_and_a_trend_is_forecast_better_than_both_baseline
 /// The bundled trace with each gap's edge windows recorded for 0.5 % to 2 % of their
 /// length, as a recording that stops and resumes inside a window counts (a fixed seed).
 fn gap_edges_cut_short(dir: &Path) -> String {
-    let text = std::fs::read_to_string(SERVEGEN).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap();
-    let mut rates: Vec<f64> = lines
-        .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
+    let mut rates = read_rates(SERVEGEN);
     let gap = |i: Option<usize>| i.and_then(|i| rates.get(i)).is_some_and(|&r| r == 0.0);
     let edges: Vec<usize> = (0..rates.len())
         .filter(|&i| rates[i] > 0.0 && (gap(Some(i + 1)) || gap(i.checked_sub(1))))
@@ -160,13 +169,7 @@ fn gap_edges_cut_short(dir: &Path) -> String {
     for &i in &edges {
         rates[i] *= rng.random_range(0.005..0.02);
     }
-    let mut csv = format!("{header}\n");
-    for (i, rate) in rates.iter().enumerate() {
-        csv += &format!("{},{rate:.4}\n", i * 600);
-    }
-    let path = dir.join("gap-edges-cut-short.csv");
-    std::fs::write(&path, csv).unwrap();
-    path.to_string_lossy().into_owned()
+    write_rates(dir, "gap-edges-cut-short.csv", &rates)
 }
 
 #[test]
