@@ -88,7 +88,8 @@ pub enum Command {
     /// Replay a rate trace through the forecast the service runs and report its error
     /// at a lead against the last-value and seasonal-naive baselines.
     ForecastEval {
-        /// A `window_start_s,rate` CSV of equal windows.
+        /// A `window_start_s,rate` CSV of equal windows (starts from 0 or Unix times; a
+        /// window with no row is a gap in the recording).
         #[arg(long)]
         trace: PathBuf,
         /// How far ahead to forecast, e.g. 10m or 30m.

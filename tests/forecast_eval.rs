@@ -195,6 +195,26 @@ fn a_gaps_partly_recorded_edges_are_no_data_for_every_method() {
 }
 
 #[test]
+fn a_prometheus_export_with_unix_times_and_no_rows_for_gaps_reads_as_the_trace() {
+    // `query_range` gives Unix times and leaves out the steps it has no sample for: the
+    // bundled trace exported that way (its windows of rate 0 dropped) is the same trace.
+    let dir = tempfile::tempdir().unwrap();
+    let rates = read_rates(SERVEGEN);
+    let mut csv = String::from("timestamp,rate\n");
+    for (i, rate) in rates.iter().enumerate().filter(|(_, r)| **r > 0.0) {
+        csv += &format!("{},{rate}\n", 1_733_011_200 + i * 600);
+    }
+    let export = dir.path().join("export.csv");
+    std::fs::write(&export, csv).unwrap();
+    let export = export.to_string_lossy().into_owned();
+    for lead in ["10m", "1h"] {
+        let (bundled, _) = mapes(SERVEGEN, lead);
+        let (exported, _) = mapes(&export, lead);
+        assert_eq!(exported, bundled, "{lead}");
+    }
+}
+
+#[test]
 fn the_points_file_holds_every_scored_window_and_its_forecasts() {
     let dir = tempfile::tempdir().unwrap();
     let points = dir.path().join("points.csv");
@@ -291,10 +311,13 @@ fn bad_input_names_the_flag_or_line_and_what_is_allowed() {
         let (ok, _, stderr) = forecast_eval(&args);
         assert!(!ok && stderr.contains(expected), "{extra:?}: {stderr}");
     }
-    let gap = dir.path().join("gap.csv");
-    std::fs::write(&gap, "window_start_s,rate\n0,1\n600,2\n1800,3\n").unwrap();
-    let (ok, _, stderr) = forecast_eval(&["--trace", gap.to_str().unwrap(), "--lead", "10m"]);
-    assert!(!ok && stderr.contains("line 4"), "{stderr}");
+    let off_grid = dir.path().join("off-grid.csv");
+    std::fs::write(&off_grid, "window_start_s,rate\n0,1\n600,2\n1500,3\n").unwrap();
+    let (ok, _, stderr) = forecast_eval(&["--trace", off_grid.to_str().unwrap(), "--lead", "10m"]);
+    assert!(
+        !ok && stderr.contains("line 4") && stderr.contains("not a whole number"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = forecast_eval(&["--trace", SERVEGEN, "--seed", "2", "--lead", "10m"]);
     assert!(!ok && stderr.contains("--rate-scale"), "{stderr}");
     let unwritable = dir.path().join("missing").join("points.csv");

@@ -1,7 +1,8 @@
 //! `forecast-eval`: replays a rate trace through the forecast the service runs
 //! ([`crate::demand::forecast`]) and measures its error at a lead against two baselines.
 //!
-//! The trace is a CSV of equal windows, `window_start_s,rate`. At the start of each window
+//! The trace is a CSV of equal windows, `window_start_s,rate` (a window with no row is a
+//! gap, [`super::rates`]). At the start of each window
 //! i, every method forecasts the highest rate over the coming lead (windows i to
 //! i + L - 1, L = ceil(lead / window)) from windows before i only:
 //! - `shipped`: the service's forecast, fed what its history queries would return: the
@@ -163,7 +164,7 @@ fn recorded_rates(trace: &RateTrace, settings: &EvalSettings) -> (Vec<Option<f64
     let mut rates: Vec<Option<f64>> = trace
         .rates
         .iter()
-        .map(|&rate| (rate > 0.0 || settings.zeros == ZeroRate::Idle).then_some(rate))
+        .map(|&rate| rate.filter(|&r| r > 0.0 || settings.zeros == ZeroRate::Idle))
         .collect();
     let partial = partial_edges(&rates);
     for &i in &partial {
@@ -528,16 +529,11 @@ mod tests {
 
     /// Ten days of 10-minute windows with a clean daily cycle.
     fn daily_cycle() -> RateTrace {
-        let rates = (0..10 * 144)
-            .map(|i| {
-                let phase = (i % 144) as f64 / 144.0 * std::f64::consts::TAU;
-                1000.0 + 400.0 * phase.sin()
-            })
-            .collect();
-        RateTrace {
-            window: Duration::from_secs(600),
-            rates,
-        }
+        let rates = (0..10 * 144).map(|i| {
+            let phase = (i % 144) as f64 / 144.0 * std::f64::consts::TAU;
+            1000.0 + 400.0 * phase.sin()
+        });
+        RateTrace::recorded(Duration::from_secs(600), rates)
     }
 
     #[test]
@@ -562,7 +558,7 @@ mod tests {
         // level windows the gap cuts short (their mean is over what was recorded).
         let mut trace = daily_cycle();
         let gap = 6 * 144 + 50;
-        trace.rates[gap..gap + 3].fill(0.0);
+        trace.rates[gap..gap + 3].fill(Some(0.0));
         let gaps = evaluate(&trace, &settings(600)).unwrap();
         assert!(gaps.methods[0].mape < 1e-4, "{gaps:?}");
         assert_eq!(gaps.zero_windows, 3);
@@ -603,21 +599,22 @@ mod tests {
     fn partly_recorded_edges_are_read_as_gaps() {
         let mut trace = daily_cycle();
         let gap = 6 * 144 + 50;
-        trace.rates[gap..gap + 3].fill(0.0);
-        trace.rates[gap - 1] *= 0.01;
-        trace.rates[gap + 3] *= 0.01;
+        trace.rates[gap..gap + 3].fill(Some(0.0));
+        for edge in [gap - 1, gap + 3] {
+            trace.rates[edge] = trace.rates[edge].map(|r| r * 0.01);
+        }
         let (rates, partial) = recorded_rates(&trace, &settings(600));
         assert_eq!(partial, 2);
         assert!(rates[gap - 1..gap + 4].iter().all(Option::is_none));
-        assert_eq!(rates[gap - 2], Some(trace.rates[gap - 2]));
+        assert_eq!(rates[gap - 2], trace.rates[gap - 2]);
         let idle = EvalSettings {
             zeros: ZeroRate::Idle,
             ..settings(600)
         };
-        assert_eq!(
-            recorded_rates(&trace, &idle),
-            (trace.rates.iter().copied().map(Some).collect(), 0)
-        );
+        assert_eq!(recorded_rates(&trace, &idle), (trace.rates.clone(), 0));
+        // A window with no row is no data whatever a 0 means.
+        trace.rates[gap] = None;
+        assert_eq!(recorded_rates(&trace, &idle).0[gap], None);
     }
 
     #[test]
@@ -646,10 +643,7 @@ mod tests {
             level_window: Duration::ZERO,
             ..settings
         };
-        let trace = RateTrace {
-            window: Duration::from_secs(600),
-            rates: vec![1.0; 6 * 144],
-        };
+        let trace = RateTrace::recorded(Duration::from_secs(600), vec![1.0; 6 * 144]);
         let error = evaluate(&trace, &zero).unwrap_err().to_string();
         assert!(error.contains("--level-window 0s"), "{error}");
     }
@@ -658,11 +652,8 @@ mod tests {
     fn seasonal_naive_without_its_period_falls_back_to_the_last_value() {
         // Constant traffic with all of day 3 unrecorded: on day 4 seasonal-naive has
         // nothing one period ago and predicts the last value, which is exact here.
-        let mut trace = RateTrace {
-            window: Duration::from_secs(600),
-            rates: vec![500.0; 6 * 144],
-        };
-        trace.rates[3 * 144..4 * 144].fill(0.0);
+        let mut trace = RateTrace::recorded(Duration::from_secs(600), vec![500.0; 6 * 144]);
+        trace.rates[3 * 144..4 * 144].fill(Some(0.0));
         let one_period = EvalSettings {
             periods: 1,
             ..settings(600)
@@ -673,11 +664,8 @@ mod tests {
 
     #[test]
     fn resampling_adds_a_smaller_fleets_noise_and_keeps_gaps() {
-        let mut trace = RateTrace {
-            window: Duration::from_secs(600),
-            rates: vec![100.0; 6 * 144],
-        };
-        trace.rates[5 * 144..5 * 144 + 2].fill(0.0);
+        let mut trace = RateTrace::recorded(Duration::from_secs(600), vec![100.0; 6 * 144]);
+        trace.rates[5 * 144..5 * 144 + 2].fill(Some(0.0));
         let at = |scale: f64, seed: u64| EvalSettings {
             resample: Some(Resample { scale, seed }),
             ..settings(600)
@@ -701,13 +689,40 @@ mod tests {
     fn the_csv_is_checked_row_by_row() {
         let trace = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n1200,3\n").unwrap();
         assert_eq!(trace.window, Duration::from_secs(600));
-        assert_eq!(trace.rates, vec![1.0, 2.0, 3.0]);
-        let gap = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n1800,3\n")
+        assert_eq!(trace.rates, vec![Some(1.0), Some(2.0), Some(3.0)]);
+        // As Prometheus exports it: Unix times, and no row where it had no sample. The
+        // window is the smallest step, even where the first two rows straddle a gap.
+        let export = "window_start_s,rate\n1733500000,1\n1733501200,3\n1733501800,4\n";
+        let trace = parse_rate_trace(export).unwrap();
+        assert_eq!(trace.window, Duration::from_secs(600));
+        assert_eq!(trace.rates, vec![Some(1.0), None, Some(3.0), Some(4.0)]);
+        let off_grid = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n1500,3\n")
             .unwrap_err()
             .to_string();
         assert!(
-            gap.contains("line 4") && gap.contains("none missing"),
-            "{gap}"
+            off_grid.contains("line 4") && off_grid.contains("not a whole number"),
+            "{off_grid}"
+        );
+        let backwards = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n600,3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            backwards.contains("line 4") && backwards.contains("must increase"),
+            "{backwards}"
+        );
+        let millis = parse_rate_trace("window_start_s,rate\n1733500000000,1\n1733500600000,2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            millis.contains("line 2") && millis.contains("before 2200"),
+            "{millis}"
+        );
+        let sparse = parse_rate_trace("window_start_s,rate\n0,1\n1,2\n3000000,3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            sparse.contains("line 4") && sparse.contains("more than 2000000 windows"),
+            "{sparse}"
         );
         let bad = parse_rate_trace("window_start_s,rate\n0,1\n600,-2\n")
             .unwrap_err()
@@ -717,10 +732,7 @@ mod tests {
 
     #[test]
     fn settings_that_do_not_fit_the_trace_are_refused() {
-        let short = RateTrace {
-            window: Duration::from_secs(600),
-            rates: vec![1.0; 100],
-        };
+        let short = RateTrace::recorded(Duration::from_secs(600), vec![1.0; 100]);
         assert!(
             evaluate(&short, &settings(600))
                 .unwrap_err()

@@ -1,6 +1,8 @@
 //! Rate files, `window_start_s,rate`: equal windows of a recorded request rate, read with
 //! every absurd number refused (line, value and what is allowed), for the backtest's
-//! arrivals and for `forecast-eval`.
+//! arrivals and for `forecast-eval`. For `forecast-eval` the windows are a grid: a window
+//! with no row is a gap in the recording (Prometheus's `query_range` leaves out the steps
+//! it has no sample for), and starts may be Unix times, as Prometheus exports them.
 
 use super::error::SimError;
 use std::{path::Path, time::Duration};
@@ -10,8 +12,18 @@ use std::{path::Path, time::Duration};
 pub struct RateTrace {
     /// Width of every window.
     pub window: Duration,
-    /// The rate of each window, in order.
-    pub rates: Vec<f64>,
+    /// The rate of each window, in order; `None` for a window the file has no row for.
+    pub rates: Vec<Option<f64>>,
+}
+
+impl RateTrace {
+    /// A trace with every window recorded.
+    pub fn recorded(window: Duration, rates: impl IntoIterator<Item = f64>) -> Self {
+        RateTrace {
+            window,
+            rates: rates.into_iter().map(Some).collect(),
+        }
+    }
 }
 
 /// Reads a `window_start_s,rate` CSV (a header line, then rows at a fixed spacing).
@@ -20,15 +32,27 @@ pub fn read_rate_trace(path: &Path) -> Result<RateTrace, SimError> {
     parse_rate_trace(&text).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-/// The latest window start a rate file may have: ten years of seconds. Later ones are
-/// typos or milliseconds, and would overflow the replay's clock.
+/// The latest window start a replayed rate file may have: ten years of seconds. Later ones
+/// are typos or milliseconds, and would overflow the replay's clock.
 pub const MAX_WINDOW_START_S: f64 = 10.0 * 366.0 * 86_400.0;
+/// The latest window start `forecast-eval` reads: 2200-01-01 as a Unix time, so a
+/// Prometheus export's timestamps pass and milliseconds do not.
+pub const MAX_UNIX_START_S: f64 = 7_258_118_400.0;
+/// The most windows a `forecast-eval` trace may span, gaps included: 38 years of
+/// 10-minute windows. Past it a start is a typo, and the grid would not fit in memory.
+pub const MAX_WINDOWS: usize = 2_000_000;
 /// The highest rate a rate file may give, requests per second: a million, far past any
 /// fleet, so that a typo cannot make a replay draw arrivals without end.
 pub const MAX_RATE: f64 = 1e6;
 
-/// The rows of a `window_start_s,rate` file: (line number, window start, rate).
+/// The rows of a `window_start_s,rate` file to be replayed: (line number, window start,
+/// rate).
 pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
+    parse_rows(text, MAX_WINDOW_START_S)
+}
+
+/// The rows, each start from 0 to `max_start` seconds.
+fn parse_rows(text: &str, max_start: f64) -> Result<Vec<(usize, f64, f64)>, String> {
     let mut rows = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -43,10 +67,16 @@ pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
         let start: f64 = text
             .parse()
             .map_err(|_| format!("line {row}: window_start_s `{start}` is not a number"))?;
-        if !(0.0..=MAX_WINDOW_START_S).contains(&start) {
-            return Err(format!(
-                "line {row}: window_start_s `{text}` is not allowed: expected seconds from 0 to {MAX_WINDOW_START_S} (10 years)"
-            ));
+        if !(0.0..=max_start).contains(&start) {
+            return Err(if max_start == MAX_WINDOW_START_S {
+                format!(
+                    "line {row}: window_start_s `{text}` is not allowed: expected seconds from 0 to {MAX_WINDOW_START_S} (10 years)"
+                )
+            } else {
+                format!(
+                    "line {row}: window_start_s `{text}` is not allowed: expected seconds from 0 to {max_start} (a Unix time before 2200)"
+                )
+            });
         }
         let rate: f64 = rate
             .trim()
@@ -61,27 +91,48 @@ pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
     Ok(rows)
 }
 
-/// Parses a rate file's text (`window_start_s,<rate>`).
+/// Parses a rate file's text (`window_start_s,<rate>`) onto its grid of windows: the
+/// window is the smallest step between two rows, every row's start is a whole number of
+/// windows after the first's, and a window with no row is a gap (`None`).
 pub fn parse_rate_trace(text: &str) -> Result<RateTrace, SimError> {
-    let rows = parse_rate_rows(text)?;
-    let starts: Vec<(usize, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
-    let rates: Vec<f64> = rows.iter().map(|r| r.2).collect();
-    if rates.len() < 2 {
+    let rows = parse_rows(text, MAX_UNIX_START_S)?;
+    if rows.len() < 2 {
         return Err("expected at least two windows".to_owned().into());
     }
-    let width = starts[1].1 - starts[0].1;
-    if !(width.is_finite() && width > 0.0) {
-        return Err("window starts must increase".to_owned().into());
-    }
-    for pair in starts.windows(2) {
-        if ((pair[1].1 - pair[0].1) - width).abs() > 1e-6 * width {
+    for pair in rows.windows(2) {
+        if pair[1].1 <= pair[0].1 {
             return Err(format!(
-                "line {}: window starts {} s after the previous one, expected {} s like the first two: the trace must have equal windows with none missing",
-                pair[1].0,
-                pair[1].1 - pair[0].1,
-                width
-            ).into());
+                "line {}: window_start_s {} does not follow {}: window starts must increase",
+                pair[1].0, pair[1].1, pair[0].1
+            )
+            .into());
         }
+    }
+    let width = rows
+        .windows(2)
+        .map(|pair| pair[1].1 - pair[0].1)
+        .fold(f64::INFINITY, f64::min);
+    let first = rows[0].1;
+    let mut rates: Vec<Option<f64>> = Vec::new();
+    for &(line, start, rate) in &rows {
+        let steps = (start - first) / width;
+        let index = steps.round();
+        if (steps - index).abs() > 1e-6 * steps.max(1.0) {
+            return Err(format!(
+                "line {line}: window_start_s {start} is {} s after the first row, not a whole number of the trace's {width} s windows (the smallest step between two rows)",
+                start - first
+            )
+            .into());
+        }
+        let index = index as usize;
+        if index >= MAX_WINDOWS {
+            return Err(format!(
+                "line {line}: window_start_s {start} would make the trace span more than {MAX_WINDOWS} windows of {width} s"
+            )
+            .into());
+        }
+        rates.resize(index, None);
+        rates.push(Some(rate));
     }
     Ok(RateTrace {
         window: Duration::from_secs_f64(width),
