@@ -101,9 +101,10 @@ pub enum Command {
         /// Past periods combined, as `predictive.history.periods`.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::anticipation::MAX_PERIODS)))]
         periods: u32,
-        /// As `predictive.history.level_window`.
-        #[arg(long, default_value = "10m")]
-        level_window: crate::config::ConfigDuration,
+        /// As `predictive.history.level_window`: a whole number of the trace's windows
+        /// (default: 10m, or the trace's window where that is longer).
+        #[arg(long)]
+        level_window: Option<crate::config::ConfigDuration>,
         /// What a window of rate 0 is: a gap in the recording (no data, as Prometheus
         /// would have none) or an idle fleet (a rate of 0).
         #[arg(long, value_enum, default_value_t = crate::sim::forecast_eval::ZeroRate::Gap)]
@@ -271,7 +272,7 @@ async fn dispatch(command: Command) -> ExitCode {
                 lead: lead.0,
                 period: period.0,
                 periods,
-                level_window: level_window.0,
+                level_window: level_window.map(|w| w.0),
                 zeros,
                 resample: rate_scale
                     .map(|scale| crate::sim::forecast_eval::Resample { scale, seed }),

@@ -112,9 +112,14 @@ fn read_rates(path: &str) -> Vec<f64> {
 
 /// Writes `rates` as a rate file of 10-minute windows named `name` in `dir`.
 fn write_rates(dir: &Path, name: &str, rates: &[f64]) -> String {
+    write_windows(dir, name, rates, 600)
+}
+
+/// Writes `rates` as a rate file of `window_s` windows named `name` in `dir`.
+fn write_windows(dir: &Path, name: &str, rates: &[f64], window_s: usize) -> String {
     let mut csv = String::from("window_start_s,total_rate_rps\n");
     for (i, rate) in rates.iter().enumerate() {
-        csv += &format!("{},{rate:.4}\n", i * 600);
+        csv += &format!("{},{rate:.4}\n", i * window_s);
     }
     let path = dir.join(name);
     std::fs::write(&path, csv).unwrap();
@@ -215,6 +220,31 @@ fn a_prometheus_export_with_unix_times_and_no_rows_for_gaps_reads_as_the_trace()
 }
 
 #[test]
+fn an_hourly_trace_is_read_at_its_own_resolution() {
+    // The bundled trace in hourly windows: every lead up to an hour is the next window,
+    // the level is read over one of them, and the forecast beats both baselines there.
+    let dir = tempfile::tempdir().unwrap();
+    let rates = read_rates(SERVEGEN);
+    let hours: Vec<f64> = rates
+        .chunks(6)
+        .map(|hour| {
+            let recorded: Vec<f64> = hour.iter().copied().filter(|r| *r > 0.0).collect();
+            recorded.iter().sum::<f64>() / recorded.len().max(1) as f64
+        })
+        .collect();
+    let path = write_windows(dir.path(), "hourly.csv", &hours, 3600);
+    let (ten, _) = mapes(&path, "10m");
+    for lead in ["30m", "1h"] {
+        let (report, [shipped, last_value, seasonal_naive]) = mapes(&path, lead);
+        assert_eq!(report["methods"], ten["methods"], "{lead}");
+        assert!(
+            shipped < last_value && shipped < seasonal_naive,
+            "{lead}: shipped {shipped}, last-value {last_value}, seasonal-naive {seasonal_naive}"
+        );
+    }
+}
+
+#[test]
 fn the_points_file_holds_every_scored_window_and_its_forecasts() {
     let dir = tempfile::tempdir().unwrap();
     let points = dir.path().join("points.csv");
@@ -296,7 +326,7 @@ fn a_resampled_trace_is_reproducible_and_noisier() {
 #[test]
 fn bad_input_names_the_flag_or_line_and_what_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--lead", "10m", "--zeros", "none"],
             "possible values: gap, idle",
@@ -304,6 +334,10 @@ fn bad_input_names_the_flag_or_line_and_what_is_allowed() {
         (&["--lead", "10m", "--rate-scale=0"], "not a number above 0"),
         (&["--lead", "10m", "--period", "25m"], "whole number"),
         (&["--lead", "1d"], "--lead must be shorter than --period"),
+        (
+            &["--lead", "10m", "--level-window", "5m"],
+            "--level-window 5m is not a whole number of the trace's 600 s windows",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["--trace", SERVEGEN];

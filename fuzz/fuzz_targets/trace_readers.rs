@@ -37,7 +37,7 @@ fuzz_target!(|text: &str| {
             lead: Duration::from_secs(600),
             period: Duration::from_secs(86_400),
             periods: 1,
-            level_window: Duration::from_secs(600),
+            level_window: Some(Duration::from_secs(600)),
             zeros: ZeroRate::Gap,
             resample: None,
         };

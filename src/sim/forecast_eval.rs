@@ -44,8 +44,9 @@ pub struct EvalSettings {
     pub period: Duration,
     /// Past periods the shipped forecast combines.
     pub periods: u32,
-    /// The stretch the current level is averaged over.
-    pub level_window: Duration,
+    /// The stretch the current level is averaged over; `None`: [`DEFAULT_LEVEL_WINDOW`],
+    /// or the trace's window where that is longer.
+    pub level_window: Option<Duration>,
     /// What a window of rate 0 means.
     pub zeros: ZeroRate,
     /// Replays the trace's shape at another fleet's size.
@@ -227,9 +228,21 @@ fn score(name: &'static str, pairs: &[(f64, f64)]) -> MethodScore {
     }
 }
 
+/// The level window when none is given: the service's default.
+pub const DEFAULT_LEVEL_WINDOW: Duration = Duration::from_secs(600);
+
+/// The level window the replay uses over windows of `window`: the one given, or the
+/// default, raised to one window of a coarser trace (a level cannot be read finer than
+/// the trace records it).
+fn level_window(settings: &EvalSettings, window: Duration) -> Duration {
+    settings
+        .level_window
+        .unwrap_or_else(|| DEFAULT_LEVEL_WINDOW.max(window))
+}
+
 /// The history queries the service sends for these settings: `forecast-eval` evaluates
 /// the same specs over the trace. The rate file stands for the token-rate query they read.
-fn history_specs(settings: &EvalSettings) -> [QuerySpec; 3] {
+fn history_specs(settings: &EvalSettings, level_window: Duration) -> [QuerySpec; 3] {
     let rate = QuerySpec {
         signal: Signal::OutputTokens,
         read: Read::Custom {
@@ -245,7 +258,7 @@ fn history_specs(settings: &EvalSettings) -> [QuerySpec; 3] {
         settings.period,
         settings.periods.max(1),
         settings.lead,
-        settings.level_window,
+        level_window,
     )
 }
 
@@ -309,7 +322,18 @@ impl HistoryShape {
         else {
             unreachable!("history_specs gives the recent levels third");
         };
-        let level_windows = ((level.as_secs_f64() / window).round() as usize).max(1);
+        let level_windows = level.as_secs_f64() / window;
+        if (level_windows - level_windows.round()).abs() > 1e-6 * level_windows.max(1.0)
+            || level_windows.round() < 1.0
+        {
+            return Err(format!(
+                "--level-window {} is not a whole number of the trace's {} s windows: the level is averaged over whole windows (give {} or a multiple of it)",
+                crate::config::ConfigDuration(*level),
+                window,
+                crate::config::ConfigDuration(Duration::from_secs_f64(window))
+            ));
+        }
+        let level_windows = level_windows.round() as usize;
         let long_per_level = (long_window.as_secs_f64() / level.as_secs_f64()).round() as usize;
         Ok(Self {
             period: windows.round() as usize,
@@ -366,7 +390,8 @@ impl HistoryShape {
 
 /// Replays the trace; an error says which setting does not fit it.
 pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, SimError> {
-    let shape = HistoryShape::of(&history_specs(settings), trace.window.as_secs_f64())?;
+    let level = level_window(settings, trace.window);
+    let shape = HistoryShape::of(&history_specs(settings, level), trace.window.as_secs_f64())?;
     let HistoryShape {
         period,
         periods,
@@ -521,7 +546,7 @@ mod tests {
             lead: Duration::from_secs(lead_s),
             period: Duration::from_secs(86_400),
             periods: 3,
-            level_window: Duration::from_secs(600),
+            level_window: Some(Duration::from_secs(600)),
             zeros: ZeroRate::Gap,
             resample: None,
         }
@@ -618,9 +643,41 @@ mod tests {
     }
 
     #[test]
+    fn the_level_window_is_whole_windows_of_the_trace() {
+        // Hourly windows: by default the level is one window, and a lead of 10 minutes,
+        // 30 or an hour is the same one window ahead.
+        let hourly = RateTrace {
+            window: Duration::from_secs(3600),
+            rates: daily_cycle().rates.chunks(6).map(|c| c[0]).collect(),
+        };
+        let at = |lead_s| {
+            let settings = EvalSettings {
+                level_window: None,
+                ..settings(lead_s)
+            };
+            evaluate(&hourly, &settings).unwrap()
+        };
+        let (ten, hour) = (at(600), at(3600));
+        assert_eq!((ten.lead_windows, hour.lead_windows), (1, 1));
+        assert_eq!(ten.methods, hour.methods);
+        assert_eq!(ten.points, hour.points);
+        // A level window that is not whole windows is refused, naming what fits.
+        let error = evaluate(&hourly, &settings(600)).unwrap_err().to_string();
+        assert!(
+            error.contains("--level-window 10m is not a whole number") && error.contains("give 1h"),
+            "{error}"
+        );
+        let half = EvalSettings {
+            level_window: Some(Duration::from_secs(300)),
+            ..settings(600)
+        };
+        assert!(evaluate(&daily_cycle(), &half).is_err());
+    }
+
+    #[test]
     fn the_history_read_is_the_services_own_query_description() {
         let settings = settings(1800);
-        let specs = history_specs(&settings);
+        let specs = history_specs(&settings, Duration::from_secs(600));
         let shape = HistoryShape::of(&specs, 600.0).unwrap();
         // A day of 10-minute windows, three past days, the 30-minute lead in three
         // windows, and the long level three times the 10-minute level window.
@@ -640,7 +697,7 @@ mod tests {
             specs[0].promql()
         );
         let zero = EvalSettings {
-            level_window: Duration::ZERO,
+            level_window: Some(Duration::ZERO),
             ..settings
         };
         let trace = RateTrace::recorded(Duration::from_secs(600), vec![1.0; 6 * 144]);
