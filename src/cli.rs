@@ -98,9 +98,10 @@ pub enum Command {
         /// The season: 1d or 1w.
         #[arg(long, default_value = "1d")]
         period: crate::config::ConfigDuration,
-        /// Past periods combined, as `predictive.history.periods`.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::anticipation::MAX_PERIODS)))]
-        periods: u32,
+        /// Past periods combined, as `predictive.history.periods` (default: 3, or as many
+        /// as the trace holds before a window to score).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::anticipation::MAX_PERIODS)))]
+        periods: Option<u32>,
         /// As `predictive.history.level_window`: a whole number of the trace's windows
         /// (default: 10m, or the trace's window where that is longer).
         #[arg(long)]

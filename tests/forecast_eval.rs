@@ -63,6 +63,7 @@ fn the_json_report_has_every_field_of_the_contract() {
     let (report, _) = mapes(SERVEGEN, "10m");
     assert_eq!(report["lead_s"], 600.0);
     assert_eq!(report["lead_windows"], 1);
+    assert_eq!(report["periods"], 3);
     assert!(report["points"].as_u64().unwrap() > 1500, "{report}");
     // The recording's 37 gaps: left out as actuals, and the window after each run of them.
     assert_eq!(report["zero_windows"], 37);
@@ -242,6 +243,18 @@ fn an_hourly_trace_is_read_at_its_own_resolution() {
             "{lead}: shipped {shipped}, last-value {last_value}, seasonal-naive {seasonal_naive}"
         );
     }
+}
+
+#[test]
+fn a_two_day_trace_is_scored_on_its_second_day_from_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let rates = read_rates(SERVEGEN);
+    let trace = write_rates(dir.path(), "two-days.csv", &rates[..2 * 144]);
+    let (report, _) = mapes(&trace, "1h");
+    assert_eq!(report["periods"], 1, "{report}");
+    assert!(report["points"].as_u64().unwrap() > 100, "{report}");
+    let (ok, _, stderr) = forecast_eval(&["--trace", &trace, "--lead", "1h", "--periods", "2"]);
+    assert!(!ok && stderr.contains("needs 2 periods"), "{stderr}");
 }
 
 #[test]

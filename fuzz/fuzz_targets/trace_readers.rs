@@ -36,7 +36,7 @@ fuzz_target!(|text: &str| {
         let settings = EvalSettings {
             lead: Duration::from_secs(600),
             period: Duration::from_secs(86_400),
-            periods: 1,
+            periods: Some(1),
             level_window: Some(Duration::from_secs(600)),
             zeros: ZeroRate::Gap,
             resample: None,

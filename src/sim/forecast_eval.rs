@@ -42,8 +42,9 @@ pub struct EvalSettings {
     pub lead: Duration,
     /// The season the forecasts repeat over.
     pub period: Duration,
-    /// Past periods the shipped forecast combines.
-    pub periods: u32,
+    /// Past periods the shipped forecast combines; `None`: [`DEFAULT_PERIODS`], or as
+    /// many as the trace holds before a window to score.
+    pub periods: Option<u32>,
     /// The stretch the current level is averaged over; `None`: [`DEFAULT_LEVEL_WINDOW`],
     /// or the trace's window where that is longer.
     pub level_window: Option<Duration>,
@@ -100,6 +101,8 @@ pub struct EvalReport {
     pub lead_windows: usize,
     /// The trace's window.
     pub window: Duration,
+    /// Past periods the shipped forecast combined.
+    pub periods: usize,
     /// Windows scored.
     pub scored: usize,
     /// Windows left out because their actual rate was 0.
@@ -242,7 +245,7 @@ fn level_window(settings: &EvalSettings, window: Duration) -> Duration {
 
 /// The history queries the service sends for these settings: `forecast-eval` evaluates
 /// the same specs over the trace. The rate file stands for the token-rate query they read.
-fn history_specs(settings: &EvalSettings, level_window: Duration) -> [QuerySpec; 3] {
+fn history_specs(settings: &EvalSettings, periods: u32, level_window: Duration) -> [QuerySpec; 3] {
     let rate = QuerySpec {
         signal: Signal::OutputTokens,
         read: Read::Custom {
@@ -256,10 +259,34 @@ fn history_specs(settings: &EvalSettings, level_window: Duration) -> [QuerySpec;
     crate::query::history_specs(
         rate,
         settings.period,
-        settings.periods.max(1),
+        periods.max(1),
         settings.lead,
         level_window,
     )
+}
+
+/// The past periods when none are given: the service's default.
+pub const DEFAULT_PERIODS: u32 = 3;
+
+/// The replay's shape over the trace: the periods given, or the most up to
+/// [`DEFAULT_PERIODS`] that leave a window to score (a two-day trace is scored on its
+/// second day from one period back).
+fn replay_shape(trace: &RateTrace, settings: &EvalSettings) -> Result<HistoryShape, String> {
+    let level = level_window(settings, trace.window);
+    let window = trace.window.as_secs_f64();
+    let shape = |periods| HistoryShape::of(&history_specs(settings, periods, level), window);
+    if let Some(periods) = settings.periods {
+        return shape(periods);
+    }
+    let fits = |shape: &HistoryShape| trace.rates.len() >= shape.first() + shape.lead;
+    for periods in (1..=DEFAULT_PERIODS).rev() {
+        let candidate = shape(periods)?;
+        if fits(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    // Not even one period fits: the default's shape, for its error.
+    shape(DEFAULT_PERIODS)
 }
 
 /// The history specs in windows of the trace: what each reads, how far back.
@@ -346,6 +373,12 @@ impl HistoryShape {
         })
     }
 
+    /// The first window that can be scored: `periods` full periods and the long level
+    /// window behind it.
+    fn first(&self) -> usize {
+        self.periods * self.period + self.long
+    }
+
     /// What the specs return at the start of window `i`, as Prometheus would: a past
     /// period whose stretch or level holds only gaps is absent. `None` when the level now
     /// is all gaps.
@@ -390,16 +423,14 @@ impl HistoryShape {
 
 /// Replays the trace; an error says which setting does not fit it.
 pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport, SimError> {
-    let level = level_window(settings, trace.window);
-    let shape = HistoryShape::of(&history_specs(settings, level), trace.window.as_secs_f64())?;
+    let shape = replay_shape(trace, settings)?;
     let HistoryShape {
         period,
         periods,
         lead: lead_windows,
-        long: long_windows,
         ..
     } = shape;
-    let first = periods * period + long_windows;
+    let first = shape.first();
     let (rates, partial_windows) = recorded_rates(trace, settings);
     if rates.len() < first + lead_windows {
         return Err(format!(
@@ -447,6 +478,7 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
         lead: settings.lead,
         lead_windows,
         window: trace.window,
+        periods,
         scored: errors[0].len(),
         zero_windows,
         after_gap_windows,
@@ -462,6 +494,7 @@ impl EvalReport {
         serde_json::json!({
             "lead_s": self.lead.as_secs_f64(),
             "lead_windows": self.lead_windows,
+            "periods": self.periods,
             "points": self.scored,
             "zero_windows": self.zero_windows,
             "after_gap_windows": self.after_gap_windows,
@@ -508,9 +541,10 @@ impl EvalReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "lead {} ({} window(s)), {} windows scored; left out: {} with an actual rate of 0, {} right after a gap; {} gap edge(s) read as partly recorded\n",
+            "lead {} ({} window(s)), {} past period(s), {} windows scored; left out: {} with an actual rate of 0, {} right after a gap; {} gap edge(s) read as partly recorded\n",
             crate::config::ConfigDuration(self.lead),
             self.lead_windows,
+            self.periods,
             self.scored,
             self.zero_windows,
             self.after_gap_windows,
@@ -545,7 +579,7 @@ mod tests {
         EvalSettings {
             lead: Duration::from_secs(lead_s),
             period: Duration::from_secs(86_400),
-            periods: 3,
+            periods: Some(3),
             level_window: Some(Duration::from_secs(600)),
             zeros: ZeroRate::Gap,
             resample: None,
@@ -675,9 +709,35 @@ mod tests {
     }
 
     #[test]
+    fn without_periods_given_a_short_trace_is_read_from_as_many_as_it_holds() {
+        let days = |n: usize| RateTrace {
+            window: Duration::from_secs(600),
+            rates: daily_cycle().rates[..n * 144].to_vec(),
+        };
+        let default = EvalSettings {
+            periods: None,
+            ..settings(600)
+        };
+        for (n, periods) in [(2, 1), (3, 2), (4, 3), (10, 3)] {
+            let report = evaluate(&days(n), &default).unwrap();
+            assert_eq!(report.periods, periods, "{n} days");
+            assert!(report.scored > 0);
+        }
+        // Given, they are what the replay uses, or an error says what it needs.
+        let error = evaluate(&days(2), &settings(600)).unwrap_err().to_string();
+        assert!(error.contains("needs 3 periods"), "{error}");
+        let one_day = RateTrace {
+            window: Duration::from_secs(600),
+            rates: daily_cycle().rates[..144].to_vec(),
+        };
+        let error = evaluate(&one_day, &default).unwrap_err().to_string();
+        assert!(error.contains("needs 3 periods"), "{error}");
+    }
+
+    #[test]
     fn the_history_read_is_the_services_own_query_description() {
         let settings = settings(1800);
-        let specs = history_specs(&settings, Duration::from_secs(600));
+        let specs = history_specs(&settings, 3, Duration::from_secs(600));
         let shape = HistoryShape::of(&specs, 600.0).unwrap();
         // A day of 10-minute windows, three past days, the 30-minute lead in three
         // windows, and the long level three times the 10-minute level window.
@@ -712,7 +772,7 @@ mod tests {
         let mut trace = RateTrace::recorded(Duration::from_secs(600), vec![500.0; 6 * 144]);
         trace.rates[3 * 144..4 * 144].fill(Some(0.0));
         let one_period = EvalSettings {
-            periods: 1,
+            periods: Some(1),
             ..settings(600)
         };
         let report = evaluate(&trace, &one_period).unwrap();
