@@ -231,14 +231,20 @@ fn default_period() -> Spanned<ConfigDuration> {
     unspanned(ConfigDuration(Duration::from_secs(86_400)))
 }
 fn default_periods() -> Spanned<u32> {
-    unspanned(3)
+    unspanned(DEFAULT_PERIODS)
 }
 fn default_headroom() -> Positive {
     Positive(1.1)
 }
 fn default_level_window() -> Spanned<ConfigDuration> {
-    unspanned(ConfigDuration(Duration::from_secs(600)))
+    unspanned(ConfigDuration(DEFAULT_LEVEL_WINDOW))
 }
+
+/// `predictive.history.periods` when not set.
+pub const DEFAULT_PERIODS: u32 = 3;
+
+/// `predictive.history.level_window` when not set.
+pub const DEFAULT_LEVEL_WINDOW: Duration = Duration::from_secs(600);
 
 /// The most past periods combined: eight weeks of history is already more than most
 /// Prometheus servers keep.

@@ -31,6 +31,7 @@ use std::{fmt::Write as _, time::Duration};
 pub use super::rates::{RateTrace, read_rate_trace};
 use super::trace::{Draws, SimRng, seeded};
 use crate::{
+    config::anticipation::{DEFAULT_LEVEL_WINDOW, DEFAULT_PERIODS},
     demand::forecast::{HistoryWindow, PastPeriod, RecentLevels, forecast},
     query::{CustomShape, QuerySpec, Read, Signal},
 };
@@ -231,9 +232,6 @@ fn score(name: &'static str, pairs: &[(f64, f64)]) -> MethodScore {
     }
 }
 
-/// The level window when none is given: the service's default.
-pub const DEFAULT_LEVEL_WINDOW: Duration = Duration::from_secs(600);
-
 /// The level window the replay uses over windows of `window`: the one given, or the
 /// default, raised to one window of a coarser trace (a level cannot be read finer than
 /// the trace records it).
@@ -264,9 +262,6 @@ fn history_specs(settings: &EvalSettings, periods: u32, level_window: Duration) 
         level_window,
     )
 }
-
-/// The past periods when none are given: the service's default.
-pub const DEFAULT_PERIODS: u32 = 3;
 
 /// The replay's shape over the trace: the periods given, or the most up to
 /// [`DEFAULT_PERIODS`] that leave a window to score (a two-day trace is scored on its

@@ -48,11 +48,12 @@ pub const MAX_RATE: f64 = 1e6;
 /// The rows of a `window_start_s,rate` file to be replayed: (line number, window start,
 /// rate).
 pub fn parse_rate_rows(text: &str) -> Result<Vec<(usize, f64, f64)>, String> {
-    parse_rows(text, MAX_WINDOW_START_S)
+    parse_rows(text, (MAX_WINDOW_START_S, "10 years"))
 }
 
-/// The rows, each start from 0 to `max_start` seconds.
-fn parse_rows(text: &str, max_start: f64) -> Result<Vec<(usize, f64, f64)>, String> {
+/// The rows, each start from 0 to `latest.0` seconds (`latest.1` says what that is).
+fn parse_rows(text: &str, latest: (f64, &str)) -> Result<Vec<(usize, f64, f64)>, String> {
+    let (max_start, what) = latest;
     let mut rows = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -68,15 +69,9 @@ fn parse_rows(text: &str, max_start: f64) -> Result<Vec<(usize, f64, f64)>, Stri
             .parse()
             .map_err(|_| format!("line {row}: window_start_s `{start}` is not a number"))?;
         if !(0.0..=max_start).contains(&start) {
-            return Err(if max_start == MAX_WINDOW_START_S {
-                format!(
-                    "line {row}: window_start_s `{text}` is not allowed: expected seconds from 0 to {MAX_WINDOW_START_S} (10 years)"
-                )
-            } else {
-                format!(
-                    "line {row}: window_start_s `{text}` is not allowed: expected seconds from 0 to {max_start} (a Unix time before 2200)"
-                )
-            });
+            return Err(format!(
+                "line {row}: window_start_s `{text}` is not allowed: expected seconds from 0 to {max_start} ({what})"
+            ));
         }
         let rate: f64 = rate
             .trim()
@@ -95,7 +90,7 @@ fn parse_rows(text: &str, max_start: f64) -> Result<Vec<(usize, f64, f64)>, Stri
 /// window is the smallest step between two rows, every row's start is a whole number of
 /// windows after the first's, and a window with no row is a gap (`None`).
 pub fn parse_rate_trace(text: &str) -> Result<RateTrace, SimError> {
-    let rows = parse_rows(text, MAX_UNIX_START_S)?;
+    let rows = parse_rows(text, (MAX_UNIX_START_S, "a Unix time before 2200"))?;
     if rows.len() < 2 {
         return Err("expected at least two windows".to_owned().into());
     }
