@@ -808,38 +808,23 @@ mod tests {
         let trace = parse_rate_trace(export).unwrap();
         assert_eq!(trace.window, Duration::from_secs(600));
         assert_eq!(trace.rates, vec![Some(1.0), None, Some(3.0), Some(4.0)]);
-        let off_grid = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n1500,3\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            off_grid.contains("line 4") && off_grid.contains("not a whole number"),
-            "{off_grid}"
-        );
-        let backwards = parse_rate_trace("window_start_s,rate\n0,1\n600,2\n600,3\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            backwards.contains("line 4") && backwards.contains("must increase"),
-            "{backwards}"
-        );
-        let millis = parse_rate_trace("window_start_s,rate\n1733500000000,1\n1733500600000,2\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            millis.contains("line 2") && millis.contains("before 2200"),
-            "{millis}"
-        );
-        let sparse = parse_rate_trace("window_start_s,rate\n0,1\n1,2\n3000000,3\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            sparse.contains("line 4") && sparse.contains("more than 2000000 windows"),
-            "{sparse}"
-        );
-        let bad = parse_rate_trace("window_start_s,rate\n0,1\n600,-2\n")
-            .unwrap_err()
-            .to_string();
-        assert!(bad.contains("line 3") && bad.contains("`-2`"), "{bad}");
+        // Each refused file, the line it names and what the error says.
+        let refused = [
+            ("0,1\n600,2\n1500,3", "line 4", "not a whole number"),
+            ("0,1\n600,2\n600,3", "line 4", "must increase"),
+            ("1733500000000,1\n1733500600000,2", "line 2", "before 2200"),
+            ("0,1\n1,2\n3000000,3", "line 4", "more than 2000000 windows"),
+            ("0,1\n600,-2", "line 3", "`-2`"),
+        ];
+        for (rows, line, says) in refused {
+            let error = parse_rate_trace(&format!("window_start_s,rate\n{rows}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(line) && error.contains(says),
+                "{rows}: {error}"
+            );
+        }
     }
 
     #[test]
