@@ -463,6 +463,14 @@ pub fn evaluate(trace: &RateTrace, settings: &EvalSettings) -> Result<EvalReport
             forecasts,
         });
     }
+    if points.is_empty() {
+        // Scores over no window would read as errors of 0.
+        return Err(format!(
+            "no window could be scored: of the {} from the first with {periods} periods behind it, {zero_windows} have no recorded rate over the lead and {after_gap_windows} follow a gap",
+            rates.len() + 1 - lead_windows - first
+        )
+        .into());
+    }
     let names = ["shipped", "last-value", "seasonal-naive"];
     let methods = names
         .iter()
@@ -727,6 +735,15 @@ mod tests {
         };
         let error = evaluate(&one_day, &default).unwrap_err().to_string();
         assert!(error.contains("needs 3 periods"), "{error}");
+    }
+
+    #[test]
+    fn a_trace_with_nothing_to_score_is_an_error_not_errors_of_zero() {
+        let mut trace = daily_cycle();
+        let first = 3 * 144 + 3;
+        trace.rates[first - 1..].fill(None);
+        let error = evaluate(&trace, &settings(600)).unwrap_err().to_string();
+        assert!(error.starts_with("no window could be scored"), "{error}");
     }
 
     #[test]
