@@ -30,12 +30,18 @@ pub struct SloConfig {
     /// Burn rates at or below this are not acted on.
     #[serde(default = "default_burn_threshold")]
     pub burn_threshold: Positive,
-    /// Extra replicas per unit of short-window burn above 1, as a fraction of R.
+    /// Extra replicas per unit of short-window burn above 1, as a fraction of the
+    /// load-based demand L.
     #[serde(default = "default_gain")]
     pub gain: NonNegative,
-    /// The term never asks for more than R times this.
+    /// The term never asks for more than L times this.
     #[serde(default = "default_max_boost")]
     pub max_boost: AtLeastOne,
+    /// How long the trim (a boost the fleet served that lowered the burn without ending
+    /// it) takes to fall halfway back to 1 once the SLO holds with room; 0s keeps no
+    /// trim, and the term ends with the burn.
+    #[serde(default = "default_trim_half_life")]
+    pub trim_half_life: Spanned<ConfigDuration>,
     /// For a TPOT SLO: the prompt length, in tokens, from which one request alone on an
     /// idle replica already decodes slower than the threshold (the model's floor at that
     /// context). Requests with longer prompts miss on any fleet, so their share of the
@@ -122,6 +128,13 @@ fn default_gain() -> NonNegative {
 }
 fn default_max_boost() -> AtLeastOne {
     AtLeastOne(2.0)
+}
+/// Long enough to hold a mix's correction through the sawtooth of burns that a shorter
+/// one lets through, short enough to give it back within a few hours of the mix moving
+/// (BENCHMARKS.md, "The trim: a boost that outlasts the burn").
+pub const DEFAULT_TRIM_HALF_LIFE: Duration = Duration::from_secs(1800);
+fn default_trim_half_life() -> Spanned<ConfigDuration> {
+    unspanned(ConfigDuration(DEFAULT_TRIM_HALF_LIFE))
 }
 
 /// Provisioning ahead of load: a model takes minutes to load, so replicas must be
@@ -279,6 +292,14 @@ pub(super) fn check_slos(problems: &mut Vec<Problem>, profile: &str, slos: &[Slo
             Duration::from_millis(1),
             Duration::from_secs(3600),
         );
+        check_duration(
+            problems,
+            key("trim_half_life"),
+            &slo.trim_half_life,
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+        );
+        check_whole_seconds(problems, &key("trim_half_life"), &slo.trim_half_life);
         if let (LatencySignal::Ttft, Some(floor)) = (slo.signal, &slo.floor_context_tokens) {
             problems.push(Problem {
                 line: floor.referenced.line(),

@@ -18,6 +18,15 @@
 //! terms already ask for the replicas that end them, and a boost on top would only
 //! arrive after the burst, one cold start later, and be held through the HPA's
 //! scale-down window. The boost waits (1) until the fleet has caught up.
+//!
+//! A boost that follows the burn alone needs the burn to stay: where the capacity
+//! numbers overstate what a replica holds for the traffic at hand (a length mix they
+//! were not measured on), the fleet settles where the SLO still misses, since a met SLO
+//! takes the boost away. So a rise the fleet served for a short window that lowered the
+//! burn without ending it is kept as the **trim**: the burn's boost multiplies it from
+//! then on, and when the burn ends the trim stays, decaying toward 1 with a half-life
+//! while the SLO holds with room (the short fixable burn under half the threshold). The
+//! trim and the burn's boost together never ask more than `max_boost` times the load.
 
 use chrono::{DateTime, Utc};
 
@@ -43,6 +52,11 @@ pub struct Rise {
     /// The lowest fixable short burn read once the fleet had served the rise for a
     /// short window: the burn of requests the larger fleet served.
     pub lowest_burn_after: Option<f64>,
+    /// The trim: the boost of the last rise the fleet served for a short window that
+    /// lowered the burn without ending it (1 where none has). The burn's boost
+    /// multiplies it; it stays when the burn ends, decaying while the SLO holds with
+    /// room.
+    pub trim: f64,
 }
 
 /// What the controller did with one SLO's boost at one evaluation.
@@ -58,10 +72,13 @@ pub enum Control {
     /// The boost is held at the last rise: the fleet served it for a short window and
     /// the fixable burn did not fall below the burn that asked for it.
     Hold,
-    /// No boost: the fleet serves under three quarters of the replicas the load asks
-    /// (the rest are still starting, or the HPA has not added them yet), so the misses
-    /// are the shortfall's, which the load terms already ask to fill.
+    /// No boost beyond the trim: the fleet serves under three quarters of the replicas
+    /// the load asks (the rest are still starting, or the HPA has not added them yet),
+    /// so the misses are the shortfall's, which the load terms already ask to fill.
     Shortfall,
+    /// Not burning: the trim kept from the burn before stands, decaying while the SLO
+    /// holds with room.
+    Sustain,
 }
 
 impl Control {
@@ -84,6 +101,10 @@ pub struct Step {
     pub fixable_burn: f64,
     /// The boost the burn asks for now.
     pub boost: f64,
+    /// The SLO's `max_boost`: the trim and the burn's boost together ask at most this.
+    pub max_boost: f64,
+    /// The trim's half-life in seconds; 0 keeps no trim.
+    pub trim_half_life_s: f64,
     /// The SLO's short window, in seconds: how long a rise must be served to be judged.
     pub short_window_s: f64,
     /// The highest demand answered: a rise past it is served at it.
@@ -112,7 +133,6 @@ const HPA_TOLERANCE: f64 = 0.1;
 
 /// Decides one burning SLO's boost from its last rise.
 pub fn decide(slo: &str, last: Option<&Rise>, step: &Step) -> Decision {
-    let asked = step.load * step.boost;
     let Some(now) = step.now else {
         return Decision {
             boost: step.boost,
@@ -121,18 +141,14 @@ pub fn decide(slo: &str, last: Option<&Rise>, step: &Step) -> Decision {
             reason: "no observation time: the boost follows the burn, unremembered".to_owned(),
         };
     };
-    let fresh = |r: &&Rise| {
-        r.slo == slo
-            && r.at <= now
-            && r.seen_at <= now
-            && (now - r.seen_at).as_seconds_f64() <= FORGET_AFTER_S
-    };
+    let last = last.filter(|r| fresh(r, slo, now));
+    let trim = last.map_or(1.0, |r| r.trim);
     if short_of_load(step.fleet, step.load) {
         return Decision {
-            boost: 1.0,
+            boost: trim,
             control: Control::Shortfall,
             // The burn's last rise stays remembered for when the fleet has caught up.
-            rise: last.filter(fresh).map(|r| Rise {
+            rise: last.map(|r| Rise {
                 seen_at: now,
                 ..r.clone()
             }),
@@ -142,67 +158,160 @@ pub fn decide(slo: &str, last: Option<&Rise>, step: &Step) -> Decision {
             ),
         };
     }
-    let Some(last) = last.filter(fresh) else {
-        return rise(slo, step, now, asked, "the burn's first ask".to_owned());
+    let Some(last) = last else {
+        return rise(slo, step, now, trim, "the burn's first ask".to_owned());
     };
     let last = judged(last, step, now);
-    if step.boost <= last.boost {
-        return Decision {
-            boost: step.boost,
-            control: Control::Follow,
-            reason: format!(
-                "the burn asks a boost of {:.3}, at or below the last rise's {:.3}",
-                step.boost, last.boost
-            ),
-            rise: Some(last),
-        };
-    }
     match last.lowest_burn_after {
-        Some(lowest) if lowest >= last.fixable_burn => Decision {
-            boost: last.boost,
-            control: Control::Hold,
-            reason: format!(
-                "held at {:.3} (the burn asks {:.3}): the fleet has served the last rise's {:.1} replicas for a short window and the fixable burn did not fall below the {:.3} that asked for it (lowest since: {lowest:.3})",
-                last.boost, step.boost, last.replicas, last.fixable_burn
-            ),
-            rise: Some(last),
-        },
-        Some(lowest) => rise(
-            slo,
-            step,
-            now,
-            asked,
-            format!(
-                "the last rise lowered the fixable burn from {:.3} to {lowest:.3}",
-                last.fixable_burn
-            ),
-        ),
-        None => rise(
-            slo,
-            step,
-            now,
-            asked,
-            format!(
+        // Served for a short window, the burn lower but not ended: that boost was not
+        // enough, and it is kept under the next.
+        Some(lowest) if lowest < last.fixable_burn && step.trim_half_life_s > 0.0 => {
+            let trim = trim.max(last.boost);
+            let boost = (trim * step.boost).min(step.max_boost);
+            if boost <= last.boost {
+                return follow(Rise { trim, ..last }, boost);
+            }
+            rise(
+                slo,
+                step,
+                now,
+                trim,
+                format!(
+                    "the last rise lowered the fixable burn from {:.3} to {lowest:.3} without ending it: its boost {:.3} is kept under the next",
+                    last.fixable_burn, last.boost
+                ),
+            )
+        }
+        Some(lowest) if lowest >= last.fixable_burn => {
+            let boost = (trim * step.boost).min(step.max_boost);
+            if boost <= last.boost {
+                return follow(last, boost);
+            }
+            Decision {
+                boost: last.boost,
+                control: Control::Hold,
+                reason: format!(
+                    "held at {:.3} (the burn asks {:.3}): the fleet has served the last rise's {:.1} replicas for a short window and the fixable burn did not fall below the {:.3} that asked for it (lowest since: {lowest:.3})",
+                    last.boost, boost, last.replicas, last.fixable_burn
+                ),
+                rise: Some(last),
+            }
+        }
+        _ => {
+            let boost = (trim * step.boost).min(step.max_boost);
+            if boost <= last.boost {
+                return follow(last, boost);
+            }
+            let reason = format!(
                 "the last rise ({:.1} replicas) has not been served for a short window yet",
                 last.replicas
-            ),
-        ),
+            );
+            rise(slo, step, now, trim, reason)
+        }
     }
 }
 
-fn rise(slo: &str, step: &Step, now: DateTime<Utc>, asked: f64, reason: String) -> Decision {
+/// The short fixable burn under which the SLO holds with room, as a share of the burn
+/// threshold: there the trim decays; between it and the threshold the trim is held.
+const ROOM: f64 = 0.5;
+
+/// A trim left under this is over: the term ends.
+const TRIM_END: f64 = 1.001;
+
+/// One evaluation's reading of an SLO that does not burn, as the trim needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Calm {
+    /// When the signals were observed.
+    pub now: DateTime<Utc>,
+    /// L: the load-based demand the trim multiplies.
+    pub load: f64,
+    /// The fixable short-window burn.
+    pub fixable_burn: f64,
+    /// The SLO's burn threshold.
+    pub burn_threshold: f64,
+    /// The trim's half-life in seconds; 0 keeps no trim.
+    pub trim_half_life_s: f64,
+}
+
+/// The trim kept while the SLO does not burn: decayed toward 1 over the time since the
+/// last evaluation while the SLO holds with room, held otherwise; `None` where no trim
+/// is left (the term ends with the burn).
+pub fn sustain(slo: &str, last: Option<&Rise>, calm: &Calm) -> Option<Decision> {
+    let now = calm.now;
+    let last = last.filter(|r| fresh(r, slo, now) && r.trim > TRIM_END)?;
+    if calm.trim_half_life_s <= 0.0 {
+        return None;
+    }
+    let roomy = calm.fixable_burn < ROOM * calm.burn_threshold;
+    let trim = if roomy {
+        let elapsed = (now - last.seen_at).as_seconds_f64();
+        1.0 + (last.trim - 1.0) * 0.5f64.powf(elapsed / calm.trim_half_life_s)
+    } else {
+        last.trim
+    };
+    (trim > TRIM_END).then(|| Decision {
+        boost: trim,
+        control: Control::Sustain,
+        reason: if roomy {
+            format!(
+                "not burning: the trim {trim:.3} from the last burn stands, decaying (the fixable burn {:.3} is under half the threshold)",
+                calm.fixable_burn
+            )
+        } else {
+            format!(
+                "not burning: the trim {trim:.3} from the last burn stands, held (the fixable burn {:.3} is within half the threshold of it)",
+                calm.fixable_burn
+            )
+        },
+        // A burn that returns starts a new rise from the trim.
+        rise: Some(Rise {
+            slo: slo.to_owned(),
+            boost: trim,
+            fixable_burn: last.fixable_burn,
+            replicas: calm.load * trim,
+            at: last.at,
+            seen_at: now,
+            served_at: None,
+            lowest_burn_after: None,
+            trim,
+        }),
+    })
+}
+
+fn fresh(r: &Rise, slo: &str, now: DateTime<Utc>) -> bool {
+    r.slo == slo
+        && r.at <= now
+        && r.seen_at <= now
+        && (now - r.seen_at).as_seconds_f64() <= FORGET_AFTER_S
+}
+
+fn follow(last: Rise, boost: f64) -> Decision {
+    Decision {
+        boost,
+        control: Control::Follow,
+        reason: format!(
+            "the burn asks a boost of {boost:.3}, at or below the last rise's {:.3}",
+            last.boost
+        ),
+        rise: Some(last),
+    }
+}
+
+fn rise(slo: &str, step: &Step, now: DateTime<Utc>, trim: f64, reason: String) -> Decision {
+    let boost = (trim * step.boost).min(step.max_boost);
     let rise = Rise {
         slo: slo.to_owned(),
-        boost: step.boost,
+        boost,
         fixable_burn: step.fixable_burn,
-        replicas: asked.min(step.max_demand),
+        replicas: (step.load * boost).min(step.max_demand),
         at: now,
         seen_at: now,
         served_at: None,
         lowest_burn_after: None,
+        trim,
     };
     Decision {
-        boost: step.boost,
+        boost,
         control: Control::Rise,
         rise: Some(served(rise, step, now)),
         reason,
@@ -257,13 +366,24 @@ mod tests {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0)
     }
 
+    /// A burning step without a trim: the tests of the rises and holds alone.
     fn step(seconds: i64, fleet: f64, burn: f64) -> Step {
+        Step {
+            trim_half_life_s: 0.0,
+            ..trimmed(seconds, fleet, burn)
+        }
+    }
+
+    /// A burning step with the default trim half-life.
+    fn trimmed(seconds: i64, fleet: f64, burn: f64) -> Step {
         Step {
             now: at(seconds),
             fleet,
             load: 10.0,
             fixable_burn: burn,
             boost: (1.0 + 0.25 * (burn - 1.0)).min(2.0),
+            max_boost: 2.0,
+            trim_half_life_s: 1800.0,
             short_window_s: 300.0,
             max_demand: 100.0,
         }
@@ -445,5 +565,117 @@ mod tests {
         let first = decide("tpot", None, &step(0, 10.0, 3.0));
         let d = decide("ttft", first.rise.as_ref(), &step(60, 15.0, 5.0));
         assert_eq!(d.control, Control::Rise);
+    }
+
+    fn calm(seconds: i64, burn: f64) -> Calm {
+        Calm {
+            now: at(seconds).expect("a valid time"),
+            load: 10.0,
+            fixable_burn: burn,
+            burn_threshold: 1.0,
+            trim_half_life_s: 1800.0,
+        }
+    }
+
+    /// The rise of burn 3 (1.5 x 10), served from 60 s, with the burn at 2 once it has
+    /// been served for a short window: lowered, not ended.
+    fn lowered_not_ended() -> Vec<Decision> {
+        decisions(&[
+            trimmed(0, 10.0, 3.0),
+            trimmed(60, 15.0, 3.0),
+            trimmed(400, 15.0, 2.0),
+        ])
+    }
+
+    #[test]
+    fn a_served_rise_that_lowered_the_burn_without_ending_it_is_kept_under_the_next() {
+        let d = lowered_not_ended();
+        // The burn of 2 asks 1.25 on its own; the 1.5 that got it there is kept under it.
+        assert_eq!((d[2].control, d[2].boost), (Control::Rise, 1.5 * 1.25));
+        let rise = d[2].rise.as_ref().expect("remembered");
+        assert_eq!((rise.trim, rise.replicas), (1.5, 18.75));
+        assert!(d[2].reason.contains("its boost 1.500 is kept"), "{}", d[2].reason);
+        // Without a trim, the boost follows the burn down.
+        let plain = run(&[
+            step(0, 10.0, 3.0),
+            step(60, 15.0, 3.0),
+            step(400, 15.0, 2.0),
+        ]);
+        assert_eq!(plain[2], (Control::Follow, 1.25));
+    }
+
+    #[test]
+    fn a_rise_that_did_not_lower_the_burn_is_not_kept() {
+        // Served from 60 s, the burn of 3 never fell: held, and no trim comes of it.
+        let d = decisions(&[
+            trimmed(0, 10.0, 3.0),
+            trimmed(60, 15.0, 3.0),
+            trimmed(400, 15.0, 5.0),
+        ]);
+        assert_eq!((d[2].control, d[2].boost), (Control::Hold, 1.5));
+        let rise = d[2].rise.clone();
+        assert_eq!(rise.as_ref().map(|r| r.trim), Some(1.0));
+        // The burn ends: nothing is kept, and the term ends with it.
+        assert_eq!(sustain("ttft", rise.as_ref(), &calm(420, 0.0)), None);
+    }
+
+    #[test]
+    fn the_trim_and_the_burns_boost_together_ask_at_most_max_boost() {
+        // Burn 5 asks 2 on its own; the trim of 1.5 under it is capped at 2.
+        let d = lowered_not_ended();
+        let capped = decide("ttft", d[2].rise.as_ref(), &trimmed(420, 15.0, 5.0));
+        assert_eq!(capped.boost, 2.0);
+    }
+
+    #[test]
+    fn the_trim_outlasts_the_burn_and_decays_while_the_slo_holds_with_room() {
+        let kept = lowered_not_ended()[2].rise.clone();
+        // The burn ends at 430 s with the fleet's burn at 0: the trim stands and decays
+        // by half every 30 minutes of calm, counted from the last evaluation (400 s).
+        let decayed = |seconds: f64| 1.0 + 0.5 * 0.5f64.powf((seconds - 400.0) / 1800.0);
+        let first = sustain("ttft", kept.as_ref(), &calm(430, 0.0)).expect("a trim");
+        assert_eq!(first.control, Control::Sustain);
+        assert!((first.boost - decayed(430.0)).abs() < 1e-9, "{}", first.boost);
+        let mut last = first.rise;
+        let mut boost = first.boost;
+        for seconds in (460..=430 + 1800).step_by(30) {
+            let d = sustain("ttft", last.as_ref(), &calm(seconds, 0.2)).expect("a trim");
+            (last, boost) = (d.rise, d.boost);
+        }
+        assert!((boost - decayed(2230.0)).abs() < 1e-9, "{boost}");
+        // Within half the threshold of burning again, it is held.
+        let held = sustain("ttft", last.as_ref(), &calm(430 + 1830, 0.7)).expect("a trim");
+        assert_eq!(held.boost, boost);
+        assert!(held.reason.contains("held"), "{}", held.reason);
+        // A burn that returns rises from the trim: burn 3 asks 1.5 x 1.25.
+        let again = decide("ttft", held.rise.as_ref(), &trimmed(430 + 1860, 15.0, 3.0));
+        assert_eq!(again.control, Control::Rise);
+        assert!((again.boost - 1.5 * boost).abs() < 1e-9, "{}", again.boost);
+    }
+
+    #[test]
+    fn a_trim_decayed_to_nothing_ends_the_term_and_a_zero_half_life_keeps_none() {
+        let kept = lowered_not_ended()[2].rise.clone();
+        // Twelve hours unseen would forget it anyway; eleven half-lives of calm, polled,
+        // bring it under the end.
+        let mut last = kept;
+        let mut seconds = 430;
+        while let Some(d) = sustain("ttft", last.as_ref(), &calm(seconds, 0.0)) {
+            last = d.rise;
+            seconds += 30;
+            assert!(seconds < 430 + 12 * 3600, "the trim never ended");
+        }
+        assert!(seconds > 430 + 5 * 1800, "ended after {seconds} s");
+        let mut off = calm(430, 0.0);
+        off.trim_half_life_s = 0.0;
+        let kept = lowered_not_ended()[2].rise.clone();
+        assert_eq!(sustain("ttft", kept.as_ref(), &off), None);
+    }
+
+    #[test]
+    fn a_fleet_short_of_its_load_keeps_the_trim_but_no_boost_over_it() {
+        let kept = lowered_not_ended()[2].rise.clone();
+        let d = decide("ttft", kept.as_ref(), &trimmed(420, 7.0, 3.0));
+        assert_eq!((d.control, d.boost), (Control::Shortfall, 1.5));
     }
 }

@@ -95,6 +95,8 @@ pub struct SloParams {
     /// The short window, in seconds: how long the fleet must serve a rise of the term
     /// before anti-windup judges it (see [`control`]).
     pub short_window_s: f64,
+    /// The trim's half-life, in seconds; 0 keeps no trim (see [`control`]).
+    pub trim_half_life_s: f64,
 }
 
 impl SloParams {
@@ -168,6 +170,7 @@ impl From<&Target> for Params {
                     max_boost: slo.max_boost.0,
                     floor_context_tokens: slo.floor_context_tokens.as_ref().map(|f| f.value.0),
                     short_window_s: slo.short_window().0.as_secs_f64(),
+                    trim_half_life_s: slo.trim_half_life.value.0.as_secs_f64(),
                 })
                 .collect(),
             lead: target
@@ -708,6 +711,13 @@ fn slo_boost(
             num(asked),
             num(r)
         )
+    } else if decision.control == control::Control::Sustain {
+        format!(
+            "{}: max(L, 1) x trim = {} x {} (not burning: the boost kept from the last burn)",
+            slo.name,
+            num(l),
+            num(decision.boost)
+        )
     } else if decision.control == control::Control::Hold {
         format!(
             "{}: max(L, 1) x held boost = {} x {} (the burn asks {}, but the last rise was served a short window and the fixable burn did not fall)",
@@ -821,6 +831,8 @@ fn slo_term(
                         load: l,
                         fixable_burn: b,
                         boost: slo.max_boost.min(1.0 + slo.gain * (b - 1.0)),
+                        max_boost: slo.max_boost,
+                        trim_half_life_s: slo.trim_half_life_s,
                         short_window_s: slo.short_window_s,
                         max_demand: params.max_demand,
                     };
@@ -839,6 +851,28 @@ fn slo_term(
                 _ => {
                     carried.extend(last.cloned());
                     unread = true;
+                }
+            }
+        } else if let (Some(r), Some(now)) = (fleet, signals.now) {
+            let l = load.unwrap_or(0.0).max(1.0);
+            let b = read.short.fixable_burn.unwrap_or(0.0);
+            let calm = control::Calm {
+                now,
+                load: l,
+                fixable_burn: b,
+                burn_threshold: slo.burn_threshold,
+                trim_half_life_s: slo.trim_half_life_s,
+            };
+            if let Some(decision) = control::sustain(&slo.name, last, &calm) {
+                let term = slo_boost(slo, &read, (r, l, b), &decision);
+                status.replicas = Some(term.replicas);
+                status.boost = Some(decision.boost);
+                status.control = decision.control;
+                status.control_reason = decision.reason.clone();
+                status.rise = decision.rise.clone();
+                carried.extend(decision.rise);
+                if best.as_ref().is_none_or(|t| term.replicas > t.replicas) {
+                    best = Some(term);
                 }
             }
         }

@@ -355,6 +355,7 @@ fn slo(name: &str, signal: LatencySignal) -> SloParams {
         max_boost: 2.0,
         floor_context_tokens: None,
         short_window_s: 300.0,
+        trim_half_life_s: 1800.0,
     }
 }
 

@@ -96,6 +96,7 @@ mod tests {
             seen_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a valid time"),
             served_at: None,
             lowest_burn_after: None,
+            trim: 1.0,
         }
     }
 
