@@ -210,6 +210,7 @@ profiles:
         burn_threshold: 1.0
         gain: 0.25
         max_boost: 2.0
+        trim_half_life: 20m
       - {name: tpot-50ms, signal: tpot, threshold: 50ms, objective: 0.995}
     predictive:
       lead: 5m
@@ -234,6 +235,8 @@ fn slos_and_predictive_load_with_defaults() {
     assert_eq!(tpot.short_window().0, Duration::from_secs(300));
     assert_eq!(tpot.long_window().0, Duration::from_secs(3600));
     assert_eq!((tpot.gain.0, tpot.max_boost.0), (0.25, 2.0));
+    assert_eq!(tpot.trim_half_life.value.0, Duration::from_secs(1800));
+    assert_eq!(p.slos[0].trim_half_life.value.0, Duration::from_secs(1200));
     let predictive = p.predictive.as_ref().unwrap();
     assert_eq!(
         predictive.schedules[0].timezone.0,
@@ -256,6 +259,16 @@ fn slo_and_predictive_mistakes_name_the_key_and_what_is_allowed() {
         ("windows: [5m, 1h]", "windows: [5m]", "exactly two"),
         ("signal: ttft", "signal: itl", "ttft"),
         ("max_boost: 2.0", "max_boost: 0.5", "at or above 1"),
+        (
+            "trim_half_life: 20m",
+            "trim_half_life: 2d",
+            "slos[0].trim_half_life: 2d is out of range: expected from 0s to 1d",
+        ),
+        (
+            "trim_half_life: 20m",
+            "trim_half_life: 1500ms",
+            "slos[0].trim_half_life: 1s500ms is not allowed: expected whole seconds",
+        ),
         ("name: ttft-2s", "name: tpot-50ms", "used twice"),
         ("\"0 8 * * 1-5\"", "\"0 8 * *\"", "5 fields"),
         ("Europe/Berlin", "Europe/Atlantis", "IANA time zone"),

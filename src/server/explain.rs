@@ -179,6 +179,7 @@ fn fill_demand(
                 at_unix_ms: r.at.timestamp_millis(),
                 served_at_unix_ms: r.served_at.map(|t| t.timestamp_millis()),
                 lowest_fixable_burn_after: r.lowest_burn_after,
+                trim: r.trim,
             }),
         })
         .collect();

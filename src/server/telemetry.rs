@@ -187,9 +187,13 @@ pub struct Telemetry {
     /// SLOs on engines exporting per-request prefill time), or a prompt longer than
     /// `floor_context_tokens` (TPOT SLOs that set it); absent otherwise.
     pub slo_unfixable_ratio: Gauges<BurnLabels>,
-    /// The boost the SLO term multiplies the load by while the SLO burns (absent
-    /// otherwise).
+    /// The boost the SLO term multiplies the load by while the SLO burns or a trim
+    /// stands (absent otherwise).
     pub slo_boost: Gauges<SloLabels>,
+    /// The trim under the boost: the boost of a served rise that lowered the fixable
+    /// burn without ending it, decaying once the SLO holds with room (absent where the
+    /// term does not act).
+    pub slo_trim: Gauges<SloLabels>,
     /// 1 while anti-windup holds the boost below what the burn asks, else 0 (absent
     /// while not burning).
     pub slo_boost_held: Gauges<SloLabels>,
@@ -291,6 +295,7 @@ struct SloMetrics {
     slo_fixable_burn_rate: Gauges<BurnLabels>,
     slo_unfixable_ratio: Gauges<BurnLabels>,
     slo_boost: Gauges<SloLabels>,
+    slo_trim: Gauges<SloLabels>,
     slo_boost_held: Gauges<SloLabels>,
 }
 
@@ -318,7 +323,13 @@ impl SloMetrics {
             slo_boost: registered(
                 registry,
                 "slo_boost",
-                "The factor the SLO term multiplies the load-based demand by, while the SLO burns",
+                "The factor the SLO term multiplies the load-based demand by, while the SLO burns or a trim stands",
+                Gauges::<SloLabels>::default(),
+            ),
+            slo_trim: registered(
+                registry,
+                "slo_trim",
+                "The trim under an SLO's boost: the boost of a served rise that lowered the fixable burn without ending it, kept after the burn and decaying once the SLO holds with room",
                 Gauges::<SloLabels>::default(),
             ),
             slo_boost_held: registered(
@@ -439,6 +450,7 @@ impl Telemetry {
             slo_fixable_burn_rate,
             slo_unfixable_ratio,
             slo_boost,
+            slo_trim,
             slo_boost_held,
         } = SloMetrics::register(&mut registry);
         let ServiceMetrics {
@@ -497,6 +509,7 @@ impl Telemetry {
             slo_fixable_burn_rate,
             slo_unfixable_ratio,
             slo_boost,
+            slo_trim,
             slo_boost_held,
             query_duration,
             query_errors,
@@ -749,6 +762,8 @@ impl Telemetry {
             };
             if let Some(boost) = slo.boost {
                 self.slo_boost.get_or_create(&labels).set(boost);
+                let trim = slo.rise.as_ref().map_or(1.0, |r| r.trim);
+                self.slo_trim.get_or_create(&labels).set(trim);
                 let held = slo.control == crate::demand::control::Control::Hold;
                 self.slo_boost_held
                     .get_or_create(&labels)
@@ -777,6 +792,7 @@ impl Telemetry {
                 slo: slo.clone(),
             };
             self.slo_boost.remove(&labels);
+            self.slo_trim.remove(&labels);
             self.slo_boost_held.remove(&labels);
             for window in ["short", "long"] {
                 let labels = BurnLabels {
@@ -1026,6 +1042,12 @@ mod tests {
         assert!(
             before.contains(
                 r#"keda_llm_scaler_slo_boost_held{namespace="ns",scaledobject="gone",slo="ttft-2s"} 1.0"#
+            ),
+            "{before}"
+        );
+        assert!(
+            before.contains(
+                r#"keda_llm_scaler_slo_trim{namespace="ns",scaledobject="gone",slo="ttft-2s"} 1.0"#
             ),
             "{before}"
         );
