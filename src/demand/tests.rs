@@ -787,6 +787,52 @@ fn a_burn_the_served_rise_did_not_lower_holds_the_term_and_the_burn_ending_drops
 }
 
 #[test]
+fn a_boost_that_lowered_the_burn_without_ending_it_stays_as_a_trim_after_the_burn() {
+    let mut p = params(Pool::Unified);
+    p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
+    let at = |seconds: i64| DateTime::from_timestamp(1_700_000_000 + seconds, 0);
+    // A queue of 60 on R replicas (L = 4) and a short burn of `burn` at `seconds`.
+    let observe = |seconds: i64, fleet: usize, burn: f64| {
+        let mut s = signals(&vec![60.0 / fleet as f64; fleet], 0.0, 0.0, &[]);
+        s.slos = vec![slow_share(burn / 100.0, 0.05)];
+        s.now = at(seconds);
+        s
+    };
+    // Burn 3 asks 4 x 1.5 = 6; the fleet runs them from 180 s, and once it has for a
+    // short window the burn is down to 2, not ended.
+    let mut rises = Vec::new();
+    for seconds in (0..=480).step_by(60) {
+        let (fleet, burn) = if seconds < 180 { (4, 3.0) } else { (6, 2.0) };
+        rises = compute_after(&observe(seconds, fleet, burn), &p, &rises)
+            .unwrap()
+            .rises;
+    }
+    let kept = compute_after(&observe(540, 6, 2.0), &p, &rises).unwrap();
+    // The 1.5 is kept under the boost burn 2 asks (1.25): 4 x 1.875.
+    assert_eq!(rounded(&kept, TermKind::Slo), 7.5);
+    let kept_trim = kept.slos[0].rise.as_ref().map_or(1.0, |r| r.trim);
+    assert!((kept_trim - 1.5).abs() < 1e-9, "{kept_trim}");
+    // The burn ends: the term stands at the trim, and says so.
+    let mut clean = observe(600, 8, 0.0);
+    clean.slos = vec![slow_share(0.0, 0.0)];
+    let calm = compute_after(&clean, &p, &kept.rises).unwrap();
+    assert_eq!(calm.slos[0].control, control::Control::Sustain);
+    assert!(!calm.slos[0].burning);
+    let trim = calm.slos[0].boost.unwrap();
+    // A minute of calm (the fixable burn at 0) since it was last seen: decayed by that.
+    let decayed = 1.0 + (kept_trim - 1.0) * 0.5f64.powf(60.0 / 1800.0);
+    assert!((trim - decayed).abs() < 1e-9, "{trim}");
+    let term = calm.term(TermKind::Slo).unwrap();
+    assert!((term.replicas - 4.0 * trim).abs() < 1e-9, "{term:?}");
+    assert!(term.formula.contains("x trim"), "{}", term.formula);
+    // With no trim kept (trim_half_life 0s), the term ends with the burn.
+    p.slos[0].trim_half_life_s = 0.0;
+    let ended = compute_after(&clean, &p, &kept.rises).unwrap();
+    assert!(ended.term(TermKind::Slo).is_none());
+    assert_eq!(ended.slos[0].control, control::Control::Idle);
+}
+
+#[test]
 fn a_fleet_short_of_its_load_gets_no_boost_and_explain_says_why() {
     let mut p = params(Pool::Unified);
     p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
