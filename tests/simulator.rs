@@ -581,6 +581,53 @@ fn long_prompts_at_low_load_never_drive_the_fleet_to_max_replicas() {
 }
 
 #[test]
+fn a_mix_the_profile_overstates_is_held_by_the_trim_where_the_burn_alone_settles_short() {
+    // An hour of Mooncake's lengths with prompts x0.13 (2,000 tokens) and answers x3
+    // (450 tokens, a sixth of them 6 to 20): few answers of 2 to 5 tokens, so the
+    // profile reads chat's rates, where a replica holds about half. A boost that follows
+    // the burn alone settles where the SLO still misses; the trim keeps the boost that
+    // lowered the burn, and the fleet closes most of the gap.
+    let dir = tempfile::tempdir().unwrap();
+    let rates = rate_file(dir.path(), 4.0, 6);
+    let run = |config: &Path| {
+        let (report, _) = scaler_run(
+            dir.path(),
+            config,
+            &(rates.clone(), PathBuf::from(MOONCAKE)),
+            &[
+                "--prompt-scale",
+                "0.13",
+                "--answer-scale",
+                "3",
+                "--max-replicas",
+                "60",
+            ],
+        );
+        report
+    };
+    let with = run(Path::new(CONFIG));
+    let without = run(&shipped_with(
+        dir.path(),
+        "no-trim.yaml",
+        "windows: [2m, 1h]",
+        "windows: [2m, 1h]\n        trim_half_life: 0s",
+    ));
+    let below = |r: &serde_json::Value| r["policies"][0]["windows_below_target"].as_u64().unwrap();
+    let (held, short) = (attainment(&with, "tpot"), attainment(&without, "tpot"));
+    println!(
+        "tpot {held} against {short}; windows under {} against {}",
+        below(&with),
+        below(&without)
+    );
+    assert!(held > short + 0.003, "{with} against {without}");
+    assert!(below(&with) < below(&without), "{with} against {without}");
+    assert!(
+        gpu_hours(&with) > gpu_hours(&without),
+        "{with} against {without}"
+    );
+}
+
+#[test]
 fn without_a_split_long_prompts_still_cannot_drive_the_fleet_to_max_replicas() {
     // SGLang exports no per-request prefill time: every TTFT miss counts as one replicas
     // fix, so the TTFT term burns all hour on 40,000-token prompts. Bounded by the

@@ -594,7 +594,11 @@ mod tests {
         assert_eq!((d[2].control, d[2].boost), (Control::Rise, 1.5 * 1.25));
         let rise = d[2].rise.as_ref().expect("remembered");
         assert_eq!((rise.trim, rise.replicas), (1.5, 18.75));
-        assert!(d[2].reason.contains("its boost 1.500 is kept"), "{}", d[2].reason);
+        assert!(
+            d[2].reason.contains("its boost 1.500 is kept"),
+            "{}",
+            d[2].reason
+        );
         // Without a trim, the boost follows the burn down.
         let plain = run(&[
             step(0, 10.0, 3.0),
@@ -635,7 +639,11 @@ mod tests {
         let decayed = |seconds: f64| 1.0 + 0.5 * 0.5f64.powf((seconds - 400.0) / 1800.0);
         let first = sustain("ttft", kept.as_ref(), &calm(430, 0.0)).expect("a trim");
         assert_eq!(first.control, Control::Sustain);
-        assert!((first.boost - decayed(430.0)).abs() < 1e-9, "{}", first.boost);
+        assert!(
+            (first.boost - decayed(430.0)).abs() < 1e-9,
+            "{}",
+            first.boost
+        );
         let mut last = first.rise;
         let mut boost = first.boost;
         for seconds in (460..=430 + 1800).step_by(30) {
