@@ -339,7 +339,11 @@ fn scaler_metric_names() -> BTreeSet<String> {
             })
             .set(1.0);
     }
-    for family in [&telemetry.slo_boost, &telemetry.slo_boost_held] {
+    for family in [
+        &telemetry.slo_boost,
+        &telemetry.slo_trim,
+        &telemetry.slo_boost_held,
+    ] {
         family
             .get_or_create(&SloLabels {
                 namespace: "n".into(),
