@@ -533,7 +533,7 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
     assert!(close(status.boost.unwrap(), 1.25), "{explanation:#?}");
     let rise = status.last_rise.as_ref().expect("the rise GetMetrics kept");
     assert!(
-        close(rise.boost, 1.25) && close(rise.fixable_burn, 2.0),
+        close(rise.boost, 1.25) && close(rise.fixable_burn, 2.0) && rise.trim == 1.0,
         "{rise:#?}"
     );
     let split_metrics = scaler.metrics().await;
@@ -549,6 +549,12 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
         &format!("keda_llm_scaler_slo_boost_held{labels}"),
     );
     assert_eq!(held, 0.0, "{split_metrics}");
+    // No rise has been served yet, so nothing is kept under the boost.
+    let trim = metric_value(
+        &split_metrics,
+        &format!("keda_llm_scaler_slo_trim{labels}"),
+    );
+    assert_eq!(trim, 1.0, "{split_metrics}");
 
     // Every miss is a long prompt: burn 3, fixable 0, no term; the idle fleet wants 0.
     let unfixable = scaled_object("unfixable", &[("profile", "unfixable")]);
