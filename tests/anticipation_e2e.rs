@@ -550,10 +550,7 @@ async fn the_ttft_term_acts_only_on_misses_replicas_can_fix() {
     );
     assert_eq!(held, 0.0, "{split_metrics}");
     // No rise has been served yet, so nothing is kept under the boost.
-    let trim = metric_value(
-        &split_metrics,
-        &format!("keda_llm_scaler_slo_trim{labels}"),
-    );
+    let trim = metric_value(&split_metrics, &format!("keda_llm_scaler_slo_trim{labels}"));
     assert_eq!(trim, 1.0, "{split_metrics}");
 
     // Every miss is a long prompt: burn 3, fixable 0, no term; the idle fleet wants 0.
