@@ -1071,7 +1071,8 @@ fn a_third_of_short_answers_is_sized_on_the_short_answer_points() {
     // steps to spread a prefill stall over, so the same means hold fewer prompt tokens a
     // second. The profile reads the share (answers of 2 to 5 tokens) from the
     // output-length histogram and sizes on its points at this shape's share; at chat's
-    // numbers TPOT misses.
+    // numbers TPOT misses. The SLO term's trim makes up part of the gap there, so the
+    // points cost 1.13 times chat's GPU-hours (more than 1.2 without the trim).
     let dir = tempfile::tempdir().unwrap();
     let trace = azure_with_a_third_of_short_answers(dir.path());
     let chat_only = at_one_share(Path::new(CONFIG), dir.path(), "chat-only.yaml", true);
@@ -1083,7 +1084,7 @@ fn a_third_of_short_answers_is_sized_on_the_short_answer_points() {
         )
     };
     let (report, chat) = (run(Path::new(CONFIG)), run(&chat_only));
-    holds_where_the_other_misses("tpot", &report, &chat, 1.2);
+    holds_where_the_other_misses("tpot", &report, &chat, 1.1);
 }
 
 #[test]

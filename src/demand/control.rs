@@ -142,7 +142,10 @@ pub fn decide(slo: &str, last: Option<&Rise>, step: &Step) -> Decision {
         };
     };
     let last = last.filter(|r| fresh(r, slo, now));
-    let trim = last.map_or(1.0, |r| r.trim);
+    // A trim kept before the half-life was set to 0 (a reloaded config) is dropped.
+    let trim = last
+        .filter(|_| step.trim_half_life_s > 0.0)
+        .map_or(1.0, |r| r.trim);
     if short_of_load(step.fleet, step.load) {
         return Decision {
             boost: trim,
@@ -678,6 +681,9 @@ mod tests {
         off.trim_half_life_s = 0.0;
         let kept = lowered_not_ended()[2].rise.clone();
         assert_eq!(sustain("ttft", kept.as_ref(), &off), None);
+        // Set to 0 while a trim stands (a reloaded config): the burn's boost alone.
+        let burning = decide("ttft", kept.as_ref(), &step(420, 15.0, 3.0));
+        assert_eq!(burning.boost, 1.5);
     }
 
     #[test]

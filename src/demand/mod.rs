@@ -6,13 +6,15 @@
 //! - throughput = T_out / output_tokens_per_second (decode, unified), T_in / input_tokens_per_second (prefill)
 //! - input_throughput = T_in / input_tokens_per_second (unified, with `capacity.input_term`)
 //! - kv = R x K / target_ratio (decode, unified): the replicas that bring KV usage back to the target
-//! - slo = max(L, 1) x min(max_boost, 1 + gain x (b_short - 1)) while an SLO's burn rate
-//!   exceeds burn_threshold over both its windows (the largest over the SLOs), L the
-//!   largest of the terms above (the load-based demand); see [`slo`]. The boost is
+//! - slo = max(L, 1) x min(max_boost, trim x (1 + gain x (b_short - 1))) while an SLO's
+//!   burn rate exceeds burn_threshold over both its windows (the largest over the SLOs),
+//!   L the largest of the terms above (the load-based demand); see [`slo`]. The boost is
 //!   held at its last rise once the fleet served that rise without the burn falling
 //!   (anti-windup, see [`control`]), which is the one thing carried between evaluations,
-//!   and is 1 while the fleet serves under three quarters of L (its misses are the
-//!   shortfall's)
+//!   and is the trim alone while the fleet serves under three quarters of L (its misses
+//!   are the shortfall's). The trim is the boost of a served rise that lowered the burn
+//!   without ending it (1 until one has); after the burn the term is max(L, 1) x trim
+//!   while the trim, decaying, stands
 //! - schedule = the largest min_replicas of the cron windows overlapping [now, now + lead]
 //! - forecast = forecast token rate x headroom / per-replica capacity; see [`forecast`]
 //!
@@ -694,16 +696,25 @@ pub fn short_share(
     Some((at_least - longer).max(0.0))
 }
 
-/// The slo term of one burning SLO: the load `l` times the boost anti-windup let
-/// through, with the fleet of `r` replicas among its inputs.
-fn slo_boost(
+/// The slo term's formula in words and numbers, as Explain shows it: the boost the burn
+/// asks on the load (with the trim under it), or why another was taken.
+fn slo_formula(
     slo: &SloParams,
-    read: &slo::Reading,
     (r, l, b): (f64, f64, f64),
+    (asked, trim): (f64, f64),
     decision: &control::Decision,
-) -> Term {
-    let asked = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
-    let formula = if decision.control == control::Control::Shortfall {
+) -> String {
+    let trimmed = trim > 1.0;
+    if decision.control == control::Control::Shortfall && trimmed {
+        format!(
+            "{}: max(L, 1) x trim = {} x {} (no boost over the trim: the burn asks {}, but the fleet serves {} of the load's replicas, so the misses are the shortfall's)",
+            slo.name,
+            num(l),
+            num(trim),
+            num(asked),
+            num(r)
+        )
+    } else if decision.control == control::Control::Shortfall {
         format!(
             "{}: max(L, 1) with no boost = {} (the burn asks {}, but the fleet serves {} of the load's replicas: the misses are the shortfall's)",
             slo.name,
@@ -726,6 +737,16 @@ fn slo_boost(
             num(decision.boost),
             num(asked)
         )
+    } else if trimmed {
+        format!(
+            "{}: max(L, 1) x min(max_boost, trim x (1 + gain x (b_fixable_short - 1))) = {} x min({}, {} x (1 + {} x ({} - 1)))",
+            slo.name,
+            num(l),
+            num(slo.max_boost),
+            num(trim),
+            num(slo.gain),
+            num(b)
+        )
     } else {
         format!(
             "{}: max(L, 1) x min(max_boost, 1 + gain x (b_fixable_short - 1)) = {} x min({}, 1 + {} x ({} - 1))",
@@ -735,7 +756,20 @@ fn slo_boost(
             num(slo.gain),
             num(b)
         )
-    };
+    }
+}
+
+/// The slo term of one SLO that acts (burning, or keeping a trim): the load `l` times
+/// the boost anti-windup let through, with the fleet of `r` replicas among its inputs.
+fn slo_boost(
+    slo: &SloParams,
+    read: &slo::Reading,
+    (r, l, b): (f64, f64, f64),
+    decision: &control::Decision,
+) -> Term {
+    let asked = slo.max_boost.min(1.0 + slo.gain * (b - 1.0));
+    let trim = decision.rise.as_ref().map_or(1.0, |r| r.trim);
+    let formula = slo_formula(slo, (r, l, b), (asked, trim), decision);
     let mut inputs = vec![
         ("replicas", r),
         ("load_replicas", l),
@@ -750,6 +784,7 @@ fn slo_boost(
         ("burn_threshold", slo.burn_threshold),
         ("gain", slo.gain),
         ("max_boost", slo.max_boost),
+        ("trim", trim),
         ("boost", decision.boost),
     ];
     if let Some(rise) = &decision.rise {
@@ -765,7 +800,8 @@ fn slo_boost(
 }
 
 /// The SLO term: the largest ask among the SLOs that burn over both windows, each
-/// boost judged against its last rise; returns each SLO's status and the rises to carry.
+/// boost judged against its last rise, or that keep a trim from their last burn; returns
+/// each SLO's status and the rises to carry.
 fn slo_term(
     signals: &Signals,
     params: &Params,
@@ -786,85 +822,16 @@ fn slo_term(
             continue;
         };
         let read = slo::read_windows(windows, slo.threshold, slo.objective, slo.split_bound())?;
-        let burning = read
-            .short
-            .fixable_burn
-            .is_some_and(|b| b > slo.burn_threshold)
-            && read
-                .long
-                .fixable_burn
-                .is_some_and(|b| b > slo.burn_threshold);
-        let mut status = SloStatus {
-            name: slo.name.clone(),
-            signal: slo.signal,
-            short_error_ratio: read.short.error_ratio,
-            long_error_ratio: read.long.error_ratio,
-            short_burn: read.short.burn,
-            long_burn: read.long.burn,
-            short_unfixable_ratio: read.short.unfixable_ratio,
-            long_unfixable_ratio: read.long.unfixable_ratio,
-            short_fixable_burn: read.short.fixable_burn,
-            long_fixable_burn: read.long.fixable_burn,
-            burning,
-            replicas: None,
-            boost: None,
-            control: control::Control::Idle,
-            control_reason: if burning {
-                "burning, but the fleet's size was not read".to_owned()
-            } else {
-                format!(
-                    "not burning: the term acts when the fixable burn exceeds {} over both windows",
-                    num(slo.burn_threshold)
-                )
-            },
-            rise: None,
+        let mut status = slo_status(slo, &read);
+        let observed = SloObserved {
+            now: signals.now,
+            fleet,
+            load,
+            max_demand: params.max_demand,
         };
-        if burning {
-            match (fleet, read.short.fixable_burn) {
-                (Some(r), Some(b)) => {
-                    // At least one replica's worth of load: a fleet whose load terms
-                    // read 0 still serves the requests that burn.
-                    let l = load.unwrap_or(0.0).max(1.0);
-                    let step = control::Step {
-                        now: signals.now,
-                        fleet: r,
-                        load: l,
-                        fixable_burn: b,
-                        boost: slo.max_boost.min(1.0 + slo.gain * (b - 1.0)),
-                        max_boost: slo.max_boost,
-                        trim_half_life_s: slo.trim_half_life_s,
-                        short_window_s: slo.short_window_s,
-                        max_demand: params.max_demand,
-                    };
-                    let decision = control::decide(&slo.name, last, &step);
-                    let term = slo_boost(slo, &read, (r, l, b), &decision);
-                    status.replicas = Some(term.replicas);
-                    status.boost = Some(decision.boost);
-                    status.control = decision.control;
-                    status.control_reason = decision.reason.clone();
-                    status.rise = decision.rise.clone();
-                    carried.extend(decision.rise);
-                    if best.as_ref().is_none_or(|t| term.replicas > t.replicas) {
-                        best = Some(term);
-                    }
-                }
-                _ => {
-                    carried.extend(last.cloned());
-                    unread = true;
-                }
-            }
-        } else if let (Some(r), Some(now)) = (fleet, signals.now) {
-            let l = load.unwrap_or(0.0).max(1.0);
-            let b = read.short.fixable_burn.unwrap_or(0.0);
-            let calm = control::Calm {
-                now,
-                load: l,
-                fixable_burn: b,
-                burn_threshold: slo.burn_threshold,
-                trim_half_life_s: slo.trim_half_life_s,
-            };
-            if let Some(decision) = control::sustain(&slo.name, last, &calm) {
-                let term = slo_boost(slo, &read, (r, l, b), &decision);
+        match slo_decision(slo, &read, status.burning, &observed, last) {
+            Decided::Acts(decision, inputs) => {
+                let term = slo_boost(slo, &read, inputs, &decision);
                 status.replicas = Some(term.replicas);
                 status.boost = Some(decision.boost);
                 status.control = decision.control;
@@ -875,6 +842,11 @@ fn slo_term(
                     best = Some(term);
                 }
             }
+            Decided::Unread => {
+                carried.extend(last.cloned());
+                unread = true;
+            }
+            Decided::Quiet => {}
         }
         statuses.push(status);
     }
@@ -883,6 +855,107 @@ fn slo_term(
     }
     terms.extend(best);
     Ok((statuses, carried))
+}
+
+/// What an SLO's decision reads beyond its own windows.
+struct SloObserved {
+    now: Option<DateTime<Utc>>,
+    fleet: Option<f64>,
+    load: Option<f64>,
+    max_demand: f64,
+}
+
+/// One SLO's part in the term this evaluation.
+enum Decided {
+    /// It asks: the decision and the (R, L, b) it was made on.
+    Acts(control::Decision, (f64, f64, f64)),
+    /// Burning, but the fleet or the short burn was not read: what it last asked stands.
+    Unread,
+    /// Neither burning nor keeping a trim.
+    Quiet,
+}
+
+/// The burn's boost judged against the last rise while the SLO burns; the trim kept
+/// from the last burn while it does not.
+fn slo_decision(
+    slo: &SloParams,
+    read: &slo::Reading,
+    burning: bool,
+    observed: &SloObserved,
+    last: Option<&control::Rise>,
+) -> Decided {
+    // At least one replica's worth of load: a fleet whose load terms read 0 still serves
+    // the requests that burn.
+    let l = observed.load.unwrap_or(0.0).max(1.0);
+    if burning {
+        let (Some(r), Some(b)) = (observed.fleet, read.short.fixable_burn) else {
+            return Decided::Unread;
+        };
+        let step = control::Step {
+            now: observed.now,
+            fleet: r,
+            load: l,
+            fixable_burn: b,
+            boost: slo.max_boost.min(1.0 + slo.gain * (b - 1.0)),
+            max_boost: slo.max_boost,
+            trim_half_life_s: slo.trim_half_life_s,
+            short_window_s: slo.short_window_s,
+            max_demand: observed.max_demand,
+        };
+        return Decided::Acts(control::decide(&slo.name, last, &step), (r, l, b));
+    }
+    let (Some(r), Some(now)) = (observed.fleet, observed.now) else {
+        return Decided::Quiet;
+    };
+    let b = read.short.fixable_burn.unwrap_or(0.0);
+    let calm = control::Calm {
+        now,
+        load: l,
+        fixable_burn: b,
+        burn_threshold: slo.burn_threshold,
+        trim_half_life_s: slo.trim_half_life_s,
+    };
+    match control::sustain(&slo.name, last, &calm) {
+        Some(decision) => Decided::Acts(decision, (r, l, b)),
+        None => Decided::Quiet,
+    }
+}
+
+/// An SLO's status from its windows, before the term decides.
+fn slo_status(slo: &SloParams, read: &slo::Reading) -> SloStatus {
+    let burning = read
+        .short
+        .fixable_burn
+        .is_some_and(|b| b > slo.burn_threshold)
+        && read
+            .long
+            .fixable_burn
+            .is_some_and(|b| b > slo.burn_threshold);
+    SloStatus {
+        name: slo.name.clone(),
+        signal: slo.signal,
+        short_error_ratio: read.short.error_ratio,
+        long_error_ratio: read.long.error_ratio,
+        short_burn: read.short.burn,
+        long_burn: read.long.burn,
+        short_unfixable_ratio: read.short.unfixable_ratio,
+        long_unfixable_ratio: read.long.unfixable_ratio,
+        short_fixable_burn: read.short.fixable_burn,
+        long_fixable_burn: read.long.fixable_burn,
+        burning,
+        replicas: None,
+        boost: None,
+        control: control::Control::Idle,
+        control_reason: if burning {
+            "burning, but the fleet's size was not read".to_owned()
+        } else {
+            format!(
+                "not burning: the term acts when the fixable burn exceeds {} over both windows",
+                num(slo.burn_threshold)
+            )
+        },
+        rise: None,
+    }
 }
 
 /// The forecast term: the rate expected over the lead, in replicas.

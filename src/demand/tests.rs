@@ -812,6 +812,8 @@ fn a_boost_that_lowered_the_burn_without_ending_it_stays_as_a_trim_after_the_bur
     assert_eq!(rounded(&kept, TermKind::Slo), 7.5);
     let kept_trim = kept.slos[0].rise.as_ref().map_or(1.0, |r| r.trim);
     assert!((kept_trim - 1.5).abs() < 1e-9, "{kept_trim}");
+    let formula = &kept.term(TermKind::Slo).unwrap().formula;
+    assert!(formula.contains("trim x (1 + gain"), "{formula}");
     // The burn ends: the term stands at the trim, and says so.
     let mut clean = observe(600, 8, 0.0);
     clean.slos = vec![slow_share(0.0, 0.0)];
