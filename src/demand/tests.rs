@@ -728,18 +728,20 @@ fn the_slo_term_ends_when_the_short_window_stops_burning_though_the_long_one_sti
     assert!(d.slos[0].long_fixable_burn.unwrap() > 1.0);
 }
 
+/// A queue of 60 on `fleet` replicas (L = 4) and a TTFT SLO's short burn of `burn` at
+/// `seconds` (the long window's at 5).
+fn queue_burning(seconds: i64, fleet: usize, burn: f64) -> Signals {
+    let mut s = signals(&vec![60.0 / fleet as f64; fleet], 0.0, 0.0, &[]);
+    s.slos = vec![slow_share(burn / 100.0, 0.05)];
+    s.now = DateTime::from_timestamp(1_700_000_000 + seconds, 0);
+    s
+}
+
 #[test]
 fn a_burn_the_served_rise_did_not_lower_holds_the_term_and_the_burn_ending_drops_it() {
     let mut p = params(Pool::Unified);
     p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
-    let at = |seconds: i64| DateTime::from_timestamp(1_700_000_000 + seconds, 0);
-    // A queue of 60 on R replicas (L = 4) and a short burn of `burn` at `seconds`.
-    let observe = |seconds: i64, fleet: usize, burn: f64| {
-        let mut s = signals(&vec![60.0 / fleet as f64; fleet], 0.0, 0.0, &[]);
-        s.slos = vec![slow_share(burn / 100.0, 0.05)];
-        s.now = at(seconds);
-        s
-    };
+    let observe = queue_burning;
     // Burn 3: 4 x 1.5 = 6, remembered.
     let first = compute_after(&observe(0, 4, 3.0), &p, &[]).unwrap();
     assert_eq!(rounded(&first, TermKind::Slo), 6.0);
@@ -790,14 +792,7 @@ fn a_burn_the_served_rise_did_not_lower_holds_the_term_and_the_burn_ending_drops
 fn a_boost_that_lowered_the_burn_without_ending_it_stays_as_a_trim_after_the_burn() {
     let mut p = params(Pool::Unified);
     p.slos = vec![slo("ttft-2s", LatencySignal::Ttft)];
-    let at = |seconds: i64| DateTime::from_timestamp(1_700_000_000 + seconds, 0);
-    // A queue of 60 on R replicas (L = 4) and a short burn of `burn` at `seconds`.
-    let observe = |seconds: i64, fleet: usize, burn: f64| {
-        let mut s = signals(&vec![60.0 / fleet as f64; fleet], 0.0, 0.0, &[]);
-        s.slos = vec![slow_share(burn / 100.0, 0.05)];
-        s.now = at(seconds);
-        s
-    };
+    let observe = queue_burning;
     // Burn 3 asks 4 x 1.5 = 6; the fleet runs them from 180 s, and once it has for a
     // short window the burn is down to 2, not ended.
     let mut rises = Vec::new();
