@@ -13,8 +13,8 @@
 //!   (anti-windup, see [`control`]), which is the one thing carried between evaluations,
 //!   and is the trim alone while the fleet serves under three quarters of L (its misses
 //!   are the shortfall's). The trim is the boost of a served rise that lowered the burn
-//!   without ending it (1 until one has); after the burn the term is max(L, 1) x trim
-//!   while the trim, decaying, stands
+//!   without ending it (1 until one has); after the burn the term is L x trim while
+//!   the trim, decaying, stands
 //! - schedule = the largest min_replicas of the cron windows overlapping [now, now + lead]
 //! - forecast = forecast token rate x headroom / per-replica capacity; see [`forecast`]
 //!
@@ -724,7 +724,7 @@ fn slo_formula(
         )
     } else if decision.control == control::Control::Sustain {
         format!(
-            "{}: max(L, 1) x trim = {} x {} (not burning: the boost kept from the last burn)",
+            "{}: L x trim = {} x {} (not burning: the boost kept from the last burn)",
             slo.name,
             num(l),
             num(decision.boost)
@@ -907,6 +907,9 @@ fn slo_decision(
     let (Some(r), Some(now)) = (observed.fleet, observed.now) else {
         return Decided::Quiet;
     };
+    // Not burning, the trim scales the load as it is: a fleet with no load keeps no
+    // replica for it, and may scale to zero while the trim decays.
+    let l = observed.load.unwrap_or(0.0).max(0.0);
     let b = read.short.fixable_burn.unwrap_or(0.0);
     let calm = control::Calm {
         now,

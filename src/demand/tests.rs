@@ -821,7 +821,15 @@ fn a_boost_that_lowered_the_burn_without_ending_it_stays_as_a_trim_after_the_bur
     assert!((trim - decayed).abs() < 1e-9, "{trim}");
     let term = calm.term(TermKind::Slo).unwrap();
     assert!((term.replicas - 4.0 * trim).abs() < 1e-9, "{term:?}");
-    assert!(term.formula.contains("x trim"), "{}", term.formula);
+    assert!(term.formula.contains("L x trim"), "{}", term.formula);
+    // With no load the trim asks nothing: the fleet may scale to zero while it decays.
+    let mut idle = queue_burning(600, 8, 0.0);
+    idle.queue_by_replica = Some(replicas(&[0.0; 8]));
+    idle.slos = vec![slow_share(0.0, 0.0)];
+    let idle = compute_after(&idle, &p, &kept.rises).unwrap();
+    assert_eq!(idle.slos[0].control, control::Control::Sustain);
+    assert_eq!(idle.term(TermKind::Slo).map(|t| t.replicas), Some(0.0));
+    assert_eq!(idle.replicas, 0.0);
     // With no trim kept (trim_half_life 0s), the term ends with the burn.
     p.slos[0].trim_half_life_s = 0.0;
     let ended = compute_after(&clean, &p, &kept.rises).unwrap();
