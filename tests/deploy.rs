@@ -505,6 +505,7 @@ fn alerts_and_dashboard_are_valid_promql_over_series_that_exist() {
         "KedaLlmScalerDemandAtMax",
         "KedaLlmScalerSloBurning",
         "KedaLlmScalerSloBoostHeld",
+        "KedaLlmScalerSloTrimmed",
     ] {
         assert!(alerts.contains(alert), "{alert} missing: {alerts:?}");
     }
