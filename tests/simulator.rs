@@ -200,6 +200,52 @@ fn assert_demand_is_the_largest_term(csv: &str) {
         }
     }
     assert!(checked > 40, "{checked} rows with terms");
+    assert_slo_readings_are_written(csv);
+}
+
+/// The scaler's SLO readings, per SLO of the config: fixable burns of at least 0 and
+/// unfixable shares within 0 and 1, the latter only for the TTFT SLO (vLLM's prefill
+/// times split it; the TPOT SLO sets no `floor_context_tokens`); where an SLO burns over
+/// both windows (the config's threshold is 1), its term is there.
+fn assert_slo_readings_are_written(csv: &str) {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("{name} in {header:?}"))
+    };
+    let slo_term = at("scaler_term_slo_0");
+    let mut read = 0;
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        for slo in ["ttft-2s", "tpot-50ms"] {
+            let value = |column: &str| -> Option<f64> {
+                let field = fields[at(&format!("scaler_slo_{slo}_{column}_0"))];
+                (!field.is_empty()).then(|| field.parse().unwrap())
+            };
+            let (Some(short), Some(long)) =
+                (value("short_fixable_burn"), value("long_fixable_burn"))
+            else {
+                continue;
+            };
+            assert!(short >= 0.0 && long >= 0.0, "{line}");
+            for column in ["short_unfixable_ratio", "long_unfixable_ratio"] {
+                match value(column) {
+                    Some(share) => {
+                        assert!(slo == "ttft-2s" && (0.0..=1.0).contains(&share), "{line}")
+                    }
+                    None => assert_eq!(slo, "tpot-50ms", "{column}: {line}"),
+                }
+            }
+            if short > 1.0 && long > 1.0 {
+                assert!(!fields[slo_term].is_empty(), "{slo} burns: {line}");
+            }
+            read += 1;
+        }
+    }
+    assert!(read > 80, "{read} readings");
 }
 
 /// The timeline's column `name` for `policy`, by sample.

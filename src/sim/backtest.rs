@@ -14,7 +14,7 @@ use super::{
     fleet::Router,
     hpa::ScaledObjectSpec,
     model::{ModelProfile, Role},
-    run::{Found, Outcome, Policy, PoolSetup, Setup},
+    run::{Found, Outcome, Policy, PoolSetup, Setup, SloSample},
     search::evaluate,
     stats::SloThresholds,
     trace::{AZURE_CONV, AZURE_CONV_NAME, Arrivals, Replay, RequestTrace, Trace},
@@ -667,7 +667,9 @@ pub fn to_table(setup: &Setup, outcomes: &[Outcome]) -> String {
 
 /// The timeline as CSV: one row per sample, columns per policy and pool; for this
 /// scaler also each term of its last evaluation (`scaler_term_<kind>_<pool>`, empty
-/// where the term was not computed), so a row says why it asked what it did.
+/// where the term was not computed), so a row says why it asked what it did, and each
+/// SLO's reading (`scaler_slo_<name>_<short|long>_<fixable_burn|unfixable_ratio>_<pool>`,
+/// empty where it was not read), which says why the SLO term acted or did not.
 pub fn to_csv(outcomes: &[Outcome]) -> String {
     let kinds: Vec<&'static str> = TermKind::iter().map(<&str>::from).collect();
     // Per outcome: its pools, and whether it carries terms (this scaler's).
@@ -689,6 +691,11 @@ pub fn to_csv(outcomes: &[Outcome]) -> String {
             if with_terms {
                 for kind in &kinds {
                     let _ = write!(out, ",{name}_term_{kind}_{pool}");
+                }
+            }
+            for slo in outcome.slo_names.get(pool).into_iter().flatten() {
+                for column in SloSample::COLUMNS {
+                    let _ = write!(out, ",{name}_slo_{slo}_{column}_{pool}");
                 }
             }
         }
@@ -719,6 +726,16 @@ pub fn to_csv(outcomes: &[Outcome]) -> String {
                         let value = point.and_then(|p| p.terms.get(pool)?.get(k).copied()?);
                         if let Some(value) = value {
                             let _ = write!(out, "{value:.3}");
+                        }
+                    }
+                }
+                let slos = outcome.slo_names.get(pool).map_or(0, Vec::len);
+                for s in 0..slos {
+                    let sample = point.and_then(|p| p.slos.get(pool)?.get(s).copied());
+                    for value in sample.unwrap_or_default().values() {
+                        out.push(',');
+                        if let Some(value) = value {
+                            let _ = write!(out, "{value:.4}");
                         }
                     }
                 }

@@ -213,6 +213,43 @@ pub struct Point {
     /// Per pool, for this scaler: each term of its last evaluation, in
     /// [`TermKind`]'s order (`None`: not computed); empty for the other policies.
     pub terms: Vec<Vec<Option<f64>>>,
+    /// Per pool, for this scaler: each SLO's reading at its last evaluation, in the
+    /// config's order (see [`SloSample`]); empty for the other policies.
+    pub slos: Vec<Vec<SloSample>>,
+}
+
+/// What one SLO read at an evaluation: the shares the term judged by, which say why it
+/// acted or did not (`None`: not read, or no request in the window).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SloSample {
+    /// The short window's fixable burn.
+    pub short_fixable_burn: Option<f64>,
+    /// The long window's fixable burn.
+    pub long_fixable_burn: Option<f64>,
+    /// The short window's share of requests no replica count serves in time.
+    pub short_unfixable_ratio: Option<f64>,
+    /// The long window's share of them.
+    pub long_unfixable_ratio: Option<f64>,
+}
+
+impl SloSample {
+    /// The CSV columns, in the order of [`Self::values`].
+    pub const COLUMNS: [&'static str; 4] = [
+        "short_fixable_burn",
+        "long_fixable_burn",
+        "short_unfixable_ratio",
+        "long_unfixable_ratio",
+    ];
+
+    /// The values, in the order of [`Self::COLUMNS`].
+    pub fn values(&self) -> [Option<f64>; 4] {
+        [
+            self.short_fixable_burn,
+            self.long_fixable_burn,
+            self.short_unfixable_ratio,
+            self.long_unfixable_ratio,
+        ]
+    }
 }
 
 /// What a run produced.
@@ -230,6 +267,9 @@ pub struct Outcome {
     pub scale_events: u64,
     /// The timeline, one point per sample.
     pub timeline: Vec<Point>,
+    /// Per pool, the names of the SLOs whose readings [`Point::slos`] holds (this
+    /// scaler's; empty for the other policies).
+    pub slo_names: Vec<Vec<String>>,
     /// Simulated seconds.
     pub simulated: f64,
     /// Failed evaluations of this scaler (the HPA saw an error).
@@ -419,6 +459,8 @@ pub struct Simulation {
     rises: Vec<Vec<crate::demand::control::Rise>>,
     /// The terms of the scaler's last evaluation of each pool (see [`Point::terms`]).
     terms: Vec<Vec<Option<f64>>>,
+    /// The SLO readings of the scaler's last evaluation of each pool (see [`Point::slos`]).
+    slos: Vec<Vec<SloSample>>,
     /// The timeline so far.
     pub timeline: Vec<Point>,
     arrived_in_sample: u64,
@@ -484,6 +526,7 @@ impl Simulation {
             demand: vec![0.0; pools.len()],
             rises: vec![Vec::new(); pools.len()],
             terms: vec![Vec::new(); pools.len()],
+            slos: vec![Vec::new(); pools.len()],
             setup,
             policy,
             lookahead,
@@ -594,6 +637,7 @@ impl Simulation {
                         .collect(),
                     demand: self.demand.clone(),
                     terms: self.terms.clone(),
+                    slos: self.slos.clone(),
                 });
                 self.arrived_in_sample = 0;
                 self.next_sample += self.setup.sample_every;
@@ -627,7 +671,12 @@ impl Simulation {
                     let (metrics, active, asked) = measure(
                         &self.setup,
                         policy,
-                        (index, &mut self.rises[index], &mut self.terms[index]),
+                        (
+                            index,
+                            &mut self.rises[index],
+                            &mut self.terms[index],
+                            &mut self.slos[index],
+                        ),
                         &self.tsdbs[index],
                         now,
                     );
@@ -667,6 +716,21 @@ impl Simulation {
             gpu_hours: replica_seconds * f64::from(self.setup.model.gpus) / 3600.0,
             scale_events: self.pools.iter().map(|p| p.scale_events).sum(),
             timeline: self.timeline,
+            slo_names: match self.policy {
+                Policy::Scaler => self
+                    .setup
+                    .pools
+                    .iter()
+                    .map(|p| {
+                        p.target
+                            .slos
+                            .iter()
+                            .map(|s| s.name.as_str().to_owned())
+                            .collect()
+                    })
+                    .collect(),
+                _ => vec![Vec::new(); self.setup.pools.len()],
+            },
             simulated: self.now,
             evaluation_errors: self.evaluation_errors,
             found: None,
@@ -759,10 +823,11 @@ pub(super) fn step_to(
 fn measure(
     setup: &Setup,
     policy: Policy,
-    (index, rises, terms): (
+    (index, rises, terms, slos): (
         usize,
         &mut Vec<crate::demand::control::Rise>,
         &mut Vec<Option<f64>>,
+        &mut Vec<SloSample>,
     ),
     tsdb: &Tsdb,
     now: f64,
@@ -780,6 +845,21 @@ fn measure(
                 *terms = TermKind::iter()
                     .map(|kind| demand.term(kind).map(|t| t.replicas))
                     .collect();
+                // In the config's order, an SLO that was not read left empty.
+                *slos = pool
+                    .target
+                    .slos
+                    .iter()
+                    .map(|config| {
+                        let read = demand.slos.iter().find(|s| s.name == config.name.as_str());
+                        read.map_or_else(SloSample::default, |s| SloSample {
+                            short_fixable_burn: s.short_fixable_burn,
+                            long_fixable_burn: s.long_fixable_burn,
+                            short_unfixable_ratio: s.short_unfixable_ratio,
+                            long_unfixable_ratio: s.long_unfixable_ratio,
+                        })
+                    })
+                    .collect();
                 let answer = (
                     Ok(vec![MetricValue {
                         value: demand.replicas,
@@ -793,6 +873,7 @@ fn measure(
             }
             Err(_) => {
                 *terms = vec![None; TermKind::iter().count()];
+                slos.clear();
                 (Err(()), None, None)
             }
         };
