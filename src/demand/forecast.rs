@@ -148,6 +148,15 @@ pub fn recent_steps(lead_steps: usize) -> usize {
 /// day (chosen over 3, 6 and 12 windows, see BENCHMARKS.md).
 pub const SCALED_PEAKS_WINDOWS: usize = 6;
 
+/// The most the scaled peaks multiply a past period's peak by: today's hour against a
+/// period's hour beyond this says that period was down for that hour (an outage, a
+/// recording cut short), not that traffic grew. Uncapped, an hour at a hundredth of the
+/// usual rate a day ago made the next day's forecast a hundred times its peak. The
+/// seasonal views' level ratio may span [`LEVEL_RATIO_RANGE`]; this is its width, so a
+/// real change of level is followed as far (a cap of 2 cost a weekly cycle of +-50 % 4 to
+/// 5 % of its error at 30 minutes and 1 hour, see BENCHMARKS.md).
+pub const SCALED_RATIO_MAX: f64 = 4.0;
+
 /// Past periods the scaled peaks need. With one, the candidate is the day-old peak with
 /// all of that day's noise in it, only level-adjusted: on the bundled trace with
 /// `--periods 1` it cost 2 to 3 % of the error at every lead (see BENCHMARKS.md).
@@ -172,7 +181,8 @@ fn scaled_peaks(past: &[PastPeriod], recent: &RecentLevels, steps: usize) -> Opt
             let (now, then) = common
                 .iter()
                 .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
-            (2 * common.len() >= SCALED_PEAKS_WINDOWS && then > 0.0).then(|| p.peak * now / then)
+            (2 * common.len() >= SCALED_PEAKS_WINDOWS && then > 0.0)
+                .then(|| p.peak * (now / then).min(SCALED_RATIO_MAX))
         })
         .collect();
     // One period's peak carries that day's noise whole: a median needs two.
@@ -306,8 +316,9 @@ fn view(past: &[(f64, f64)], level_now: Option<f64>) -> Option<View> {
 /// With recent levels, that forecast, last-value, seasonal-naive and the scaled peaks
 /// are each made again at every one of the last [`RECENT_POINTS`] level windows whose
 /// lead has passed, and scored against the peak that came; the forecast is their mean
-/// weighted by the inverse square of their mean absolute percentage errors: whichever
-/// has been closest lately counts most, and one clearly closer nearly alone. The scaled
+/// weighted by the inverse square of their mean absolute percentage errors, each
+/// leaving out its worst point: whichever has been closest lately counts most, and one
+/// clearly closer nearly alone. The scaled
 /// peaks carry yesterday's shape at today's hourly level: where one daily shape recurs
 /// under noise, they beat both the seasonal views (which read one window's level) and
 /// seasonal-naive (which misses a trend).
@@ -411,6 +422,7 @@ fn history_then(recent: &RecentLevels, steps: usize) -> Option<(HistoryWindow, f
 fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Option<Candidates> {
     let lead = recent.lead_steps.max(1);
     let mut errors = [0.0; 4];
+    let mut worst = [0.0f64; 4];
     let mut made = [0usize; 4];
     for steps in lead..lead + RECENT_POINTS {
         let Some((then, actual)) = history_then(recent, steps) else {
@@ -420,15 +432,25 @@ fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Opti
             continue;
         };
         let rates = candidate_rates(&then, predicted.rate, recent, steps);
-        for ((error, count), rate) in errors.iter_mut().zip(&mut made).zip(rates) {
+        for (i, rate) in rates.into_iter().enumerate() {
             if let Some(rate) = rate {
-                *error += (rate - actual).abs() / actual;
-                *count += 1;
+                let error = (rate - actual).abs() / actual;
+                errors[i] += error;
+                worst[i] = worst[i].max(error);
+                made[i] += 1;
             }
         }
     }
     // The seasonal forecast is made wherever a point is scored at all.
     let points = made[0];
+    // The point every candidate missed most, a change of regime none saw coming, would
+    // make their means alike until it leaves the recent points: each leaves out its worst.
+    for ((error, count), worst) in errors.iter_mut().zip(&mut made).zip(worst) {
+        if *count > MIN_RECENT_POINTS {
+            *error -= worst;
+            *count -= 1;
+        }
+    }
     if points < MIN_RECENT_POINTS {
         return None;
     }
@@ -769,12 +791,72 @@ mod tests {
         assert_eq!(c.points, RECENT_POINTS);
         assert!(close(c.seasonal.rate, 300.0) && close(c.seasonal_naive.rate, 300.0));
         assert!(c.last_value.recent_error < 1e-9, "{c:?}");
-        // Six of the twelve points foresaw 300 for an actual 100.
-        assert!(close(c.seasonal_naive.recent_error, 1.0), "{c:?}");
+        // Six of the twelve points foresaw 300 for an actual 100; one of them, its
+        // worst, is left out.
+        assert!(close(c.seasonal_naive.recent_error, 10.0 / 11.0), "{c:?}");
         assert!(c.last_value.weight > 0.999, "{c:?}");
         assert!((f.rate - 100.0).abs() < 0.1, "{f:?}");
         let total = c.seasonal.weight + c.last_value.weight + c.seasonal_naive.weight;
         assert!(close(total, 1.0));
+    }
+
+    /// Past periods flat at 1,000; today too, until the traffic fell to 1 four level
+    /// windows ago.
+    fn a_drop_four_windows_ago() -> HistoryWindow {
+        let steps = recent_steps(1);
+        let today = (0..steps)
+            .map(|n| Some(if n < 4 { 1.0 } else { 1_000.0 }))
+            .collect();
+        let mut bands = vec![today];
+        bands.extend(std::iter::repeat_n(vec![Some(1_000.0); steps], 3));
+        HistoryWindow {
+            past: past(&[(1_000.0, 1_000.0); 3]),
+            level_now: Some(1.0),
+            long_level_now: 1.0,
+            recent: Some(RecentLevels {
+                bands,
+                lead_steps: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_change_every_candidate_missed_does_not_decide_their_weights() {
+        // Every candidate forecast 1,000 for the first window of the drop. Counted, that
+        // miss outweighed the three windows since, where today's level was exact and the
+        // past periods' peaks were 1,000 times too high, and the forecast stayed near 80.
+        let f = forecast(&a_drop_four_windows_ago()).unwrap();
+        let c = f.candidates.unwrap();
+        assert!(c.last_value.recent_error < 1e-9, "{c:?}");
+        assert!(
+            close(c.seasonal_naive.recent_error, 3.0 * 999.0 / 11.0),
+            "{c:?}"
+        );
+        assert!(f.rate < 2.0, "{f:?}");
+    }
+
+    #[test]
+    fn scaled_peaks_do_not_scale_by_a_past_hour_that_was_down() {
+        // Two past periods with a peak of 200 over the lead; in the first, the hour before
+        // it ran at a hundredth of today's 100.
+        let steps = recent_steps(1);
+        let bands = vec![
+            vec![Some(100.0); steps],
+            vec![Some(1.0); steps],
+            vec![Some(100.0); steps],
+        ];
+        let history = HistoryWindow {
+            past: past(&[(200.0, 1.0), (200.0, 100.0)]),
+            level_now: Some(100.0),
+            long_level_now: 100.0,
+            recent: Some(RecentLevels {
+                bands,
+                lead_steps: 1,
+            }),
+        };
+        let c = forecast(&history).unwrap().candidates.unwrap();
+        // The median of 200 x 4 and 200 x 1, where uncapped it was 200 x 100 and 200.
+        assert!(close(c.scaled_peaks.unwrap().rate, 500.0), "{c:?}");
     }
 
     /// Past periods flat at 100; today 1.3 times that, with each window 0.2 above or
