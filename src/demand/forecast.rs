@@ -316,9 +316,9 @@ fn view(past: &[(f64, f64)], level_now: Option<f64>) -> Option<View> {
 /// With recent levels, that forecast, last-value, seasonal-naive and the scaled peaks
 /// are each made again at every one of the last [`RECENT_POINTS`] level windows whose
 /// lead has passed, and scored against the peak that came; the forecast is their mean
-/// weighted by the inverse square of their mean absolute percentage errors, each
-/// leaving out its worst point: whichever has been closest lately counts most, and one
-/// clearly closer nearly alone. The scaled
+/// weighted by the inverse square of their mean absolute percentage errors, leaving out
+/// the point every candidate missed most: whichever has been closest lately counts most,
+/// and one clearly closer nearly alone. The scaled
 /// peaks carry yesterday's shape at today's hourly level: where one daily shape recurs
 /// under noise, they beat both the seasonal views (which read one window's level) and
 /// seasonal-naive (which misses a trend).
@@ -421,9 +421,7 @@ fn history_then(recent: &RecentLevels, steps: usize) -> Option<(HistoryWindow, f
 /// or cannot be made now, has no weight.
 fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Option<Candidates> {
     let lead = recent.lead_steps.max(1);
-    let mut errors = [0.0; 4];
-    let mut worst = [0.0f64; 4];
-    let mut made = [0usize; 4];
+    let mut points: Vec<[Option<f64>; 4]> = Vec::with_capacity(RECENT_POINTS);
     for steps in lead..lead + RECENT_POINTS {
         let Some((then, actual)) = history_then(recent, steps) else {
             continue;
@@ -432,25 +430,10 @@ fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Opti
             continue;
         };
         let rates = candidate_rates(&then, predicted.rate, recent, steps);
-        for (i, rate) in rates.into_iter().enumerate() {
-            if let Some(rate) = rate {
-                let error = (rate - actual).abs() / actual;
-                errors[i] += error;
-                worst[i] = worst[i].max(error);
-                made[i] += 1;
-            }
-        }
+        points.push(rates.map(|rate| rate.map(|rate| (rate - actual).abs() / actual)));
     }
-    // The seasonal forecast is made wherever a point is scored at all.
-    let points = made[0];
-    // The point every candidate missed most, a change of regime none saw coming, would
-    // make their means alike until it leaves the recent points: each leaves out its worst.
-    for ((error, count), worst) in errors.iter_mut().zip(&mut made).zip(worst) {
-        if *count > MIN_RECENT_POINTS {
-            *error -= worst;
-            *count -= 1;
-        }
-    }
+    let (errors, made) = summed_errors(&points);
+    let points = points.len();
     if points < MIN_RECENT_POINTS {
         return None;
     }
@@ -475,6 +458,40 @@ fn scored(history: &HistoryWindow, recent: &RecentLevels, seasonal: f64) -> Opti
         scaled_peaks: candidate(3),
         points,
     })
+}
+
+/// Each candidate's summed error and the points it was made at, over the scored points
+/// but the one every candidate missed most (the largest of the points' least errors),
+/// where more than [`MIN_RECENT_POINTS`] were scored. That point is a change of regime
+/// none saw coming, such as the first window of an outage: an error of 200,000 % for
+/// each, which would make their means alike until it leaves the recent points.
+fn summed_errors(points: &[[Option<f64>; 4]]) -> ([f64; 4], [usize; 4]) {
+    let least = |point: &[Option<f64>; 4]| {
+        point
+            .iter()
+            .flatten()
+            .copied()
+            .reduce(f64::min)
+            .unwrap_or(0.0)
+    };
+    let shared_miss = (points.len() > MIN_RECENT_POINTS)
+        .then(|| (0..points.len()).max_by(|&a, &b| least(&points[a]).total_cmp(&least(&points[b]))))
+        .flatten()
+        .filter(|&n| least(&points[n]) > 0.0);
+    let mut errors = [0.0; 4];
+    let mut made = [0usize; 4];
+    for (n, point) in points.iter().enumerate() {
+        if Some(n) == shared_miss {
+            continue;
+        }
+        for (i, error) in point.iter().enumerate() {
+            if let Some(error) = error {
+                errors[i] += error;
+                made[i] += 1;
+            }
+        }
+    }
+    (errors, made)
 }
 
 /// Replays the seasonal forecast at the same time in each past period from the periods
@@ -791,9 +808,9 @@ mod tests {
         assert_eq!(c.points, RECENT_POINTS);
         assert!(close(c.seasonal.rate, 300.0) && close(c.seasonal_naive.rate, 300.0));
         assert!(c.last_value.recent_error < 1e-9, "{c:?}");
-        // Six of the twelve points foresaw 300 for an actual 100; one of them, its
-        // worst, is left out.
-        assert!(close(c.seasonal_naive.recent_error, 10.0 / 11.0), "{c:?}");
+        // Six of the twelve points foresaw 300 for an actual 100. Today's level was
+        // exact at each, so none was missed by every candidate, and none is left out.
+        assert!(close(c.seasonal_naive.recent_error, 1.0), "{c:?}");
         assert!(c.last_value.weight > 0.999, "{c:?}");
         assert!((f.rate - 100.0).abs() < 0.1, "{f:?}");
         let total = c.seasonal.weight + c.last_value.weight + c.seasonal_naive.weight;
