@@ -373,3 +373,46 @@ fn bad_input_names_the_flag_or_line_and_what_is_allowed() {
         forecast_eval(&["--trace", SERVEGEN, "--lead", "10m", "--points", unwritable]);
     assert!(!ok && stderr.contains(unwritable), "{stderr}");
 }
+
+/// The bundled trace with an outage: from day 10's 10:00, eleven windows at 0.3 % of
+/// their rate, the sixth not recorded at all.
+fn an_outage(dir: &Path) -> (String, usize) {
+    let mut rates = read_rates(SERVEGEN);
+    let start = 9 * 144 + 60;
+    for rate in &mut rates[start..start + 11] {
+        *rate *= 0.003;
+    }
+    rates[start + 5] = 0.0;
+    (write_rates(dir, "outage.csv", &rates), start)
+}
+
+#[test]
+fn an_outage_is_followed_once_the_lead_has_passed_over_its_first_window() {
+    // Every method forecast the usual rate for the outage's first window. Counted in the
+    // candidates' recent errors, that one miss made them alike for two hours, and the
+    // forecast stayed tens to hundreds of times over the outage's rate for its whole
+    // length; left out, today's level (exact since) takes the forecast.
+    let dir = tempfile::tempdir().unwrap();
+    let (trace, start) = an_outage(dir.path());
+    let points = dir.path().join("points.csv");
+    let points_arg = points.to_string_lossy().into_owned();
+    let (ok, _, stderr) =
+        forecast_eval(&["--trace", &trace, "--lead", "10m", "--points", &points_arg]);
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&points).unwrap();
+    let mut followed = 0;
+    for line in text.lines().skip(1) {
+        let row: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        let window = row[0] as usize;
+        if (start + 2..start + 11).contains(&window) {
+            let (actual, shipped) = (row[2], row[3]);
+            assert!(
+                shipped < 2.0 * actual,
+                "window {window}: {shipped} for {actual}"
+            );
+            followed += 1;
+        }
+    }
+    // The gap and the window after it are not scored.
+    assert_eq!(followed, 7, "{text}");
+}
