@@ -318,10 +318,10 @@ fn view(past: &[(f64, f64)], level_now: Option<f64>) -> Option<View> {
 /// lead has passed, and scored against the peak that came; the forecast is their mean
 /// weighted by the inverse square of their mean absolute percentage errors, leaving out
 /// the point every candidate missed most: whichever has been closest lately counts most,
-/// and one clearly closer nearly alone. The scaled
-/// peaks carry yesterday's shape at today's hourly level: where one daily shape recurs
-/// under noise, they beat both the seasonal views (which read one window's level) and
-/// seasonal-naive (which misses a trend).
+/// and one clearly closer nearly alone. The scaled peaks carry yesterday's shape at
+/// today's hourly level: where one daily shape recurs under noise, they beat both the
+/// seasonal views (which read one window's level) and seasonal-naive (which misses a
+/// trend).
 pub fn forecast(history: &HistoryWindow) -> Option<Forecast> {
     let mut f = blended(history)?;
     if let Some(recent) = &history.recent
@@ -820,16 +820,20 @@ mod tests {
     /// Past periods flat at 1,000; today too, until the traffic fell to 1 four level
     /// windows ago.
     fn a_drop_four_windows_ago() -> HistoryWindow {
-        let steps = recent_steps(1);
-        let today = (0..steps)
-            .map(|n| Some(if n < 4 { 1.0 } else { 1_000.0 }))
-            .collect();
-        let mut bands = vec![today];
-        bands.extend(std::iter::repeat_n(vec![Some(1_000.0); steps], 3));
+        let today = (0..recent_steps(1)).map(|n| if n < 4 { 1.0 } else { 1_000.0 });
+        flat_past_and(today.collect(), 1_000.0, 1.0)
+    }
+
+    /// Three past periods flat at `past_level` (their peaks too) and today's recent
+    /// levels `today` (latest first, `today[0]` the level now), a lead of one window.
+    fn flat_past_and(today: Vec<f64>, past_level: f64, long_level_now: f64) -> HistoryWindow {
+        let steps = today.len();
+        let mut bands = vec![today.iter().copied().map(Some).collect()];
+        bands.extend(std::iter::repeat_n(vec![Some(past_level); steps], 3));
         HistoryWindow {
-            past: past(&[(1_000.0, 1_000.0); 3]),
-            level_now: Some(1.0),
-            long_level_now: 1.0,
+            past: past(&[(past_level, past_level); 3]),
+            level_now: Some(today[0]),
+            long_level_now,
             recent: Some(RecentLevels {
                 bands,
                 lead_steps: 1,
@@ -879,21 +883,8 @@ mod tests {
     /// Past periods flat at 100; today 1.3 times that, with each window 0.2 above or
     /// below in turn (1.5 at the latest).
     fn steady_past_noisy_today() -> HistoryWindow {
-        let steps = recent_steps(1);
-        let today = (0..steps)
-            .map(|n| Some(100.0 * if n % 2 == 0 { 1.5 } else { 1.1 }))
-            .collect();
-        let mut bands = vec![today];
-        bands.extend(std::iter::repeat_n(vec![Some(100.0); steps], 3));
-        HistoryWindow {
-            past: past(&[(100.0, 100.0); 3]),
-            level_now: Some(150.0),
-            long_level_now: 370.0 / 3.0,
-            recent: Some(RecentLevels {
-                bands,
-                lead_steps: 1,
-            }),
-        }
+        let today = (0..recent_steps(1)).map(|n| 100.0 * if n % 2 == 0 { 1.5 } else { 1.1 });
+        flat_past_and(today.collect(), 100.0, 370.0 / 3.0)
     }
 
     #[test]
